@@ -1,0 +1,107 @@
+//! Jira issue-key extraction, with GitLab's rule (`\b([A-Z][A-Z_0-9]+-\d+)`), so that the same texts
+//! link the same issues as GitLab's own app.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+/// Jira accepts at most this many issue keys on one entity (`issueKeys` is `[1..500]`).
+pub const MAX_KEYS_PER_ENTITY: usize = 500;
+
+// ASCII word boundary: GitLab's Ruby `\b` does not treat non-ASCII letters as word characters.
+static KEY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?-u:\b)([A-Z][A-Z_0-9]+-[0-9]+)").expect("static regex"));
+
+/// The issue keys in `texts`, in order of first appearance, without duplicates, at most
+/// [`MAX_KEYS_PER_ENTITY`]. The texts are scanned as if joined by a space, as GitLab does.
+pub fn extract<'a>(texts: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    for text in texts {
+        for m in KEY.captures_iter(text) {
+            let key = &m[1];
+            if keys.len() == MAX_KEYS_PER_ENTITY {
+                return keys;
+            }
+            if !keys.iter().any(|k| k == key) {
+                keys.push(key.to_owned());
+            }
+        }
+    }
+    keys
+}
+
+/// Whether any of `texts` mentions an issue key.
+pub fn mentions_key<'a>(texts: impl IntoIterator<Item = &'a str>) -> bool {
+    texts.into_iter().any(|t| KEY.is_match(t))
+}
+
+/// Appends `extra` keys that are not in `keys` yet, keeping the per-entity cap.
+pub fn merge(keys: &mut Vec<String>, extra: &[String]) {
+    for k in extra {
+        if keys.len() == MAX_KEYS_PER_ENTITY {
+            break;
+        }
+        if !keys.contains(k) {
+            keys.push(k.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table() {
+        let cases: &[(&str, &[&str])] = &[
+            ("", &[]),
+            ("PROJ-7", &["PROJ-7"]),
+            ("feature/PROJ-7-login", &["PROJ-7"]),
+            ("fix PROJ-8: login", &["PROJ-8"]),
+            ("JRA-123 with JRA-123 and TBD-123", &["JRA-123", "TBD-123"]),
+            ("jra-123", &[]),                 // GitLab's rule is case-sensitive
+            ("F-67-my-feature", &[]),         // one-letter project part
+            ("2PAC-123", &[]),                // starts with a digit
+            ("J42-123", &["J42-123"]),
+            ("ABC_DEF-1", &["ABC_DEF-1"]),    // underscore is part of the project key
+            ("xABC-1", &[]),                  // no word boundary before the key
+            ("[ABC-1]", &["ABC-1"]),
+            ("(ABC-12), DEF-3.", &["ABC-12", "DEF-3"]),
+            ("café-ABC-1", &["ABC-1"]),
+            ("prefix-kebab-JRA-123", &["JRA-123"]),
+            ("JRA-123-suffix", &["JRA-123"]),
+            ("CVE-2021-1234", &["CVE-2021"]), // GitLab's current rule matches these too
+        ];
+        for (input, want) in cases {
+            assert_eq!(extract([*input]), *want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn texts_are_joined_and_deduplicated_across_inputs() {
+        assert_eq!(extract(["ABC-1 x", "ABC-1 DEF-2", "GHI-3"]), ["ABC-1", "DEF-2", "GHI-3"]);
+        assert!(mentions_key(["nothing", "see QA-9"]));
+        assert!(!mentions_key(["nothing", "here-1"]));
+    }
+
+    #[test]
+    fn capped_at_jira_limit() {
+        let text: String = (1..=600).map(|n| format!("AB-{n} ")).collect();
+        let keys = extract([text.as_str()]);
+        assert_eq!(keys.len(), MAX_KEYS_PER_ENTITY);
+        assert_eq!(keys[499], "AB-500");
+        let mut merged = keys.clone();
+        merge(&mut merged, &["ZZ-1".to_owned()]);
+        assert_eq!(merged.len(), MAX_KEYS_PER_ENTITY);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_key_matches_jiras_pattern(s in "[A-Z0-9_a-z /é-]{0,80}") {
+            let jira = Regex::new(r"^\p{L}[\p{L}\p{Nd}_]+-\p{Nd}+$").unwrap();
+            for k in extract([s.as_str()]) {
+                proptest::prop_assert!(jira.is_match(&k), "{k}");
+            }
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! The pure core of gitlab-for-jira: everything that decides *what* to send, with no I/O.
+//!
+//! - [`issue_keys`]: GitLab's Jira issue-key rule.
+//! - [`qsh`] and [`connect_jwt`]: Atlassian Connect request hashing and JWTs.
+//! - [`gitlab`]: typed GitLab webhook payloads (what arrives).
+//! - [`jira`]: typed Jira Software Cloud request bodies (what leaves).
+//! - [`mapping`]: GitLab objects → Jira entities, with the id rules of `interface.md`.
+//! - [`backoff`]: the retry schedule the durable queue applies.
+//!
+//! Everything here is deterministic given its inputs (time is passed in), so it is table-tested.
+
+pub mod backoff;
+pub mod connect_jwt;
+pub mod gitlab;
+pub mod issue_keys;
+pub mod jira;
+pub mod mapping;
+pub mod qsh;
+pub mod url_pattern;

@@ -1,0 +1,254 @@
+//! GitLab objects → Jira entities. Ids follow `interface.md` (and GitLab's own app): repository id =
+//! project id, commit id = full SHA, branch id = hex SHA-256 of the branch name.
+
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::gitlab::{Commit as GlCommit, Project, PushEvent};
+use crate::issue_keys;
+use crate::jira::{self, DevinfoRequest, OperationType, ProviderMetadata, Repository};
+use crate::qsh::hex;
+
+/// Jira's branch id: lower-case hex SHA-256 of the branch name.
+pub fn branch_id(name: &str) -> String {
+    hex(&Sha256::digest(name.as_bytes()))
+}
+
+/// What one push means for Jira.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PushAction {
+    /// Nothing in the push mentions an issue key.
+    Nothing,
+    /// The branch was deleted: remove it from Jira (harmless when Jira never had it).
+    DeleteBranch { repository_id: String, branch_id: String },
+    /// Store these commits and branches.
+    Store(DevinfoRequest),
+}
+
+/// The branch tip is not among the pushed commits (e.g. a new branch with no new commits); fetch this
+/// commit from GitLab and map again with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeedsTipCommit(pub String);
+
+/// Maps a push. Commits are sent when their message or the branch name has a key (a commit pushed to an
+/// issue branch is that issue's work); the branch is sent when its name or one of its pushed commits has a
+/// key, except the default branch, which is sent only when its own name has one.
+pub fn map_push(push: &PushEvent, seq: i64, tip: Option<&GlCommit>) -> Result<PushAction, NeedsTipCommit> {
+    let Some(branch) = push.branch() else { return Ok(PushAction::Nothing) };
+    let repository_id = push.project.id.to_string();
+    if push.deletes_ref() {
+        return Ok(PushAction::DeleteBranch { repository_id, branch_id: branch_id(branch) });
+    }
+    let branch_keys = issue_keys::extract([branch]);
+    let mut commits = Vec::new();
+    let mut keys_from_commits = Vec::new();
+    for c in &push.commits {
+        let mut keys = issue_keys::extract([c.message.as_str()]);
+        issue_keys::merge(&mut keys_from_commits, &keys);
+        issue_keys::merge(&mut keys, &branch_keys);
+        if !keys.is_empty() {
+            commits.push(commit(c, keys, seq));
+        }
+    }
+    let is_default = push.project.default_branch.as_deref() == Some(branch);
+    let mut keys = branch_keys.clone();
+    if !is_default {
+        issue_keys::merge(&mut keys, &keys_from_commits);
+    }
+    let mut branches = Vec::new();
+    if !keys.is_empty() {
+        let tip_sha = push.checkout_sha.clone().unwrap_or_else(|| push.after.clone());
+        let tip = push.commits.iter().find(|c| c.id == tip_sha).or(tip.filter(|c| c.id == tip_sha));
+        let Some(tip) = tip else { return Err(NeedsTipCommit(tip_sha)) };
+        let mut tip_keys = issue_keys::extract([tip.message.as_str()]);
+        issue_keys::merge(&mut tip_keys, &keys);
+        branches.push(jira::Branch {
+            id: branch_id(branch),
+            issue_keys: keys,
+            update_sequence_id: seq,
+            name: branch.to_owned(),
+            last_commit: commit(tip, tip_keys, seq),
+            url: format!("{}/-/commits/{}", push.project.web_url, branch),
+            create_pull_request_url: Some(format!(
+                "{}/-/merge_requests/new?merge_request%5Bsource_branch%5D={}",
+                push.project.web_url,
+                url::form_urlencoded::byte_serialize(branch.as_bytes()).collect::<String>()
+            )),
+        });
+    }
+    if commits.is_empty() && branches.is_empty() {
+        return Ok(PushAction::Nothing);
+    }
+    // Pushes carry at most 20 commits, far below Jira's 400 per type; keep the invariant anyway.
+    commits.truncate(jira::MAX_PER_TYPE_PER_REPOSITORY);
+    Ok(PushAction::Store(devinfo(repository(&push.project, seq, commits, branches), OperationType::Normal)))
+}
+
+fn repository(p: &Project, seq: i64, commits: Vec<jira::Commit>, branches: Vec<jira::Branch>) -> Repository {
+    Repository {
+        id: p.id.to_string(),
+        name: p.name.clone(),
+        url: p.web_url.clone(),
+        update_sequence_id: seq,
+        avatar: p.avatar_url.clone().filter(|a| a.starts_with("http")),
+        commits,
+        branches,
+    }
+}
+
+fn devinfo(repo: Repository, operation_type: OperationType) -> DevinfoRequest {
+    DevinfoRequest {
+        repositories: vec![repo],
+        prevent_transitions: false,
+        operation_type,
+        properties: Default::default(),
+        provider_metadata: ProviderMetadata::ours(),
+    }
+}
+
+/// A GitLab commit as a Jira commit with the given keys.
+pub fn commit(c: &GlCommit, issue_keys: Vec<String>, seq: i64) -> jira::Commit {
+    let email = Some(c.author.email.clone()).filter(|e| !e.is_empty() && e != "[REDACTED]");
+    jira::Commit {
+        id: c.id.clone(),
+        issue_keys,
+        update_sequence_id: seq,
+        display_id: c.id.chars().take(8).collect(),
+        message: c.message.chars().take(jira::MAX_MESSAGE_CHARS).collect(),
+        author: jira::Author { name: c.author.name.clone(), email },
+        file_count: (c.added.len() + c.modified.len() + c.removed.len()).try_into().unwrap_or(i32::MAX),
+        url: c.url.clone(),
+        author_timestamp: to_utc_iso8601(&c.timestamp),
+    }
+}
+
+/// GitLab timestamps carry an offset (`2011-12-12T14:27:31+02:00`); Jira wants UTC. Unparseable input is
+/// passed through unchanged so that Jira, not we, decides about it.
+pub fn to_utc_iso8601(ts: &str) -> String {
+    OffsetDateTime::parse(ts, &Rfc3339)
+        .ok()
+        .and_then(|t| t.to_offset(time::UtcOffset::UTC).format(&Rfc3339).ok())
+        .unwrap_or_else(|| ts.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gitlab::{CommitAuthor, NULL_SHA};
+
+    fn gl_commit(id: &str, message: &str) -> GlCommit {
+        GlCommit {
+            id: id.to_owned(),
+            message: message.to_owned(),
+            title: message.lines().next().unwrap_or("").to_owned(),
+            timestamp: "2026-11-27T10:00:00+02:00".to_owned(),
+            url: format!("https://gitlab.example/g/p/-/commit/{id}"),
+            author: CommitAuthor { name: "Ada".into(), email: "ada@example.com".into() },
+            added: vec!["a.rs".into()],
+            modified: vec!["b.rs".into(), "c.rs".into()],
+            removed: vec![],
+        }
+    }
+
+    fn push(branch: &str, commits: Vec<GlCommit>) -> PushEvent {
+        let after = commits.last().map(|c| c.id.clone()).unwrap_or_else(|| "f".repeat(40));
+        PushEvent {
+            object_kind: "push".into(),
+            before: "a".repeat(40),
+            after: after.clone(),
+            git_ref: format!("refs/heads/{branch}"),
+            checkout_sha: Some(after),
+            user_username: None,
+            project_id: 15,
+            project: Project {
+                id: 15,
+                name: "api".into(),
+                web_url: "https://gitlab.example/g/api".into(),
+                path_with_namespace: "g/api".into(),
+                default_branch: Some("main".into()),
+                avatar_url: None,
+            },
+            total_commits_count: commits.len() as i64,
+            commits,
+        }
+    }
+
+    fn stored(a: PushAction) -> Repository {
+        match a {
+            PushAction::Store(mut r) => r.repositories.remove(0),
+            other => panic!("expected Store, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn issue_branch_with_two_commits() {
+        let p = push("feature/PROJ-7-login", vec![gl_commit(&"1".repeat(40), "start"), gl_commit(&"2".repeat(40), "fix PROJ-8")]);
+        let repo = stored(map_push(&p, 42, None).unwrap());
+        assert_eq!(repo.id, "15");
+        let keys: Vec<_> = repo.commits.iter().map(|c| c.issue_keys.clone()).collect();
+        assert_eq!(keys, vec![vec!["PROJ-7"], vec!["PROJ-8", "PROJ-7"]]);
+        let b = &repo.branches[0];
+        assert_eq!(b.id, branch_id("feature/PROJ-7-login"));
+        assert_eq!(b.issue_keys, ["PROJ-7", "PROJ-8"]);
+        assert_eq!(b.last_commit.id, "2".repeat(40));
+        assert_eq!(b.url, "https://gitlab.example/g/api/-/commits/feature/PROJ-7-login");
+        assert_eq!(
+            b.create_pull_request_url.as_deref(),
+            Some("https://gitlab.example/g/api/-/merge_requests/new?merge_request%5Bsource_branch%5D=feature%2FPROJ-7-login")
+        );
+        let c = &repo.commits[1];
+        assert_eq!((c.display_id.as_str(), c.file_count, c.author_timestamp.as_str()), ("22222222", 3, "2026-11-27T08:00:00Z"));
+        assert_eq!(c.update_sequence_id, 42);
+    }
+
+    #[test]
+    fn default_branch_is_not_attached_to_commit_keys() {
+        let p = push("main", vec![gl_commit(&"1".repeat(40), "PROJ-1 fix"), gl_commit(&"2".repeat(40), "no key")]);
+        let repo = stored(map_push(&p, 1, None).unwrap());
+        assert_eq!(repo.commits.len(), 1);
+        assert!(repo.branches.is_empty());
+    }
+
+    #[test]
+    fn plain_branch_takes_keys_of_its_commits() {
+        let p = push("topic", vec![gl_commit(&"1".repeat(40), "QA-3 tests")]);
+        let repo = stored(map_push(&p, 1, None).unwrap());
+        assert_eq!(repo.branches[0].issue_keys, ["QA-3"]);
+    }
+
+    #[test]
+    fn nothing_without_keys_and_deletion_and_tags() {
+        assert_eq!(map_push(&push("topic", vec![gl_commit(&"1".repeat(40), "wip")]), 1, None), Ok(PushAction::Nothing));
+        let mut d = push("feature/PROJ-7", vec![]);
+        d.after = NULL_SHA.into();
+        assert_eq!(
+            map_push(&d, 1, None),
+            Ok(PushAction::DeleteBranch { repository_id: "15".into(), branch_id: branch_id("feature/PROJ-7") })
+        );
+        let mut t = push("x", vec![]);
+        t.git_ref = "refs/tags/v1-PROJ-1".into();
+        assert_eq!(map_push(&t, 1, None), Ok(PushAction::Nothing));
+    }
+
+    #[test]
+    fn new_branch_without_commits_needs_its_tip() {
+        let p = push("PROJ-9-new", vec![]);
+        let tip_sha = "f".repeat(40);
+        assert_eq!(map_push(&p, 1, None), Err(NeedsTipCommit(tip_sha.clone())));
+        let tip = gl_commit(&tip_sha, "base");
+        let repo = stored(map_push(&p, 1, Some(&tip)).unwrap());
+        assert_eq!(repo.branches[0].last_commit.issue_keys, ["PROJ-9"]);
+        assert!(repo.commits.is_empty());
+    }
+
+    #[test]
+    fn long_messages_are_cut_and_redacted_emails_dropped() {
+        let mut c = gl_commit(&"1".repeat(40), &format!("PROJ-1 {}", "é".repeat(2000)));
+        c.author.email = "[REDACTED]".into();
+        let j = commit(&c, vec!["PROJ-1".into()], 1);
+        assert_eq!(j.message.chars().count(), jira::MAX_MESSAGE_CHARS);
+        assert_eq!(j.author.email, None);
+        assert_eq!(to_utc_iso8601("garbage"), "garbage");
+    }
+}

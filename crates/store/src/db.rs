@@ -1,0 +1,137 @@
+use std::sync::Arc;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+use tokio::sync::Notify;
+
+use crate::StoreError;
+use crate::crypto::Cipher;
+
+/// Which engine a [`Store`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The database, its engine, the secrets cipher and the queue's wake-up signal.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub(crate) pool: AnyPool,
+    backend: Backend,
+    pub(crate) cipher: Cipher,
+    pub(crate) wake: Arc<Notify>,
+}
+
+impl Store {
+    /// Opens (creating a SQLite file if missing) and migrates. `encryption_key` is base64 of 32 bytes; when
+    /// absent, SQLite uses `<database file>.key` (created on first use) and PostgreSQL refuses to start.
+    pub async fn open(url: &str, encryption_key: Option<&str>) -> Result<Self, StoreError> {
+        install_default_drivers();
+        let backend = backend_of(url)?;
+        let cipher = match (encryption_key, backend) {
+            (Some(k), _) => Cipher::from_base64(k)?,
+            (None, Backend::Sqlite) => Cipher::from_key_file(&sqlite_key_path(url))?,
+            (None, Backend::Postgres) => {
+                return Err(StoreError::Config("GFJ_ENCRYPTION_KEY is required with PostgreSQL".into()));
+            }
+        };
+        let pool = match backend {
+            Backend::Sqlite => {
+                let url = if url.contains('?') { format!("{url}&mode=rwc") } else { format!("{url}?mode=rwc") };
+                AnyPoolOptions::new()
+                    .max_connections(4)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // WAL so readers never block the writer; FULL so a 2xx means the event
+                            // reached the disk (group commit keeps this cheap, see intake.rs).
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
+                    .await?
+            }
+            Backend::Postgres => AnyPoolOptions::new().max_connections(16).connect(url).await?,
+        };
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        Ok(Self { pool, backend, cipher, wake: Arc::new(Notify::new()) })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Whether the database answers and every migration this build knows is applied.
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = TRUE")
+            .fetch_one(&self.pool)
+            .await?;
+        let known = match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.iter().count(),
+            Backend::Postgres => POSTGRES_MIGRATIONS.iter().count(),
+        } as i64;
+        if applied < known {
+            return Err(StoreError::Config(format!("{applied} of {known} migrations applied")));
+        }
+        Ok(())
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`), which
+    /// avoids the deferred-upgrade deadlock where `busy_timeout` does not apply.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn backend_of(url: &str) -> Result<Backend, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Backend::Sqlite)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Backend::Postgres)
+    } else {
+        Err(StoreError::Config("GFJ_DATABASE_URL must start with sqlite:// or postgres://".into()))
+    }
+}
+
+fn sqlite_key_path(url: &str) -> std::path::PathBuf {
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or(path);
+    format!("{path}.key").into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(backend_of("sqlite://x.db").unwrap(), Backend::Sqlite);
+        assert_eq!(backend_of("postgres://u@h/db").unwrap(), Backend::Postgres);
+        assert!(backend_of("mysql://h/db").is_err());
+        assert_eq!(sqlite_key_path("sqlite://data/x.db?mode=rwc"), std::path::PathBuf::from("data/x.db.key"));
+    }
+
+    #[test]
+    fn both_migration_trees_have_the_same_versions() {
+        let v = |m: &sqlx::migrate::Migrator| m.iter().map(|m| (m.version, m.description.clone())).collect::<Vec<_>>();
+        assert_eq!(v(&SQLITE_MIGRATIONS), v(&POSTGRES_MIGRATIONS));
+    }
+}

@@ -1,0 +1,109 @@
+//! Jira sites that installed the app through Atlassian Connect.
+
+use sqlx::Row;
+
+use crate::{Store, StoreError};
+
+#[derive(Clone, PartialEq)]
+pub struct Installation {
+    pub client_key: String,
+    pub base_url: String,
+    pub display_url: Option<String>,
+    pub shared_secret: String,
+}
+
+impl std::fmt::Debug for Installation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Installation")
+            .field("client_key", &self.client_key)
+            .field("base_url", &self.base_url)
+            .field("display_url", &self.display_url)
+            .field("shared_secret", &"<redacted>")
+            .finish()
+    }
+}
+
+fn secret_context(client_key: &str) -> String {
+    format!("installations.shared_secret:{client_key}")
+}
+
+impl Store {
+    /// Stores an install, or replaces secret and URLs of a known `clientKey` (reinstall).
+    pub async fn upsert_installation(&self, i: &Installation, now_ms: i64) -> Result<(), StoreError> {
+        let secret = self.cipher.encrypt(i.shared_secret.as_bytes(), &secret_context(&i.client_key))?;
+        sqlx::query(
+            "INSERT INTO installations (client_key, base_url, display_url, shared_secret, installed_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $5)
+             ON CONFLICT (client_key) DO UPDATE SET base_url = excluded.base_url,
+                 display_url = excluded.display_url, shared_secret = excluded.shared_secret,
+                 updated_at = excluded.updated_at",
+        )
+        .bind(&i.client_key)
+        .bind(&i.base_url)
+        .bind(&i.display_url)
+        .bind(secret)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn installation(&self, client_key: &str) -> Result<Option<Installation>, StoreError> {
+        let row = sqlx::query("SELECT client_key, base_url, display_url, shared_secret FROM installations WHERE client_key = $1")
+            .bind(client_key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| self.installation_from_row(&r)).transpose()
+    }
+
+    /// Finds a site by `clientKey` or by its base URL (trailing slash ignored).
+    pub async fn find_installation(&self, site: &str) -> Result<Option<Installation>, StoreError> {
+        if let Some(i) = self.installation(site).await? {
+            return Ok(Some(i));
+        }
+        let row = sqlx::query("SELECT client_key, base_url, display_url, shared_secret FROM installations WHERE base_url = $1")
+            .bind(site.trim_end_matches('/'))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| self.installation_from_row(&r)).transpose()
+    }
+
+    pub async fn installations(&self) -> Result<Vec<Installation>, StoreError> {
+        let rows = sqlx::query("SELECT client_key, base_url, display_url, shared_secret FROM installations ORDER BY client_key")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| self.installation_from_row(r)).collect()
+    }
+
+    /// Removes an installation with its secret and every subscription (and their hook records).
+    /// Returns whether it existed.
+    pub async fn delete_installation(&self, client_key: &str) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "DELETE FROM subscription_hooks WHERE subscription_id IN (SELECT id FROM subscriptions WHERE client_key = $1)",
+        )
+        .bind(client_key)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM subscriptions WHERE client_key = $1").bind(client_key).execute(&mut *tx).await?;
+        let n = sqlx::query("DELETE FROM installations WHERE client_key = $1")
+            .bind(client_key)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    fn installation_from_row(&self, r: &sqlx::any::AnyRow) -> Result<Installation, StoreError> {
+        let client_key: String = r.try_get("client_key")?;
+        let secret: Vec<u8> = r.try_get("shared_secret")?;
+        let secret = self.cipher.decrypt(&secret, &secret_context(&client_key))?;
+        Ok(Installation {
+            base_url: r.try_get("base_url")?,
+            display_url: r.try_get("display_url")?,
+            shared_secret: String::from_utf8(secret).map_err(|_| StoreError::Crypto("secret is not UTF-8".into()))?,
+            client_key,
+        })
+    }
+}

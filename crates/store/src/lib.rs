@@ -1,0 +1,40 @@
+//! Storage: one SQL code path over SQLite (embedded default) and PostgreSQL (several replicas).
+//!
+//! - [`Store`]: the pool, the backend, the secrets cipher; opened with [`Store::open`], which migrates.
+//! - [`crypto`]: AES-256-GCM for secrets at rest.
+//! - [`installations`], [`subscriptions`]: Jira sites and linked GitLab groups.
+//! - [`queue`]: the durable job queue (enqueue, claim with a lease, complete, retry, dead-letter).
+//! - [`intake`]: group commit of webhook deliveries into the queue.
+//!
+//! Both engines run the same statements through sqlx's `Any` driver; the few places where the dialects
+//! differ (`FOR UPDATE SKIP LOCKED`, `BEGIN IMMEDIATE`) branch on [`Backend`].
+
+pub mod clock;
+pub mod crypto;
+mod db;
+pub mod installations;
+pub mod intake;
+pub mod queue;
+pub mod subscriptions;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use db::{Backend, Store};
+
+/// Everything the store can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("encryption: {0}")]
+    Crypto(String),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the store is shutting down")]
+    Closed,
+}

@@ -1,0 +1,255 @@
+//! The durable job queue, in the same database as everything else.
+//!
+//! Jobs are claimed with a *lease* (`locked_by`, `locked_until`) in one atomic statement, not by holding a
+//! row lock for the job's duration: SQLite allows one writer at a time, and on PostgreSQL a lock held
+//! across a Jira call would pin a connection. A worker that dies mid-job simply lets its lease run out and
+//! the job is claimed again. Completing deletes the row only if the lease is still ours, so a job whose
+//! lease was taken over cannot be completed twice.
+
+use sqlx::Row;
+
+use crate::{Backend, Store, StoreError};
+
+/// A job to insert.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub kind: String,
+    pub payload: String,
+    /// Jobs with the same key are inserted once (e.g. GitLab's `Idempotency-Key`).
+    pub dedup_key: Option<String>,
+    pub run_at: i64,
+    pub max_attempts: i64,
+}
+
+/// A claimed job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub payload: String,
+    /// Attempts made, this one included.
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub created_at: i64,
+}
+
+/// What the queue holds right now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueStats {
+    pub ready: i64,
+    pub scheduled: i64,
+    pub running: i64,
+    pub dead: i64,
+    /// Age in milliseconds of the oldest job that is due and not running.
+    pub oldest_ready_age_ms: i64,
+}
+
+/// A job's row as an operator sees it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobInfo {
+    pub id: i64,
+    pub kind: String,
+    pub attempts: i64,
+    pub run_at: i64,
+    pub last_error: Option<String>,
+    pub dead_at: Option<i64>,
+}
+
+pub const DEFAULT_MAX_ATTEMPTS: i64 = 20;
+
+impl Store {
+    /// Inserts jobs in one transaction (one fsync for all of them) and wakes the workers. Returns how many
+    /// rows were new (duplicates by `dedup_key` are skipped).
+    pub async fn enqueue(&self, jobs: &[NewJob], now_ms: i64) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut inserted = 0;
+        for j in jobs {
+            inserted += sqlx::query(
+                "INSERT INTO jobs (kind, payload, dedup_key, run_at, max_attempts, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (dedup_key) DO NOTHING",
+            )
+            .bind(&j.kind)
+            .bind(&j.payload)
+            .bind(&j.dedup_key)
+            .bind(j.run_at)
+            .bind(j.max_attempts)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        if inserted > 0 {
+            self.wake.notify_waiters();
+        }
+        Ok(inserted)
+    }
+
+    /// Claims up to `limit` due jobs for `worker` until `now_ms + lease_ms`.
+    pub async fn claim(&self, worker: &str, now_ms: i64, lease_ms: i64, limit: i64) -> Result<Vec<Job>, StoreError> {
+        let lock = match self.backend() {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE jobs SET locked_by = $1, locked_until = $2, attempts = attempts + 1
+             WHERE id IN (SELECT id FROM jobs
+                          WHERE dead_at IS NULL AND run_at <= $3 AND (locked_until IS NULL OR locked_until < $3)
+                          ORDER BY run_at, id LIMIT $4 {lock})
+             RETURNING id, kind, payload, attempts, max_attempts, created_at"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(worker)
+            .bind(now_ms + lease_ms)
+            .bind(now_ms)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut jobs = rows
+            .iter()
+            .map(|r| {
+                Ok(Job {
+                    id: r.try_get("id")?,
+                    kind: r.try_get("kind")?,
+                    payload: r.try_get("payload")?,
+                    attempts: r.try_get("attempts")?,
+                    max_attempts: r.try_get("max_attempts")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        jobs.sort_by_key(|j| j.id);
+        Ok(jobs)
+    }
+
+    /// Extends a running job's lease. Returns false when the lease was lost.
+    pub async fn extend_lease(&self, job_id: i64, worker: &str, until_ms: i64) -> Result<bool, StoreError> {
+        let n = sqlx::query("UPDATE jobs SET locked_until = $3 WHERE id = $1 AND locked_by = $2")
+            .bind(job_id)
+            .bind(worker)
+            .bind(until_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Removes a finished job. Returns false when the lease was lost (someone else owns it now).
+    pub async fn complete(&self, job_id: i64, worker: &str) -> Result<bool, StoreError> {
+        let n = sqlx::query("DELETE FROM jobs WHERE id = $1 AND locked_by = $2")
+            .bind(job_id)
+            .bind(worker)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Records a failed attempt and schedules the next one at `retry_at_ms`; after the last attempt, or
+    /// when `permanent`, the job is kept as dead for an operator to inspect or retry.
+    pub async fn fail(
+        &self,
+        job_id: i64,
+        worker: &str,
+        error: &str,
+        retry_at_ms: i64,
+        permanent: bool,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE jobs SET locked_by = NULL, locked_until = NULL, run_at = $3, last_error = $4,
+                 dead_at = CASE WHEN $5 = 1 OR attempts >= max_attempts THEN $6 ELSE NULL END
+             WHERE id = $1 AND locked_by = $2",
+        )
+        .bind(job_id)
+        .bind(worker)
+        .bind(retry_at_ms)
+        .bind(truncate(error, 2000))
+        .bind(i64::from(permanent))
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Gives a job back without counting the attempt (the upstream asked us to wait, e.g. HTTP 429).
+    pub async fn postpone(&self, job_id: i64, worker: &str, run_at_ms: i64, note: &str) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE jobs SET locked_by = NULL, locked_until = NULL, run_at = $3, last_error = $4,
+                 attempts = attempts - 1
+             WHERE id = $1 AND locked_by = $2",
+        )
+        .bind(job_id)
+        .bind(worker)
+        .bind(run_at_ms)
+        .bind(truncate(note, 2000))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Puts dead jobs back in the queue, due now.
+    pub async fn retry_dead(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let n = sqlx::query("UPDATE jobs SET dead_at = NULL, attempts = 0, run_at = $1 WHERE dead_at IS NOT NULL")
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if n > 0 {
+            self.wake.notify_waiters();
+        }
+        Ok(n)
+    }
+
+    pub async fn queue_stats(&self, now_ms: i64) -> Result<QueueStats, StoreError> {
+        let r = sqlx::query(
+            "SELECT
+               COALESCE(SUM(CASE WHEN dead_at IS NULL AND run_at <= $1 AND (locked_until IS NULL OR locked_until < $1) THEN 1 ELSE 0 END), 0) AS ready,
+               COALESCE(SUM(CASE WHEN dead_at IS NULL AND run_at > $1 AND (locked_until IS NULL OR locked_until < $1) THEN 1 ELSE 0 END), 0) AS scheduled,
+               COALESCE(SUM(CASE WHEN dead_at IS NULL AND locked_until >= $1 THEN 1 ELSE 0 END), 0) AS running,
+               COALESCE(SUM(CASE WHEN dead_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS dead,
+               COALESCE(MIN(CASE WHEN dead_at IS NULL AND run_at <= $1 AND (locked_until IS NULL OR locked_until < $1) THEN run_at END), $1) AS oldest
+             FROM jobs",
+        )
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(QueueStats {
+            ready: r.try_get("ready")?,
+            scheduled: r.try_get("scheduled")?,
+            running: r.try_get("running")?,
+            dead: r.try_get("dead")?,
+            oldest_ready_age_ms: now_ms - r.try_get::<i64, _>("oldest")?,
+        })
+    }
+
+    /// Every job in the queue, oldest first (for status output and tests).
+    pub async fn jobs(&self) -> Result<Vec<JobInfo>, StoreError> {
+        let rows = sqlx::query("SELECT id, kind, attempts, run_at, last_error, dead_at FROM jobs ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(JobInfo {
+                    id: r.try_get("id")?,
+                    kind: r.try_get("kind")?,
+                    attempts: r.try_get("attempts")?,
+                    run_at: r.try_get("run_at")?,
+                    last_error: r.try_get("last_error")?,
+                    dead_at: r.try_get("dead_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Resolves when a job may have been enqueued (in this process), for workers to stop polling.
+    pub async fn enqueued(&self) {
+        self.wake.notified().await;
+    }
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    s.chars().take(max_chars).collect()
+}
