@@ -1,1 +1,114 @@
-fn main() {}
+//! `gitlab-for-jira`: exit 0 on success, 1 on a run-time failure (one line on stderr), 2 on bad usage.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use gfj_store::{Clock, SystemClock};
+use gitlab_for_jira::Settings;
+use gitlab_for_jira::commands::{demo, link, serve, status};
+
+#[derive(Parser)]
+#[command(name = "gitlab-for-jira", version, about = "GitLab activity in the Jira Cloud development panel")]
+struct Cli {
+    /// TOML file with settings (keys as in the environment, e.g. GFJ_BASE_URL or base_url); the environment wins.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service and the workers until SIGTERM/SIGINT.
+    Serve,
+    /// Link a GitLab group or subgroup to a Jira site.
+    Link {
+        /// The Jira site: a Connect clientKey or a Jira base URL.
+        #[arg(long)]
+        site: String,
+        /// Full path of the group or subgroup.
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        gitlab_url: String,
+        #[arg(long)]
+        gitlab_token: String,
+        #[arg(long, value_enum, default_value = "auto")]
+        hook_mode: link::HookMode,
+    },
+    /// Remove a link and the webhooks it registered.
+    Unlink {
+        #[arg(long)]
+        site: String,
+        #[arg(long)]
+        group: String,
+    },
+    /// Jira sites.
+    Sites {
+        #[command(subcommand)]
+        command: SitesCommand,
+    },
+    /// Sites, subscriptions and the queue.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run against the built-in GitLab and Jira simulators and print what Jira shows per issue key.
+    Demo,
+}
+
+#[derive(Subcommand)]
+enum SitesCommand {
+    /// List Jira sites.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gitlab-for-jira: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(out) => {
+            if !out.is_empty() {
+                println!("{out}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("gitlab-for-jira: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<String> {
+    let settings = Settings::load(cli.config.as_deref())?;
+    gitlab_for_jira::telemetry::init(settings.log_format.as_deref());
+    let now = SystemClock.now_ms();
+    match cli.command {
+        Command::Serve => serve::run(settings).await.map(|()| String::new()),
+        Command::Demo => demo::run().await,
+        Command::Link { site, group, gitlab_url, gitlab_token, hook_mode } => {
+            let store = settings.open_store().await?;
+            let req = link::LinkRequest { site, group, gitlab_url, gitlab_token, hook_mode };
+            let linked = link::link(&settings, &store, req, now).await?;
+            Ok(serde_json::to_string(&linked)?)
+        }
+        Command::Unlink { site, group } => {
+            let store = settings.open_store().await?;
+            let removed = link::unlink(&settings, &store, &site, &group).await?;
+            Ok(format!("unlinked {group}; removed {removed} webhook(s)"))
+        }
+        Command::Sites { command: SitesCommand::List { json } } => status::sites(&settings.open_store().await?, json).await,
+        Command::Status { json } => status::status(&settings.open_store().await?, now, json).await,
+    }
+}

@@ -2,6 +2,7 @@
 //! versions keep working; missing optional fields default.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// The `X-Gitlab-Event` header values we act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,4 +107,9 @@ impl PushEvent {
     pub fn deletes_ref(&self) -> bool {
         self.after == NULL_SHA
     }
+}
+
+/// Hex SHA-256 of a webhook secret token: the only form in which tokens are stored or compared.
+pub fn webhook_token_hash(token: &[u8]) -> String {
+    crate::qsh::hex(&Sha256::digest(token))
 }

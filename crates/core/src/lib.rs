@@ -5,6 +5,7 @@
 //! - [`gitlab`]: typed GitLab webhook payloads (what arrives).
 //! - [`jira`]: typed Jira Software Cloud request bodies (what leaves).
 //! - [`mapping`]: GitLab objects → Jira entities, with the id rules of `interface.md`.
+//! - [`jobs`]: payloads of the durable queue.
 //! - [`backoff`]: the retry schedule the durable queue applies.
 //!
 //! Everything here is deterministic given its inputs (time is passed in), so it is table-tested.
@@ -13,6 +14,7 @@ pub mod backoff;
 pub mod connect_jwt;
 pub mod gitlab;
 pub mod issue_keys;
+pub mod jobs;
 pub mod jira;
 pub mod mapping;
 pub mod qsh;

@@ -271,3 +271,26 @@ impl GitLabClient {
         })
     }
 }
+
+impl GitLabClient {
+    /// `user` or `group` for a namespace path, `None` when it does not exist.
+    pub async fn namespace_kind(&self, path: &str) -> Result<Option<String>, GitLabError> {
+        #[derive(Deserialize)]
+        struct Namespace {
+            kind: String,
+        }
+        match self.get::<Namespace>(&format!("/namespaces/{}", encode_path(path))).await {
+            Ok(n) => Ok(Some(n.kind)),
+            Err(GitLabError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn project_exists(&self, path: &str) -> Result<bool, GitLabError> {
+        match self.get::<ProjectSummary>(&format!("/projects/{}", encode_path(path))).await {
+            Ok(_) => Ok(true),
+            Err(GitLabError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! The HTTP edge: GitLab webhooks in (durably queued before 2xx), Atlassian Connect lifecycle and
+//! descriptor, health. Handlers stay thin: they authenticate, validate, and hand over to the store.
+
+mod descriptor;
+mod health;
+mod lifecycle;
+mod webhook;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::routing::{get, post};
+use gfj_core::url_pattern::UrlAllowList;
+use gfj_store::intake::Intake;
+use gfj_store::{Clock, Store};
+
+pub use descriptor::descriptor;
+
+/// Settings the HTTP edge needs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// `GFJ_BASE_URL`: descriptor `baseUrl`, install-token audience.
+    pub base_url: String,
+    /// `GFJ_APP_KEY`.
+    pub app_key: String,
+    /// `GFJ_JIRA_URLS`: which Jira sites may install.
+    pub jira_urls: UrlAllowList,
+    /// `GFJ_CONNECT_KEYS_URL`: where signed-install public keys are fetched.
+    pub connect_keys_url: String,
+}
+
+/// Shared by every handler.
+pub struct AppState {
+    pub store: Store,
+    pub intake: Intake,
+    pub config: ServerConfig,
+    pub clock: Arc<dyn Clock>,
+    /// For fetching Connect install keys; no redirects.
+    pub http: reqwest::Client,
+    install_keys: Mutex<HashMap<String, Arc<Vec<u8>>>>,
+    webhook_tokens: webhook::TokenCache,
+    sequence: webhook::SequenceClock,
+}
+
+impl AppState {
+    pub fn new(store: Store, intake: Intake, config: ServerConfig, clock: Arc<dyn Clock>, http: reqwest::Client) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            intake,
+            config,
+            clock,
+            http,
+            install_keys: Mutex::default(),
+            webhook_tokens: Default::default(),
+            sequence: Default::default(),
+        })
+    }
+}
+
+/// Largest webhook body accepted (GitLab's pushes and pipelines stay well below).
+pub const MAX_WEBHOOK_BYTES: usize = 25 * 1024 * 1024;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/atlassian-connect.json", get(descriptor::serve))
+        .route("/static/logo.svg", get(descriptor::logo))
+        .route("/jira/events/installed", post(lifecycle::installed))
+        .route("/jira/events/uninstalled", post(lifecycle::uninstalled))
+        .route(
+            "/gitlab/webhook",
+            post(webhook::receive).layer(axum::extract::DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
+        )
+        .route("/healthz", get(health::live))
+        .route("/readyz", get(health::ready))
+        .with_state(state)
+}

@@ -253,3 +253,15 @@ impl Store {
 fn truncate(s: &str, max_chars: usize) -> String {
     s.chars().take(max_chars).collect()
 }
+
+impl Store {
+    /// Frees every lease. Only for a single-process database (SQLite) at start-up: whatever was running
+    /// belonged to a process that is gone, so its jobs may run again at once instead of after the lease.
+    pub async fn release_all_leases(&self) -> Result<u64, StoreError> {
+        let n = sqlx::query("UPDATE jobs SET locked_by = NULL, locked_until = NULL WHERE locked_by IS NOT NULL")
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n)
+    }
+}

@@ -24,6 +24,9 @@ pub struct Subscription {
     pub group_path: String,
     pub hook_mode: String,
     pub created_at: i64,
+    /// Hex SHA-256 of the webhook secret token.
+    #[serde(skip)]
+    pub webhook_token_hash: String,
 }
 
 pub struct NewSubscription {
@@ -38,7 +41,7 @@ pub struct NewSubscription {
     pub hooks: Vec<Hook>,
 }
 
-const COLUMNS: &str = "id, client_key, gitlab_url, group_id, group_path, hook_mode, created_at";
+const COLUMNS: &str = "id, client_key, gitlab_url, group_id, group_path, hook_mode, created_at, webhook_token_hash";
 
 fn token_context(client_key: &str, gitlab_url: &str, group_id: i64) -> String {
     format!("subscriptions.gitlab_token:{client_key}:{gitlab_url}:{group_id}")
@@ -53,6 +56,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Subscription, sqlx::Error> {
         group_path: r.try_get("group_path")?,
         hook_mode: r.try_get("hook_mode")?,
         created_at: r.try_get("created_at")?,
+        webhook_token_hash: r.try_get("webhook_token_hash")?,
     })
 }
 

@@ -1,0 +1,55 @@
+//! Sync: the workers that drain the durable queue and bring Jira up to date.
+//!
+//! [`Runner`] claims due jobs with a lease, runs each one ([`handlers`]), and records the outcome:
+//! done (row deleted), retry with backoff, postponed (Jira asked us to wait), or dead after the last
+//! attempt. It never holds a database transaction across a network call.
+
+pub mod handlers;
+mod runner;
+
+pub use runner::{Runner, RunnerConfig};
+
+/// How a job ended, when it did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Try again after the backoff (or after `after_ms`, when the upstream said so).
+    #[error("{message}")]
+    Retry { message: String, after_ms: Option<i64> },
+    /// The upstream asked us to slow down: try again then, without counting an attempt.
+    #[error("{message}")]
+    Postpone { message: String, after_ms: i64 },
+    /// Will never succeed as it is; kept as a dead job for an operator.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl From<gfj_jira_client::JiraError> for JobError {
+    fn from(e: gfj_jira_client::JiraError) -> Self {
+        use gfj_jira_client::JiraError as J;
+        let message = e.to_string();
+        match e {
+            J::RateLimited { retry_after_ms } => Self::Postpone { message, after_ms: retry_after_ms },
+            J::Unavailable { retry_after_ms, .. } => Self::Retry { message, after_ms: retry_after_ms },
+            // A reinstall replaces the secret and a module may be enabled later: worth retrying.
+            J::Transport(_) | J::Unauthorized | J::Forbidden | J::Other { .. } => Self::Retry { message, after_ms: None },
+            J::BadRequest(_) | J::TooLarge => Self::Permanent(message),
+        }
+    }
+}
+
+impl From<gfj_gitlab_client::GitLabError> for JobError {
+    fn from(e: gfj_gitlab_client::GitLabError) -> Self {
+        use gfj_gitlab_client::GitLabError as G;
+        let message = format!("GitLab: {e}");
+        match e {
+            G::RateLimited { retry_after_ms } => Self::Postpone { message, after_ms: retry_after_ms },
+            _ => Self::Retry { message, after_ms: None },
+        }
+    }
+}
+
+impl From<gfj_store::StoreError> for JobError {
+    fn from(e: gfj_store::StoreError) -> Self {
+        Self::Retry { message: format!("store: {e}"), after_ms: None }
+    }
+}

@@ -1,0 +1,131 @@
+//! Atlassian Connect lifecycle callbacks, accepted only with a valid signed-install (RS256) token.
+//!
+//! Order of checks: size and shape of the token, `kid` syntax, the public key of that `kid` (fetched from
+//! `GFJ_CONNECT_KEYS_URL` once and cached: a new key always comes with a new `kid`), signature and `exp`,
+//! `aud` = our base URL, `iss` = the body's `clientKey`, `qsh` of this request, and finally that the body
+//! names our app key and an allow-listed Jira URL. Any failure answers 401 and stores nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use gfj_core::connect_jwt::{self, BoundRequest};
+use gfj_core::url_pattern::normalize_base_url;
+use gfj_store::installations::Installation;
+use serde::Deserialize;
+
+use crate::AppState;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LifecyclePayload {
+    key: String,
+    client_key: String,
+    #[serde(default)]
+    shared_secret: Option<String>,
+    base_url: String,
+    #[serde(default)]
+    display_url: Option<String>,
+}
+
+pub async fn installed(State(state): State<Arc<AppState>>, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let payload = match verify(&state, &uri, &headers, &body).await {
+        Ok(p) => p,
+        Err(why) => return refuse("installed", &why),
+    };
+    let Some(secret) = payload.shared_secret.filter(|s| !s.is_empty()) else {
+        return refuse("installed", "no sharedSecret in the install payload");
+    };
+    let install = Installation {
+        client_key: payload.client_key,
+        base_url: normalize_base_url(&payload.base_url),
+        display_url: payload.display_url.map(|u| normalize_base_url(&u)),
+        shared_secret: secret,
+    };
+    match state.store.upsert_installation(&install, state.clock.now_ms()).await {
+        Ok(()) => {
+            tracing::info!(site = %install.base_url, client_key = %install.client_key, "Jira site installed the app");
+            StatusCode::NO_CONTENT
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not store installation");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+pub async fn uninstalled(State(state): State<Arc<AppState>>, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let payload = match verify(&state, &uri, &headers, &body).await {
+        Ok(p) => p,
+        Err(why) => return refuse("uninstalled", &why),
+    };
+    match state.store.delete_installation(&payload.client_key).await {
+        Ok(existed) => {
+            tracing::info!(client_key = %payload.client_key, existed, "Jira site uninstalled the app");
+            StatusCode::NO_CONTENT
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not delete installation");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+fn refuse(event: &str, why: &str) -> StatusCode {
+    tracing::warn!(event, reason = why, "lifecycle callback refused");
+    StatusCode::UNAUTHORIZED
+}
+
+async fn verify(state: &AppState, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<LifecyclePayload, String> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("JWT "))
+        .ok_or("no Authorization: JWT header")?
+        .trim();
+    let (header, _) = connect_jwt::peek(token).map_err(|e| e.to_string())?;
+    if header.alg != jsonwebtoken::Algorithm::RS256 {
+        return Err(format!("algorithm {:?} is not a signed install", header.alg));
+    }
+    let kid = header.kid.filter(|k| connect_jwt::valid_key_id(k)).ok_or("missing or malformed kid")?;
+    let payload: LifecyclePayload = serde_json::from_slice(body).map_err(|e| format!("unreadable payload: {e}"))?;
+    let pem = install_key(state, &kid).await?;
+    let base_path = gfj_core::qsh::split_url(&state.config.base_url).0.trim_end_matches('/').to_owned();
+    let request = BoundRequest { method: "POST", path: uri.path(), query: uri.query().unwrap_or(""), base_path: &base_path };
+    connect_jwt::verify_rs256_install(token, &pem, &state.config.base_url, &payload.client_key, request)
+        .map_err(|e| e.to_string())?;
+    if payload.key != state.config.app_key {
+        return Err(format!("payload is for app {:?}, not {:?}", payload.key, state.config.app_key));
+    }
+    if !state.config.jira_urls.allows(&payload.base_url) {
+        return Err(format!("Jira URL {} is not in GFJ_JIRA_URLS", payload.base_url));
+    }
+    Ok(payload)
+}
+
+/// The PEM public key of `kid`, from the cache or the key server.
+async fn install_key(state: &AppState, kid: &str) -> Result<Arc<Vec<u8>>, String> {
+    if let Some(k) = state.install_keys.lock().expect("key cache lock").get(kid) {
+        return Ok(k.clone());
+    }
+    let url = format!("{}/{kid}", state.config.connect_keys_url.trim_end_matches('/'));
+    let resp = state
+        .http
+        .get(&url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| format!("key server unreachable: {}", e.without_url()))?;
+    if !resp.status().is_success() {
+        return Err(format!("key server answered {} for kid {kid}", resp.status()));
+    }
+    let pem = resp.bytes().await.map_err(|e| format!("key server: {e}"))?;
+    if pem.len() > 16 * 1024 || !pem.starts_with(b"-----BEGIN") {
+        return Err("key server returned something that is not a PEM key".into());
+    }
+    let pem = Arc::new(pem.to_vec());
+    state.install_keys.lock().expect("key cache lock").insert(kid.to_owned(), pem.clone());
+    Ok(pem)
+}

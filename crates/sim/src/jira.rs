@@ -1,0 +1,576 @@
+//! A Jira Cloud site (development information API) and Atlassian's install-key server.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use gfj_core::connect_jwt::{self, BoundRequest, QshRule};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, watch};
+
+use crate::openapi::OpenApi;
+
+const INSTALL_PRIVATE_KEY: &str = include_str!("../keys/install-key.pem");
+const INSTALL_PUBLIC_KEY: &str = include_str!("../keys/install-key.pub.pem");
+/// The key id the simulated key server publishes its public key under.
+pub const INSTALL_KID: &str = "sim/install-key-1";
+
+/// A response the site gives instead of processing the next request(s).
+#[derive(Debug, Clone)]
+pub enum Fault {
+    RateLimited { retry_after_secs: u64 },
+    ServerError(u16),
+    TooLarge,
+}
+
+#[derive(Debug, Clone)]
+pub struct JiraSimConfig {
+    /// Atlassian's OpenAPI document; every request body is validated against it.
+    pub openapi: PathBuf,
+    /// Connect descriptor JSON schema; when set, `install` refuses apps whose descriptor fails it.
+    pub connect_schema: Option<PathBuf>,
+    /// Issue keys that exist on the site; `None` means every well-formed key exists.
+    pub known_issue_keys: Option<Vec<String>>,
+    /// Requests larger than this get 413 (Jira publishes no number).
+    pub max_body_bytes: usize,
+}
+
+impl Default for JiraSimConfig {
+    fn default() -> Self {
+        let fixtures = crate::shared_dir().join("jira-fixtures");
+        Self {
+            openapi: fixtures.join("jira-software-devops-subset.openapi.json"),
+            connect_schema: Some(fixtures.join("atlassian-connect-jira-global-schema.json")),
+            known_issue_keys: None,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// One request the site received, and how it answered.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub body: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Stored {
+    seq: i64,
+    entity: Value,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Repo {
+    seq: i64,
+    meta: Value,
+    entities: BTreeMap<&'static str, BTreeMap<String, Stored>>,
+}
+
+#[derive(Debug, Clone)]
+struct App {
+    key: String,
+}
+
+struct Inner {
+    app: Option<App>,
+    repos: BTreeMap<String, Repo>,
+    log: Vec<Recorded>,
+    faults: VecDeque<Fault>,
+}
+
+struct Shared {
+    client_key: String,
+    shared_secret: String,
+    config: JiraSimConfig,
+    openapi: OpenApi,
+    inner: Mutex<Inner>,
+    /// While true, write requests wait (to catch a client mid-request).
+    hold: watch::Sender<bool>,
+    held: Notify,
+    held_count: Mutex<usize>,
+}
+
+/// What one issue's development panel shows.
+#[derive(Debug, Clone, Default)]
+pub struct IssueView {
+    pub commits: Vec<Value>,
+    pub branches: Vec<Value>,
+    pub pull_requests: Vec<Value>,
+}
+
+pub struct JiraSim {
+    pub base_url: String,
+    shared: Arc<Shared>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+const ENTITY_TYPES: [(&str, &str); 3] = [("commits", "commit"), ("branches", "branch"), ("pullRequests", "pull_request")];
+
+impl JiraSim {
+    pub async fn start(config: JiraSimConfig) -> anyhow::Result<Self> {
+        let openapi = OpenApi::load(&config.openapi)?;
+        let shared = Arc::new(Shared {
+            client_key: format!("sim-client-{}", crate::random_hex(8)),
+            shared_secret: crate::random_hex(32),
+            config,
+            openapi,
+            inner: Mutex::new(Inner { app: None, repos: BTreeMap::new(), log: Vec::new(), faults: VecDeque::new() }),
+            hold: watch::channel(false).0,
+            held: Notify::new(),
+            held_count: Mutex::new(0),
+        });
+        let router = Router::new()
+            .route("/connect-keys/{*kid}", get(key_server))
+            .route("/rest/devinfo/0.10/bulk", post(store_devinfo))
+            .route("/rest/devinfo/0.10/repository/{repo}", get(get_repository).delete(delete_repository))
+            .route("/rest/devinfo/0.10/repository/{repo}/{entity_type}/{entity_id}", axum::routing::delete(delete_entity))
+            .with_state(shared.clone());
+        let (base_url, server) = crate::serve(router).await?;
+        Ok(Self { base_url, shared, _server: server })
+    }
+
+    /// The site's Connect `clientKey`.
+    pub fn client_key(&self) -> &str {
+        &self.shared.client_key
+    }
+
+    /// Base URL of the simulated key server (`GFJ_CONNECT_KEYS_URL`).
+    pub fn connect_keys_url(&self) -> String {
+        format!("{}/connect-keys", self.base_url)
+    }
+
+    /// Installs the app served at `app_base_url`, as Jira does with signed install: fetch the descriptor,
+    /// check it, POST the lifecycle payload with an RS256 token. Returns the app's HTTP status.
+    pub async fn install(&self, app_base_url: &str) -> anyhow::Result<u16> {
+        self.lifecycle(app_base_url, "installed").await
+    }
+
+    pub async fn uninstall(&self, app_base_url: &str) -> anyhow::Result<u16> {
+        self.lifecycle(app_base_url, "uninstalled").await
+    }
+
+    async fn lifecycle(&self, app_base_url: &str, event: &str) -> anyhow::Result<u16> {
+        let http = reqwest::Client::new();
+        let descriptor: Value =
+            http.get(format!("{}/atlassian-connect.json", app_base_url.trim_end_matches('/'))).send().await?.json().await?;
+        if let Some(schema) = &self.shared.config.connect_schema {
+            let errors = validate_descriptor(schema, &descriptor)?;
+            anyhow::ensure!(errors.is_empty(), "descriptor refused: {errors:?}");
+        }
+        let key = descriptor["key"].as_str().unwrap_or_default().to_owned();
+        let base = descriptor["baseUrl"].as_str().unwrap_or_default().trim_end_matches('/').to_owned();
+        let path = descriptor["lifecycle"][event].as_str().unwrap_or_default().to_owned();
+        let body = json!({
+            "key": key,
+            "clientKey": self.shared.client_key,
+            "sharedSecret": self.shared.shared_secret,
+            "baseUrl": self.base_url,
+            "displayUrl": self.base_url,
+            "productType": "jira",
+            "description": "Simulated Jira Cloud site",
+            "serverVersion": "100000",
+            "pluginsVersion": "1001.0.0-SNAPSHOT",
+            "eventType": event,
+        });
+        let base_path = gfj_core::qsh::split_url(&base).0.to_owned();
+        let full_path = format!("{base_path}{path}");
+        let token = connect_jwt::sign_rs256_install(
+            INSTALL_PRIVATE_KEY.as_bytes(),
+            INSTALL_KID,
+            &self.shared.client_key,
+            &base,
+            &BoundRequest { method: "POST", path: &full_path, query: "", base_path: &base_path },
+            now_secs(),
+        )?;
+        let resp = http.post(format!("{base}{path}")).header("Authorization", format!("JWT {token}")).json(&body).send().await?;
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            self.shared.inner.lock().unwrap().app = if event == "installed" { Some(App { key }) } else { None };
+            if event == "uninstalled" {
+                // Jira deletes an app's data when it is uninstalled.
+                self.shared.inner.lock().unwrap().repos.clear();
+            }
+        }
+        Ok(status)
+    }
+
+    /// Answers the next requests with these faults, in order.
+    pub fn inject(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.shared.inner.lock().unwrap().faults.extend(faults);
+    }
+
+    /// While held, write requests wait before being processed.
+    pub fn hold_writes(&self, hold: bool) {
+        self.shared.hold.send_replace(hold);
+    }
+
+    /// Waits until at least `n` write requests are waiting on the hold.
+    pub async fn wait_until_held(&self, n: usize) {
+        loop {
+            let notified = self.shared.held.notified();
+            if *self.shared.held_count.lock().unwrap() >= n {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared.inner.lock().unwrap().log.clone()
+    }
+
+    /// The development information stored under one issue key.
+    pub fn issue(&self, key: &str) -> IssueView {
+        let inner = self.shared.inner.lock().unwrap();
+        let mut view = IssueView::default();
+        for repo in inner.repos.values() {
+            for (plural, list) in &repo.entities {
+                for stored in list.values() {
+                    let has = stored.entity["issueKeys"].as_array().is_some_and(|k| k.iter().any(|k| k == key));
+                    if has {
+                        let target = match *plural {
+                            "commits" => &mut view.commits,
+                            "branches" => &mut view.branches,
+                            _ => &mut view.pull_requests,
+                        };
+                        target.push(stored.entity.clone());
+                    }
+                }
+            }
+        }
+        view
+    }
+
+    /// Every issue key with data, sorted.
+    pub fn issue_keys(&self) -> Vec<String> {
+        let inner = self.shared.inner.lock().unwrap();
+        let mut keys: Vec<String> = inner
+            .repos
+            .values()
+            .flat_map(|r| r.entities.values().flat_map(|l| l.values()))
+            .flat_map(|s| s.entity["issueKeys"].as_array().cloned().unwrap_or_default())
+            .filter_map(|k| k.as_str().map(str::to_owned))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+}
+
+/// Validates a Connect descriptor against Atlassian's (2019) schema, extended with what Connect accepts
+/// today: the `signed-install` and `context-qsh` API migrations and the `jiraDeploymentGating` module.
+pub fn validate_descriptor(schema_path: &std::path::Path, descriptor: &Value) -> anyhow::Result<Vec<String>> {
+    let mut schema: Value = serde_json::from_str(&std::fs::read_to_string(schema_path)?)?;
+    let migrations = &mut schema["properties"]["apiMigrations"]["properties"];
+    migrations["signed-install"] = json!({ "type": "boolean" });
+    migrations["context-qsh"] = json!({ "type": "boolean" });
+    schema["properties"]["modules"]["properties"]["jiraDeploymentGating"] = json!({
+        "type": "object",
+        "required": ["key", "name", "callback"],
+        "additionalProperties": false,
+        "properties": {
+            "key": { "type": "string", "pattern": "^[a-zA-Z0-9-]+$" },
+            "name": { "$ref": "#/definitions/i18nProperty" },
+            "callback": {
+                "type": "object",
+                "required": ["url"],
+                "additionalProperties": false,
+                "properties": { "type": { "enum": ["jwt"] }, "url": { "type": "string", "pattern": "^/" } }
+            }
+        }
+    });
+    let v = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft4)
+        // Connect's "uri" includes references relative to `baseUrl` (lifecycle paths, page URLs).
+        .with_format("uri", |s: &str| s.starts_with('/') || url::Url::parse(s).is_ok())
+        .build(&schema)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(v.iter_errors(descriptor).map(|e| format!("{e} at {}", e.instance_path())).collect())
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+async fn key_server(Path(kid): Path<String>) -> Response {
+    if kid == INSTALL_KID {
+        ([("content-type", "application/x-pem-file")], INSTALL_PUBLIC_KEY).into_response()
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    }
+}
+
+fn devinfo_error(status: StatusCode, messages: &[String]) -> Response {
+    let list: Vec<Value> = messages.iter().map(|m| json!({ "message": m })).collect();
+    (status, axum::Json(json!({ "errorMessages": list }))).into_response()
+}
+
+impl Shared {
+    fn record(&self, method: &Method, uri: &Uri, status: StatusCode, body: Option<Value>) {
+        self.inner.lock().unwrap().log.push(Recorded {
+            method: method.to_string(),
+            path: uri.to_string(),
+            status: status.as_u16(),
+            body,
+        });
+    }
+
+    /// Jira's checks on every app request: a valid HS256 JWT from the installed app, bound to this request.
+    fn authenticate(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), String> {
+        let app = self.inner.lock().unwrap().app.clone().ok_or("app is not installed")?;
+        let token = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("JWT "))
+            .ok_or("missing Authorization: JWT")?;
+        let (_, claims) = connect_jwt::peek(token).map_err(|e| e.to_string())?;
+        if claims.iss != app.key {
+            return Err(format!("iss {:?} is not the installed app", claims.iss));
+        }
+        if claims.exp - claims.iat > connect_jwt::MAX_LIFETIME_SECS {
+            return Err("token lifetime too long".into());
+        }
+        let request = BoundRequest { method: method.as_str(), path: uri.path(), query: uri.query().unwrap_or(""), base_path: "" };
+        connect_jwt::verify_hs256(token, self.shared_secret.as_bytes(), &QshRule::Request(request), true)
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Waits while writes are held (see [`JiraSim::hold_writes`]).
+    async fn wait_if_held(&self) {
+        let mut rx = self.hold.subscribe();
+        if !*rx.borrow() {
+            return;
+        }
+        *self.held_count.lock().unwrap() += 1;
+        self.held.notify_waiters();
+        while *rx.borrow_and_update() {
+            if rx.changed().await.is_err() {
+                break;
+            }
+        }
+        *self.held_count.lock().unwrap() -= 1;
+    }
+
+    fn next_fault(&self) -> Option<Response> {
+        let fault = self.inner.lock().unwrap().faults.pop_front()?;
+        Some(match fault {
+            Fault::RateLimited { retry_after_secs } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                [
+                    ("retry-after", retry_after_secs.to_string()),
+                    ("x-ratelimit-limit", "100".to_owned()),
+                    ("x-ratelimit-remaining", "0".to_owned()),
+                ],
+                axum::Json(json!({ "errorMessages": [{ "message": "Rate limit exceeded" }] })),
+            )
+                .into_response(),
+            Fault::ServerError(code) => devinfo_error(
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                &["Simulated server error".into()],
+            ),
+            Fault::TooLarge => devinfo_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &["Data is too large. Submit fewer devinfo entities in each payload.".into()],
+            ),
+        })
+    }
+}
+
+async fn store_devinfo(State(s): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let resp = store_devinfo_inner(&s, &method, &uri, &headers, &body).await;
+    s.record(&method, &uri, resp.status(), serde_json::from_slice(&body).ok());
+    resp
+}
+
+async fn store_devinfo_inner(s: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Response {
+    if let Err(why) = s.authenticate(method, uri, headers) {
+        return devinfo_error(StatusCode::UNAUTHORIZED, &[why]);
+    }
+    s.wait_if_held().await;
+    if let Some(fault) = s.next_fault() {
+        return fault;
+    }
+    if body.len() > s.config.max_body_bytes {
+        return devinfo_error(StatusCode::PAYLOAD_TOO_LARGE, &["Data is too large.".into()]);
+    }
+    let Ok(doc) = serde_json::from_slice::<Value>(body) else {
+        return devinfo_error(StatusCode::BAD_REQUEST, &["body is not JSON".into()]);
+    };
+    if let Err(errors) = s.openapi.validate("POST", "/rest/devinfo/0.10/bulk", &doc) {
+        return devinfo_error(StatusCode::BAD_REQUEST, &errors);
+    }
+    if let Err(why) = check_limits(&doc) {
+        return devinfo_error(StatusCode::BAD_REQUEST, &[why]);
+    }
+    let known = s.config.known_issue_keys.clone();
+    let mut accepted = serde_json::Map::new();
+    let mut unknown: Vec<String> = Vec::new();
+    let mut inner = s.inner.lock().unwrap();
+    for repo in doc["repositories"].as_array().into_iter().flatten() {
+        let id = repo["id"].as_str().unwrap_or_default().to_owned();
+        let seq = repo["updateSequenceId"].as_i64().unwrap_or(0);
+        let stored = inner.repos.entry(id.clone()).or_default();
+        if seq > stored.seq {
+            let mut meta = repo.clone();
+            for (plural, _) in ENTITY_TYPES {
+                meta.as_object_mut().map(|m| m.remove(plural));
+            }
+            stored.meta = meta;
+            stored.seq = seq;
+        }
+        let mut ids = serde_json::Map::new();
+        for (plural, _) in ENTITY_TYPES {
+            let mut list_ids = Vec::new();
+            for e in repo[plural].as_array().into_iter().flatten() {
+                let eid = e["id"].as_str().unwrap_or_default().to_owned();
+                let eseq = e["updateSequenceId"].as_i64().unwrap_or(0);
+                for k in e["issueKeys"].as_array().into_iter().flatten().filter_map(|k| k.as_str()) {
+                    if known.as_ref().is_some_and(|known| !known.iter().any(|x| x == k)) && !unknown.iter().any(|u| u == k) {
+                        unknown.push(k.to_owned());
+                    }
+                }
+                let slot = stored.entities.entry(plural).or_default().entry(eid.clone()).or_default();
+                // Jira replaces stored data only when the incoming sequence number is higher; stale
+                // updates are accepted and ignored.
+                if eseq > slot.seq {
+                    *slot = Stored { seq: eseq, entity: e.clone() };
+                }
+                list_ids.push(Value::String(eid));
+            }
+            if !list_ids.is_empty() {
+                ids.insert(plural.to_owned(), Value::Array(list_ids));
+            }
+        }
+        accepted.insert(id, Value::Object(ids));
+    }
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "acceptedDevinfoEntities": accepted, "failedDevinfoEntities": {}, "unknownIssueKeys": unknown })),
+    )
+        .into_response()
+}
+
+/// Limits Jira documents in prose rather than in the schema.
+fn check_limits(doc: &Value) -> Result<(), String> {
+    let mut total = 0;
+    let mut repo_ids = std::collections::HashSet::new();
+    for repo in doc["repositories"].as_array().into_iter().flatten() {
+        if !repo_ids.insert(repo["id"].as_str().unwrap_or_default()) {
+            return Err("duplicate repository id".into());
+        }
+        for (plural, _) in ENTITY_TYPES {
+            let list = repo[plural].as_array().map(Vec::as_slice).unwrap_or_default();
+            let mut seen = std::collections::HashSet::new();
+            for e in list {
+                if !seen.insert(e["id"].as_str().unwrap_or_default()) {
+                    return Err(format!("duplicate {plural} id {}", e["id"]));
+                }
+            }
+            total += list.len();
+        }
+    }
+    if total == 0 {
+        return Err("no entities in request".into());
+    }
+    if total > gfj_core::jira::MAX_ENTITIES_PER_REQUEST {
+        return Err(format!("{total} entities; at most 1000 per request"));
+    }
+    if doc["properties"].as_object().is_some_and(|p| p.len() > 5 || p.keys().any(|k| k.starts_with('_') || k.contains(':'))) {
+        return Err("invalid properties".into());
+    }
+    Ok(())
+}
+
+async fn get_repository(State(s): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, Path(repo): Path<String>) -> Response {
+    if let Err(why) = s.authenticate(&method, &uri, &headers) {
+        return devinfo_error(StatusCode::UNAUTHORIZED, &[why]);
+    }
+    let inner = s.inner.lock().unwrap();
+    let Some(r) = inner.repos.get(&repo) else { return StatusCode::NOT_FOUND.into_response() };
+    let mut out = r.meta.clone();
+    for (plural, list) in &r.entities {
+        let mut items: Vec<&Stored> = list.values().collect();
+        items.sort_by_key(|s| std::cmp::Reverse(s.seq));
+        out[*plural] = Value::Array(items.into_iter().take(400).map(|s| s.entity.clone()).collect());
+    }
+    axum::Json(out).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct SeqQuery {
+    #[serde(rename = "_updateSequenceId")]
+    update_sequence_id: Option<String>,
+}
+
+fn parse_seq(q: &SeqQuery) -> Result<Option<i64>, Response> {
+    match &q.update_sequence_id {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| devinfo_error(StatusCode::BAD_REQUEST, &["_updateSequenceId must be a number".into()])),
+    }
+}
+
+async fn delete_repository(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(repo): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<SeqQuery>,
+) -> Response {
+    let resp = (|| {
+        s.authenticate(&method, &uri, &headers).map_err(|why| devinfo_error(StatusCode::UNAUTHORIZED, &[why]))?;
+        let upto = parse_seq(&q)?;
+        let mut inner = s.inner.lock().unwrap();
+        if let Some(r) = inner.repos.get_mut(&repo) {
+            for list in r.entities.values_mut() {
+                list.retain(|_, e| upto.is_some_and(|u| e.seq > u));
+            }
+        }
+        Ok::<_, Response>(StatusCode::ACCEPTED.into_response())
+    })()
+    .unwrap_or_else(|r| r);
+    s.record(&method, &uri, resp.status(), None);
+    resp
+}
+
+async fn delete_entity(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path((repo, entity_type, entity_id)): Path<(String, String, String)>,
+    axum::extract::Query(q): axum::extract::Query<SeqQuery>,
+) -> Response {
+    let resp = async {
+        s.authenticate(&method, &uri, &headers).map_err(|why| devinfo_error(StatusCode::UNAUTHORIZED, &[why]))?;
+        s.wait_if_held().await;
+        if let Some(fault) = s.next_fault() {
+            return Err(fault);
+        }
+        let Some((plural, _)) = ENTITY_TYPES.iter().find(|(_, singular)| *singular == entity_type) else {
+            return Err(devinfo_error(StatusCode::BAD_REQUEST, &[format!("unknown entity type {entity_type}")]));
+        };
+        let upto = parse_seq(&q)?;
+        let mut inner = s.inner.lock().unwrap();
+        if let Some(list) = inner.repos.get_mut(&repo).and_then(|r| r.entities.get_mut(plural)) {
+            if list.get(&entity_id).is_some_and(|e| upto.is_none_or(|u| e.seq <= u)) {
+                list.remove(&entity_id);
+            }
+        }
+        Ok(StatusCode::ACCEPTED.into_response())
+    }
+    .await
+    .unwrap_or_else(|r| r);
+    s.record(&method, &uri, resp.status(), None);
+    resp
+}

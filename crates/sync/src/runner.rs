@@ -1,0 +1,142 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use gfj_core::backoff;
+use gfj_store::queue::Job;
+use gfj_store::{Clock, Store};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::JobError;
+use crate::handlers::Handlers;
+
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Jobs run at once by this process.
+    pub concurrency: usize,
+    /// How long a claimed job stays ours without completing; after that another worker may take it.
+    pub lease_ms: i64,
+    /// How often to look for due jobs when nothing woke us (retries, other replicas' jobs).
+    pub poll_interval: Duration,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        Self { concurrency: 16, lease_ms: 120_000, poll_interval: Duration::from_millis(500) }
+    }
+}
+
+/// Drains the queue until shut down.
+pub struct Runner {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    handlers: Arc<Handlers>,
+    config: RunnerConfig,
+    worker_id: String,
+}
+
+fn random_suffix() -> String {
+    let mut b = [0u8; 6];
+    let _ = getrandom::fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl Runner {
+    pub fn new(store: Store, clock: Arc<dyn Clock>, handlers: Handlers, config: RunnerConfig) -> Self {
+        let worker_id = format!("worker-{}-{}", std::process::id(), random_suffix());
+        Self { store, clock, handlers: Arc::new(handlers), config, worker_id }
+    }
+
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    /// Runs until `shutdown` turns true, then lets the jobs in flight finish.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut in_flight: JoinSet<()> = JoinSet::new();
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let free = self.config.concurrency.saturating_sub(in_flight.len());
+            let claimed = if free > 0 { self.claim(free).await } else { Vec::new() };
+            let got_any = !claimed.is_empty();
+            for job in claimed {
+                in_flight.spawn(self.execute(job));
+            }
+            if got_any && in_flight.len() < self.config.concurrency {
+                continue; // there may be more due right now
+            }
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                _ = self.store.enqueued() => {}
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
+            }
+        }
+        while in_flight.join_next().await.is_some() {}
+    }
+
+    /// Claims and runs one batch of due jobs, returning how many ran (tests and one-shot commands).
+    pub async fn run_due(&self) -> usize {
+        let jobs = self.claim(self.config.concurrency).await;
+        let n = jobs.len();
+        let mut set = JoinSet::new();
+        for job in jobs {
+            set.spawn(self.execute(job));
+        }
+        while set.join_next().await.is_some() {}
+        n
+    }
+
+    async fn claim(&self, limit: usize) -> Vec<Job> {
+        match self.store.claim(&self.worker_id, self.clock.now_ms(), self.config.lease_ms, limit as i64).await {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not claim jobs");
+                Vec::new()
+            }
+        }
+    }
+
+    fn execute(&self, job: Job) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let store = self.store.clone();
+        let clock = self.clock.clone();
+        let handlers = self.handlers.clone();
+        let worker = self.worker_id.clone();
+        let span = tracing::info_span!("job", job.id = job.id, job.kind = %job.kind, job.attempt = job.attempts);
+        async move {
+            let outcome = handlers.run(&job).await;
+            let now = clock.now_ms();
+            let recorded = match &outcome {
+                Ok(()) => store.complete(job.id, &worker).await,
+                Err(JobError::Postpone { message, after_ms }) => {
+                    tracing::info!(job.id = job.id, after_ms, "postponed: {message}");
+                    store.postpone(job.id, &worker, now + after_ms, message).await
+                }
+                Err(JobError::Retry { message, after_ms }) => {
+                    let delay = backoff::retry_delay_ms(job.attempts as u32, jitter(), *after_ms);
+                    tracing::warn!(job.id = job.id, attempt = job.attempts, retry_in_ms = delay, "failed: {message}");
+                    store.fail(job.id, &worker, message, now + delay, false, now).await
+                }
+                Err(JobError::Permanent(message)) => {
+                    tracing::error!(job.id = job.id, "failed permanently: {message}");
+                    store.fail(job.id, &worker, message, now, true, now).await
+                }
+            };
+            match recorded {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(job.id = job.id, "lease lost before the outcome was recorded; another worker owns the job"),
+                Err(e) => tracing::error!(job.id = job.id, error = %e, "could not record job outcome; the lease will expire and it runs again"),
+            }
+        }
+        .instrument(span)
+    }
+}
+
+fn jitter() -> f64 {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}

@@ -1,0 +1,194 @@
+//! `link` and `unlink`: connect a GitLab group to a Jira site, registering webhooks.
+
+use gfj_core::gitlab::webhook_token_hash;
+use gfj_core::url_pattern::normalize_base_url;
+use gfj_gitlab_client::{GitLabClient, GitLabError, MAINTAINER};
+use gfj_store::Store;
+use gfj_store::installations::Installation;
+use gfj_store::subscriptions::{Hook, NewSubscription};
+use serde::Serialize;
+
+use crate::Settings;
+
+/// How webhooks are registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HookMode {
+    /// A group hook when GitLab allows it (Premium, Owner), else one hook per project.
+    Auto,
+    /// One group hook (GitLab Premium; the token's user must be Owner).
+    Group,
+    /// One hook per project of the group and its subgroups (any tier; Maintainer).
+    Project,
+}
+
+pub struct LinkRequest {
+    pub site: String,
+    pub group: String,
+    pub gitlab_url: String,
+    pub gitlab_token: String,
+    pub hook_mode: HookMode,
+}
+
+/// What `link` prints.
+#[derive(Debug, Serialize)]
+pub struct LinkedSubscription {
+    pub id: i64,
+    pub site: String,
+    pub jira_url: String,
+    pub gitlab_url: String,
+    pub group_id: i64,
+    pub group_path: String,
+    pub hook_mode: String,
+    pub hooks: Vec<Hook>,
+    pub created_at: i64,
+}
+
+async fn site(store: &Store, site: &str) -> anyhow::Result<Installation> {
+    store
+        .find_installation(site)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no Jira site {site:?} is installed (give its clientKey or base URL; see `sites list`)"))
+}
+
+fn gitlab(settings: &Settings, url: &str, token: &str) -> anyhow::Result<GitLabClient> {
+    anyhow::ensure!(settings.gitlab_urls.allows(url), "{url} is not in GFJ_GITLAB_URLS");
+    Ok(GitLabClient::new(gfj_gitlab_client::http_client(), url, token))
+}
+
+fn fresh_token() -> anyhow::Result<String> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("random token: {e}"))?;
+    Ok(gfj_core::qsh::hex(&b))
+}
+
+pub async fn link(settings: &Settings, store: &Store, req: LinkRequest, now_ms: i64) -> anyhow::Result<LinkedSubscription> {
+    let install = site(store, &req.site).await?;
+    let gitlab_url = normalize_base_url(&req.gitlab_url);
+    let client = gitlab(settings, &gitlab_url, &req.gitlab_token)?;
+    let user = client.current_user().await.map_err(|e| match e {
+        GitLabError::Unauthorized => anyhow::anyhow!("GitLab at {gitlab_url} rejected the token"),
+        e => anyhow::anyhow!("GitLab at {gitlab_url}: {e}"),
+    })?;
+    let group = match client.group(&req.group).await {
+        Ok(g) => g,
+        Err(GitLabError::NotFound(_)) => return Err(not_a_group(&client, &req.group).await),
+        Err(e) => anyhow::bail!("GitLab: {e}"),
+    };
+    if !user.is_admin {
+        let level = client.group_member(group.id, user.id).await?.map(|m| m.access_level).unwrap_or(0);
+        anyhow::ensure!(
+            level >= MAINTAINER,
+            "{} has access level {level} on {}; linking needs Maintainer (40) or higher",
+            user.username,
+            group.full_path
+        );
+    }
+    if let Some(existing) = store.find_subscription(&install.client_key, &group.full_path).await? {
+        anyhow::bail!("{} is already linked to {} (subscription {})", group.full_path, install.base_url, existing.id);
+    }
+    let token = fresh_token()?;
+    let hook_url = format!("{}/gitlab/webhook", settings.base_url);
+    let (mode, hooks) = register_hooks(&client, req.hook_mode, group.id, &hook_url, &token).await?;
+    let new = NewSubscription {
+        client_key: install.client_key.clone(),
+        gitlab_url: gitlab_url.clone(),
+        group_id: group.id,
+        group_path: group.full_path.clone(),
+        gitlab_token: req.gitlab_token.clone(),
+        webhook_token_hash: webhook_token_hash(token.as_bytes()),
+        hook_mode: mode.to_owned(),
+        hooks: hooks.clone(),
+    };
+    let sub = match store.create_subscription(&new, now_ms).await {
+        Ok(s) => s,
+        Err(e) => {
+            remove_hooks(&client, &hooks).await;
+            return Err(e.into());
+        }
+    };
+    Ok(LinkedSubscription {
+        id: sub.id,
+        site: install.client_key,
+        jira_url: install.base_url,
+        gitlab_url,
+        group_id: group.id,
+        group_path: group.full_path,
+        hook_mode: sub.hook_mode,
+        hooks,
+        created_at: sub.created_at,
+    })
+}
+
+/// Explains why a path that is not a group cannot be linked.
+async fn not_a_group(client: &GitLabClient, path: &str) -> anyhow::Error {
+    if client.namespace_kind(path).await.ok().flatten().as_deref() == Some("user") {
+        return anyhow::anyhow!("{path} is a personal namespace; only groups and subgroups can be linked");
+    }
+    if client.project_exists(path).await.unwrap_or(false) {
+        return anyhow::anyhow!("{path} is a project; only groups and subgroups can be linked");
+    }
+    anyhow::anyhow!("group {path} not found, or not visible to this token")
+}
+
+async fn register_hooks(
+    client: &GitLabClient,
+    mode: HookMode,
+    group_id: i64,
+    url: &str,
+    token: &str,
+) -> anyhow::Result<(&'static str, Vec<Hook>)> {
+    if mode != HookMode::Project {
+        match client.create_group_hook(group_id, url, token).await {
+            Ok(id) => return Ok(("group", vec![Hook { scope: "group".into(), target_id: group_id, hook_id: id }])),
+            Err(e @ (GitLabError::Forbidden(_) | GitLabError::NotFound(_))) if mode == HookMode::Auto => {
+                tracing::info!(reason = %e, "group hook refused; registering one hook per project");
+            }
+            Err(GitLabError::Forbidden(_)) => {
+                anyhow::bail!("GitLab refused the group hook: it needs the Owner role on the group (or use --hook-mode project)")
+            }
+            Err(GitLabError::NotFound(_)) => {
+                anyhow::bail!("GitLab refused the group hook: group webhooks need GitLab Premium (or use --hook-mode project)")
+            }
+            Err(e) => anyhow::bail!("GitLab: {e}"),
+        }
+    }
+    let projects = client.group_projects(group_id).await?;
+    let mut hooks = Vec::new();
+    for p in projects {
+        match client.create_project_hook(p.id, url, token).await {
+            Ok(id) => hooks.push(Hook { scope: "project".into(), target_id: p.id, hook_id: id }),
+            Err(e) => {
+                remove_hooks(client, &hooks).await;
+                anyhow::bail!("could not add a webhook to project {}: {e}", p.path_with_namespace);
+            }
+        }
+    }
+    Ok(("project", hooks))
+}
+
+async fn remove_hooks(client: &GitLabClient, hooks: &[Hook]) -> Vec<String> {
+    let mut failures = Vec::new();
+    for h in hooks {
+        if let Err(e) = client.delete_hook(&h.scope, h.target_id, h.hook_id).await {
+            failures.push(format!("{} {} hook {}: {e}", h.scope, h.target_id, h.hook_id));
+        }
+    }
+    failures
+}
+
+/// Removes the subscription after removing the webhooks it registered. When a webhook cannot be removed,
+/// nothing is deleted, so that the command can be run again.
+pub async fn unlink(settings: &Settings, store: &Store, site_ref: &str, group: &str) -> anyhow::Result<usize> {
+    let install = site(store, site_ref).await?;
+    let sub = store
+        .find_subscription(&install.client_key, group)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("{group} is not linked to {}", install.base_url))?;
+    let hooks = store.subscription_hooks(sub.id).await?;
+    let token = store.subscription_gitlab_token(&sub).await?;
+    let client = gitlab(settings, &sub.gitlab_url, &token)?;
+    let failures = remove_hooks(&client, &hooks).await;
+    anyhow::ensure!(failures.is_empty(), "could not remove webhooks: {}", failures.join("; "));
+    store.delete_subscription(sub.id).await?;
+    Ok(hooks.len())
+}

@@ -1,0 +1,9 @@
+//! One module per command of `interface.md`.
+
+pub mod demo;
+pub mod link;
+pub mod serve;
+pub mod status;
+
+/// A command failure, printed as one line on stderr with exit code 1.
+pub type CommandResult<T> = anyhow::Result<T>;

@@ -1,0 +1,103 @@
+//! `serve`: the HTTP edge and the queue workers in one process, until SIGTERM/SIGINT.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use gfj_jira_client::JiraClient;
+use gfj_server::{AppState, ServerConfig};
+use gfj_store::intake::Intake;
+use gfj_store::{Backend, Clock, Store, SystemClock};
+use gfj_sync::handlers::Handlers;
+use gfj_sync::{Runner, RunnerConfig};
+use tokio::net::TcpListener;
+
+use crate::Settings;
+
+/// Everything `serve` runs on, built from settings.
+pub struct Service {
+    pub store: Store,
+    pub settings: Settings,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Service {
+    pub async fn open(settings: Settings) -> anyhow::Result<Self> {
+        let store = settings.open_store().await?;
+        Ok(Self { store, settings, clock: Arc::new(SystemClock) })
+    }
+
+    /// The queue handlers, with clients restricted to the allow-lists.
+    pub fn handlers(&self) -> Handlers {
+        Handlers {
+            store: self.store.clone(),
+            jira: JiraClient::new(gfj_jira_client::http_client(), &self.settings.app_key),
+            gitlab_http: gfj_gitlab_client::http_client(),
+            gitlab_urls: self.settings.gitlab_urls.clone(),
+            jira_urls: self.settings.jira_urls.clone(),
+        }
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then stops taking requests, lets running jobs
+    /// finish, and returns.
+    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        if self.store.backend() == Backend::Sqlite {
+            // One process owns a SQLite database, so any lease left behind belongs to a dead process.
+            let freed = self.store.release_all_leases().await?;
+            if freed > 0 {
+                tracing::info!(jobs = freed, "resuming jobs interrupted by the previous run");
+            }
+        }
+        let intake = Intake::start(self.store.clone(), self.clock.clone());
+        let config = ServerConfig {
+            base_url: self.settings.base_url.clone(),
+            app_key: self.settings.app_key.clone(),
+            jira_urls: self.settings.jira_urls.clone(),
+            connect_keys_url: self.settings.connect_keys_url.clone(),
+        };
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| anyhow::anyhow!("HTTP client: {e}"))?;
+        let state = AppState::new(self.store.clone(), intake, config, self.clock.clone(), http);
+        let runner = Runner::new(self.store.clone(), self.clock.clone(), self.handlers(), RunnerConfig::default());
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let workers = tokio::spawn(runner.run(stop_rx));
+        tracing::info!(listen = %listener.local_addr()?, base_url = %self.settings.base_url, "serving");
+        let stop = async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing requests and running jobs");
+            let _ = stop_tx.send(true);
+        };
+        axum::serve(listener, gfj_server::router(state)).with_graceful_shutdown(stop).await?;
+        workers.await?;
+        self.store.close().await;
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(&settings.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+    Service::open(settings).await?.run(listener, signal()).await
+}

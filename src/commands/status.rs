@@ -1,0 +1,45 @@
+//! `sites list` and `status`: what is installed, linked and queued.
+
+use gfj_store::Store;
+use serde_json::json;
+
+pub async fn sites(store: &Store, as_json: bool) -> anyhow::Result<String> {
+    let sites = store.installations().await?;
+    if as_json {
+        let list: Vec<_> = sites
+            .iter()
+            .map(|i| json!({ "mode": "connect", "client_key": i.client_key, "base_url": i.base_url, "display_url": i.display_url }))
+            .collect();
+        return Ok(serde_json::to_string_pretty(&list)?);
+    }
+    if sites.is_empty() {
+        return Ok("no Jira sites installed".into());
+    }
+    Ok(sites.iter().map(|i| format!("connect  {}  {}", i.base_url, i.client_key)).collect::<Vec<_>>().join("\n"))
+}
+
+pub async fn status(store: &Store, now_ms: i64, as_json: bool) -> anyhow::Result<String> {
+    let sites = store.installations().await?;
+    let subs = store.subscriptions().await?;
+    let queue = store.queue_stats(now_ms).await?;
+    if as_json {
+        return Ok(serde_json::to_string_pretty(&json!({
+            "sites": sites.iter().map(|i| json!({ "client_key": i.client_key, "base_url": i.base_url })).collect::<Vec<_>>(),
+            "subscriptions": subs,
+            "queue": queue,
+        }))?);
+    }
+    let mut out = vec![format!("sites: {}", sites.len())];
+    for i in &sites {
+        out.push(format!("  {}  ({})", i.base_url, i.client_key));
+    }
+    out.push(format!("subscriptions: {}", subs.len()));
+    for s in &subs {
+        out.push(format!("  #{} {} {} → {} ({} hooks)", s.id, s.gitlab_url, s.group_path, s.client_key, s.hook_mode));
+    }
+    out.push(format!(
+        "queue: {} ready, {} scheduled for retry, {} running, {} failed permanently; oldest ready {} ms",
+        queue.ready, queue.scheduled, queue.running, queue.dead, queue.oldest_ready_age_ms
+    ));
+    Ok(out.join("\n"))
+}

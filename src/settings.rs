@@ -1,0 +1,148 @@
+//! `GFJ_*` settings: from the environment, or from a TOML file given with `--config` (the environment
+//! wins). Every setting is documented in the README.
+
+use std::collections::BTreeMap;
+
+use gfj_core::url_pattern::{UrlAllowList, normalize_base_url};
+
+#[derive(Clone)]
+pub struct Settings {
+    pub listen: String,
+    pub base_url: String,
+    pub database_url: String,
+    pub encryption_key: Option<String>,
+    pub app_key: String,
+    pub connect_keys_url: String,
+    pub gitlab_urls: UrlAllowList,
+    pub jira_urls: UrlAllowList,
+    pub atlassian_api_url: String,
+    pub admin_token: Option<String>,
+    pub log_format: Option<String>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("base_url", &self.base_url)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("app_key", &self.app_key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A database URL without its password, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+pub const NAMES: [&str; 11] = [
+    "GFJ_LISTEN",
+    "GFJ_BASE_URL",
+    "GFJ_DATABASE_URL",
+    "GFJ_ENCRYPTION_KEY",
+    "GFJ_APP_KEY",
+    "GFJ_CONNECT_KEYS_URL",
+    "GFJ_GITLAB_URLS",
+    "GFJ_JIRA_URLS",
+    "GFJ_ATLASSIAN_API_URL",
+    "GFJ_ADMIN_TOKEN",
+    "GFJ_LOG_FORMAT",
+];
+
+fn scalar(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+impl Settings {
+    /// Reads the environment, over the TOML file when one is given.
+    pub fn load(config_file: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let mut values: BTreeMap<String, String> = BTreeMap::new();
+        if let Some(path) = config_file {
+            let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+            let table: toml::Table = toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+            for (k, v) in table {
+                let key = k.to_ascii_uppercase();
+                let key = if key.starts_with("GFJ_") { key } else { format!("GFJ_{key}") };
+                anyhow::ensure!(NAMES.contains(&key.as_str()), "config file {}: unknown setting {k:?}", path.display());
+                let v = match v {
+                    toml::Value::Array(a) => a.iter().map(scalar).collect::<Option<Vec<_>>>().map(|v| v.join(",")),
+                    other => scalar(&other),
+                };
+                let v = v.ok_or_else(|| anyhow::anyhow!("config file {}: {k} must be a string, number, boolean or list of strings", path.display()))?;
+                values.insert(key, v);
+            }
+        }
+        for name in NAMES {
+            if let Ok(v) = std::env::var(name) {
+                values.insert(name.to_owned(), v);
+            }
+        }
+        Self::from_map(&values)
+    }
+
+    pub fn from_map(values: &BTreeMap<String, String>) -> anyhow::Result<Self> {
+        let get = |k: &str, default: &str| values.get(k).filter(|v| !v.trim().is_empty()).map(|v| v.trim().to_owned()).unwrap_or_else(|| default.to_owned());
+        let opt = |k: &str| values.get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let list = |k: &str, default: &str| UrlAllowList::parse(&get(k, default)).map_err(|e| anyhow::anyhow!("{k}: {e}"));
+        let base_url = normalize_base_url(&get("GFJ_BASE_URL", "http://127.0.0.1:8080"));
+        anyhow::ensure!(
+            base_url.starts_with("http://") || base_url.starts_with("https://"),
+            "GFJ_BASE_URL must be an http(s) URL, got {base_url:?}"
+        );
+        let log_format = opt("GFJ_LOG_FORMAT");
+        if let Some(f) = &log_format {
+            anyhow::ensure!(f == "json" || f == "pretty", "GFJ_LOG_FORMAT must be json or pretty, got {f:?}");
+        }
+        Ok(Self {
+            listen: get("GFJ_LISTEN", "127.0.0.1:8080"),
+            base_url,
+            database_url: get("GFJ_DATABASE_URL", "sqlite://gitlab-for-jira.db"),
+            encryption_key: opt("GFJ_ENCRYPTION_KEY"),
+            app_key: get("GFJ_APP_KEY", "gitlab-for-jira"),
+            connect_keys_url: normalize_base_url(&get("GFJ_CONNECT_KEYS_URL", "https://connect-install-keys.atlassian.com")),
+            gitlab_urls: list("GFJ_GITLAB_URLS", "https://gitlab.com")?,
+            jira_urls: list("GFJ_JIRA_URLS", "https://*.atlassian.net")?,
+            atlassian_api_url: normalize_base_url(&get("GFJ_ATLASSIAN_API_URL", "https://api.atlassian.com")),
+            admin_token: opt("GFJ_ADMIN_TOKEN"),
+            log_format,
+        })
+    }
+
+    pub async fn open_store(&self) -> anyhow::Result<gfj_store::Store> {
+        gfj_store::Store::open(&self.database_url, self.encryption_key.as_deref())
+            .await
+            .map_err(|e| anyhow::anyhow!("database {}: {e}", redact_url(&self.database_url)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_validation() {
+        let s = Settings::from_map(&BTreeMap::new()).unwrap();
+        assert_eq!((s.listen.as_str(), s.base_url.as_str(), s.database_url.as_str()), ("127.0.0.1:8080", "http://127.0.0.1:8080", "sqlite://gitlab-for-jira.db"));
+        assert!(s.jira_urls.allows("https://acme.atlassian.net"));
+        assert!(s.gitlab_urls.allows("https://gitlab.com"));
+        let bad = BTreeMap::from([("GFJ_JIRA_URLS".to_owned(), "acme".to_owned())]);
+        assert!(Settings::from_map(&bad).is_err());
+        let bad = BTreeMap::from([("GFJ_LOG_FORMAT".to_owned(), "xml".to_owned())]);
+        assert!(Settings::from_map(&bad).is_err());
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}
