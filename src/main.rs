@@ -9,7 +9,11 @@ use gitlab_for_jira::Settings;
 use gitlab_for_jira::commands::{demo, link, serve, status};
 
 #[derive(Parser)]
-#[command(name = "gitlab-for-jira", version, about = "GitLab activity in the Jira Cloud development panel")]
+#[command(
+    name = "gitlab-for-jira",
+    version,
+    about = "GitLab activity in the Jira Cloud development panel"
+)]
 struct Cli {
     /// TOML file with settings (keys as in the environment, e.g. GFJ_BASE_URL or base_url); the environment wins.
     #[arg(long, global = true)]
@@ -69,7 +73,10 @@ enum SitesCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("gitlab-for-jira: cannot start the runtime: {e}");
@@ -97,9 +104,21 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
     match cli.command {
         Command::Serve => serve::run(settings).await.map(|()| String::new()),
         Command::Demo => demo::run().await,
-        Command::Link { site, group, gitlab_url, gitlab_token, hook_mode } => {
+        Command::Link {
+            site,
+            group,
+            gitlab_url,
+            gitlab_token,
+            hook_mode,
+        } => {
             let store = settings.open_store().await?;
-            let req = link::LinkRequest { site, group, gitlab_url, gitlab_token, hook_mode };
+            let req = link::LinkRequest {
+                site,
+                group,
+                gitlab_url,
+                gitlab_token,
+                hook_mode,
+            };
             let linked = link::link(&settings, &store, req, now).await?;
             Ok(serde_json::to_string(&linked)?)
         }
@@ -108,7 +127,9 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
             let removed = link::unlink(&settings, &store, &site, &group).await?;
             Ok(format!("unlinked {group}; removed {removed} webhook(s)"))
         }
-        Command::Sites { command: SitesCommand::List { json } } => status::sites(&settings.open_store().await?, json).await,
+        Command::Sites {
+            command: SitesCommand::List { json },
+        } => status::sites(&settings.open_store().await?, json).await,
         Command::Status { json } => status::status(&settings.open_store().await?, now, json).await,
     }
 }

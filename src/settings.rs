@@ -71,17 +71,36 @@ impl Settings {
     pub fn load(config_file: Option<&std::path::Path>) -> anyhow::Result<Self> {
         let mut values: BTreeMap<String, String> = BTreeMap::new();
         if let Some(path) = config_file {
-            let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
-            let table: toml::Table = toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+            let table: toml::Table = toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
             for (k, v) in table {
                 let key = k.to_ascii_uppercase();
-                let key = if key.starts_with("GFJ_") { key } else { format!("GFJ_{key}") };
-                anyhow::ensure!(NAMES.contains(&key.as_str()), "config file {}: unknown setting {k:?}", path.display());
+                let key = if key.starts_with("GFJ_") {
+                    key
+                } else {
+                    format!("GFJ_{key}")
+                };
+                anyhow::ensure!(
+                    NAMES.contains(&key.as_str()),
+                    "config file {}: unknown setting {k:?}",
+                    path.display()
+                );
                 let v = match v {
-                    toml::Value::Array(a) => a.iter().map(scalar).collect::<Option<Vec<_>>>().map(|v| v.join(",")),
+                    toml::Value::Array(a) => a
+                        .iter()
+                        .map(scalar)
+                        .collect::<Option<Vec<_>>>()
+                        .map(|v| v.join(",")),
                     other => scalar(&other),
                 };
-                let v = v.ok_or_else(|| anyhow::anyhow!("config file {}: {k} must be a string, number, boolean or list of strings", path.display()))?;
+                let v = v.ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "config file {}: {k} must be a string, number, boolean or list of strings",
+                        path.display()
+                    )
+                })?;
                 values.insert(key, v);
             }
         }
@@ -94,9 +113,22 @@ impl Settings {
     }
 
     pub fn from_map(values: &BTreeMap<String, String>) -> anyhow::Result<Self> {
-        let get = |k: &str, default: &str| values.get(k).filter(|v| !v.trim().is_empty()).map(|v| v.trim().to_owned()).unwrap_or_else(|| default.to_owned());
-        let opt = |k: &str| values.get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let list = |k: &str, default: &str| UrlAllowList::parse(&get(k, default)).map_err(|e| anyhow::anyhow!("{k}: {e}"));
+        let get = |k: &str, default: &str| {
+            values
+                .get(k)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_else(|| default.to_owned())
+        };
+        let opt = |k: &str| {
+            values
+                .get(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let list = |k: &str, default: &str| {
+            UrlAllowList::parse(&get(k, default)).map_err(|e| anyhow::anyhow!("{k}: {e}"))
+        };
         let base_url = normalize_base_url(&get("GFJ_BASE_URL", "http://127.0.0.1:8080"));
         anyhow::ensure!(
             base_url.starts_with("http://") || base_url.starts_with("https://"),
@@ -104,7 +136,10 @@ impl Settings {
         );
         let log_format = opt("GFJ_LOG_FORMAT");
         if let Some(f) = &log_format {
-            anyhow::ensure!(f == "json" || f == "pretty", "GFJ_LOG_FORMAT must be json or pretty, got {f:?}");
+            anyhow::ensure!(
+                f == "json" || f == "pretty",
+                "GFJ_LOG_FORMAT must be json or pretty, got {f:?}"
+            );
         }
         Ok(Self {
             listen: get("GFJ_LISTEN", "127.0.0.1:8080"),
@@ -112,10 +147,16 @@ impl Settings {
             database_url: get("GFJ_DATABASE_URL", "sqlite://gitlab-for-jira.db"),
             encryption_key: opt("GFJ_ENCRYPTION_KEY"),
             app_key: get("GFJ_APP_KEY", "gitlab-for-jira"),
-            connect_keys_url: normalize_base_url(&get("GFJ_CONNECT_KEYS_URL", "https://connect-install-keys.atlassian.com")),
+            connect_keys_url: normalize_base_url(&get(
+                "GFJ_CONNECT_KEYS_URL",
+                "https://connect-install-keys.atlassian.com",
+            )),
             gitlab_urls: list("GFJ_GITLAB_URLS", "https://gitlab.com")?,
             jira_urls: list("GFJ_JIRA_URLS", "https://*.atlassian.net")?,
-            atlassian_api_url: normalize_base_url(&get("GFJ_ATLASSIAN_API_URL", "https://api.atlassian.com")),
+            atlassian_api_url: normalize_base_url(&get(
+                "GFJ_ATLASSIAN_API_URL",
+                "https://api.atlassian.com",
+            )),
             admin_token: opt("GFJ_ADMIN_TOKEN"),
             log_format,
         })
@@ -135,7 +176,18 @@ mod tests {
     #[test]
     fn defaults_and_validation() {
         let s = Settings::from_map(&BTreeMap::new()).unwrap();
-        assert_eq!((s.listen.as_str(), s.base_url.as_str(), s.database_url.as_str()), ("127.0.0.1:8080", "http://127.0.0.1:8080", "sqlite://gitlab-for-jira.db"));
+        assert_eq!(
+            (
+                s.listen.as_str(),
+                s.base_url.as_str(),
+                s.database_url.as_str()
+            ),
+            (
+                "127.0.0.1:8080",
+                "http://127.0.0.1:8080",
+                "sqlite://gitlab-for-jira.db"
+            )
+        );
         assert!(s.jira_urls.allows("https://acme.atlassian.net"));
         assert!(s.gitlab_urls.allows("https://gitlab.com"));
         let bad = BTreeMap::from([("GFJ_JIRA_URLS".to_owned(), "acme".to_owned())]);

@@ -20,13 +20,20 @@ pub async fn run() -> anyhow::Result<String> {
 async fn run_in(dir: &std::path::Path) -> anyhow::Result<String> {
     let jira = JiraSim::start(JiraSimConfig::default())
         .await
-        .map_err(|e| anyhow::anyhow!("Jira simulator: {e} (set GFJ_SHARED_DIR to the folder holding jira-fixtures/)"))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "Jira simulator: {e} (set GFJ_SHARED_DIR to the folder holding jira-fixtures/)"
+            )
+        })?;
     let gitlab = GitLabSim::start().await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base_url = format!("http://{}", listener.local_addr()?);
     let settings = Settings::from_map(&BTreeMap::from([
         ("GFJ_BASE_URL".to_owned(), base_url.clone()),
-        ("GFJ_DATABASE_URL".to_owned(), format!("sqlite://{}", dir.join("demo.db").display())),
+        (
+            "GFJ_DATABASE_URL".to_owned(),
+            format!("sqlite://{}", dir.join("demo.db").display()),
+        ),
         ("GFJ_CONNECT_KEYS_URL".to_owned(), jira.connect_keys_url()),
         ("GFJ_GITLAB_URLS".to_owned(), gitlab.base_url.clone()),
         ("GFJ_JIRA_URLS".to_owned(), "http://127.0.0.1:*".to_owned()),
@@ -39,7 +46,10 @@ async fn run_in(dir: &std::path::Path) -> anyhow::Result<String> {
         let _ = stop_rx.await;
     }));
 
-    anyhow::ensure!(jira.install(&base_url).await? == 204, "the Jira simulator could not install the app");
+    anyhow::ensure!(
+        jira.install(&base_url).await? == 204,
+        "the Jira simulator could not install the app"
+    );
     let ada = gitlab.add_user("ada", "glpat-demo");
     let group = gitlab.add_group("acme", None, Plan::Free);
     gitlab.add_member(group, ada, 40);
@@ -58,8 +68,17 @@ async fn run_in(dir: &std::path::Path) -> anyhow::Result<String> {
         clock.now_ms(),
     )
     .await?;
-    gitlab.push(api, "feature/PROJ-7-login", &["Add login form", "PROJ-8 validate passwords"], ada).await;
-    gitlab.push(web, "main", &["DOCS-3 describe the login page"], ada).await;
+    gitlab
+        .push(
+            api,
+            "feature/PROJ-7-login",
+            &["Add login form", "PROJ-8 validate passwords"],
+            ada,
+        )
+        .await;
+    gitlab
+        .push(web, "main", &["DOCS-3 describe the login page"], ada)
+        .await;
     gitlab.push(web, "spike", &["try things out"], ada).await;
 
     // Wait for the queue to drain (bounded), then report.
@@ -83,7 +102,16 @@ async fn run_in(dir: &std::path::Path) -> anyhow::Result<String> {
             out.push(format!("  branch  {}", b["name"].as_str().unwrap_or("?")));
         }
         for c in &view.commits {
-            out.push(format!("  commit  {}  {}", c["displayId"].as_str().unwrap_or("?"), c["message"].as_str().unwrap_or("").lines().next().unwrap_or("")));
+            out.push(format!(
+                "  commit  {}  {}",
+                c["displayId"].as_str().unwrap_or("?"),
+                c["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+            ));
         }
     }
     let _ = stop_tx.send(());

@@ -44,15 +44,23 @@ pub struct LinkedSubscription {
 }
 
 async fn site(store: &Store, site: &str) -> anyhow::Result<Installation> {
-    store
-        .find_installation(site)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no Jira site {site:?} is installed (give its clientKey or base URL; see `sites list`)"))
+    store.find_installation(site).await?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no Jira site {site:?} is installed (give its clientKey or base URL; see `sites list`)"
+        )
+    })
 }
 
 fn gitlab(settings: &Settings, url: &str, token: &str) -> anyhow::Result<GitLabClient> {
-    anyhow::ensure!(settings.gitlab_urls.allows(url), "{url} is not in GFJ_GITLAB_URLS");
-    Ok(GitLabClient::new(gfj_gitlab_client::http_client(), url, token))
+    anyhow::ensure!(
+        settings.gitlab_urls.allows(url),
+        "{url} is not in GFJ_GITLAB_URLS"
+    );
+    Ok(GitLabClient::new(
+        gfj_gitlab_client::http_client(),
+        url,
+        token,
+    ))
 }
 
 fn fresh_token() -> anyhow::Result<String> {
@@ -61,7 +69,12 @@ fn fresh_token() -> anyhow::Result<String> {
     Ok(gfj_core::qsh::hex(&b))
 }
 
-pub async fn link(settings: &Settings, store: &Store, req: LinkRequest, now_ms: i64) -> anyhow::Result<LinkedSubscription> {
+pub async fn link(
+    settings: &Settings,
+    store: &Store,
+    req: LinkRequest,
+    now_ms: i64,
+) -> anyhow::Result<LinkedSubscription> {
     let install = site(store, &req.site).await?;
     let gitlab_url = normalize_base_url(&req.gitlab_url);
     let client = gitlab(settings, &gitlab_url, &req.gitlab_token)?;
@@ -75,7 +88,11 @@ pub async fn link(settings: &Settings, store: &Store, req: LinkRequest, now_ms: 
         Err(e) => anyhow::bail!("GitLab: {e}"),
     };
     if !user.is_admin {
-        let level = client.group_member(group.id, user.id).await?.map(|m| m.access_level).unwrap_or(0);
+        let level = client
+            .group_member(group.id, user.id)
+            .await?
+            .map(|m| m.access_level)
+            .unwrap_or(0);
         anyhow::ensure!(
             level >= MAINTAINER,
             "{} has access level {level} on {}; linking needs Maintainer (40) or higher",
@@ -83,8 +100,16 @@ pub async fn link(settings: &Settings, store: &Store, req: LinkRequest, now_ms: 
             group.full_path
         );
     }
-    if let Some(existing) = store.find_subscription(&install.client_key, &group.full_path).await? {
-        anyhow::bail!("{} is already linked to {} (subscription {})", group.full_path, install.base_url, existing.id);
+    if let Some(existing) = store
+        .find_subscription(&install.client_key, &group.full_path)
+        .await?
+    {
+        anyhow::bail!(
+            "{} is already linked to {} (subscription {})",
+            group.full_path,
+            install.base_url,
+            existing.id
+        );
     }
     let token = fresh_token()?;
     let hook_url = format!("{}/gitlab/webhook", settings.base_url);
@@ -122,7 +147,9 @@ pub async fn link(settings: &Settings, store: &Store, req: LinkRequest, now_ms: 
 /// Explains why a path that is not a group cannot be linked.
 async fn not_a_group(client: &GitLabClient, path: &str) -> anyhow::Error {
     if client.namespace_kind(path).await.ok().flatten().as_deref() == Some("user") {
-        return anyhow::anyhow!("{path} is a personal namespace; only groups and subgroups can be linked");
+        return anyhow::anyhow!(
+            "{path} is a personal namespace; only groups and subgroups can be linked"
+        );
     }
     if client.project_exists(path).await.unwrap_or(false) {
         return anyhow::anyhow!("{path} is a project; only groups and subgroups can be linked");
@@ -139,15 +166,30 @@ async fn register_hooks(
 ) -> anyhow::Result<(&'static str, Vec<Hook>)> {
     if mode != HookMode::Project {
         match client.create_group_hook(group_id, url, token).await {
-            Ok(id) => return Ok(("group", vec![Hook { scope: "group".into(), target_id: group_id, hook_id: id }])),
-            Err(e @ (GitLabError::Forbidden(_) | GitLabError::NotFound(_))) if mode == HookMode::Auto => {
+            Ok(id) => {
+                return Ok((
+                    "group",
+                    vec![Hook {
+                        scope: "group".into(),
+                        target_id: group_id,
+                        hook_id: id,
+                    }],
+                ));
+            }
+            Err(e @ (GitLabError::Forbidden(_) | GitLabError::NotFound(_)))
+                if mode == HookMode::Auto =>
+            {
                 tracing::info!(reason = %e, "group hook refused; registering one hook per project");
             }
             Err(GitLabError::Forbidden(_)) => {
-                anyhow::bail!("GitLab refused the group hook: it needs the Owner role on the group (or use --hook-mode project)")
+                anyhow::bail!(
+                    "GitLab refused the group hook: it needs the Owner role on the group (or use --hook-mode project)"
+                )
             }
             Err(GitLabError::NotFound(_)) => {
-                anyhow::bail!("GitLab refused the group hook: group webhooks need GitLab Premium (or use --hook-mode project)")
+                anyhow::bail!(
+                    "GitLab refused the group hook: group webhooks need GitLab Premium (or use --hook-mode project)"
+                )
             }
             Err(e) => anyhow::bail!("GitLab: {e}"),
         }
@@ -156,10 +198,17 @@ async fn register_hooks(
     let mut hooks = Vec::new();
     for p in projects {
         match client.create_project_hook(p.id, url, token).await {
-            Ok(id) => hooks.push(Hook { scope: "project".into(), target_id: p.id, hook_id: id }),
+            Ok(id) => hooks.push(Hook {
+                scope: "project".into(),
+                target_id: p.id,
+                hook_id: id,
+            }),
             Err(e) => {
                 remove_hooks(client, &hooks).await;
-                anyhow::bail!("could not add a webhook to project {}: {e}", p.path_with_namespace);
+                anyhow::bail!(
+                    "could not add a webhook to project {}: {e}",
+                    p.path_with_namespace
+                );
             }
         }
     }
@@ -170,7 +219,10 @@ async fn remove_hooks(client: &GitLabClient, hooks: &[Hook]) -> Vec<String> {
     let mut failures = Vec::new();
     for h in hooks {
         if let Err(e) = client.delete_hook(&h.scope, h.target_id, h.hook_id).await {
-            failures.push(format!("{} {} hook {}: {e}", h.scope, h.target_id, h.hook_id));
+            failures.push(format!(
+                "{} {} hook {}: {e}",
+                h.scope, h.target_id, h.hook_id
+            ));
         }
     }
     failures
@@ -178,7 +230,12 @@ async fn remove_hooks(client: &GitLabClient, hooks: &[Hook]) -> Vec<String> {
 
 /// Removes the subscription after removing the webhooks it registered. When a webhook cannot be removed,
 /// nothing is deleted, so that the command can be run again.
-pub async fn unlink(settings: &Settings, store: &Store, site_ref: &str, group: &str) -> anyhow::Result<usize> {
+pub async fn unlink(
+    settings: &Settings,
+    store: &Store,
+    site_ref: &str,
+    group: &str,
+) -> anyhow::Result<usize> {
     let install = site(store, site_ref).await?;
     let sub = store
         .find_subscription(&install.client_key, group)
@@ -188,7 +245,11 @@ pub async fn unlink(settings: &Settings, store: &Store, site_ref: &str, group: &
     let token = store.subscription_gitlab_token(&sub).await?;
     let client = gitlab(settings, &sub.gitlab_url, &token)?;
     let failures = remove_hooks(&client, &hooks).await;
-    anyhow::ensure!(failures.is_empty(), "could not remove webhooks: {}", failures.join("; "));
+    anyhow::ensure!(
+        failures.is_empty(),
+        "could not remove webhooks: {}",
+        failures.join("; ")
+    );
     store.delete_subscription(sub.id).await?;
     Ok(hooks.len())
 }

@@ -18,33 +18,40 @@ pub struct Service {
     pub store: Store,
     pub settings: Settings,
     pub clock: Arc<dyn Clock>,
+    /// Whether this process also drains the queue (tests run their own workers).
+    pub run_workers: bool,
 }
 
 impl Service {
     pub async fn open(settings: Settings) -> anyhow::Result<Self> {
         let store = settings.open_store().await?;
-        Ok(Self { store, settings, clock: Arc::new(SystemClock) })
+        Ok(Self {
+            store,
+            settings,
+            clock: Arc::new(SystemClock),
+            run_workers: true,
+        })
     }
 
-    /// The queue handlers, with clients restricted to the allow-lists.
     pub fn handlers(&self) -> Handlers {
-        Handlers {
-            store: self.store.clone(),
-            jira: JiraClient::new(gfj_jira_client::http_client(), &self.settings.app_key),
-            gitlab_http: gfj_gitlab_client::http_client(),
-            gitlab_urls: self.settings.gitlab_urls.clone(),
-            jira_urls: self.settings.jira_urls.clone(),
-        }
+        handlers(&self.settings, &self.store)
     }
 
     /// Serves on `listener` until `shutdown` resolves, then stops taking requests, lets running jobs
     /// finish, and returns.
-    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         if self.store.backend() == Backend::Sqlite {
             // One process owns a SQLite database, so any lease left behind belongs to a dead process.
             let freed = self.store.release_all_leases().await?;
             if freed > 0 {
-                tracing::info!(jobs = freed, "resuming jobs interrupted by the previous run");
+                tracing::info!(
+                    jobs = freed,
+                    "resuming jobs interrupted by the previous run"
+                );
             }
         }
         let intake = Intake::start(self.store.clone(), self.clock.clone());
@@ -59,19 +66,43 @@ impl Service {
             .build()
             .map_err(|e| anyhow::anyhow!("HTTP client: {e}"))?;
         let state = AppState::new(self.store.clone(), intake, config, self.clock.clone(), http);
-        let runner = Runner::new(self.store.clone(), self.clock.clone(), self.handlers(), RunnerConfig::default());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let workers = tokio::spawn(runner.run(stop_rx));
+        let workers = if self.run_workers {
+            let runner = Runner::new(
+                self.store.clone(),
+                self.clock.clone(),
+                self.handlers(),
+                RunnerConfig::default(),
+            );
+            Some(tokio::spawn(runner.run(stop_rx)))
+        } else {
+            None
+        };
         tracing::info!(listen = %listener.local_addr()?, base_url = %self.settings.base_url, "serving");
         let stop = async move {
             shutdown.await;
             tracing::info!("shutting down: finishing requests and running jobs");
             let _ = stop_tx.send(true);
         };
-        axum::serve(listener, gfj_server::router(state)).with_graceful_shutdown(stop).await?;
-        workers.await?;
+        axum::serve(listener, gfj_server::router(state))
+            .with_graceful_shutdown(stop)
+            .await?;
+        if let Some(w) = workers {
+            w.await?;
+        }
         self.store.close().await;
         Ok(())
+    }
+}
+
+/// The queue handlers, with clients restricted to the allow-lists.
+pub fn handlers(settings: &Settings, store: &Store) -> Handlers {
+    Handlers {
+        store: store.clone(),
+        jira: JiraClient::new(gfj_jira_client::http_client(), &settings.app_key),
+        gitlab_http: gfj_gitlab_client::http_client(),
+        gitlab_urls: settings.gitlab_urls.clone(),
+        jira_urls: settings.jira_urls.clone(),
     }
 }
 
@@ -98,6 +129,8 @@ pub async fn signal() {
 }
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(&settings.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+    let listener = TcpListener::bind(&settings.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
     Service::open(settings).await?.run(listener, signal()).await
 }

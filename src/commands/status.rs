@@ -15,7 +15,11 @@ pub async fn sites(store: &Store, as_json: bool) -> anyhow::Result<String> {
     if sites.is_empty() {
         return Ok("no Jira sites installed".into());
     }
-    Ok(sites.iter().map(|i| format!("connect  {}  {}", i.base_url, i.client_key)).collect::<Vec<_>>().join("\n"))
+    Ok(sites
+        .iter()
+        .map(|i| format!("connect  {}  {}", i.base_url, i.client_key))
+        .collect::<Vec<_>>()
+        .join("\n"))
 }
 
 pub async fn status(store: &Store, now_ms: i64, as_json: bool) -> anyhow::Result<String> {
@@ -35,7 +39,10 @@ pub async fn status(store: &Store, now_ms: i64, as_json: bool) -> anyhow::Result
     }
     out.push(format!("subscriptions: {}", subs.len()));
     for s in &subs {
-        out.push(format!("  #{} {} {} → {} ({} hooks)", s.id, s.gitlab_url, s.group_path, s.client_key, s.hook_mode));
+        out.push(format!(
+            "  #{} {} {} → {} ({} hooks)",
+            s.id, s.gitlab_url, s.group_path, s.client_key, s.hook_mode
+        ));
     }
     out.push(format!(
         "queue: {} ready, {} scheduled for retry, {} running, {} failed permanently; oldest ready {} ms",

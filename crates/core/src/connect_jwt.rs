@@ -56,12 +56,23 @@ pub struct BoundRequest<'a> {
 
 impl BoundRequest<'_> {
     pub fn qsh(&self) -> String {
-        qsh::qsh(&qsh::canonical_request(self.method, self.path, self.base_path, self.query))
+        qsh::qsh(&qsh::canonical_request(
+            self.method,
+            self.path,
+            self.base_path,
+            self.query,
+        ))
     }
 }
 
 /// Signs an app → Jira request: `iss` = app key, lifetime `ttl_secs` (≤ [`MAX_LIFETIME_SECS`]).
-pub fn sign_hs256(app_key: &str, secret: &[u8], request: &BoundRequest<'_>, now_secs: i64, ttl_secs: i64) -> String {
+pub fn sign_hs256(
+    app_key: &str,
+    secret: &[u8],
+    request: &BoundRequest<'_>,
+    now_secs: i64,
+    ttl_secs: i64,
+) -> String {
     let claims = Claims {
         iss: app_key.to_owned(),
         iat: now_secs,
@@ -70,8 +81,12 @@ pub fn sign_hs256(app_key: &str, secret: &[u8], request: &BoundRequest<'_>, now_
         sub: None,
         aud: None,
     };
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret))
-        .expect("HS256 signing with an in-memory key cannot fail")
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .expect("HS256 signing with an in-memory key cannot fail")
 }
 
 /// Header and claims, read without checking anything: only to find which key verifies the token.
@@ -79,8 +94,12 @@ pub fn peek(token: &str) -> Result<(Header, Claims), JwtError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(JwtError::TooLarge);
     }
-    let header = jsonwebtoken::decode_header(token).map_err(|e| JwtError::Malformed(e.to_string()))?;
-    let payload = token.split('.').nth(1).ok_or_else(|| JwtError::Malformed("no payload".into()))?;
+    let header =
+        jsonwebtoken::decode_header(token).map_err(|e| JwtError::Malformed(e.to_string()))?;
+    let payload = token
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| JwtError::Malformed("no payload".into()))?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .map_err(|e| JwtError::Malformed(e.to_string()))?;
@@ -116,25 +135,42 @@ fn validation(alg: Algorithm, check_exp: bool) -> Validation {
     v.validate_exp = check_exp;
     v.validate_aud = false;
     v.leeway = 30;
-    v.set_required_spec_claims(if check_exp { &["exp", "iss"][..] } else { &["iss"][..] });
+    v.set_required_spec_claims(if check_exp {
+        &["exp", "iss"][..]
+    } else {
+        &["iss"][..]
+    });
     v
 }
 
 /// Verifies an HS256 token signed with a shared secret (Jira → app, or app → Jira in the simulator).
-pub fn verify_hs256(token: &str, secret: &[u8], rule: &QshRule<'_>, check_exp: bool) -> Result<Claims, JwtError> {
+pub fn verify_hs256(
+    token: &str,
+    secret: &[u8],
+    rule: &QshRule<'_>,
+    check_exp: bool,
+) -> Result<Claims, JwtError> {
     let (header, _) = peek(token)?;
     if header.alg != Algorithm::HS256 {
         return Err(JwtError::WrongAlgorithm(format!("{:?}", header.alg)));
     }
-    let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret), &validation(Algorithm::HS256, check_exp))
-        .map_err(|e| JwtError::Invalid(e.to_string()))?;
+    let data = jsonwebtoken::decode::<Claims>(
+        token,
+        &DecodingKey::from_secret(secret),
+        &validation(Algorithm::HS256, check_exp),
+    )
+    .map_err(|e| JwtError::Invalid(e.to_string()))?;
     check_qsh(&data.claims, rule)?;
     Ok(data.claims)
 }
 
 /// Whether a signed-install `kid` is safe to put in a key-server URL.
 pub fn valid_key_id(kid: &str) -> bool {
-    !kid.is_empty() && kid.len() <= 256 && kid.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'/'))
+    !kid.is_empty()
+        && kid.len() <= 256
+        && kid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'/'))
 }
 
 /// Verifies a signed-install RS256 token with the PEM public key of its `kid`: signature, `exp`,
@@ -150,20 +186,25 @@ pub fn verify_rs256_install(
     if header.alg != Algorithm::RS256 {
         return Err(JwtError::WrongAlgorithm(format!("{:?}", header.alg)));
     }
-    let key = DecodingKey::from_rsa_pem(public_key_pem).map_err(|e| JwtError::Invalid(format!("public key: {e}")))?;
+    let key = DecodingKey::from_rsa_pem(public_key_pem)
+        .map_err(|e| JwtError::Invalid(format!("public key: {e}")))?;
     let mut v = validation(Algorithm::RS256, true);
     v.validate_aud = false; // compared below, ignoring a trailing slash
-    let data = jsonwebtoken::decode::<Claims>(token, &key, &v).map_err(|e| JwtError::Invalid(e.to_string()))?;
+    let data = jsonwebtoken::decode::<Claims>(token, &key, &v)
+        .map_err(|e| JwtError::Invalid(e.to_string()))?;
     let want_aud = audience.trim_end_matches('/');
     let aud_ok = match &data.claims.aud {
         Some(serde_json::Value::String(a)) => a.trim_end_matches('/') == want_aud,
-        Some(serde_json::Value::Array(list)) => {
-            list.iter().any(|a| a.as_str().is_some_and(|a| a.trim_end_matches('/') == want_aud))
-        }
+        Some(serde_json::Value::Array(list)) => list.iter().any(|a| {
+            a.as_str()
+                .is_some_and(|a| a.trim_end_matches('/') == want_aud)
+        }),
         _ => false,
     };
     if !aud_ok {
-        return Err(JwtError::Invalid("aud does not match this app's base URL".into()));
+        return Err(JwtError::Invalid(
+            "aud does not match this app's base URL".into(),
+        ));
     }
     if data.claims.iss != client_key {
         return Err(JwtError::IssuerMismatch);
@@ -191,7 +232,8 @@ pub fn sign_rs256_install(
         sub: None,
         aud: Some(serde_json::Value::String(audience.to_owned())),
     };
-    let key = EncodingKey::from_rsa_pem(private_key_pem).map_err(|e| JwtError::Invalid(e.to_string()))?;
+    let key =
+        EncodingKey::from_rsa_pem(private_key_pem).map_err(|e| JwtError::Invalid(e.to_string()))?;
     jsonwebtoken::encode(&header, &claims, &key).map_err(|e| JwtError::Invalid(e.to_string()))
 }
 
@@ -200,7 +242,12 @@ mod tests {
     use super::*;
 
     fn req(path: &str) -> BoundRequest<'_> {
-        BoundRequest { method: "POST", path, query: "", base_path: "" }
+        BoundRequest {
+            method: "POST",
+            path,
+            query: "",
+            base_path: "",
+        }
     }
 
     #[test]
@@ -211,12 +258,24 @@ mod tests {
         assert_eq!((c.iss.as_str(), c.exp - c.iat), ("app", 60));
         let r = QshRule::Request(req("/rest/devinfo/0.10/bulk"));
         assert!(verify_hs256(&t, b"secret", &r, false).is_ok());
-        assert!(matches!(verify_hs256(&t, b"other", &r, false), Err(JwtError::Invalid(_))));
+        assert!(matches!(
+            verify_hs256(&t, b"other", &r, false),
+            Err(JwtError::Invalid(_))
+        ));
         let other = QshRule::Request(req("/rest/builds/0.1/bulk"));
-        assert_eq!(verify_hs256(&t, b"secret", &other, false), Err(JwtError::QshMismatch));
-        assert_eq!(verify_hs256(&t, b"secret", &QshRule::Context, false), Err(JwtError::QshMismatch));
+        assert_eq!(
+            verify_hs256(&t, b"secret", &other, false),
+            Err(JwtError::QshMismatch)
+        );
+        assert_eq!(
+            verify_hs256(&t, b"secret", &QshRule::Context, false),
+            Err(JwtError::QshMismatch)
+        );
         // expired long ago
-        assert!(matches!(verify_hs256(&t, b"secret", &r, true), Err(JwtError::Invalid(_))));
+        assert!(matches!(
+            verify_hs256(&t, b"secret", &r, true),
+            Err(JwtError::Invalid(_))
+        ));
         // lifetime is capped
         let long = sign_hs256("app", b"s", &req("/"), now, 10_000);
         let (_, c) = peek(&long).unwrap();
@@ -225,13 +284,22 @@ mod tests {
 
     #[test]
     fn oversized_and_garbage_tokens_are_refused() {
-        assert_eq!(peek(&"a".repeat(MAX_TOKEN_BYTES + 1)).unwrap_err(), JwtError::TooLarge);
+        assert_eq!(
+            peek(&"a".repeat(MAX_TOKEN_BYTES + 1)).unwrap_err(),
+            JwtError::TooLarge
+        );
         assert!(matches!(peek("not.a.jwt"), Err(JwtError::Malformed(_))));
     }
 
     #[test]
     fn key_ids() {
-        for (kid, ok) in [("abc-123_x/y", true), ("", false), ("../etc", false), ("a?b", false), ("a b", false)] {
+        for (kid, ok) in [
+            ("abc-123_x/y", true),
+            ("", false),
+            ("../etc", false),
+            ("a?b", false),
+            ("a b", false),
+        ] {
             assert_eq!(valid_key_id(kid), ok, "{kid}");
         }
     }

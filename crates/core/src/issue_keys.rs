@@ -59,12 +59,12 @@ mod tests {
             ("feature/PROJ-7-login", &["PROJ-7"]),
             ("fix PROJ-8: login", &["PROJ-8"]),
             ("JRA-123 with JRA-123 and TBD-123", &["JRA-123", "TBD-123"]),
-            ("jra-123", &[]),                 // GitLab's rule is case-sensitive
-            ("F-67-my-feature", &[]),         // one-letter project part
-            ("2PAC-123", &[]),                // starts with a digit
+            ("jra-123", &[]),         // GitLab's rule is case-sensitive
+            ("F-67-my-feature", &[]), // one-letter project part
+            ("2PAC-123", &[]),        // starts with a digit
             ("J42-123", &["J42-123"]),
-            ("ABC_DEF-1", &["ABC_DEF-1"]),    // underscore is part of the project key
-            ("xABC-1", &[]),                  // no word boundary before the key
+            ("ABC_DEF-1", &["ABC_DEF-1"]), // underscore is part of the project key
+            ("xABC-1", &[]),               // no word boundary before the key
             ("[ABC-1]", &["ABC-1"]),
             ("(ABC-12), DEF-3.", &["ABC-12", "DEF-3"]),
             ("café-ABC-1", &["ABC-1"]),
@@ -79,7 +79,10 @@ mod tests {
 
     #[test]
     fn texts_are_joined_and_deduplicated_across_inputs() {
-        assert_eq!(extract(["ABC-1 x", "ABC-1 DEF-2", "GHI-3"]), ["ABC-1", "DEF-2", "GHI-3"]);
+        assert_eq!(
+            extract(["ABC-1 x", "ABC-1 DEF-2", "GHI-3"]),
+            ["ABC-1", "DEF-2", "GHI-3"]
+        );
         assert!(mentions_key(["nothing", "see QA-9"]));
         assert!(!mentions_key(["nothing", "here-1"]));
     }

@@ -39,7 +39,9 @@ pub struct ProviderMetadata {
 
 impl ProviderMetadata {
     pub fn ours() -> Self {
-        Self { product: concat!("gitlab-for-jira ", env!("CARGO_PKG_VERSION")).to_owned() }
+        Self {
+            product: concat!("gitlab-for-jira ", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
     }
 }
 

@@ -21,7 +21,10 @@ pub enum PushAction {
     /// Nothing in the push mentions an issue key.
     Nothing,
     /// The branch was deleted: remove it from Jira (harmless when Jira never had it).
-    DeleteBranch { repository_id: String, branch_id: String },
+    DeleteBranch {
+        repository_id: String,
+        branch_id: String,
+    },
     /// Store these commits and branches.
     Store(DevinfoRequest),
 }
@@ -34,11 +37,20 @@ pub struct NeedsTipCommit(pub String);
 /// Maps a push. Commits are sent when their message or the branch name has a key (a commit pushed to an
 /// issue branch is that issue's work); the branch is sent when its name or one of its pushed commits has a
 /// key, except the default branch, which is sent only when its own name has one.
-pub fn map_push(push: &PushEvent, seq: i64, tip: Option<&GlCommit>) -> Result<PushAction, NeedsTipCommit> {
-    let Some(branch) = push.branch() else { return Ok(PushAction::Nothing) };
+pub fn map_push(
+    push: &PushEvent,
+    seq: i64,
+    tip: Option<&GlCommit>,
+) -> Result<PushAction, NeedsTipCommit> {
+    let Some(branch) = push.branch() else {
+        return Ok(PushAction::Nothing);
+    };
     let repository_id = push.project.id.to_string();
     if push.deletes_ref() {
-        return Ok(PushAction::DeleteBranch { repository_id, branch_id: branch_id(branch) });
+        return Ok(PushAction::DeleteBranch {
+            repository_id,
+            branch_id: branch_id(branch),
+        });
     }
     let branch_keys = issue_keys::extract([branch]);
     let mut commits = Vec::new();
@@ -58,9 +70,18 @@ pub fn map_push(push: &PushEvent, seq: i64, tip: Option<&GlCommit>) -> Result<Pu
     }
     let mut branches = Vec::new();
     if !keys.is_empty() {
-        let tip_sha = push.checkout_sha.clone().unwrap_or_else(|| push.after.clone());
-        let tip = push.commits.iter().find(|c| c.id == tip_sha).or(tip.filter(|c| c.id == tip_sha));
-        let Some(tip) = tip else { return Err(NeedsTipCommit(tip_sha)) };
+        let tip_sha = push
+            .checkout_sha
+            .clone()
+            .unwrap_or_else(|| push.after.clone());
+        let tip = push
+            .commits
+            .iter()
+            .find(|c| c.id == tip_sha)
+            .or(tip.filter(|c| c.id == tip_sha));
+        let Some(tip) = tip else {
+            return Err(NeedsTipCommit(tip_sha));
+        };
         let mut tip_keys = issue_keys::extract([tip.message.as_str()]);
         issue_keys::merge(&mut tip_keys, &keys);
         branches.push(jira::Branch {
@@ -82,10 +103,18 @@ pub fn map_push(push: &PushEvent, seq: i64, tip: Option<&GlCommit>) -> Result<Pu
     }
     // Pushes carry at most 20 commits, far below Jira's 400 per type; keep the invariant anyway.
     commits.truncate(jira::MAX_PER_TYPE_PER_REPOSITORY);
-    Ok(PushAction::Store(devinfo(repository(&push.project, seq, commits, branches), OperationType::Normal)))
+    Ok(PushAction::Store(devinfo(
+        repository(&push.project, seq, commits, branches),
+        OperationType::Normal,
+    )))
 }
 
-fn repository(p: &Project, seq: i64, commits: Vec<jira::Commit>, branches: Vec<jira::Branch>) -> Repository {
+fn repository(
+    p: &Project,
+    seq: i64,
+    commits: Vec<jira::Commit>,
+    branches: Vec<jira::Branch>,
+) -> Repository {
     Repository {
         id: p.id.to_string(),
         name: p.name.clone(),
@@ -116,8 +145,13 @@ pub fn commit(c: &GlCommit, issue_keys: Vec<String>, seq: i64) -> jira::Commit {
         update_sequence_id: seq,
         display_id: c.id.chars().take(8).collect(),
         message: c.message.chars().take(jira::MAX_MESSAGE_CHARS).collect(),
-        author: jira::Author { name: c.author.name.clone(), email },
-        file_count: (c.added.len() + c.modified.len() + c.removed.len()).try_into().unwrap_or(i32::MAX),
+        author: jira::Author {
+            name: c.author.name.clone(),
+            email,
+        },
+        file_count: (c.added.len() + c.modified.len() + c.removed.len())
+            .try_into()
+            .unwrap_or(i32::MAX),
         url: c.url.clone(),
         author_timestamp: to_utc_iso8601(&c.timestamp),
     }
@@ -144,7 +178,10 @@ mod tests {
             title: message.lines().next().unwrap_or("").to_owned(),
             timestamp: "2026-11-27T10:00:00+02:00".to_owned(),
             url: format!("https://gitlab.example/g/p/-/commit/{id}"),
-            author: CommitAuthor { name: "Ada".into(), email: "ada@example.com".into() },
+            author: CommitAuthor {
+                name: "Ada".into(),
+                email: "ada@example.com".into(),
+            },
             added: vec!["a.rs".into()],
             modified: vec!["b.rs".into(), "c.rs".into()],
             removed: vec![],
@@ -152,7 +189,10 @@ mod tests {
     }
 
     fn push(branch: &str, commits: Vec<GlCommit>) -> PushEvent {
-        let after = commits.last().map(|c| c.id.clone()).unwrap_or_else(|| "f".repeat(40));
+        let after = commits
+            .last()
+            .map(|c| c.id.clone())
+            .unwrap_or_else(|| "f".repeat(40));
         PushEvent {
             object_kind: "push".into(),
             before: "a".repeat(40),
@@ -183,7 +223,13 @@ mod tests {
 
     #[test]
     fn issue_branch_with_two_commits() {
-        let p = push("feature/PROJ-7-login", vec![gl_commit(&"1".repeat(40), "start"), gl_commit(&"2".repeat(40), "fix PROJ-8")]);
+        let p = push(
+            "feature/PROJ-7-login",
+            vec![
+                gl_commit(&"1".repeat(40), "start"),
+                gl_commit(&"2".repeat(40), "fix PROJ-8"),
+            ],
+        );
         let repo = stored(map_push(&p, 42, None).unwrap());
         assert_eq!(repo.id, "15");
         let keys: Vec<_> = repo.commits.iter().map(|c| c.issue_keys.clone()).collect();
@@ -192,19 +238,37 @@ mod tests {
         assert_eq!(b.id, branch_id("feature/PROJ-7-login"));
         assert_eq!(b.issue_keys, ["PROJ-7", "PROJ-8"]);
         assert_eq!(b.last_commit.id, "2".repeat(40));
-        assert_eq!(b.url, "https://gitlab.example/g/api/-/commits/feature/PROJ-7-login");
+        assert_eq!(
+            b.url,
+            "https://gitlab.example/g/api/-/commits/feature/PROJ-7-login"
+        );
         assert_eq!(
             b.create_pull_request_url.as_deref(),
-            Some("https://gitlab.example/g/api/-/merge_requests/new?merge_request%5Bsource_branch%5D=feature%2FPROJ-7-login")
+            Some(
+                "https://gitlab.example/g/api/-/merge_requests/new?merge_request%5Bsource_branch%5D=feature%2FPROJ-7-login"
+            )
         );
         let c = &repo.commits[1];
-        assert_eq!((c.display_id.as_str(), c.file_count, c.author_timestamp.as_str()), ("22222222", 3, "2026-11-27T08:00:00Z"));
+        assert_eq!(
+            (
+                c.display_id.as_str(),
+                c.file_count,
+                c.author_timestamp.as_str()
+            ),
+            ("22222222", 3, "2026-11-27T08:00:00Z")
+        );
         assert_eq!(c.update_sequence_id, 42);
     }
 
     #[test]
     fn default_branch_is_not_attached_to_commit_keys() {
-        let p = push("main", vec![gl_commit(&"1".repeat(40), "PROJ-1 fix"), gl_commit(&"2".repeat(40), "no key")]);
+        let p = push(
+            "main",
+            vec![
+                gl_commit(&"1".repeat(40), "PROJ-1 fix"),
+                gl_commit(&"2".repeat(40), "no key"),
+            ],
+        );
         let repo = stored(map_push(&p, 1, None).unwrap());
         assert_eq!(repo.commits.len(), 1);
         assert!(repo.branches.is_empty());
@@ -219,12 +283,22 @@ mod tests {
 
     #[test]
     fn nothing_without_keys_and_deletion_and_tags() {
-        assert_eq!(map_push(&push("topic", vec![gl_commit(&"1".repeat(40), "wip")]), 1, None), Ok(PushAction::Nothing));
+        assert_eq!(
+            map_push(
+                &push("topic", vec![gl_commit(&"1".repeat(40), "wip")]),
+                1,
+                None
+            ),
+            Ok(PushAction::Nothing)
+        );
         let mut d = push("feature/PROJ-7", vec![]);
         d.after = NULL_SHA.into();
         assert_eq!(
             map_push(&d, 1, None),
-            Ok(PushAction::DeleteBranch { repository_id: "15".into(), branch_id: branch_id("feature/PROJ-7") })
+            Ok(PushAction::DeleteBranch {
+                repository_id: "15".into(),
+                branch_id: branch_id("feature/PROJ-7")
+            })
         );
         let mut t = push("x", vec![]);
         t.git_ref = "refs/tags/v1-PROJ-1".into();

@@ -13,7 +13,12 @@ pub const CONTEXT_QSH: &str = "context-qsh";
 /// path part of the receiving app's base URL, which is removed from the front of `path`; `query` is the raw
 /// query string without `?`.
 pub fn canonical_request(method: &str, path: &str, base_path: &str, query: &str) -> String {
-    format!("{}&{}&{}", method.to_ascii_uppercase(), canonical_path(path, base_path), canonical_query(query))
+    format!(
+        "{}&{}&{}",
+        method.to_ascii_uppercase(),
+        canonical_path(path, base_path),
+        canonical_query(query)
+    )
 }
 
 /// The canonical request of an absolute or origin-relative URL such as `https://h/p?q` or `/p?q`.
@@ -49,7 +54,12 @@ pub fn split_url(url: &str) -> (&str, &str) {
 
 fn canonical_path(path: &str, base_path: &str) -> String {
     let base = base_path.trim_end_matches('/');
-    let mut p = if !base.is_empty() && path.starts_with(base) { &path[base.len()..] } else { path }.to_owned();
+    let mut p = if !base.is_empty() && path.starts_with(base) {
+        &path[base.len()..]
+    } else {
+        path
+    }
+    .to_owned();
     if !p.starts_with('/') {
         p.insert(0, '/');
     }
@@ -74,12 +84,20 @@ fn canonical_query(query: &str) -> String {
         .into_iter()
         .map(|(name, mut values)| {
             values.sort();
-            let joined = values.iter().map(|v| encode(v)).collect::<Vec<_>>().join(",");
+            let joined = values
+                .iter()
+                .map(|v| encode(v))
+                .collect::<Vec<_>>()
+                .join(",");
             (encode(&name), joined)
         })
         .collect();
     encoded.sort();
-    encoded.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("&")
+    encoded
+        .iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// RFC 3986 percent-encoding: everything but `A-Z a-z 0-9 - . _ ~`, with upper-case hex.
@@ -107,23 +125,41 @@ mod tests {
     #[test]
     fn table() {
         let cases = [
-            ("POST", "https://x.atlassian.net/rest/devinfo/0.10/bulk", "", "POST&/rest/devinfo/0.10/bulk&"),
+            (
+                "POST",
+                "https://x.atlassian.net/rest/devinfo/0.10/bulk",
+                "",
+                "POST&/rest/devinfo/0.10/bulk&",
+            ),
             (
                 "get",
                 "http://localhost:2990/path/to/service?zee_last=param&repeated=parameter 1&first=param&repeated=parameter 2",
                 "",
                 "GET&/path/to/service&first=param&repeated=parameter%201,parameter%202&zee_last=param",
             ),
-            ("POST", "https://g.example/-/jira_connect/events/installed", "/-/jira_connect", "POST&/events/installed&"),
+            (
+                "POST",
+                "https://g.example/-/jira_connect/events/installed",
+                "/-/jira_connect",
+                "POST&/events/installed&",
+            ),
             ("GET", "https://example.com", "", "GET&/&"),
             ("GET", "/a/?b=1&jwt=x", "", "GET&/a&b=1"),
         ];
         for (method, url, base, want) in cases {
             assert_eq!(canonical_request_for_url(method, url, base), want, "{url}");
         }
-        assert_eq!(qsh("foo"), "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae");
         assert_eq!(
-            qsh(&canonical_request("POST", "/rest/devinfo/0.10/bulk", "", "")),
+            qsh("foo"),
+            "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"
+        );
+        assert_eq!(
+            qsh(&canonical_request(
+                "POST",
+                "/rest/devinfo/0.10/bulk",
+                "",
+                ""
+            )),
             "8cc25e28719a5c3212595a135795bfe0a0e54b0395b1291f91d8b8c47373672c"
         );
     }

@@ -22,7 +22,11 @@ fn parse_origin(url: &str) -> Option<Origin> {
     if host.is_empty() || port.as_deref() == Some("") {
         return None;
     }
-    Some(Origin { scheme: scheme.to_ascii_lowercase(), host: host.to_ascii_lowercase(), port })
+    Some(Origin {
+        scheme: scheme.to_ascii_lowercase(),
+        host: host.to_ascii_lowercase(),
+        port,
+    })
 }
 
 /// A comma-separated list of origin patterns; `*` stands for exactly one host label or for a port.
@@ -49,7 +53,9 @@ impl UrlAllowList {
 
     /// Whether `url` (a base URL with no path) is allowed.
     pub fn allows(&self, url: &str) -> bool {
-        let Some(o) = parse_origin(url) else { return false };
+        let Some(o) = parse_origin(url) else {
+            return false;
+        };
         self.patterns.iter().any(|p| origin_matches(p, &o))
     }
 }
@@ -67,7 +73,10 @@ fn origin_matches(p: &Origin, o: &Origin) -> bool {
     let ol: Vec<&str> = o.host.split('.').collect();
     port_ok
         && pl.len() == ol.len()
-        && pl.iter().zip(&ol).all(|(p, o)| !o.is_empty() && (*p == "*" || p == o))
+        && pl
+            .iter()
+            .zip(&ol)
+            .all(|(p, o)| !o.is_empty() && (*p == "*" || p == o))
 }
 
 /// A base URL without its trailing slash, the form we store and compare.

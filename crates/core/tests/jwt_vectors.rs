@@ -37,7 +37,11 @@ fn all_79_official_vectors_pass() {
     for v in &vectors.tests {
         let base_path = v.addon_base_url.as_deref().unwrap_or("");
         let canonical = qsh::canonical_request_for_url("GET", &v.signed_url, base_path);
-        assert_eq!(canonical, v.canonical_url, "canonical request of {:?}", v.name);
+        assert_eq!(
+            canonical, v.canonical_url,
+            "canonical request of {:?}",
+            v.name
+        );
 
         let (_, query) = qsh::split_url(&v.signed_url);
         let token = url::form_urlencoded::parse(query.as_bytes())
@@ -45,11 +49,19 @@ fn all_79_official_vectors_pass() {
             .map(|(_, t)| t.into_owned())
             .expect("signed URL carries jwt");
         let expected_qsh = qsh::qsh(&canonical);
-        let claims = connect_jwt::verify_hs256(&token, vectors.secret.as_bytes(), &QshRule::Exact(&expected_qsh), false)
-            .unwrap_or_else(|e| panic!("{:?}: {e}", v.name));
+        let claims = connect_jwt::verify_hs256(
+            &token,
+            vectors.secret.as_bytes(),
+            &QshRule::Exact(&expected_qsh),
+            false,
+        )
+        .unwrap_or_else(|e| panic!("{:?}: {e}", v.name));
         assert_eq!(claims.iss, "jira:1234-5678-9000");
         // A wrong secret must fail on the same token.
-        assert!(connect_jwt::verify_hs256(&token, b"wrong", &QshRule::Exact(&expected_qsh), false).is_err());
+        assert!(
+            connect_jwt::verify_hs256(&token, b"wrong", &QshRule::Exact(&expected_qsh), false)
+                .is_err()
+        );
         passed += 1;
     }
     assert_eq!(passed, 79);

@@ -131,7 +131,9 @@ pub struct GitLabClient {
 
 impl std::fmt::Debug for GitLabClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GitLabClient").field("api", &self.api).finish_non_exhaustive()
+        f.debug_struct("GitLabClient")
+            .field("api", &self.api)
+            .finish_non_exhaustive()
     }
 }
 
@@ -153,7 +155,11 @@ fn encode_path(p: &str) -> String {
 impl GitLabClient {
     /// `base_url` is the instance (e.g. `https://gitlab.com`); callers check it against `GFJ_GITLAB_URLS`.
     pub fn new(http: reqwest::Client, base_url: &str, token: &str) -> Self {
-        Self { http, api: format!("{}/api/v4", base_url.trim_end_matches('/')), token: token.to_owned() }
+        Self {
+            http,
+            api: format!("{}/api/v4", base_url.trim_end_matches('/')),
+            token: token.to_owned(),
+        }
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, GitLabError> {
@@ -181,15 +187,21 @@ impl GitLabClient {
             401 => GitLabError::Unauthorized,
             403 => GitLabError::Forbidden(message),
             404 => GitLabError::NotFound(message),
-            429 => GitLabError::RateLimited { retry_after_ms: retry_after_ms.unwrap_or(60_000) },
+            429 => GitLabError::RateLimited {
+                retry_after_ms: retry_after_ms.unwrap_or(60_000),
+            },
             500..=599 => GitLabError::Transient(format!("{status} {message}")),
             _ => GitLabError::Other { status, message },
         })
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, GitLabError> {
-        let resp = self.send(self.http.get(format!("{}{path}", self.api))).await?;
-        resp.json().await.map_err(|e| GitLabError::Transient(format!("unreadable response: {e}")))
+        let resp = self
+            .send(self.http.get(format!("{}{path}", self.api)))
+            .await?;
+        resp.json()
+            .await
+            .map_err(|e| GitLabError::Transient(format!("unreadable response: {e}")))
     }
 
     /// Every page of a list (offset pagination, 100 per page, following `x-next-page`).
@@ -200,8 +212,17 @@ impl GitLabClient {
         loop {
             let url = format!("{}{path}{sep}per_page=100&page={page}", self.api);
             let resp = self.send(self.http.get(url)).await?;
-            let next = resp.headers().get("x-next-page").and_then(|v| v.to_str().ok()).unwrap_or("").trim().to_owned();
-            let items: Vec<T> = resp.json().await.map_err(|e| GitLabError::Transient(format!("unreadable response: {e}")))?;
+            let next = resp
+                .headers()
+                .get("x-next-page")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .trim()
+                .to_owned();
+            let items: Vec<T> = resp
+                .json()
+                .await
+                .map_err(|e| GitLabError::Transient(format!("unreadable response: {e}")))?;
             all.extend(items);
             if next.is_empty() {
                 return Ok(all);
@@ -216,12 +237,20 @@ impl GitLabClient {
 
     /// A group by numeric id or full path.
     pub async fn group(&self, id_or_path: &str) -> Result<Group, GitLabError> {
-        self.get(&format!("/groups/{}", encode_path(id_or_path))).await
+        self.get(&format!("/groups/{}", encode_path(id_or_path)))
+            .await
     }
 
     /// The user's effective membership (inherited included), or `None` when not a member.
-    pub async fn group_member(&self, group_id: i64, user_id: i64) -> Result<Option<Member>, GitLabError> {
-        match self.get(&format!("/groups/{group_id}/members/all/{user_id}")).await {
+    pub async fn group_member(
+        &self,
+        group_id: i64,
+        user_id: i64,
+    ) -> Result<Option<Member>, GitLabError> {
+        match self
+            .get(&format!("/groups/{group_id}/members/all/{user_id}"))
+            .await
+        {
             Ok(m) => Ok(Some(m)),
             Err(GitLabError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
@@ -234,22 +263,63 @@ impl GitLabClient {
             .await
     }
 
-    pub async fn create_group_hook(&self, group_id: i64, url: &str, token: &str) -> Result<i64, GitLabError> {
-        let r = self.http.post(format!("{}/groups/{group_id}/hooks", self.api)).json(&HookSpec::new(url, token));
-        let h: HookCreated = self.send(r).await?.json().await.map_err(|e| GitLabError::Transient(e.to_string()))?;
+    pub async fn create_group_hook(
+        &self,
+        group_id: i64,
+        url: &str,
+        token: &str,
+    ) -> Result<i64, GitLabError> {
+        let r = self
+            .http
+            .post(format!("{}/groups/{group_id}/hooks", self.api))
+            .json(&HookSpec::new(url, token));
+        let h: HookCreated = self
+            .send(r)
+            .await?
+            .json()
+            .await
+            .map_err(|e| GitLabError::Transient(e.to_string()))?;
         Ok(h.id)
     }
 
-    pub async fn create_project_hook(&self, project_id: i64, url: &str, token: &str) -> Result<i64, GitLabError> {
-        let r = self.http.post(format!("{}/projects/{project_id}/hooks", self.api)).json(&HookSpec::new(url, token));
-        let h: HookCreated = self.send(r).await?.json().await.map_err(|e| GitLabError::Transient(e.to_string()))?;
+    pub async fn create_project_hook(
+        &self,
+        project_id: i64,
+        url: &str,
+        token: &str,
+    ) -> Result<i64, GitLabError> {
+        let r = self
+            .http
+            .post(format!("{}/projects/{project_id}/hooks", self.api))
+            .json(&HookSpec::new(url, token));
+        let h: HookCreated = self
+            .send(r)
+            .await?
+            .json()
+            .await
+            .map_err(|e| GitLabError::Transient(e.to_string()))?;
         Ok(h.id)
     }
 
     /// Deletes a hook; one that is already gone counts as deleted.
-    pub async fn delete_hook(&self, scope: &str, target_id: i64, hook_id: i64) -> Result<(), GitLabError> {
-        let kind = if scope == "group" { "groups" } else { "projects" };
-        match self.send(self.http.delete(format!("{}/{kind}/{target_id}/hooks/{hook_id}", self.api))).await {
+    pub async fn delete_hook(
+        &self,
+        scope: &str,
+        target_id: i64,
+        hook_id: i64,
+    ) -> Result<(), GitLabError> {
+        let kind = if scope == "group" {
+            "groups"
+        } else {
+            "projects"
+        };
+        match self
+            .send(
+                self.http
+                    .delete(format!("{}/{kind}/{target_id}/hooks/{hook_id}", self.api)),
+            )
+            .await
+        {
             Ok(_) | Err(GitLabError::NotFound(_)) => Ok(()),
             Err(e) => Err(e),
         }
@@ -257,14 +327,22 @@ impl GitLabClient {
 
     /// One commit, in the shape push hooks use.
     pub async fn commit(&self, project_id: i64, sha: &str) -> Result<hooks::Commit, GitLabError> {
-        let c: RestCommit = self.get(&format!("/projects/{project_id}/repository/commits/{}", encode_path(sha))).await?;
+        let c: RestCommit = self
+            .get(&format!(
+                "/projects/{project_id}/repository/commits/{}",
+                encode_path(sha)
+            ))
+            .await?;
         Ok(hooks::Commit {
             id: c.id,
             message: c.message,
             title: c.title,
             timestamp: c.authored_date,
             url: c.web_url,
-            author: hooks::CommitAuthor { name: c.author_name, email: c.author_email },
+            author: hooks::CommitAuthor {
+                name: c.author_name,
+                email: c.author_email,
+            },
             added: vec![],
             modified: vec![],
             removed: vec![],
@@ -279,7 +357,10 @@ impl GitLabClient {
         struct Namespace {
             kind: String,
         }
-        match self.get::<Namespace>(&format!("/namespaces/{}", encode_path(path))).await {
+        match self
+            .get::<Namespace>(&format!("/namespaces/{}", encode_path(path)))
+            .await
+        {
             Ok(n) => Ok(Some(n.kind)),
             Err(GitLabError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
@@ -287,7 +368,10 @@ impl GitLabClient {
     }
 
     pub async fn project_exists(&self, path: &str) -> Result<bool, GitLabError> {
-        match self.get::<ProjectSummary>(&format!("/projects/{}", encode_path(path))).await {
+        match self
+            .get::<ProjectSummary>(&format!("/projects/{}", encode_path(path)))
+            .await
+        {
             Ok(_) => Ok(true),
             Err(GitLabError::NotFound(_)) => Ok(false),
             Err(e) => Err(e),

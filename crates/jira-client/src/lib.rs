@@ -19,7 +19,9 @@ pub struct Site {
 
 impl std::fmt::Debug for Site {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Site").field("base_url", &self.base_url).finish_non_exhaustive()
+        f.debug_struct("Site")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -36,7 +38,11 @@ pub enum JiraError {
     #[error("Jira rejected the request (400): {0}")]
     BadRequest(String),
     #[error("Jira is unavailable ({status}): {message}")]
-    Unavailable { status: u16, message: String, retry_after_ms: Option<i64> },
+    Unavailable {
+        status: u16,
+        message: String,
+        retry_after_ms: Option<i64>,
+    },
     #[error("cannot reach Jira: {0}")]
     Transport(String),
     #[error("Jira answered {status}: {message}")]
@@ -46,7 +52,10 @@ pub enum JiraError {
 impl JiraError {
     /// Worth retrying as it is: the same request may succeed later.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::RateLimited { .. } | Self::Unavailable { .. } | Self::Transport(_))
+        matches!(
+            self,
+            Self::RateLimited { .. } | Self::Unavailable { .. } | Self::Transport(_)
+        )
     }
 }
 
@@ -65,7 +74,9 @@ pub struct DevinfoResult {
 impl DevinfoResult {
     /// Whether Jira refused any entity (it answers 202 and lists them).
     pub fn has_failures(&self) -> bool {
-        self.failed_devinfo_entities.as_object().is_some_and(|m| !m.is_empty())
+        self.failed_devinfo_entities
+            .as_object()
+            .is_some_and(|m| !m.is_empty())
     }
 }
 
@@ -87,12 +98,18 @@ pub fn http_client() -> reqwest::Client {
 }
 
 fn now_secs() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 impl JiraClient {
     pub fn new(http: reqwest::Client, app_key: &str) -> Self {
-        Self { http, app_key: app_key.to_owned() }
+        Self {
+            http,
+            app_key: app_key.to_owned(),
+        }
     }
 
     /// Sends `method path?query` to the site with a JWT bound to it.
@@ -105,11 +122,18 @@ impl JiraClient {
     ) -> Result<reqwest::Response, JiraError> {
         let base = site.base_url.trim_end_matches('/');
         let base_path = gfj_core::qsh::split_url(base).0;
-        let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
         let token = connect_jwt::sign_hs256(
             &self.app_key,
             site.shared_secret.as_bytes(),
-            &BoundRequest { method: method.as_str(), path: &format!("{base_path}{path}"), query, base_path },
+            &BoundRequest {
+                method: method.as_str(),
+                path: &format!("{base_path}{path}"),
+                query,
+                base_path,
+            },
             now_secs(),
             TOKEN_TTL_SECS,
         );
@@ -121,7 +145,10 @@ impl JiraClient {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(|e| JiraError::Transport(e.without_url().to_string()))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| JiraError::Transport(e.without_url().to_string()))?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -129,16 +156,39 @@ impl JiraClient {
     }
 
     /// `POST /rest/devinfo/0.10/bulk`.
-    pub async fn store_devinfo(&self, site: &Site, body: &DevinfoRequest) -> Result<DevinfoResult, JiraError> {
-        let resp = self.call(site, reqwest::Method::POST, "/rest/devinfo/0.10/bulk", Some(body)).await?;
-        resp.json().await.map_err(|e| JiraError::Transport(format!("unreadable devinfo response: {e}")))
+    pub async fn store_devinfo(
+        &self,
+        site: &Site,
+        body: &DevinfoRequest,
+    ) -> Result<DevinfoResult, JiraError> {
+        let resp = self
+            .call(
+                site,
+                reqwest::Method::POST,
+                "/rest/devinfo/0.10/bulk",
+                Some(body),
+            )
+            .await?;
+        resp.json()
+            .await
+            .map_err(|e| JiraError::Transport(format!("unreadable devinfo response: {e}")))
     }
 
     /// `DELETE /rest/devinfo/0.10/repository/{repositoryId}/branch/{branchId}`; only data with an
     /// `updateSequenceId` up to `seq` is removed, so a later re-creation of the branch survives.
-    pub async fn delete_branch(&self, site: &Site, repository_id: &str, branch_id: &str, seq: i64) -> Result<(), JiraError> {
-        let path = format!("/rest/devinfo/0.10/repository/{repository_id}/branch/{branch_id}?_updateSequenceId={seq}");
-        self.call(site, reqwest::Method::DELETE, &path, None).await.map(|_| ())
+    pub async fn delete_branch(
+        &self,
+        site: &Site,
+        repository_id: &str,
+        branch_id: &str,
+        seq: i64,
+    ) -> Result<(), JiraError> {
+        let path = format!(
+            "/rest/devinfo/0.10/repository/{repository_id}/branch/{branch_id}?_updateSequenceId={seq}"
+        );
+        self.call(site, reqwest::Method::DELETE, &path, None)
+            .await
+            .map(|_| ())
     }
 }
 
@@ -157,8 +207,14 @@ async fn error_of(resp: reqwest::Response) -> JiraError {
         401 => JiraError::Unauthorized,
         403 => JiraError::Forbidden,
         413 => JiraError::TooLarge,
-        429 => JiraError::RateLimited { retry_after_ms: retry_after_ms.unwrap_or(10_000) },
-        500..=599 => JiraError::Unavailable { status, message, retry_after_ms },
+        429 => JiraError::RateLimited {
+            retry_after_ms: retry_after_ms.unwrap_or(10_000),
+        },
+        500..=599 => JiraError::Unavailable {
+            status,
+            message,
+            retry_after_ms,
+        },
         _ => JiraError::Other { status, message },
     }
 }
@@ -167,7 +223,10 @@ async fn error_of(resp: reqwest::Response) -> JiraError {
 fn messages(body: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(body).ok()?;
     let list = v.get("errorMessages").unwrap_or(&v).as_array()?;
-    let texts: Vec<&str> = list.iter().filter_map(|m| m.get("message").and_then(|m| m.as_str()).or(m.as_str())).collect();
+    let texts: Vec<&str> = list
+        .iter()
+        .filter_map(|m| m.get("message").and_then(|m| m.as_str()).or(m.as_str()))
+        .collect();
     (!texts.is_empty()).then(|| texts.join("; "))
 }
 
@@ -175,8 +234,14 @@ fn messages(body: &str) -> Option<String> {
 mod tests {
     #[test]
     fn error_messages() {
-        assert_eq!(super::messages(r#"{"errorMessages":[{"message":"a"},{"message":"b"}]}"#).as_deref(), Some("a; b"));
-        assert_eq!(super::messages(r#"[{"message":"x"}]"#).as_deref(), Some("x"));
+        assert_eq!(
+            super::messages(r#"{"errorMessages":[{"message":"a"},{"message":"b"}]}"#).as_deref(),
+            Some("a; b")
+        );
+        assert_eq!(
+            super::messages(r#"[{"message":"x"}]"#).as_deref(),
+            Some("x")
+        );
         assert_eq!(super::messages("oops"), None);
     }
 }

@@ -13,9 +13,7 @@ use crate::AppState;
 pub fn descriptor(base_url: &str, app_key: &str) -> Value {
     let base = base_url.trim_end_matches('/');
     let logo = format!("{base}/static/logo.svg");
-    let provider = |key: &str, name: &str| {
-        json!({ "key": key, "name": { "value": name }, "homeUrl": base, "logoUrl": logo, "documentationUrl": base, "actions": {} })
-    };
+    let provider = |key: &str, name: &str| json!({ "key": key, "name": { "value": name }, "homeUrl": base, "logoUrl": logo, "documentationUrl": base, "actions": {} });
     json!({
         "key": app_key,
         "name": "GitLab for Jira",
@@ -59,5 +57,11 @@ pub async fn serve(State(state): State<Arc<AppState>>) -> Json<Value> {
 }
 
 pub async fn logo() -> impl IntoResponse {
-    ([("content-type", "image/svg+xml"), ("cache-control", "public, max-age=86400")], include_str!("../assets/logo.svg"))
+    (
+        [
+            ("content-type", "image/svg+xml"),
+            ("cache-control", "public, max-age=86400"),
+        ],
+        include_str!("../assets/logo.svg"),
+    )
 }

@@ -44,7 +44,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(store: Store, intake: Intake, config: ServerConfig, clock: Arc<dyn Clock>, http: reqwest::Client) -> Arc<Self> {
+    pub fn new(
+        store: Store,
+        intake: Intake,
+        config: ServerConfig,
+        clock: Arc<dyn Clock>,
+        http: reqwest::Client,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
             intake,

@@ -30,7 +30,12 @@ struct LifecyclePayload {
     display_url: Option<String>,
 }
 
-pub async fn installed(State(state): State<Arc<AppState>>, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
+pub async fn installed(
+    State(state): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let payload = match verify(&state, &uri, &headers, &body).await {
         Ok(p) => p,
         Err(why) => return refuse("installed", &why),
@@ -44,7 +49,11 @@ pub async fn installed(State(state): State<Arc<AppState>>, uri: Uri, headers: He
         display_url: payload.display_url.map(|u| normalize_base_url(&u)),
         shared_secret: secret,
     };
-    match state.store.upsert_installation(&install, state.clock.now_ms()).await {
+    match state
+        .store
+        .upsert_installation(&install, state.clock.now_ms())
+        .await
+    {
         Ok(()) => {
             tracing::info!(site = %install.base_url, client_key = %install.client_key, "Jira site installed the app");
             StatusCode::NO_CONTENT
@@ -56,7 +65,12 @@ pub async fn installed(State(state): State<Arc<AppState>>, uri: Uri, headers: He
     }
 }
 
-pub async fn uninstalled(State(state): State<Arc<AppState>>, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
+pub async fn uninstalled(
+    State(state): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let payload = match verify(&state, &uri, &headers, &body).await {
         Ok(p) => p,
         Err(why) => return refuse("uninstalled", &why),
@@ -78,7 +92,12 @@ fn refuse(event: &str, why: &str) -> StatusCode {
     StatusCode::UNAUTHORIZED
 }
 
-async fn verify(state: &AppState, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<LifecyclePayload, String> {
+async fn verify(
+    state: &AppState,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<LifecyclePayload, String> {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -87,20 +106,47 @@ async fn verify(state: &AppState, uri: &Uri, headers: &HeaderMap, body: &[u8]) -
         .trim();
     let (header, _) = connect_jwt::peek(token).map_err(|e| e.to_string())?;
     if header.alg != jsonwebtoken::Algorithm::RS256 {
-        return Err(format!("algorithm {:?} is not a signed install", header.alg));
+        return Err(format!(
+            "algorithm {:?} is not a signed install",
+            header.alg
+        ));
     }
-    let kid = header.kid.filter(|k| connect_jwt::valid_key_id(k)).ok_or("missing or malformed kid")?;
-    let payload: LifecyclePayload = serde_json::from_slice(body).map_err(|e| format!("unreadable payload: {e}"))?;
+    let kid = header
+        .kid
+        .filter(|k| connect_jwt::valid_key_id(k))
+        .ok_or("missing or malformed kid")?;
+    let payload: LifecyclePayload =
+        serde_json::from_slice(body).map_err(|e| format!("unreadable payload: {e}"))?;
     let pem = install_key(state, &kid).await?;
-    let base_path = gfj_core::qsh::split_url(&state.config.base_url).0.trim_end_matches('/').to_owned();
-    let request = BoundRequest { method: "POST", path: uri.path(), query: uri.query().unwrap_or(""), base_path: &base_path };
-    connect_jwt::verify_rs256_install(token, &pem, &state.config.base_url, &payload.client_key, request)
-        .map_err(|e| e.to_string())?;
+    let base_path = gfj_core::qsh::split_url(&state.config.base_url)
+        .0
+        .trim_end_matches('/')
+        .to_owned();
+    let request = BoundRequest {
+        method: "POST",
+        path: uri.path(),
+        query: uri.query().unwrap_or(""),
+        base_path: &base_path,
+    };
+    connect_jwt::verify_rs256_install(
+        token,
+        &pem,
+        &state.config.base_url,
+        &payload.client_key,
+        request,
+    )
+    .map_err(|e| e.to_string())?;
     if payload.key != state.config.app_key {
-        return Err(format!("payload is for app {:?}, not {:?}", payload.key, state.config.app_key));
+        return Err(format!(
+            "payload is for app {:?}, not {:?}",
+            payload.key, state.config.app_key
+        ));
     }
     if !state.config.jira_urls.allows(&payload.base_url) {
-        return Err(format!("Jira URL {} is not in GFJ_JIRA_URLS", payload.base_url));
+        return Err(format!(
+            "Jira URL {} is not in GFJ_JIRA_URLS",
+            payload.base_url
+        ));
     }
     Ok(payload)
 }
@@ -110,7 +156,10 @@ async fn install_key(state: &AppState, kid: &str) -> Result<Arc<Vec<u8>>, String
     if let Some(k) = state.install_keys.lock().expect("key cache lock").get(kid) {
         return Ok(k.clone());
     }
-    let url = format!("{}/{kid}", state.config.connect_keys_url.trim_end_matches('/'));
+    let url = format!(
+        "{}/{kid}",
+        state.config.connect_keys_url.trim_end_matches('/')
+    );
     let resp = state
         .http
         .get(&url)
@@ -119,13 +168,20 @@ async fn install_key(state: &AppState, kid: &str) -> Result<Arc<Vec<u8>>, String
         .await
         .map_err(|e| format!("key server unreachable: {}", e.without_url()))?;
     if !resp.status().is_success() {
-        return Err(format!("key server answered {} for kid {kid}", resp.status()));
+        return Err(format!(
+            "key server answered {} for kid {kid}",
+            resp.status()
+        ));
     }
     let pem = resp.bytes().await.map_err(|e| format!("key server: {e}"))?;
     if pem.len() > 16 * 1024 || !pem.starts_with(b"-----BEGIN") {
         return Err("key server returned something that is not a PEM key".into());
     }
     let pem = Arc::new(pem.to_vec());
-    state.install_keys.lock().expect("key cache lock").insert(kid.to_owned(), pem.clone());
+    state
+        .install_keys
+        .lock()
+        .expect("key cache lock")
+        .insert(kid.to_owned(), pem.clone());
     Ok(pem)
 }

@@ -34,7 +34,10 @@ impl SequenceClock {
         let mut prev = self.0.load(Ordering::Relaxed);
         loop {
             let next = now_us.max(prev + 1);
-            match self.0.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+            match self
+                .0
+                .compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
                 Ok(_) => return next,
                 Err(p) => prev = p,
             }
@@ -42,7 +45,11 @@ impl SequenceClock {
     }
 }
 
-pub async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> (StatusCode, &'static str) {
+pub async fn receive(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, &'static str) {
     let Some(token) = headers.get("x-gitlab-token").map(|v| v.as_bytes()) else {
         return (StatusCode::UNAUTHORIZED, "missing X-Gitlab-Token");
     };
@@ -50,13 +57,25 @@ pub async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
     let subscription_id = match subscription_for(&state, token, now).await {
         Ok(Some(id)) => id,
         Ok(None) => return (StatusCode::UNAUTHORIZED, "unknown X-Gitlab-Token"),
-        Err(()) => return (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable, retry"),
+        Err(()) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable, retry",
+            );
+        }
     };
-    let event = headers.get("x-gitlab-event").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let event = headers
+        .get("x-gitlab-event")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     if EventKind::from_header(&event) == EventKind::Other {
         return (StatusCode::OK, "event type not used");
     }
-    let Ok(body) = std::str::from_utf8(&body).map(str::to_owned).map_err(drop).and_then(|b| RawValue::from_string(b).map_err(drop))
+    let Ok(body) = std::str::from_utf8(&body)
+        .map(str::to_owned)
+        .map_err(drop)
+        .and_then(|b| RawValue::from_string(b).map_err(drop))
     else {
         return (StatusCode::BAD_REQUEST, "body is not JSON");
     };
@@ -65,9 +84,20 @@ pub async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
         .and_then(|v| v.to_str().ok())
         .filter(|k| !k.is_empty() && k.len() <= 200)
         .map(|k| format!("gitlab:{subscription_id}:{k}"));
-    let job = GitlabEvent { subscription_id, event, seq: state.sequence.next(now), body };
+    let job = GitlabEvent {
+        subscription_id,
+        event,
+        seq: state.sequence.next(now),
+        body,
+    };
     let payload = serde_json::to_string(&job).expect("serialising a job payload cannot fail");
-    let new = NewJob { kind: GitlabEvent::KIND.to_owned(), payload, dedup_key, run_at: now, max_attempts: DEFAULT_MAX_ATTEMPTS };
+    let new = NewJob {
+        kind: GitlabEvent::KIND.to_owned(),
+        payload,
+        dedup_key,
+        run_at: now,
+        max_attempts: DEFAULT_MAX_ATTEMPTS,
+    };
     match state.intake.submit(new).await {
         Ok(()) => (StatusCode::ACCEPTED, "queued"),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "could not queue, retry"),
@@ -78,19 +108,40 @@ pub async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
 /// up; the final comparison runs in constant time.
 async fn subscription_for(state: &AppState, token: &[u8], now: i64) -> Result<Option<i64>, ()> {
     let hash = webhook_token_hash(token);
-    if let Some(&(id, at)) = state.webhook_tokens.0.read().expect("token cache lock").get(&hash) {
-        if now - at < TOKEN_CACHE_MS {
-            return Ok(Some(id));
-        }
+    if let Some(&(id, at)) = state
+        .webhook_tokens
+        .0
+        .read()
+        .expect("token cache lock")
+        .get(&hash)
+        && now - at < TOKEN_CACHE_MS
+    {
+        return Ok(Some(id));
     }
-    let found = state.store.subscription_by_token_hash(&hash).await.map_err(|e| {
-        tracing::error!(error = %e, "webhook token lookup failed");
-    })?;
-    let Some(sub) = found.filter(|s| bool::from(s.webhook_token_hash.as_bytes().ct_eq(hash.as_bytes()))) else {
-        state.webhook_tokens.0.write().expect("token cache lock").remove(&hash);
+    let found = state
+        .store
+        .subscription_by_token_hash(&hash)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "webhook token lookup failed");
+        })?;
+    let Some(sub) =
+        found.filter(|s| bool::from(s.webhook_token_hash.as_bytes().ct_eq(hash.as_bytes())))
+    else {
+        state
+            .webhook_tokens
+            .0
+            .write()
+            .expect("token cache lock")
+            .remove(&hash);
         return Ok(None);
     };
-    state.webhook_tokens.0.write().expect("token cache lock").insert(hash, (sub.id, now));
+    state
+        .webhook_tokens
+        .0
+        .write()
+        .expect("token cache lock")
+        .insert(hash, (sub.id, now));
     Ok(Some(sub.id))
 }
 

@@ -113,23 +113,52 @@ fn err(status: StatusCode, message: &str) -> Response {
 
 impl GitLabSim {
     pub async fn start() -> anyhow::Result<Self> {
-        let shared = Arc::new(Shared { base_url: Mutex::default(), inner: Mutex::new(Inner { next_id: 100, ..Default::default() }) });
+        let shared = Arc::new(Shared {
+            base_url: Mutex::default(),
+            inner: Mutex::new(Inner {
+                next_id: 100,
+                ..Default::default()
+            }),
+        });
         let router = Router::new()
             .route("/api/v4/user", get(current_user))
             .route("/api/v4/groups/{id}", get(get_group))
-            .route("/api/v4/groups/{id}/members/all/{user_id}", get(group_member))
+            .route(
+                "/api/v4/groups/{id}/members/all/{user_id}",
+                get(group_member),
+            )
             .route("/api/v4/groups/{id}/projects", get(group_projects))
-            .route("/api/v4/groups/{id}/hooks", get(list_group_hooks).post(create_group_hook))
-            .route("/api/v4/groups/{id}/hooks/{hook_id}", delete(delete_group_hook))
+            .route(
+                "/api/v4/groups/{id}/hooks",
+                get(list_group_hooks).post(create_group_hook),
+            )
+            .route(
+                "/api/v4/groups/{id}/hooks/{hook_id}",
+                delete(delete_group_hook),
+            )
             .route("/api/v4/projects/{id}", get(get_project))
-            .route("/api/v4/projects/{id}/hooks", get(list_project_hooks).post(create_project_hook))
-            .route("/api/v4/projects/{id}/hooks/{hook_id}", delete(delete_project_hook))
-            .route("/api/v4/projects/{id}/repository/commits/{sha}", get(get_commit))
+            .route(
+                "/api/v4/projects/{id}/hooks",
+                get(list_project_hooks).post(create_project_hook),
+            )
+            .route(
+                "/api/v4/projects/{id}/hooks/{hook_id}",
+                delete(delete_project_hook),
+            )
+            .route(
+                "/api/v4/projects/{id}/repository/commits/{sha}",
+                get(get_commit),
+            )
             .route("/api/v4/namespaces/{id}", get(get_namespace))
             .with_state(shared.clone());
         let (base_url, server) = crate::serve(router).await?;
         *shared.base_url.lock().unwrap() = base_url.clone();
-        Ok(Self { base_url, shared, http: reqwest::Client::new(), _server: server })
+        Ok(Self {
+            base_url,
+            shared,
+            http: reqwest::Client::new(),
+            _server: server,
+        })
     }
 
     fn next_id(inner: &mut Inner) -> i64 {
@@ -159,19 +188,36 @@ impl GitLabSim {
             Some(p) => (format!("{}/{path}", p.full_path), p.plan),
             None => (path.to_owned(), plan),
         };
-        i.groups.push(Group { id, name: path.into(), full_path, parent_id: parent, plan });
+        i.groups.push(Group {
+            id,
+            name: path.into(),
+            full_path,
+            parent_id: parent,
+            plan,
+        });
         id
     }
 
     pub fn add_member(&self, group_id: i64, user_id: i64, access_level: i64) {
-        self.shared.inner.lock().unwrap().members.insert((group_id, user_id), access_level);
+        self.shared
+            .inner
+            .lock()
+            .unwrap()
+            .members
+            .insert((group_id, user_id), access_level);
     }
 
     /// Adds a project with a `main` branch holding one commit; returns its id.
     pub fn add_project(&self, group_id: i64, path: &str) -> i64 {
         let mut i = self.shared.inner.lock().unwrap();
         let id = Self::next_id(&mut i);
-        let group = i.groups.iter().find(|g| g.id == group_id).expect("group exists").full_path.clone();
+        let group = i
+            .groups
+            .iter()
+            .find(|g| g.id == group_id)
+            .expect("group exists")
+            .full_path
+            .clone();
         let sha = sha_for(&format!("{id}-initial"));
         let commit = SimCommit {
             id: sha.clone(),
@@ -198,21 +244,51 @@ impl GitLabSim {
         self.shared.inner.lock().unwrap().hooks.clone()
     }
 
+    /// The secret token a hook was registered with.
+    pub fn hook_token(&self, hook_id: i64) -> Option<String> {
+        self.shared
+            .inner
+            .lock()
+            .unwrap()
+            .hooks
+            .iter()
+            .find(|h| h.id == hook_id)
+            .map(|h| h.token.clone())
+    }
+
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.shared.inner.lock().unwrap().deliveries.clone()
     }
 
     /// Pushes new commits (one per message, oldest first) to `branch`, creating it from the default branch
     /// if needed, and delivers the Push Hook to every hook that covers the project. Returns the SHAs.
-    pub async fn push(&self, project_id: i64, branch: &str, messages: &[&str], pusher: i64) -> Vec<String> {
+    pub async fn push(
+        &self,
+        project_id: i64,
+        branch: &str,
+        messages: &[&str],
+        pusher: i64,
+    ) -> Vec<String> {
         let (payload, shas) = {
             let mut i = self.shared.inner.lock().unwrap();
-            let p = i.projects.iter().find(|p| p.id == project_id).expect("project exists").clone();
+            let p = i
+                .projects
+                .iter()
+                .find(|p| p.id == project_id)
+                .expect("project exists")
+                .clone();
             let created = !p.branches.contains_key(branch);
-            let before = if created { NULL_SHA.to_owned() } else { p.branches[branch].clone() };
+            let before = if created {
+                NULL_SHA.to_owned()
+            } else {
+                p.branches[branch].clone()
+            };
             let mut commits = Vec::new();
             for (n, message) in messages.iter().enumerate() {
-                let sha = sha_for(&format!("{project_id}-{branch}-{}-{n}-{message}", i.commits.len()));
+                let sha = sha_for(&format!(
+                    "{project_id}-{branch}-{}-{n}-{message}",
+                    i.commits.len()
+                ));
                 let c = SimCommit {
                     id: sha.clone(),
                     message: format!("{message}\n"),
@@ -225,10 +301,21 @@ impl GitLabSim {
                 i.commits.insert((project_id, sha.clone()), c.clone());
                 commits.push(c);
             }
-            let after = commits.last().map(|c| c.id.clone()).unwrap_or_else(|| p.branches[&p.default_branch].clone());
-            i.projects.iter_mut().find(|x| x.id == project_id).unwrap().branches.insert(branch.to_owned(), after.clone());
+            let after = commits
+                .last()
+                .map(|c| c.id.clone())
+                .unwrap_or_else(|| p.branches[&p.default_branch].clone());
+            i.projects
+                .iter_mut()
+                .find(|x| x.id == project_id)
+                .unwrap()
+                .branches
+                .insert(branch.to_owned(), after.clone());
             let shas = commits.iter().map(|c| c.id.clone()).collect();
-            (self.push_payload(&i, &p, branch, &before, &after, &commits, pusher), shas)
+            (
+                self.push_payload(&i, &p, branch, &before, &after, &commits, pusher),
+                shas,
+            )
         };
         self.deliver(project_id, "Push Hook", payload).await;
         shas
@@ -238,18 +325,46 @@ impl GitLabSim {
     pub async fn delete_branch(&self, project_id: i64, branch: &str, pusher: i64) {
         let payload = {
             let mut i = self.shared.inner.lock().unwrap();
-            let p = i.projects.iter().find(|p| p.id == project_id).expect("project exists").clone();
-            let before = p.branches.get(branch).cloned().unwrap_or_else(|| NULL_SHA.to_owned());
-            i.projects.iter_mut().find(|x| x.id == project_id).unwrap().branches.remove(branch);
+            let p = i
+                .projects
+                .iter()
+                .find(|p| p.id == project_id)
+                .expect("project exists")
+                .clone();
+            let before = p
+                .branches
+                .get(branch)
+                .cloned()
+                .unwrap_or_else(|| NULL_SHA.to_owned());
+            i.projects
+                .iter_mut()
+                .find(|x| x.id == project_id)
+                .unwrap()
+                .branches
+                .remove(branch);
             self.push_payload(&i, &p, branch, &before, NULL_SHA, &[], pusher)
         };
         self.deliver(project_id, "Push Hook", payload).await;
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn push_payload(&self, i: &Inner, p: &Project, branch: &str, before: &str, after: &str, commits: &[SimCommit], pusher: i64) -> Value {
+    fn push_payload(
+        &self,
+        i: &Inner,
+        p: &Project,
+        branch: &str,
+        before: &str,
+        after: &str,
+        commits: &[SimCommit],
+        pusher: i64,
+    ) -> Value {
         let base = self.base_url.clone();
-        let user = i.users.iter().find(|u| u.id == pusher).cloned().expect("pusher exists");
+        let user = i
+            .users
+            .iter()
+            .find(|u| u.id == pusher)
+            .cloned()
+            .expect("pusher exists");
         let web_url = format!("{base}/{}", p.path_with_namespace);
         json!({
             "object_kind": "push",
@@ -296,17 +411,28 @@ impl GitLabSim {
     async fn deliver(&self, project_id: i64, event: &str, payload: Value) {
         let targets: Vec<Hook> = {
             let i = self.shared.inner.lock().unwrap();
-            let p = i.projects.iter().find(|p| p.id == project_id).expect("project exists");
+            let p = i
+                .projects
+                .iter()
+                .find(|p| p.id == project_id)
+                .expect("project exists");
             let mut groups = Vec::new();
             let mut g = Some(p.group_id);
             while let Some(id) = g {
                 groups.push(id);
-                g = i.groups.iter().find(|x| x.id == id).and_then(|x| x.parent_id);
+                g = i
+                    .groups
+                    .iter()
+                    .find(|x| x.id == id)
+                    .and_then(|x| x.parent_id);
             }
             i.hooks
                 .iter()
                 .filter(|h| h.push_events || event != "Push Hook")
-                .filter(|h| (h.scope == "project" && h.target_id == project_id) || (h.scope == "group" && groups.contains(&h.target_id)))
+                .filter(|h| {
+                    (h.scope == "project" && h.target_id == project_id)
+                        || (h.scope == "group" && groups.contains(&h.target_id))
+                })
                 .cloned()
                 .collect()
         };
@@ -327,7 +453,12 @@ impl GitLabSim {
                 .send()
                 .await;
             let status = resp.ok().map(|r| r.status().as_u16());
-            self.shared.inner.lock().unwrap().deliveries.push(Delivery { hook_id: hook.id, event: event.into(), status, idempotency_key: key });
+            self.shared.inner.lock().unwrap().deliveries.push(Delivery {
+                hook_id: hook.id,
+                event: event.into(),
+                status,
+                idempotency_key: key,
+            });
         }
     }
 }
@@ -342,7 +473,14 @@ fn sha_for(seed: &str) -> String {
 
 fn uuid_like() -> String {
     let h = crate::random_hex(16);
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn project_json(base: &str, p: &Project) -> Value {
@@ -371,10 +509,20 @@ impl Shared {
         let token = headers
             .get("private-token")
             .and_then(|v| v.to_str().ok())
-            .or_else(|| headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")))
+            .or_else(|| {
+                headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+            })
             .ok_or_else(|| err(StatusCode::UNAUTHORIZED, "401 Unauthorized"))?;
         let inner = self.inner.lock().unwrap();
-        inner.users.iter().find(|u| u.token == token).cloned().ok_or_else(|| err(StatusCode::UNAUTHORIZED, "401 Unauthorized"))
+        inner
+            .users
+            .iter()
+            .find(|u| u.token == token)
+            .cloned()
+            .ok_or_else(|| err(StatusCode::UNAUTHORIZED, "401 Unauthorized"))
     }
 
     fn group(&self, id: &str) -> Result<Group, Response> {
@@ -404,7 +552,11 @@ impl Shared {
         let mut g = Some(group_id);
         while let Some(id) = g {
             level = level.max(inner.members.get(&(id, user_id)).copied().unwrap_or(0));
-            g = inner.groups.iter().find(|x| x.id == id).and_then(|x| x.parent_id);
+            g = inner
+                .groups
+                .iter()
+                .find(|x| x.id == id)
+                .and_then(|x| x.parent_id);
         }
         level
     }
@@ -415,7 +567,13 @@ impl Shared {
         let mut n = 0;
         while n < out.len() {
             let parent = out[n];
-            out.extend(inner.groups.iter().filter(|g| g.parent_id == Some(parent)).map(|g| g.id));
+            out.extend(
+                inner
+                    .groups
+                    .iter()
+                    .filter(|g| g.parent_id == Some(parent))
+                    .map(|g| g.id),
+            );
             n += 1;
         }
         out
@@ -429,54 +587,68 @@ async fn current_user(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Respo
     }
 }
 
-async fn get_group(State(s): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let r = (|| {
-        s.user(&headers)?;
-        let g = s.group(&id)?;
-        let base = s.base_url.lock().unwrap().clone();
-        Ok::<_, Response>(
-            axum::Json(json!({ "id": g.id, "name": g.name, "path": g.name, "full_path": g.full_path, "parent_id": g.parent_id, "web_url": format!("{base}/groups/{}", g.full_path), "visibility": "private" }))
+async fn get_group(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Response> {
+    s.user(&headers)?;
+    let g = s.group(&id)?;
+    let base = s.base_url.lock().unwrap().clone();
+    Ok::<_, Response>(
+        axum::Json(json!({ "id": g.id, "name": g.name, "path": g.name, "full_path": g.full_path, "parent_id": g.parent_id, "web_url": format!("{base}/groups/{}", g.full_path), "visibility": "private" }))
+            .into_response(),
+    )
+}
+
+async fn get_namespace(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Response> {
+    let me = s.user(&headers)?;
+    if let Ok(g) = s.group(&id) {
+        return Ok(
+            axum::Json(json!({ "id": g.id, "kind": "group", "full_path": g.full_path }))
                 .into_response(),
+        );
+    }
+    let inner = s.inner.lock().unwrap();
+    match inner
+        .users
+        .iter()
+        .find(|u| u.username == id || u.id.to_string() == id)
+    {
+        Some(u) if u.id == me.id => Ok(axum::Json(
+            json!({ "id": u.id, "kind": "user", "full_path": u.username }),
         )
-    })();
-    r.unwrap_or_else(|e| e)
+        .into_response()),
+        _ => Err(err(StatusCode::NOT_FOUND, "404 Namespace Not Found")),
+    }
 }
 
-async fn get_namespace(State(s): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let r = (|| {
-        let me = s.user(&headers)?;
-        if let Ok(g) = s.group(&id) {
-            return Ok(axum::Json(json!({ "id": g.id, "kind": "group", "full_path": g.full_path })).into_response());
-        }
-        let inner = s.inner.lock().unwrap();
-        match inner.users.iter().find(|u| u.username == id || u.id.to_string() == id) {
-            Some(u) if u.id == me.id => Ok(axum::Json(json!({ "id": u.id, "kind": "user", "full_path": u.username })).into_response()),
-            _ => Err(err(StatusCode::NOT_FOUND, "404 Namespace Not Found")),
-        }
-    })();
-    r.unwrap_or_else(|e| e)
+async fn get_project(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Response> {
+    s.user(&headers)?;
+    let p = s.project(&id)?;
+    let base = s.base_url.lock().unwrap().clone();
+    Ok::<_, Response>(axum::Json(project_json(&base, &p)).into_response())
 }
 
-async fn get_project(State(s): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let r = (|| {
-        s.user(&headers)?;
-        let p = s.project(&id)?;
-        let base = s.base_url.lock().unwrap().clone();
-        Ok::<_, Response>(axum::Json(project_json(&base, &p)).into_response())
-    })();
-    r.unwrap_or_else(|e| e)
-}
-
-async fn group_member(State(s): State<Arc<Shared>>, headers: HeaderMap, Path((id, user_id)): Path<(String, i64)>) -> Response {
-    let r = (|| {
-        s.user(&headers)?;
-        let g = s.group(&id)?;
-        match s.access_level(g.id, user_id) {
-            0 => Err(err(StatusCode::NOT_FOUND, "404 Not found")),
-            level => Ok(axum::Json(json!({ "id": user_id, "access_level": level, "state": "active", "membership_state": "active" })).into_response()),
-        }
-    })();
-    r.unwrap_or_else(|e| e)
+async fn group_member(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path((id, user_id)): Path<(String, i64)>,
+) -> Result<Response, Response> {
+    s.user(&headers)?;
+    let g = s.group(&id)?;
+    match s.access_level(g.id, user_id) {
+        0 => Err(err(StatusCode::NOT_FOUND, "404 Not found")),
+        level => Ok(axum::Json(json!({ "id": user_id, "access_level": level, "state": "active", "membership_state": "active" })).into_response()),
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -486,45 +658,76 @@ struct ListQuery {
     include_subgroups: Option<bool>,
 }
 
-async fn group_projects(State(s): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>, Query(q): Query<ListQuery>) -> Response {
-    let r = (|| {
-        s.user(&headers)?;
-        let g = s.group(&id)?;
-        let groups = if q.include_subgroups.unwrap_or(false) { s.descendants(g.id) } else { vec![g.id] };
-        let base = s.base_url.lock().unwrap().clone();
-        let all: Vec<Value> = {
-            let inner = s.inner.lock().unwrap();
-            inner.projects.iter().filter(|p| groups.contains(&p.group_id)).map(|p| project_json(&base, p)).collect()
-        };
-        let per_page = q.per_page.unwrap_or(20).clamp(1, 100);
-        let page = q.page.unwrap_or(1).max(1);
-        let total_pages = all.len().div_ceil(per_page).max(1);
-        let items: Vec<Value> = all.iter().skip((page - 1) * per_page).take(per_page).cloned().collect();
-        let next = if page < total_pages { (page + 1).to_string() } else { String::new() };
-        let link_base = format!("{base}/api/v4/groups/{}/projects?include_subgroups={}&per_page={per_page}", g.id, q.include_subgroups.unwrap_or(false));
-        let mut link = Vec::new();
-        if !next.is_empty() {
-            link.push(format!("<{link_base}&page={next}>; rel=\"next\""));
-        }
-        link.push(format!("<{link_base}&page=1>; rel=\"first\""));
-        link.push(format!("<{link_base}&page={total_pages}>; rel=\"last\""));
-        Ok::<_, Response>(
-            (
-                [
-                    ("x-page", page.to_string()),
-                    ("x-per-page", per_page.to_string()),
-                    ("x-next-page", next),
-                    ("x-prev-page", if page > 1 { (page - 1).to_string() } else { String::new() }),
-                    ("x-total", all.len().to_string()),
-                    ("x-total-pages", total_pages.to_string()),
-                    ("link", link.join(", ")),
-                ],
-                axum::Json(items),
-            )
-                .into_response(),
+async fn group_projects(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, Response> {
+    s.user(&headers)?;
+    let g = s.group(&id)?;
+    let groups = if q.include_subgroups.unwrap_or(false) {
+        s.descendants(g.id)
+    } else {
+        vec![g.id]
+    };
+    let base = s.base_url.lock().unwrap().clone();
+    let all: Vec<Value> = {
+        let inner = s.inner.lock().unwrap();
+        inner
+            .projects
+            .iter()
+            .filter(|p| groups.contains(&p.group_id))
+            .map(|p| project_json(&base, p))
+            .collect()
+    };
+    let per_page = q.per_page.unwrap_or(20).clamp(1, 100);
+    let page = q.page.unwrap_or(1).max(1);
+    let total_pages = all.len().div_ceil(per_page).max(1);
+    let items: Vec<Value> = all
+        .iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .cloned()
+        .collect();
+    let next = if page < total_pages {
+        (page + 1).to_string()
+    } else {
+        String::new()
+    };
+    let link_base = format!(
+        "{base}/api/v4/groups/{}/projects?include_subgroups={}&per_page={per_page}",
+        g.id,
+        q.include_subgroups.unwrap_or(false)
+    );
+    let mut link = Vec::new();
+    if !next.is_empty() {
+        link.push(format!("<{link_base}&page={next}>; rel=\"next\""));
+    }
+    link.push(format!("<{link_base}&page=1>; rel=\"first\""));
+    link.push(format!("<{link_base}&page={total_pages}>; rel=\"last\""));
+    Ok::<_, Response>(
+        (
+            [
+                ("x-page", page.to_string()),
+                ("x-per-page", per_page.to_string()),
+                ("x-next-page", next),
+                (
+                    "x-prev-page",
+                    if page > 1 {
+                        (page - 1).to_string()
+                    } else {
+                        String::new()
+                    },
+                ),
+                ("x-total", all.len().to_string()),
+                ("x-total-pages", total_pages.to_string()),
+                ("link", link.join(", ")),
+            ],
+            axum::Json(items),
         )
-    })();
-    r.unwrap_or_else(|e| e)
+            .into_response(),
+    )
 }
 
 #[derive(serde::Deserialize)]
@@ -535,139 +738,182 @@ struct HookBody {
 }
 
 fn hook_json(h: &Hook) -> Value {
-    let owner = if h.scope == "group" { "group_id" } else { "project_id" };
+    let owner = if h.scope == "group" {
+        "group_id"
+    } else {
+        "project_id"
+    };
     json!({ "id": h.id, "url": h.url, owner: h.target_id, "push_events": h.push_events, "alert_status": "executable", "disabled_until": null, "token_present": !h.token.is_empty() })
 }
 
 fn add_hook(s: &Shared, scope: &'static str, target_id: i64, body: HookBody) -> Response {
-    let Some(url) = body.url.filter(|u| !u.is_empty()) else { return (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": "url is missing" }))).into_response() };
+    let Some(url) = body.url.filter(|u| !u.is_empty()) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({ "error": "url is missing" })),
+        )
+            .into_response();
+    };
     let mut inner = s.inner.lock().unwrap();
     let id = GitLabSim::next_id(&mut inner);
-    let hook = Hook { id, scope, target_id, url, token: body.token.unwrap_or_default(), push_events: body.push_events.unwrap_or(true) };
+    let hook = Hook {
+        id,
+        scope,
+        target_id,
+        url,
+        token: body.token.unwrap_or_default(),
+        push_events: body.push_events.unwrap_or(true),
+    };
     let out = hook_json(&hook);
     inner.hooks.push(hook);
     (StatusCode::CREATED, axum::Json(out)).into_response()
 }
 
-async fn create_group_hook(State(s): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>, axum::Json(body): axum::Json<HookBody>) -> Response {
-    let r = (|| {
-        let u = s.user(&headers)?;
-        let g = s.group(&id)?;
-        if g.plan != Plan::Premium {
-            return Err(err(StatusCode::NOT_FOUND, "404 Not Found"));
-        }
-        if s.access_level(g.id, u.id) < 50 {
-            return Err(err(StatusCode::FORBIDDEN, "403 Forbidden"));
-        }
-        Ok(add_hook(&s, "group", g.id, body))
-    })();
-    r.unwrap_or_else(|e| e)
+async fn create_group_hook(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    axum::Json(body): axum::Json<HookBody>,
+) -> Result<Response, Response> {
+    let u = s.user(&headers)?;
+    let g = s.group(&id)?;
+    if g.plan != Plan::Premium {
+        return Err(err(StatusCode::NOT_FOUND, "404 Not Found"));
+    }
+    if s.access_level(g.id, u.id) < 50 {
+        return Err(err(StatusCode::FORBIDDEN, "403 Forbidden"));
+    }
+    Ok(add_hook(&s, "group", g.id, body))
 }
 
-async fn create_project_hook(State(s): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>, axum::Json(body): axum::Json<HookBody>) -> Response {
-    let r = (|| {
-        let u = s.user(&headers)?;
-        let p = s.project(&id)?;
-        if s.access_level(p.group_id, u.id) < 40 {
-            return Err(err(StatusCode::FORBIDDEN, "403 Forbidden"));
-        }
-        Ok(add_hook(&s, "project", p.id, body))
-    })();
-    r.unwrap_or_else(|e| e)
+async fn create_project_hook(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    axum::Json(body): axum::Json<HookBody>,
+) -> Result<Response, Response> {
+    let u = s.user(&headers)?;
+    let p = s.project(&id)?;
+    if s.access_level(p.group_id, u.id) < 40 {
+        return Err(err(StatusCode::FORBIDDEN, "403 Forbidden"));
+    }
+    Ok(add_hook(&s, "project", p.id, body))
 }
 
 fn list_hooks(s: &Shared, scope: &str, target_id: i64) -> Response {
     let inner = s.inner.lock().unwrap();
-    axum::Json(inner.hooks.iter().filter(|h| h.scope == scope && h.target_id == target_id).map(hook_json).collect::<Vec<_>>()).into_response()
+    axum::Json(
+        inner
+            .hooks
+            .iter()
+            .filter(|h| h.scope == scope && h.target_id == target_id)
+            .map(hook_json)
+            .collect::<Vec<_>>(),
+    )
+    .into_response()
 }
 
-async fn list_group_hooks(State(s): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let r = (|| {
-        let u = s.user(&headers)?;
-        let g = s.group(&id)?;
-        if g.plan != Plan::Premium {
-            return Err(err(StatusCode::NOT_FOUND, "404 Not Found"));
-        }
-        if s.access_level(g.id, u.id) < 50 {
-            return Err(err(StatusCode::FORBIDDEN, "403 Forbidden"));
-        }
-        Ok(list_hooks(&s, "group", g.id))
-    })();
-    r.unwrap_or_else(|e| e)
+async fn list_group_hooks(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Response> {
+    let u = s.user(&headers)?;
+    let g = s.group(&id)?;
+    if g.plan != Plan::Premium {
+        return Err(err(StatusCode::NOT_FOUND, "404 Not Found"));
+    }
+    if s.access_level(g.id, u.id) < 50 {
+        return Err(err(StatusCode::FORBIDDEN, "403 Forbidden"));
+    }
+    Ok(list_hooks(&s, "group", g.id))
 }
 
-async fn list_project_hooks(State(s): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let r = (|| {
-        let u = s.user(&headers)?;
-        let p = s.project(&id)?;
-        if s.access_level(p.group_id, u.id) < 40 {
-            return Err(err(StatusCode::FORBIDDEN, "403 Forbidden"));
-        }
-        Ok(list_hooks(&s, "project", p.id))
-    })();
-    r.unwrap_or_else(|e| e)
+async fn list_project_hooks(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Response> {
+    let u = s.user(&headers)?;
+    let p = s.project(&id)?;
+    if s.access_level(p.group_id, u.id) < 40 {
+        return Err(err(StatusCode::FORBIDDEN, "403 Forbidden"));
+    }
+    Ok(list_hooks(&s, "project", p.id))
 }
 
 fn remove_hook(s: &Shared, scope: &str, target_id: i64, hook_id: i64) -> Response {
     let mut inner = s.inner.lock().unwrap();
     let before = inner.hooks.len();
-    inner.hooks.retain(|h| !(h.scope == scope && h.target_id == target_id && h.id == hook_id));
-    if inner.hooks.len() == before { err(StatusCode::NOT_FOUND, "404 Not found") } else { StatusCode::NO_CONTENT.into_response() }
+    inner
+        .hooks
+        .retain(|h| !(h.scope == scope && h.target_id == target_id && h.id == hook_id));
+    if inner.hooks.len() == before {
+        err(StatusCode::NOT_FOUND, "404 Not found")
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    }
 }
 
-async fn delete_group_hook(State(s): State<Arc<Shared>>, headers: HeaderMap, Path((id, hook_id)): Path<(String, i64)>) -> Response {
-    let r = (|| {
-        let u = s.user(&headers)?;
-        let g = s.group(&id)?;
-        if g.plan != Plan::Premium {
-            return Err(err(StatusCode::NOT_FOUND, "404 Not Found"));
-        }
-        if s.access_level(g.id, u.id) < 50 {
-            return Err(err(StatusCode::FORBIDDEN, "403 Forbidden"));
-        }
-        Ok(remove_hook(&s, "group", g.id, hook_id))
-    })();
-    r.unwrap_or_else(|e| e)
+async fn delete_group_hook(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path((id, hook_id)): Path<(String, i64)>,
+) -> Result<Response, Response> {
+    let u = s.user(&headers)?;
+    let g = s.group(&id)?;
+    if g.plan != Plan::Premium {
+        return Err(err(StatusCode::NOT_FOUND, "404 Not Found"));
+    }
+    if s.access_level(g.id, u.id) < 50 {
+        return Err(err(StatusCode::FORBIDDEN, "403 Forbidden"));
+    }
+    Ok(remove_hook(&s, "group", g.id, hook_id))
 }
 
-async fn delete_project_hook(State(s): State<Arc<Shared>>, headers: HeaderMap, Path((id, hook_id)): Path<(String, i64)>) -> Response {
-    let r = (|| {
-        let u = s.user(&headers)?;
-        let p = s.project(&id)?;
-        if s.access_level(p.group_id, u.id) < 40 {
-            return Err(err(StatusCode::FORBIDDEN, "403 Forbidden"));
-        }
-        Ok(remove_hook(&s, "project", p.id, hook_id))
-    })();
-    r.unwrap_or_else(|e| e)
+async fn delete_project_hook(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path((id, hook_id)): Path<(String, i64)>,
+) -> Result<Response, Response> {
+    let u = s.user(&headers)?;
+    let p = s.project(&id)?;
+    if s.access_level(p.group_id, u.id) < 40 {
+        return Err(err(StatusCode::FORBIDDEN, "403 Forbidden"));
+    }
+    Ok(remove_hook(&s, "project", p.id, hook_id))
 }
 
-async fn get_commit(State(s): State<Arc<Shared>>, headers: HeaderMap, Path((id, sha)): Path<(String, String)>) -> Response {
-    let r = (|| {
-        let u = s.user(&headers)?;
-        let p = s.project(&id)?;
-        if s.access_level(p.group_id, u.id) < 10 {
-            return Err(err(StatusCode::NOT_FOUND, "404 Project Not Found"));
-        }
-        let inner = s.inner.lock().unwrap();
-        let c = inner.commits.get(&(p.id, sha.clone())).ok_or_else(|| err(StatusCode::NOT_FOUND, "404 Commit Not Found"))?;
-        let base = s.base_url.lock().unwrap().clone();
-        Ok(axum::Json(json!({
-            "id": c.id,
-            "short_id": &c.id[..8],
-            "title": c.message.lines().next().unwrap_or(""),
-            "message": c.message,
-            "author_name": c.author_name,
-            "author_email": c.author_email,
-            "authored_date": c.timestamp,
-            "committer_name": c.author_name,
-            "committer_email": c.author_email,
-            "committed_date": c.timestamp,
-            "created_at": c.timestamp,
-            "parent_ids": [],
-            "web_url": format!("{base}/{}/-/commit/{}", p.path_with_namespace, c.id),
-        }))
-        .into_response())
-    })();
-    r.unwrap_or_else(|e| e)
+async fn get_commit(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path((id, sha)): Path<(String, String)>,
+) -> Result<Response, Response> {
+    let u = s.user(&headers)?;
+    let p = s.project(&id)?;
+    if s.access_level(p.group_id, u.id) < 10 {
+        return Err(err(StatusCode::NOT_FOUND, "404 Project Not Found"));
+    }
+    let inner = s.inner.lock().unwrap();
+    let c = inner
+        .commits
+        .get(&(p.id, sha.clone()))
+        .ok_or_else(|| err(StatusCode::NOT_FOUND, "404 Commit Not Found"))?;
+    let base = s.base_url.lock().unwrap().clone();
+    Ok(axum::Json(json!({
+        "id": c.id,
+        "short_id": &c.id[..8],
+        "title": c.message.lines().next().unwrap_or(""),
+        "message": c.message,
+        "author_name": c.author_name,
+        "author_email": c.author_email,
+        "authored_date": c.timestamp,
+        "committer_name": c.author_name,
+        "committer_email": c.author_email,
+        "committed_date": c.timestamp,
+        "created_at": c.timestamp,
+        "parent_ids": [],
+        "web_url": format!("{base}/{}/-/commit/{}", p.path_with_namespace, c.id),
+    }))
+    .into_response())
 }

@@ -16,7 +16,8 @@ use tokio::sync::{Notify, watch};
 
 use crate::openapi::OpenApi;
 
-const INSTALL_PRIVATE_KEY: &str = include_str!("../keys/install-key.pem");
+/// The private key the simulated Atlassian signs installs with (a test key, published on purpose).
+pub const INSTALL_PRIVATE_KEY: &str = include_str!("../keys/install-key.pem");
 const INSTALL_PUBLIC_KEY: &str = include_str!("../keys/install-key.pub.pem");
 /// The key id the simulated key server publishes its public key under.
 pub const INSTALL_KID: &str = "sim/install-key-1";
@@ -93,8 +94,10 @@ struct Shared {
     config: JiraSimConfig,
     openapi: OpenApi,
     inner: Mutex<Inner>,
-    /// While true, write requests wait (to catch a client mid-request).
-    hold: watch::Sender<bool>,
+    /// How many of the next write requests to hold (to catch a client mid-request).
+    holds_remaining: Mutex<usize>,
+    /// Bumped by `release_held`; held requests wait for it to change.
+    release: watch::Sender<u64>,
     held: Notify,
     held_count: Mutex<usize>,
 }
@@ -113,7 +116,11 @@ pub struct JiraSim {
     _server: tokio::task::JoinHandle<()>,
 }
 
-const ENTITY_TYPES: [(&str, &str); 3] = [("commits", "commit"), ("branches", "branch"), ("pullRequests", "pull_request")];
+const ENTITY_TYPES: [(&str, &str); 3] = [
+    ("commits", "commit"),
+    ("branches", "branch"),
+    ("pullRequests", "pull_request"),
+];
 
 impl JiraSim {
     pub async fn start(config: JiraSimConfig) -> anyhow::Result<Self> {
@@ -123,19 +130,35 @@ impl JiraSim {
             shared_secret: crate::random_hex(32),
             config,
             openapi,
-            inner: Mutex::new(Inner { app: None, repos: BTreeMap::new(), log: Vec::new(), faults: VecDeque::new() }),
-            hold: watch::channel(false).0,
+            inner: Mutex::new(Inner {
+                app: None,
+                repos: BTreeMap::new(),
+                log: Vec::new(),
+                faults: VecDeque::new(),
+            }),
+            holds_remaining: Mutex::new(0),
+            release: watch::channel(0).0,
             held: Notify::new(),
             held_count: Mutex::new(0),
         });
         let router = Router::new()
             .route("/connect-keys/{*kid}", get(key_server))
             .route("/rest/devinfo/0.10/bulk", post(store_devinfo))
-            .route("/rest/devinfo/0.10/repository/{repo}", get(get_repository).delete(delete_repository))
-            .route("/rest/devinfo/0.10/repository/{repo}/{entity_type}/{entity_id}", axum::routing::delete(delete_entity))
+            .route(
+                "/rest/devinfo/0.10/repository/{repo}",
+                get(get_repository).delete(delete_repository),
+            )
+            .route(
+                "/rest/devinfo/0.10/repository/{repo}/{entity_type}/{entity_id}",
+                axum::routing::delete(delete_entity),
+            )
             .with_state(shared.clone());
         let (base_url, server) = crate::serve(router).await?;
-        Ok(Self { base_url, shared, _server: server })
+        Ok(Self {
+            base_url,
+            shared,
+            _server: server,
+        })
     }
 
     /// The site's Connect `clientKey`.
@@ -160,15 +183,29 @@ impl JiraSim {
 
     async fn lifecycle(&self, app_base_url: &str, event: &str) -> anyhow::Result<u16> {
         let http = reqwest::Client::new();
-        let descriptor: Value =
-            http.get(format!("{}/atlassian-connect.json", app_base_url.trim_end_matches('/'))).send().await?.json().await?;
+        let descriptor: Value = http
+            .get(format!(
+                "{}/atlassian-connect.json",
+                app_base_url.trim_end_matches('/')
+            ))
+            .send()
+            .await?
+            .json()
+            .await?;
         if let Some(schema) = &self.shared.config.connect_schema {
             let errors = validate_descriptor(schema, &descriptor)?;
             anyhow::ensure!(errors.is_empty(), "descriptor refused: {errors:?}");
         }
         let key = descriptor["key"].as_str().unwrap_or_default().to_owned();
-        let base = descriptor["baseUrl"].as_str().unwrap_or_default().trim_end_matches('/').to_owned();
-        let path = descriptor["lifecycle"][event].as_str().unwrap_or_default().to_owned();
+        let base = descriptor["baseUrl"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_owned();
+        let path = descriptor["lifecycle"][event]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let body = json!({
             "key": key,
             "clientKey": self.shared.client_key,
@@ -188,13 +225,27 @@ impl JiraSim {
             INSTALL_KID,
             &self.shared.client_key,
             &base,
-            &BoundRequest { method: "POST", path: &full_path, query: "", base_path: &base_path },
+            &BoundRequest {
+                method: "POST",
+                path: &full_path,
+                query: "",
+                base_path: &base_path,
+            },
             now_secs(),
         )?;
-        let resp = http.post(format!("{base}{path}")).header("Authorization", format!("JWT {token}")).json(&body).send().await?;
+        let resp = http
+            .post(format!("{base}{path}"))
+            .header("Authorization", format!("JWT {token}"))
+            .json(&body)
+            .send()
+            .await?;
         let status = resp.status().as_u16();
         if (200..300).contains(&status) {
-            self.shared.inner.lock().unwrap().app = if event == "installed" { Some(App { key }) } else { None };
+            self.shared.inner.lock().unwrap().app = if event == "installed" {
+                Some(App { key })
+            } else {
+                None
+            };
             if event == "uninstalled" {
                 // Jira deletes an app's data when it is uninstalled.
                 self.shared.inner.lock().unwrap().repos.clear();
@@ -208,12 +259,17 @@ impl JiraSim {
         self.shared.inner.lock().unwrap().faults.extend(faults);
     }
 
-    /// While held, write requests wait before being processed.
-    pub fn hold_writes(&self, hold: bool) {
-        self.shared.hold.send_replace(hold);
+    /// The next `n` write requests wait, unprocessed, until [`JiraSim::release_held`].
+    pub fn hold_next_writes(&self, n: usize) {
+        *self.shared.holds_remaining.lock().unwrap() = n;
     }
 
-    /// Waits until at least `n` write requests are waiting on the hold.
+    /// Lets every held request go on.
+    pub fn release_held(&self) {
+        self.shared.release.send_modify(|g| *g += 1);
+    }
+
+    /// Waits until at least `n` write requests are being held.
     pub async fn wait_until_held(&self, n: usize) {
         loop {
             let notified = self.shared.held.notified();
@@ -235,7 +291,9 @@ impl JiraSim {
         for repo in inner.repos.values() {
             for (plural, list) in &repo.entities {
                 for stored in list.values() {
-                    let has = stored.entity["issueKeys"].as_array().is_some_and(|k| k.iter().any(|k| k == key));
+                    let has = stored.entity["issueKeys"]
+                        .as_array()
+                        .is_some_and(|k| k.iter().any(|k| k == key));
                     if has {
                         let target = match *plural {
                             "commits" => &mut view.commits,
@@ -257,7 +315,12 @@ impl JiraSim {
             .repos
             .values()
             .flat_map(|r| r.entities.values().flat_map(|l| l.values()))
-            .flat_map(|s| s.entity["issueKeys"].as_array().cloned().unwrap_or_default())
+            .flat_map(|s| {
+                s.entity["issueKeys"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
             .filter_map(|k| k.as_str().map(str::to_owned))
             .collect();
         keys.sort();
@@ -268,7 +331,10 @@ impl JiraSim {
 
 /// Validates a Connect descriptor against Atlassian's (2019) schema, extended with what Connect accepts
 /// today: the `signed-install` and `context-qsh` API migrations and the `jiraDeploymentGating` module.
-pub fn validate_descriptor(schema_path: &std::path::Path, descriptor: &Value) -> anyhow::Result<Vec<String>> {
+pub fn validate_descriptor(
+    schema_path: &std::path::Path,
+    descriptor: &Value,
+) -> anyhow::Result<Vec<String>> {
     let mut schema: Value = serde_json::from_str(&std::fs::read_to_string(schema_path)?)?;
     let migrations = &mut schema["properties"]["apiMigrations"]["properties"];
     migrations["signed-install"] = json!({ "type": "boolean" });
@@ -291,19 +357,30 @@ pub fn validate_descriptor(schema_path: &std::path::Path, descriptor: &Value) ->
     let v = jsonschema::options()
         .with_draft(jsonschema::Draft::Draft4)
         // Connect's "uri" includes references relative to `baseUrl` (lifecycle paths, page URLs).
-        .with_format("uri", |s: &str| s.starts_with('/') || url::Url::parse(s).is_ok())
+        .with_format("uri", |s: &str| {
+            s.starts_with('/') || url::Url::parse(s).is_ok()
+        })
         .build(&schema)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(v.iter_errors(descriptor).map(|e| format!("{e} at {}", e.instance_path())).collect())
+    Ok(v.iter_errors(descriptor)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect())
 }
 
 fn now_secs() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 async fn key_server(Path(kid): Path<String>) -> Response {
     if kid == INSTALL_KID {
-        ([("content-type", "application/x-pem-file")], INSTALL_PUBLIC_KEY).into_response()
+        (
+            [("content-type", "application/x-pem-file")],
+            INSTALL_PUBLIC_KEY,
+        )
+            .into_response()
     } else {
         StatusCode::NOT_FOUND.into_response()
     }
@@ -326,7 +403,13 @@ impl Shared {
 
     /// Jira's checks on every app request: a valid HS256 JWT from the installed app, bound to this request.
     fn authenticate(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), String> {
-        let app = self.inner.lock().unwrap().app.clone().ok_or("app is not installed")?;
+        let app = self
+            .inner
+            .lock()
+            .unwrap()
+            .app
+            .clone()
+            .ok_or("app is not installed")?;
         let token = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -339,25 +422,35 @@ impl Shared {
         if claims.exp - claims.iat > connect_jwt::MAX_LIFETIME_SECS {
             return Err("token lifetime too long".into());
         }
-        let request = BoundRequest { method: method.as_str(), path: uri.path(), query: uri.query().unwrap_or(""), base_path: "" };
-        connect_jwt::verify_hs256(token, self.shared_secret.as_bytes(), &QshRule::Request(request), true)
-            .map_err(|e| e.to_string())?;
+        let request = BoundRequest {
+            method: method.as_str(),
+            path: uri.path(),
+            query: uri.query().unwrap_or(""),
+            base_path: "",
+        };
+        connect_jwt::verify_hs256(
+            token,
+            self.shared_secret.as_bytes(),
+            &QshRule::Request(request),
+            true,
+        )
+        .map_err(|e| e.to_string())?;
         Ok(())
     }
 
-    /// Waits while writes are held (see [`JiraSim::hold_writes`]).
+    /// Holds this request if asked to (see [`JiraSim::hold_next_writes`]).
     async fn wait_if_held(&self) {
-        let mut rx = self.hold.subscribe();
-        if !*rx.borrow() {
-            return;
+        let mut rx = self.release.subscribe();
+        {
+            let mut remaining = self.holds_remaining.lock().unwrap();
+            if *remaining == 0 {
+                return;
+            }
+            *remaining -= 1;
         }
         *self.held_count.lock().unwrap() += 1;
         self.held.notify_waiters();
-        while *rx.borrow_and_update() {
-            if rx.changed().await.is_err() {
-                break;
-            }
-        }
+        let _ = rx.changed().await;
         *self.held_count.lock().unwrap() -= 1;
     }
 
@@ -386,13 +479,30 @@ impl Shared {
     }
 }
 
-async fn store_devinfo(State(s): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn store_devinfo(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let resp = store_devinfo_inner(&s, &method, &uri, &headers, &body).await;
-    s.record(&method, &uri, resp.status(), serde_json::from_slice(&body).ok());
+    s.record(
+        &method,
+        &uri,
+        resp.status(),
+        serde_json::from_slice(&body).ok(),
+    );
     resp
 }
 
-async fn store_devinfo_inner(s: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Response {
+async fn store_devinfo_inner(
+    s: &Shared,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
     if let Err(why) = s.authenticate(method, uri, headers) {
         return devinfo_error(StatusCode::UNAUTHORIZED, &[why]);
     }
@@ -401,7 +511,10 @@ async fn store_devinfo_inner(s: &Shared, method: &Method, uri: &Uri, headers: &H
         return fault;
     }
     if body.len() > s.config.max_body_bytes {
-        return devinfo_error(StatusCode::PAYLOAD_TOO_LARGE, &["Data is too large.".into()]);
+        return devinfo_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &["Data is too large.".into()],
+        );
     }
     let Ok(doc) = serde_json::from_slice::<Value>(body) else {
         return devinfo_error(StatusCode::BAD_REQUEST, &["body is not JSON".into()]);
@@ -434,16 +547,33 @@ async fn store_devinfo_inner(s: &Shared, method: &Method, uri: &Uri, headers: &H
             for e in repo[plural].as_array().into_iter().flatten() {
                 let eid = e["id"].as_str().unwrap_or_default().to_owned();
                 let eseq = e["updateSequenceId"].as_i64().unwrap_or(0);
-                for k in e["issueKeys"].as_array().into_iter().flatten().filter_map(|k| k.as_str()) {
-                    if known.as_ref().is_some_and(|known| !known.iter().any(|x| x == k)) && !unknown.iter().any(|u| u == k) {
+                for k in e["issueKeys"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|k| k.as_str())
+                {
+                    if known
+                        .as_ref()
+                        .is_some_and(|known| !known.iter().any(|x| x == k))
+                        && !unknown.iter().any(|u| u == k)
+                    {
                         unknown.push(k.to_owned());
                     }
                 }
-                let slot = stored.entities.entry(plural).or_default().entry(eid.clone()).or_default();
+                let slot = stored
+                    .entities
+                    .entry(plural)
+                    .or_default()
+                    .entry(eid.clone())
+                    .or_default();
                 // Jira replaces stored data only when the incoming sequence number is higher; stale
                 // updates are accepted and ignored.
                 if eseq > slot.seq {
-                    *slot = Stored { seq: eseq, entity: e.clone() };
+                    *slot = Stored {
+                        seq: eseq,
+                        entity: e.clone(),
+                    };
                 }
                 list_ids.push(Value::String(eid));
             }
@@ -469,7 +599,10 @@ fn check_limits(doc: &Value) -> Result<(), String> {
             return Err("duplicate repository id".into());
         }
         for (plural, _) in ENTITY_TYPES {
-            let list = repo[plural].as_array().map(Vec::as_slice).unwrap_or_default();
+            let list = repo[plural]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default();
             let mut seen = std::collections::HashSet::new();
             for e in list {
                 if !seen.insert(e["id"].as_str().unwrap_or_default()) {
@@ -485,23 +618,40 @@ fn check_limits(doc: &Value) -> Result<(), String> {
     if total > gfj_core::jira::MAX_ENTITIES_PER_REQUEST {
         return Err(format!("{total} entities; at most 1000 per request"));
     }
-    if doc["properties"].as_object().is_some_and(|p| p.len() > 5 || p.keys().any(|k| k.starts_with('_') || k.contains(':'))) {
+    if doc["properties"]
+        .as_object()
+        .is_some_and(|p| p.len() > 5 || p.keys().any(|k| k.starts_with('_') || k.contains(':')))
+    {
         return Err("invalid properties".into());
     }
     Ok(())
 }
 
-async fn get_repository(State(s): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, Path(repo): Path<String>) -> Response {
+async fn get_repository(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(repo): Path<String>,
+) -> Response {
     if let Err(why) = s.authenticate(&method, &uri, &headers) {
         return devinfo_error(StatusCode::UNAUTHORIZED, &[why]);
     }
     let inner = s.inner.lock().unwrap();
-    let Some(r) = inner.repos.get(&repo) else { return StatusCode::NOT_FOUND.into_response() };
+    let Some(r) = inner.repos.get(&repo) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
     let mut out = r.meta.clone();
     for (plural, list) in &r.entities {
         let mut items: Vec<&Stored> = list.values().collect();
         items.sort_by_key(|s| std::cmp::Reverse(s.seq));
-        out[*plural] = Value::Array(items.into_iter().take(400).map(|s| s.entity.clone()).collect());
+        out[*plural] = Value::Array(
+            items
+                .into_iter()
+                .take(400)
+                .map(|s| s.entity.clone())
+                .collect(),
+        );
     }
     axum::Json(out).into_response()
 }
@@ -515,7 +665,12 @@ struct SeqQuery {
 fn parse_seq(q: &SeqQuery) -> Result<Option<i64>, Response> {
     match &q.update_sequence_id {
         None => Ok(None),
-        Some(v) => v.parse().map(Some).map_err(|_| devinfo_error(StatusCode::BAD_REQUEST, &["_updateSequenceId must be a number".into()])),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            devinfo_error(
+                StatusCode::BAD_REQUEST,
+                &["_updateSequenceId must be a number".into()],
+            )
+        }),
     }
 }
 
@@ -528,7 +683,8 @@ async fn delete_repository(
     axum::extract::Query(q): axum::extract::Query<SeqQuery>,
 ) -> Response {
     let resp = (|| {
-        s.authenticate(&method, &uri, &headers).map_err(|why| devinfo_error(StatusCode::UNAUTHORIZED, &[why]))?;
+        s.authenticate(&method, &uri, &headers)
+            .map_err(|why| devinfo_error(StatusCode::UNAUTHORIZED, &[why]))?;
         let upto = parse_seq(&q)?;
         let mut inner = s.inner.lock().unwrap();
         if let Some(r) = inner.repos.get_mut(&repo) {
@@ -552,20 +708,32 @@ async fn delete_entity(
     axum::extract::Query(q): axum::extract::Query<SeqQuery>,
 ) -> Response {
     let resp = async {
-        s.authenticate(&method, &uri, &headers).map_err(|why| devinfo_error(StatusCode::UNAUTHORIZED, &[why]))?;
+        s.authenticate(&method, &uri, &headers)
+            .map_err(|why| devinfo_error(StatusCode::UNAUTHORIZED, &[why]))?;
         s.wait_if_held().await;
         if let Some(fault) = s.next_fault() {
             return Err(fault);
         }
-        let Some((plural, _)) = ENTITY_TYPES.iter().find(|(_, singular)| *singular == entity_type) else {
-            return Err(devinfo_error(StatusCode::BAD_REQUEST, &[format!("unknown entity type {entity_type}")]));
+        let Some((plural, _)) = ENTITY_TYPES
+            .iter()
+            .find(|(_, singular)| *singular == entity_type)
+        else {
+            return Err(devinfo_error(
+                StatusCode::BAD_REQUEST,
+                &[format!("unknown entity type {entity_type}")],
+            ));
         };
         let upto = parse_seq(&q)?;
         let mut inner = s.inner.lock().unwrap();
-        if let Some(list) = inner.repos.get_mut(&repo).and_then(|r| r.entities.get_mut(plural)) {
-            if list.get(&entity_id).is_some_and(|e| upto.is_none_or(|u| e.seq <= u)) {
-                list.remove(&entity_id);
-            }
+        if let Some(list) = inner
+            .repos
+            .get_mut(&repo)
+            .and_then(|r| r.entities.get_mut(plural))
+            && list
+                .get(&entity_id)
+                .is_some_and(|e| upto.is_none_or(|u| e.seq <= u))
+        {
+            list.remove(&entity_id);
         }
         Ok(StatusCode::ACCEPTED.into_response())
     }

@@ -16,12 +16,16 @@ pub struct OpenApi {
 impl OpenApi {
     /// Loads the document and compiles the JSON request-body schema of every operation.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let doc: Value = serde_json::from_str(&text)?;
         let mut validators = HashMap::new();
         for (route, ops) in doc["paths"].as_object().into_iter().flatten() {
             for (method, op) in ops.as_object().into_iter().flatten() {
-                let Some(schema) = op.pointer("/requestBody/content/application~1json/schema") else { continue };
+                let Some(schema) = op.pointer("/requestBody/content/application~1json/schema")
+                else {
+                    continue;
+                };
                 let schema = to_json_schema(schema.clone());
                 let v = jsonschema::options()
                     .with_draft(jsonschema::Draft::Draft4)
@@ -40,8 +44,15 @@ impl OpenApi {
         let Some(v) = self.validators.get(&(method.to_owned(), route.to_owned())) else {
             return Err(vec![format!("no schema for {method} {route}")]);
         };
-        let errors: Vec<String> = v.iter_errors(body).map(|e| format!("{} at {}", e, e.instance_path())).collect();
-        if errors.is_empty() { Ok(()) } else { Err(errors) }
+        let errors: Vec<String> = v
+            .iter_errors(body)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 }
 
@@ -52,10 +63,10 @@ fn to_json_schema(mut v: Value) -> Value {
             // Atlassian's patterns are Java regexes; `\p{Digit}` is spelled `\p{Nd}` elsewhere.
             *p = p.replace(r"\p{Digit}", r"\p{Nd}");
         }
-        if map.remove("nullable") == Some(Value::Bool(true)) {
-            if let Some(Value::String(t)) = map.get("type").cloned() {
-                map.insert("type".into(), serde_json::json!([t, "null"]));
-            }
+        if map.remove("nullable") == Some(Value::Bool(true))
+            && let Some(Value::String(t)) = map.get("type").cloned()
+        {
+            map.insert("type".into(), serde_json::json!([t, "null"]));
         }
         for (_, child) in map.iter_mut() {
             *child = to_json_schema(child.take());

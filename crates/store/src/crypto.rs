@@ -31,15 +31,17 @@ impl Cipher {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(text.trim())
             .map_err(|_| StoreError::Config("GFJ_ENCRYPTION_KEY is not valid base64".into()))?;
-        let key: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| StoreError::Config("GFJ_ENCRYPTION_KEY must decode to exactly 32 bytes".into()))?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| {
+            StoreError::Config("GFJ_ENCRYPTION_KEY must decode to exactly 32 bytes".into())
+        })?;
         Ok(Self::from_key(&key))
     }
 
     /// Reads the key file next to a SQLite database, creating it (mode 0600) with a random key if missing.
     pub fn from_key_file(path: &std::path::Path) -> Result<Self, StoreError> {
-        let io = |e: std::io::Error| StoreError::Config(format!("encryption key file {}: {e}", path.display()));
+        let io = |e: std::io::Error| {
+            StoreError::Config(format!("encryption key file {}: {e}", path.display()))
+        };
         if !path.exists() {
             let mut key = [0u8; 32];
             getrandom::fill(&mut key).map_err(|e| StoreError::Crypto(e.to_string()))?;
@@ -54,7 +56,13 @@ impl Cipher {
         getrandom::fill(&mut nonce).map_err(|e| StoreError::Crypto(e.to_string()))?;
         let ct = self
             .0
-            .encrypt(&Nonce::from(nonce), Payload { msg: plaintext, aad: context.as_bytes() })
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: context.as_bytes(),
+                },
+            )
             .map_err(|_| StoreError::Crypto("encryption failed".into()))?;
         let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
         out.push(VERSION);
@@ -64,13 +72,23 @@ impl Cipher {
     }
 
     pub fn decrypt(&self, record: &[u8], context: &str) -> Result<Vec<u8>, StoreError> {
-        let bad = || StoreError::Crypto(format!("cannot decrypt {context}: wrong key or damaged record"));
+        let bad = || {
+            StoreError::Crypto(format!(
+                "cannot decrypt {context}: wrong key or damaged record"
+            ))
+        };
         if record.len() < 1 + NONCE_LEN + 16 || record[0] != VERSION {
             return Err(bad());
         }
         let nonce: [u8; NONCE_LEN] = record[1..1 + NONCE_LEN].try_into().map_err(|_| bad())?;
         self.0
-            .decrypt(&Nonce::from(nonce), Payload { msg: &record[1 + NONCE_LEN..], aad: context.as_bytes() })
+            .decrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: &record[1 + NONCE_LEN..],
+                    aad: context.as_bytes(),
+                },
+            )
             .map_err(|_| bad())
     }
 }
@@ -79,7 +97,11 @@ impl Cipher {
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
 }
@@ -96,16 +118,30 @@ mod tests {
     #[test]
     fn round_trip_fresh_nonce_and_tamper_detection() {
         let c = Cipher::from_key(&[7u8; 32]);
-        let a = c.encrypt(b"s3cret", "installations.shared_secret:k1").unwrap();
-        let b = c.encrypt(b"s3cret", "installations.shared_secret:k1").unwrap();
+        let a = c
+            .encrypt(b"s3cret", "installations.shared_secret:k1")
+            .unwrap();
+        let b = c
+            .encrypt(b"s3cret", "installations.shared_secret:k1")
+            .unwrap();
         assert_ne!(a, b, "each record gets its own nonce");
         assert!(!a.windows(6).any(|w| w == b"s3cret"));
-        assert_eq!(c.decrypt(&a, "installations.shared_secret:k1").unwrap(), b"s3cret");
-        assert!(c.decrypt(&a, "installations.shared_secret:k2").is_err(), "bound to its row");
+        assert_eq!(
+            c.decrypt(&a, "installations.shared_secret:k1").unwrap(),
+            b"s3cret"
+        );
+        assert!(
+            c.decrypt(&a, "installations.shared_secret:k2").is_err(),
+            "bound to its row"
+        );
         let mut t = a.clone();
         *t.last_mut().unwrap() ^= 1;
         assert!(c.decrypt(&t, "installations.shared_secret:k1").is_err());
-        assert!(Cipher::from_key(&[8u8; 32]).decrypt(&a, "installations.shared_secret:k1").is_err());
+        assert!(
+            Cipher::from_key(&[8u8; 32])
+                .decrypt(&a, "installations.shared_secret:k1")
+                .is_err()
+        );
         assert!(c.decrypt(&a[..10], "x").is_err());
     }
 
@@ -120,11 +156,18 @@ mod tests {
         let a = Cipher::from_key_file(&path).unwrap();
         let record = a.encrypt(b"x", "c").unwrap();
         let b = Cipher::from_key_file(&path).unwrap();
-        assert_eq!(b.decrypt(&record, "c").unwrap(), b"x", "second open reads the same key");
+        assert_eq!(
+            b.decrypt(&record, "c").unwrap(),
+            b"x",
+            "second open reads the same key"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

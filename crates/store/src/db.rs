@@ -36,12 +36,18 @@ impl Store {
             (Some(k), _) => Cipher::from_base64(k)?,
             (None, Backend::Sqlite) => Cipher::from_key_file(&sqlite_key_path(url))?,
             (None, Backend::Postgres) => {
-                return Err(StoreError::Config("GFJ_ENCRYPTION_KEY is required with PostgreSQL".into()));
+                return Err(StoreError::Config(
+                    "GFJ_ENCRYPTION_KEY is required with PostgreSQL".into(),
+                ));
             }
         };
         let pool = match backend {
             Backend::Sqlite => {
-                let url = if url.contains('?') { format!("{url}&mode=rwc") } else { format!("{url}?mode=rwc") };
+                let url = if url.contains('?') {
+                    format!("{url}&mode=rwc")
+                } else {
+                    format!("{url}?mode=rwc")
+                };
                 AnyPoolOptions::new()
                     .max_connections(4)
                     .after_connect(|conn, _| {
@@ -59,13 +65,23 @@ impl Store {
                     .connect(&url)
                     .await?
             }
-            Backend::Postgres => AnyPoolOptions::new().max_connections(16).connect(url).await?,
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .connect(url)
+                    .await?
+            }
         };
         match backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Self { pool, backend, cipher, wake: Arc::new(Notify::new()) })
+        Ok(Self {
+            pool,
+            backend,
+            cipher,
+            wake: Arc::new(Notify::new()),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -74,22 +90,27 @@ impl Store {
 
     /// Whether the database answers and every migration this build knows is applied.
     pub async fn ready(&self) -> Result<(), StoreError> {
-        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = TRUE")
-            .fetch_one(&self.pool)
-            .await?;
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_one(&self.pool)
+                .await?;
         let known = match self.backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.iter().count(),
             Backend::Postgres => POSTGRES_MIGRATIONS.iter().count(),
         } as i64;
         if applied < known {
-            return Err(StoreError::Config(format!("{applied} of {known} migrations applied")));
+            return Err(StoreError::Config(format!(
+                "{applied} of {known} migrations applied"
+            )));
         }
         Ok(())
     }
 
     /// Starts a write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`), which
     /// avoids the deferred-upgrade deadlock where `busy_timeout` does not apply.
-    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
@@ -107,12 +128,16 @@ fn backend_of(url: &str) -> Result<Backend, StoreError> {
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Backend::Postgres)
     } else {
-        Err(StoreError::Config("GFJ_DATABASE_URL must start with sqlite:// or postgres://".into()))
+        Err(StoreError::Config(
+            "GFJ_DATABASE_URL must start with sqlite:// or postgres://".into(),
+        ))
     }
 }
 
 fn sqlite_key_path(url: &str) -> std::path::PathBuf {
-    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or(path);
     format!("{path}.key").into()
 }
@@ -126,12 +151,19 @@ mod tests {
         assert_eq!(backend_of("sqlite://x.db").unwrap(), Backend::Sqlite);
         assert_eq!(backend_of("postgres://u@h/db").unwrap(), Backend::Postgres);
         assert!(backend_of("mysql://h/db").is_err());
-        assert_eq!(sqlite_key_path("sqlite://data/x.db?mode=rwc"), std::path::PathBuf::from("data/x.db.key"));
+        assert_eq!(
+            sqlite_key_path("sqlite://data/x.db?mode=rwc"),
+            std::path::PathBuf::from("data/x.db.key")
+        );
     }
 
     #[test]
     fn both_migration_trees_have_the_same_versions() {
-        let v = |m: &sqlx::migrate::Migrator| m.iter().map(|m| (m.version, m.description.clone())).collect::<Vec<_>>();
+        let v = |m: &sqlx::migrate::Migrator| {
+            m.iter()
+                .map(|m| (m.version, m.description.clone()))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(v(&SQLITE_MIGRATIONS), v(&POSTGRES_MIGRATIONS));
     }
 }

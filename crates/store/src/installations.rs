@@ -29,8 +29,14 @@ fn secret_context(client_key: &str) -> String {
 
 impl Store {
     /// Stores an install, or replaces secret and URLs of a known `clientKey` (reinstall).
-    pub async fn upsert_installation(&self, i: &Installation, now_ms: i64) -> Result<(), StoreError> {
-        let secret = self.cipher.encrypt(i.shared_secret.as_bytes(), &secret_context(&i.client_key))?;
+    pub async fn upsert_installation(
+        &self,
+        i: &Installation,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let secret = self
+            .cipher
+            .encrypt(i.shared_secret.as_bytes(), &secret_context(&i.client_key))?;
         sqlx::query(
             "INSERT INTO installations (client_key, base_url, display_url, shared_secret, installed_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $5)
@@ -85,7 +91,10 @@ impl Store {
         .bind(client_key)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM subscriptions WHERE client_key = $1").bind(client_key).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM subscriptions WHERE client_key = $1")
+            .bind(client_key)
+            .execute(&mut *tx)
+            .await?;
         let n = sqlx::query("DELETE FROM installations WHERE client_key = $1")
             .bind(client_key)
             .execute(&mut *tx)
@@ -102,7 +111,8 @@ impl Store {
         Ok(Installation {
             base_url: r.try_get("base_url")?,
             display_url: r.try_get("display_url")?,
-            shared_secret: String::from_utf8(secret).map_err(|_| StoreError::Crypto("secret is not UTF-8".into()))?,
+            shared_secret: String::from_utf8(secret)
+                .map_err(|_| StoreError::Crypto("secret is not UTF-8".into()))?,
             client_key,
         })
     }

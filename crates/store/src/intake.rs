@@ -34,7 +34,10 @@ impl Intake {
     /// Queues one job durably; returns once it is committed.
     pub async fn submit(&self, job: NewJob) -> Result<(), Arc<StoreError>> {
         let (reply, done) = oneshot::channel();
-        self.tx.send((job, reply)).await.map_err(|_| Arc::new(StoreError::Closed))?;
+        self.tx
+            .send((job, reply))
+            .await
+            .map_err(|_| Arc::new(StoreError::Closed))?;
         done.await.map_err(|_| Arc::new(StoreError::Closed))?
     }
 }
@@ -43,7 +46,11 @@ async fn writer(store: Store, clock: Arc<dyn Clock>, mut rx: mpsc::Receiver<(New
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (jobs, replies): (Vec<NewJob>, Vec<Reply>) = batch.drain(..).unzip();
-        let result = store.enqueue(&jobs, clock.now_ms()).await.map(|_| ()).map_err(Arc::new);
+        let result = store
+            .enqueue(&jobs, clock.now_ms())
+            .await
+            .map(|_| ())
+            .map_err(Arc::new);
         if let Err(e) = &result {
             tracing::error!(error = %e, deliveries = jobs.len(), "could not queue webhook deliveries");
         }

@@ -16,6 +16,7 @@ pub mod installations;
 pub mod intake;
 pub mod queue;
 pub mod subscriptions;
+pub mod testing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use db::{Backend, Store};

@@ -86,7 +86,13 @@ impl Store {
     }
 
     /// Claims up to `limit` due jobs for `worker` until `now_ms + lease_ms`.
-    pub async fn claim(&self, worker: &str, now_ms: i64, lease_ms: i64, limit: i64) -> Result<Vec<Job>, StoreError> {
+    pub async fn claim(
+        &self,
+        worker: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<Job>, StoreError> {
         let lock = match self.backend() {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
@@ -123,7 +129,12 @@ impl Store {
     }
 
     /// Extends a running job's lease. Returns false when the lease was lost.
-    pub async fn extend_lease(&self, job_id: i64, worker: &str, until_ms: i64) -> Result<bool, StoreError> {
+    pub async fn extend_lease(
+        &self,
+        job_id: i64,
+        worker: &str,
+        until_ms: i64,
+    ) -> Result<bool, StoreError> {
         let n = sqlx::query("UPDATE jobs SET locked_until = $3 WHERE id = $1 AND locked_by = $2")
             .bind(job_id)
             .bind(worker)
@@ -174,7 +185,13 @@ impl Store {
     }
 
     /// Gives a job back without counting the attempt (the upstream asked us to wait, e.g. HTTP 429).
-    pub async fn postpone(&self, job_id: i64, worker: &str, run_at_ms: i64, note: &str) -> Result<bool, StoreError> {
+    pub async fn postpone(
+        &self,
+        job_id: i64,
+        worker: &str,
+        run_at_ms: i64,
+        note: &str,
+    ) -> Result<bool, StoreError> {
         let n = sqlx::query(
             "UPDATE jobs SET locked_by = NULL, locked_until = NULL, run_at = $3, last_error = $4,
                  attempts = attempts - 1
@@ -192,11 +209,13 @@ impl Store {
 
     /// Puts dead jobs back in the queue, due now.
     pub async fn retry_dead(&self, now_ms: i64) -> Result<u64, StoreError> {
-        let n = sqlx::query("UPDATE jobs SET dead_at = NULL, attempts = 0, run_at = $1 WHERE dead_at IS NOT NULL")
-            .bind(now_ms)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        let n = sqlx::query(
+            "UPDATE jobs SET dead_at = NULL, attempts = 0, run_at = $1 WHERE dead_at IS NOT NULL",
+        )
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
         if n > 0 {
             self.wake.notify_waiters();
         }
@@ -227,9 +246,11 @@ impl Store {
 
     /// Every job in the queue, oldest first (for status output and tests).
     pub async fn jobs(&self) -> Result<Vec<JobInfo>, StoreError> {
-        let rows = sqlx::query("SELECT id, kind, attempts, run_at, last_error, dead_at FROM jobs ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id, kind, attempts, run_at, last_error, dead_at FROM jobs ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| {
                 Ok(JobInfo {
@@ -258,10 +279,12 @@ impl Store {
     /// Frees every lease. Only for a single-process database (SQLite) at start-up: whatever was running
     /// belonged to a process that is gone, so its jobs may run again at once instead of after the lease.
     pub async fn release_all_leases(&self) -> Result<u64, StoreError> {
-        let n = sqlx::query("UPDATE jobs SET locked_by = NULL, locked_until = NULL WHERE locked_by IS NOT NULL")
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        let n = sqlx::query(
+            "UPDATE jobs SET locked_by = NULL, locked_until = NULL WHERE locked_by IS NOT NULL",
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
         Ok(n)
     }
 }

@@ -41,7 +41,8 @@ pub struct NewSubscription {
     pub hooks: Vec<Hook>,
 }
 
-const COLUMNS: &str = "id, client_key, gitlab_url, group_id, group_path, hook_mode, created_at, webhook_token_hash";
+const COLUMNS: &str =
+    "id, client_key, gitlab_url, group_id, group_path, hook_mode, created_at, webhook_token_hash";
 
 fn token_context(client_key: &str, gitlab_url: &str, group_id: i64) -> String {
     format!("subscriptions.gitlab_token:{client_key}:{gitlab_url}:{group_id}")
@@ -61,8 +62,15 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Subscription, sqlx::Error> {
 }
 
 impl Store {
-    pub async fn create_subscription(&self, s: &NewSubscription, now_ms: i64) -> Result<Subscription, StoreError> {
-        let token = self.cipher.encrypt(s.gitlab_token.as_bytes(), &token_context(&s.client_key, &s.gitlab_url, s.group_id))?;
+    pub async fn create_subscription(
+        &self,
+        s: &NewSubscription,
+        now_ms: i64,
+    ) -> Result<Subscription, StoreError> {
+        let token = self.cipher.encrypt(
+            s.gitlab_token.as_bytes(),
+            &token_context(&s.client_key, &s.gitlab_url, s.group_id),
+        )?;
         let mut tx = self.begin_write().await?;
         let exists: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM subscriptions WHERE client_key = $1 AND gitlab_url = $2 AND group_id = $3",
@@ -73,7 +81,10 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         if exists.is_some() {
-            return Err(StoreError::Conflict(format!("group {} is already linked to this Jira site", s.group_path)));
+            return Err(StoreError::Conflict(format!(
+                "group {} is already linked to this Jira site",
+                s.group_path
+            )));
         }
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO subscriptions (client_key, gitlab_url, group_id, group_path, gitlab_token, webhook_token_hash, hook_mode, created_at)
@@ -104,44 +115,65 @@ impl Store {
     }
 
     pub async fn subscription(&self, id: i64) -> Result<Option<Subscription>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM subscriptions WHERE id = $1")))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM subscriptions WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.as_ref().map(from_row).transpose()?)
     }
 
     /// The subscription whose webhook token hashes to `hash` (hex SHA-256).
-    pub async fn subscription_by_token_hash(&self, hash: &str) -> Result<Option<Subscription>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM subscriptions WHERE webhook_token_hash = $1")))
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await?;
+    pub async fn subscription_by_token_hash(
+        &self,
+        hash: &str,
+    ) -> Result<Option<Subscription>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM subscriptions WHERE webhook_token_hash = $1"
+        )))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.as_ref().map(from_row).transpose()?)
     }
 
-    pub async fn find_subscription(&self, client_key: &str, group_path: &str) -> Result<Option<Subscription>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM subscriptions WHERE client_key = $1 AND group_path = $2")))
-            .bind(client_key)
-            .bind(group_path)
-            .fetch_optional(&self.pool)
-            .await?;
+    pub async fn find_subscription(
+        &self,
+        client_key: &str,
+        group_path: &str,
+    ) -> Result<Option<Subscription>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM subscriptions WHERE client_key = $1 AND group_path = $2"
+        )))
+        .bind(client_key)
+        .bind(group_path)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.as_ref().map(from_row).transpose()?)
     }
 
     pub async fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM subscriptions ORDER BY id"))).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM subscriptions ORDER BY id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
     }
 
     /// The GitLab token a subscription acts with, decrypted.
     pub async fn subscription_gitlab_token(&self, s: &Subscription) -> Result<String, StoreError> {
-        let record: Vec<u8> = sqlx::query_scalar("SELECT gitlab_token FROM subscriptions WHERE id = $1")
-            .bind(s.id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound("subscription"))?;
-        let plain = self.cipher.decrypt(&record, &token_context(&s.client_key, &s.gitlab_url, s.group_id))?;
+        let record: Vec<u8> =
+            sqlx::query_scalar("SELECT gitlab_token FROM subscriptions WHERE id = $1")
+                .bind(s.id)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or(StoreError::NotFound("subscription"))?;
+        let plain = self.cipher.decrypt(
+            &record,
+            &token_context(&s.client_key, &s.gitlab_url, s.group_id),
+        )?;
         String::from_utf8(plain).map_err(|_| StoreError::Crypto("token is not UTF-8".into()))
     }
 
@@ -151,15 +183,28 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|r| Ok(Hook { scope: r.try_get("scope")?, target_id: r.try_get("target_id")?, hook_id: r.try_get("hook_id")? }))
+            .map(|r| {
+                Ok(Hook {
+                    scope: r.try_get("scope")?,
+                    target_id: r.try_get("target_id")?,
+                    hook_id: r.try_get("hook_id")?,
+                })
+            })
             .collect()
     }
 
     /// Deletes a subscription and its hook records. Returns whether it existed.
     pub async fn delete_subscription(&self, id: i64) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM subscription_hooks WHERE subscription_id = $1").bind(id).execute(&mut *tx).await?;
-        let n = sqlx::query("DELETE FROM subscriptions WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected();
+        sqlx::query("DELETE FROM subscription_hooks WHERE subscription_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let n = sqlx::query("DELETE FROM subscriptions WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         tx.commit().await?;
         Ok(n > 0)
     }

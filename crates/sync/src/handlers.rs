@@ -34,7 +34,10 @@ impl Handlers {
 
     async fn gitlab_event(&self, event: &GitlabEvent) -> Result<(), JobError> {
         let Some(sub) = self.store.subscription(event.subscription_id).await? else {
-            tracing::info!(subscription = event.subscription_id, "subscription was removed; event dropped");
+            tracing::info!(
+                subscription = event.subscription_id,
+                "subscription was removed; event dropped"
+            );
             return Ok(());
         };
         let Some(install) = self.store.installation(&sub.client_key).await? else {
@@ -42,9 +45,15 @@ impl Handlers {
             return Ok(());
         };
         if !self.jira_urls.allows(&install.base_url) {
-            return Err(JobError::Permanent(format!("Jira site {} is not in GFJ_JIRA_URLS", install.base_url)));
+            return Err(JobError::Permanent(format!(
+                "Jira site {} is not in GFJ_JIRA_URLS",
+                install.base_url
+            )));
         }
-        let site = Site { base_url: install.base_url, shared_secret: install.shared_secret };
+        let site = Site {
+            base_url: install.base_url,
+            shared_secret: install.shared_secret,
+        };
         match EventKind::from_header(&event.event) {
             EventKind::Push => {
                 let push: PushEvent = serde_json::from_str(event.body.get())
@@ -53,13 +62,21 @@ impl Handlers {
                     Ok(a) => a,
                     Err(mapping::NeedsTipCommit(sha)) => {
                         if !self.gitlab_urls.allows(&sub.gitlab_url) {
-                            return Err(JobError::Permanent(format!("{} is not in GFJ_GITLAB_URLS", sub.gitlab_url)));
+                            return Err(JobError::Permanent(format!(
+                                "{} is not in GFJ_GITLAB_URLS",
+                                sub.gitlab_url
+                            )));
                         }
                         let token = self.store.subscription_gitlab_token(&sub).await?;
-                        let gitlab = GitLabClient::new(self.gitlab_http.clone(), &sub.gitlab_url, &token);
+                        let gitlab =
+                            GitLabClient::new(self.gitlab_http.clone(), &sub.gitlab_url, &token);
                         let tip = gitlab.commit(push.project.id, &sha).await?;
-                        mapping::map_push(&push, event.seq, Some(&tip))
-                            .map_err(|e| JobError::Permanent(format!("tip commit {} not returned by GitLab", e.0)))?
+                        mapping::map_push(&push, event.seq, Some(&tip)).map_err(|e| {
+                            JobError::Permanent(format!(
+                                "tip commit {} not returned by GitLab",
+                                e.0
+                            ))
+                        })?
                     }
                 };
                 self.apply_push(&site, action, event.seq).await
@@ -74,9 +91,13 @@ impl Handlers {
     async fn apply_push(&self, site: &Site, action: PushAction, seq: i64) -> Result<(), JobError> {
         match action {
             PushAction::Nothing => Ok(()),
-            PushAction::DeleteBranch { repository_id, branch_id } => {
-                Ok(self.jira.delete_branch(site, &repository_id, &branch_id, seq).await?)
-            }
+            PushAction::DeleteBranch {
+                repository_id,
+                branch_id,
+            } => Ok(self
+                .jira
+                .delete_branch(site, &repository_id, &branch_id, seq)
+                .await?),
             PushAction::Store(request) => {
                 let result = self.jira.store_devinfo(site, &request).await?;
                 if result.has_failures() {

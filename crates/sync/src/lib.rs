@@ -14,7 +14,10 @@ pub use runner::{Runner, RunnerConfig};
 pub enum JobError {
     /// Try again after the backoff (or after `after_ms`, when the upstream said so).
     #[error("{message}")]
-    Retry { message: String, after_ms: Option<i64> },
+    Retry {
+        message: String,
+        after_ms: Option<i64>,
+    },
     /// The upstream asked us to slow down: try again then, without counting an attempt.
     #[error("{message}")]
     Postpone { message: String, after_ms: i64 },
@@ -28,10 +31,19 @@ impl From<gfj_jira_client::JiraError> for JobError {
         use gfj_jira_client::JiraError as J;
         let message = e.to_string();
         match e {
-            J::RateLimited { retry_after_ms } => Self::Postpone { message, after_ms: retry_after_ms },
-            J::Unavailable { retry_after_ms, .. } => Self::Retry { message, after_ms: retry_after_ms },
+            J::RateLimited { retry_after_ms } => Self::Postpone {
+                message,
+                after_ms: retry_after_ms,
+            },
+            J::Unavailable { retry_after_ms, .. } => Self::Retry {
+                message,
+                after_ms: retry_after_ms,
+            },
             // A reinstall replaces the secret and a module may be enabled later: worth retrying.
-            J::Transport(_) | J::Unauthorized | J::Forbidden | J::Other { .. } => Self::Retry { message, after_ms: None },
+            J::Transport(_) | J::Unauthorized | J::Forbidden | J::Other { .. } => Self::Retry {
+                message,
+                after_ms: None,
+            },
             J::BadRequest(_) | J::TooLarge => Self::Permanent(message),
         }
     }
@@ -42,14 +54,23 @@ impl From<gfj_gitlab_client::GitLabError> for JobError {
         use gfj_gitlab_client::GitLabError as G;
         let message = format!("GitLab: {e}");
         match e {
-            G::RateLimited { retry_after_ms } => Self::Postpone { message, after_ms: retry_after_ms },
-            _ => Self::Retry { message, after_ms: None },
+            G::RateLimited { retry_after_ms } => Self::Postpone {
+                message,
+                after_ms: retry_after_ms,
+            },
+            _ => Self::Retry {
+                message,
+                after_ms: None,
+            },
         }
     }
 }
 
 impl From<gfj_store::StoreError> for JobError {
     fn from(e: gfj_store::StoreError) -> Self {
-        Self::Retry { message: format!("store: {e}"), after_ms: None }
+        Self::Retry {
+            message: format!("store: {e}"),
+            after_ms: None,
+        }
     }
 }

@@ -23,7 +23,11 @@ pub struct RunnerConfig {
 
 impl Default for RunnerConfig {
     fn default() -> Self {
-        Self { concurrency: 16, lease_ms: 120_000, poll_interval: Duration::from_millis(500) }
+        Self {
+            concurrency: 16,
+            lease_ms: 120_000,
+            poll_interval: Duration::from_millis(500),
+        }
     }
 }
 
@@ -43,9 +47,20 @@ fn random_suffix() -> String {
 }
 
 impl Runner {
-    pub fn new(store: Store, clock: Arc<dyn Clock>, handlers: Handlers, config: RunnerConfig) -> Self {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        handlers: Handlers,
+        config: RunnerConfig,
+    ) -> Self {
         let worker_id = format!("worker-{}-{}", std::process::id(), random_suffix());
-        Self { store, clock, handlers: Arc::new(handlers), config, worker_id }
+        Self {
+            store,
+            clock,
+            handlers: Arc::new(handlers),
+            config,
+            worker_id,
+        }
     }
 
     pub fn worker_id(&self) -> &str {
@@ -60,7 +75,11 @@ impl Runner {
                 break;
             }
             let free = self.config.concurrency.saturating_sub(in_flight.len());
-            let claimed = if free > 0 { self.claim(free).await } else { Vec::new() };
+            let claimed = if free > 0 {
+                self.claim(free).await
+            } else {
+                Vec::new()
+            };
             let got_any = !claimed.is_empty();
             for job in claimed {
                 in_flight.spawn(self.execute(job));
@@ -91,7 +110,16 @@ impl Runner {
     }
 
     async fn claim(&self, limit: usize) -> Vec<Job> {
-        match self.store.claim(&self.worker_id, self.clock.now_ms(), self.config.lease_ms, limit as i64).await {
+        match self
+            .store
+            .claim(
+                &self.worker_id,
+                self.clock.now_ms(),
+                self.config.lease_ms,
+                limit as i64,
+            )
+            .await
+        {
             Ok(jobs) => jobs,
             Err(e) => {
                 tracing::warn!(error = %e, "could not claim jobs");

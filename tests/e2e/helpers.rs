@@ -1,0 +1,152 @@
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use gfj_sim::gitlab::{GitLabSim, Plan};
+use gfj_sim::jira::{JiraSim, JiraSimConfig};
+use gfj_store::Store;
+use gfj_store::testing::{TEST_KEY, TestDatabase};
+use gitlab_for_jira::Settings;
+use gitlab_for_jira::commands::link::{self, HookMode, LinkRequest, LinkedSubscription};
+use gitlab_for_jira::commands::serve::Service;
+
+/// The service running against both simulators.
+pub struct TestApp {
+    pub base_url: String,
+    pub settings: Settings,
+    pub store: Store,
+    pub jira: JiraSim,
+    pub gitlab: GitLabSim,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    db: Option<TestDatabase>,
+}
+
+/// A GitLab user with a group and projects, ready to link.
+pub struct World {
+    pub user: i64,
+    pub token: String,
+    pub group: i64,
+    pub projects: Vec<i64>,
+}
+
+impl TestApp {
+    pub async fn start(db: TestDatabase) -> Self {
+        Self::start_with(db, true).await
+    }
+
+    /// Starts the service; `run_workers: false` leaves draining the queue to the test.
+    pub async fn start_with(db: TestDatabase, run_workers: bool) -> Self {
+        let jira = JiraSim::start(JiraSimConfig::default())
+            .await
+            .expect("Jira simulator");
+        let gitlab = GitLabSim::start().await.expect("GitLab simulator");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let settings = Settings::from_map(&BTreeMap::from([
+            ("GFJ_BASE_URL".to_owned(), base_url.clone()),
+            ("GFJ_DATABASE_URL".to_owned(), db.url.clone()),
+            ("GFJ_ENCRYPTION_KEY".to_owned(), TEST_KEY.to_owned()),
+            ("GFJ_CONNECT_KEYS_URL".to_owned(), jira.connect_keys_url()),
+            ("GFJ_GITLAB_URLS".to_owned(), gitlab.base_url.clone()),
+            ("GFJ_JIRA_URLS".to_owned(), "http://127.0.0.1:*".to_owned()),
+        ]))
+        .unwrap();
+        let mut service = Service::open(settings.clone()).await.unwrap();
+        service.run_workers = run_workers;
+        let store = service.store.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(service.run(listener, async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            base_url,
+            settings,
+            store,
+            jira,
+            gitlab,
+            stop: Some(stop),
+            server: Some(server),
+            db: Some(db),
+        }
+    }
+
+    /// A user who is `access_level` on a new group of `plan` with `projects` projects.
+    pub fn world(&self, plan: Plan, access_level: i64, projects: usize) -> World {
+        let token = format!(
+            "glpat-{}",
+            self.gitlab.hooks().len() + 1000 * projects + access_level as usize
+        );
+        let user = self.gitlab.add_user(&format!("user{access_level}"), &token);
+        let group = self.gitlab.add_group("acme", None, plan);
+        self.gitlab.add_member(group, user, access_level);
+        let projects = (0..projects)
+            .map(|n| self.gitlab.add_project(group, &format!("p{n}")))
+            .collect();
+        World {
+            user,
+            token,
+            group,
+            projects,
+        }
+    }
+
+    pub async fn install(&self) {
+        assert_eq!(self.jira.install(&self.base_url).await.unwrap(), 204);
+    }
+
+    pub async fn link(
+        &self,
+        group: &str,
+        token: &str,
+        mode: HookMode,
+    ) -> anyhow::Result<LinkedSubscription> {
+        let req = LinkRequest {
+            site: self.jira.client_key().to_owned(),
+            group: group.to_owned(),
+            gitlab_url: self.gitlab.base_url.clone(),
+            gitlab_token: token.to_owned(),
+            hook_mode: mode,
+        };
+        link::link(&self.settings, &self.store, req, 1).await
+    }
+
+    /// Waits (bounded) until the queue holds nothing that is due, running or scheduled.
+    pub async fn drained(&self) {
+        eventually("the queue drains", || async {
+            let q = self.store.queue_stats(now_ms()).await.unwrap();
+            q.ready + q.running + q.scheduled == 0
+        })
+        .await;
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.server.take().unwrap().await.unwrap().unwrap();
+        self.store.close().await;
+        self.db.take().unwrap().drop_database().await;
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Polls `condition` until it holds, failing the test after ten seconds.
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -1,0 +1,242 @@
+//! A GitLab push reaches the Jira development panel: the walking skeleton, end to end, plus what must
+//! hold when Jira or our own process misbehave.
+
+use std::sync::Arc;
+
+use gfj_sim::gitlab::Plan;
+use gfj_sim::jira::Fault;
+use gfj_store::testing::TestDatabase;
+use gfj_store::{ManualClock, test_on_both_databases};
+use gfj_sync::{Runner, RunnerConfig};
+use gitlab_for_jira::commands::link::HookMode;
+use gitlab_for_jira::commands::serve;
+use serde_json::Value;
+
+use crate::helpers::TestApp;
+
+fn ids(list: &[Value], field: &str) -> Vec<String> {
+    let mut v: Vec<String> = list
+        .iter()
+        .map(|e| e[field].as_str().unwrap().to_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+async fn push_reaches_the_development_panel(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    app.install().await;
+    let w = app.world(Plan::Free, 40, 1);
+    app.link("acme", &w.token, HookMode::Auto).await.unwrap();
+    let shas = app
+        .gitlab
+        .push(
+            w.projects[0],
+            "feature/PROJ-7-login",
+            &["Add the login form", "PROJ-8 check passwords"],
+            w.user,
+        )
+        .await;
+    assert!(
+        app.gitlab
+            .deliveries()
+            .iter()
+            .all(|d| d.status == Some(202)),
+        "{:?}",
+        app.gitlab.deliveries()
+    );
+    app.drained().await;
+
+    let proj7 = app.jira.issue("PROJ-7");
+    assert_eq!(ids(&proj7.branches, "name"), ["feature/PROJ-7-login"]);
+    assert_eq!(
+        proj7.branches[0]["id"],
+        gfj_core::mapping::branch_id("feature/PROJ-7-login")
+    );
+    assert_eq!(proj7.branches[0]["lastCommit"]["id"], shas[1].as_str());
+    let mut both = shas.clone();
+    both.sort();
+    assert_eq!(ids(&proj7.commits, "id"), both);
+    assert_eq!(
+        ids(&app.jira.issue("PROJ-8").commits, "id"),
+        [shas[1].clone()]
+    );
+    assert_eq!(app.jira.issue_keys(), ["PROJ-7", "PROJ-8"]);
+
+    // Every request was JWT-verified and schema-valid: the simulator accepted each one (202).
+    let requests = app.jira.requests();
+    assert!(!requests.is_empty());
+    assert!(requests.iter().all(|r| r.status == 202), "{requests:?}");
+    let repo = &requests[0].body.as_ref().unwrap()["repositories"][0];
+    assert_eq!(repo["id"], w.projects[0].to_string());
+
+    // Deleting the branch deletes it in Jira; the commits stay.
+    app.gitlab
+        .delete_branch(w.projects[0], "feature/PROJ-7-login", w.user)
+        .await;
+    app.drained().await;
+    assert!(app.jira.issue("PROJ-7").branches.is_empty());
+    assert_eq!(app.jira.issue("PROJ-7").commits.len(), 2);
+    let last = app.jira.requests().pop().unwrap();
+    assert_eq!((last.method.as_str(), last.status), ("DELETE", 202));
+    assert!(
+        last.path.contains(&format!(
+            "/rest/devinfo/0.10/repository/{}/branch/",
+            w.projects[0]
+        )),
+        "{}",
+        last.path
+    );
+    app.stop().await;
+}
+
+async fn new_branch_without_commits_fetches_its_tip_from_gitlab(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    app.install().await;
+    let w = app.world(Plan::Free, 40, 1);
+    app.link("acme", &w.token, HookMode::Auto).await.unwrap();
+    app.gitlab
+        .push(w.projects[0], "PROJ-9-empty", &[], w.user)
+        .await;
+    app.drained().await;
+    let view = app.jira.issue("PROJ-9");
+    assert_eq!(view.branches.len(), 1);
+    assert_eq!(view.branches[0]["lastCommit"]["message"], "Initial commit");
+    app.stop().await;
+}
+
+async fn webhooks_need_the_subscriptions_token_and_are_queued_once(db: TestDatabase) {
+    let app = TestApp::start_with(db, false).await;
+    app.install().await;
+    let w = app.world(Plan::Free, 40, 1);
+    let linked = app.link("acme", &w.token, HookMode::Auto).await.unwrap();
+    let token = app.gitlab.hook_token(linked.hooks[0].hook_id).unwrap();
+    let url = format!("{}/gitlab/webhook", app.base_url);
+    let http = reqwest::Client::new();
+    let send = |token: Option<&str>, key: &str, body: &str| {
+        let mut r = http
+            .post(&url)
+            .header("X-Gitlab-Event", "Push Hook")
+            .header("Idempotency-Key", key)
+            .body(body.to_owned());
+        if let Some(t) = token {
+            r = r.header("X-Gitlab-Token", t);
+        }
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(send(None, "a", "{}").await, 401);
+    assert_eq!(send(Some("not-the-token"), "a", "{}").await, 401);
+    assert_eq!(send(Some(&token[..token.len() - 1]), "a", "{}").await, 401);
+    assert!(
+        app.store.jobs().await.unwrap().is_empty(),
+        "nothing queued for unauthenticated deliveries"
+    );
+    assert_eq!(send(Some(&token), "a", "not json").await, 400);
+    assert_eq!(
+        send(Some(&token), "k1", r#"{"object_kind":"push"}"#).await,
+        202
+    );
+    assert_eq!(
+        send(Some(&token), "k1", r#"{"object_kind":"push"}"#).await,
+        202
+    );
+    assert_eq!(
+        app.store.jobs().await.unwrap().len(),
+        1,
+        "a redelivery with the same Idempotency-Key is queued once"
+    );
+    app.stop().await;
+}
+
+async fn jira_rate_limits_and_outages_delay_but_lose_nothing(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    app.install().await;
+    let w = app.world(Plan::Free, 40, 1);
+    app.link("acme", &w.token, HookMode::Auto).await.unwrap();
+    app.jira.inject([
+        Fault::RateLimited {
+            retry_after_secs: 1,
+        },
+        Fault::ServerError(503),
+        Fault::ServerError(500),
+    ]);
+    app.gitlab
+        .push(w.projects[0], "main", &["OPS-1 tune the pool"], w.user)
+        .await;
+    app.drained().await;
+    let statuses: Vec<u16> = app.jira.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [429, 503, 500, 202]);
+    assert_eq!(app.jira.issue("OPS-1").commits.len(), 1);
+    app.stop().await;
+}
+
+async fn a_worker_killed_mid_job_is_replaced_and_the_job_completes_once(db: TestDatabase) {
+    let app = TestApp::start_with(db, false).await;
+    app.install().await;
+    let w = app.world(Plan::Free, 40, 1);
+    app.link("acme", &w.token, HookMode::Auto).await.unwrap();
+    app.gitlab
+        .push(w.projects[0], "feature/PROJ-3", &["PROJ-3 first"], w.user)
+        .await;
+    assert_eq!(app.store.jobs().await.unwrap().len(), 1);
+
+    let clock = ManualClock::starting_at(crate::helpers::now_ms());
+    let config = RunnerConfig {
+        concurrency: 4,
+        lease_ms: 60_000,
+        ..Default::default()
+    };
+    let worker = |clock: &ManualClock| {
+        Runner::new(
+            app.store.clone(),
+            Arc::new(clock.clone()),
+            serve::handlers(&app.settings, &app.store),
+            config.clone(),
+        )
+    };
+
+    // Worker A gets as far as sending to Jira, then dies.
+    app.jira.hold_next_writes(1);
+    let (_stop_a, stop_rx) = tokio::sync::watch::channel(false);
+    let a = tokio::spawn(worker(&clock).run(stop_rx));
+    app.jira.wait_until_held(1).await;
+    a.abort();
+    assert!(a.await.unwrap_err().is_cancelled());
+
+    assert!(
+        app.jira.issue("PROJ-3").commits.is_empty(),
+        "A's request never got through"
+    );
+
+    // While A's lease lasts nobody else takes the job; after it, worker B does and completes it.
+    let b = worker(&clock);
+    assert_eq!(
+        b.run_due().await,
+        0,
+        "the job is still leased to the dead worker"
+    );
+    clock.advance_ms(60_001);
+    assert_eq!(b.run_due().await, 1);
+    assert!(app.store.jobs().await.unwrap().is_empty(), "completed");
+    assert_eq!(b.run_due().await, 0, "and not run again");
+    let stored = app.jira.issue("PROJ-3");
+    assert_eq!((stored.commits.len(), stored.branches.len()), (1, 1));
+    assert_eq!(
+        app.jira
+            .requests()
+            .iter()
+            .filter(|r| r.status == 202)
+            .count(),
+        1
+    );
+    app.jira.release_held();
+    app.stop().await;
+}
+
+test_on_both_databases!(
+    push_reaches_the_development_panel,
+    new_branch_without_commits_fetches_its_tip_from_gitlab,
+    webhooks_need_the_subscriptions_token_and_are_queued_once,
+    jira_rate_limits_and_outages_delay_but_lose_nothing,
+    a_worker_killed_mid_job_is_replaced_and_the_job_completes_once,
+);
