@@ -18,6 +18,10 @@ pub struct Settings {
     pub atlassian_api_url: String,
     pub admin_token: Option<String>,
     pub log_format: Option<String>,
+    /// Jobs one process runs at once.
+    pub worker_concurrency: usize,
+    /// How long a claimed job stays with its worker before another may take it over.
+    pub job_lease_secs: i64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -43,7 +47,7 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-pub const NAMES: [&str; 11] = [
+pub const NAMES: [&str; 13] = [
     "GFJ_LISTEN",
     "GFJ_BASE_URL",
     "GFJ_DATABASE_URL",
@@ -55,6 +59,8 @@ pub const NAMES: [&str; 11] = [
     "GFJ_ATLASSIAN_API_URL",
     "GFJ_ADMIN_TOKEN",
     "GFJ_LOG_FORMAT",
+    "GFJ_WORKER_CONCURRENCY",
+    "GFJ_JOB_LEASE_SECS",
 ];
 
 fn scalar(v: &toml::Value) -> Option<String> {
@@ -141,7 +147,20 @@ impl Settings {
                 "GFJ_LOG_FORMAT must be json or pretty, got {f:?}"
             );
         }
+        let number = |k: &str, default: i64, min: i64, max: i64| -> anyhow::Result<i64> {
+            let v = get(k, &default.to_string());
+            let n: i64 = v
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{k} must be a whole number, got {v:?}"))?;
+            anyhow::ensure!(
+                (min..=max).contains(&n),
+                "{k} must be between {min} and {max}, got {n}"
+            );
+            Ok(n)
+        };
         Ok(Self {
+            worker_concurrency: number("GFJ_WORKER_CONCURRENCY", 16, 1, 1024)? as usize,
+            job_lease_secs: number("GFJ_JOB_LEASE_SECS", 120, 1, 86_400)?,
             listen: get("GFJ_LISTEN", "127.0.0.1:8080"),
             base_url,
             database_url: get("GFJ_DATABASE_URL", "sqlite://gitlab-for-jira.db"),
@@ -194,6 +213,16 @@ mod tests {
         assert!(Settings::from_map(&bad).is_err());
         let bad = BTreeMap::from([("GFJ_LOG_FORMAT".to_owned(), "xml".to_owned())]);
         assert!(Settings::from_map(&bad).is_err());
+        assert_eq!((s.worker_concurrency, s.job_lease_secs), (16, 120));
+        for (k, v) in [
+            ("GFJ_WORKER_CONCURRENCY", "0"),
+            ("GFJ_JOB_LEASE_SECS", "soon"),
+        ] {
+            assert!(
+                Settings::from_map(&BTreeMap::from([(k.to_owned(), v.to_owned())])).is_err(),
+                "{k}={v}"
+            );
+        }
         assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
     }

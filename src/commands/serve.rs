@@ -68,11 +68,16 @@ impl Service {
         let state = AppState::new(self.store.clone(), intake, config, self.clock.clone(), http);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let workers = if self.run_workers {
+            let config = RunnerConfig {
+                concurrency: self.settings.worker_concurrency,
+                lease_ms: self.settings.job_lease_secs * 1000,
+                ..RunnerConfig::default()
+            };
             let runner = Runner::new(
                 self.store.clone(),
                 self.clock.clone(),
                 self.handlers(),
-                RunnerConfig::default(),
+                config,
             );
             Some(tokio::spawn(runner.run(stop_rx)))
         } else {

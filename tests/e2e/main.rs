@@ -4,4 +4,5 @@
 mod connect;
 mod helpers;
 mod link;
+mod process;
 mod push;

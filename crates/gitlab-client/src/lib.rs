@@ -204,6 +204,18 @@ impl GitLabClient {
             .map_err(|e| GitLabError::Transient(format!("unreadable response: {e}")))
     }
 
+    /// Like `get`, with 404 as `None`.
+    async fn get_optional<T: DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Option<T>, GitLabError> {
+        match self.get(path).await {
+            Ok(v) => Ok(Some(v)),
+            Err(GitLabError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Every page of a list (offset pagination, 100 per page, following `x-next-page`).
     async fn get_all<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, GitLabError> {
         let mut all = Vec::new();
@@ -247,14 +259,8 @@ impl GitLabClient {
         group_id: i64,
         user_id: i64,
     ) -> Result<Option<Member>, GitLabError> {
-        match self
-            .get(&format!("/groups/{group_id}/members/all/{user_id}"))
+        self.get_optional(&format!("/groups/{group_id}/members/all/{user_id}"))
             .await
-        {
-            Ok(m) => Ok(Some(m)),
-            Err(GitLabError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e),
-        }
     }
 
     /// Every project of the group and its subgroups (not projects shared into it).
@@ -269,17 +275,8 @@ impl GitLabClient {
         url: &str,
         token: &str,
     ) -> Result<i64, GitLabError> {
-        let r = self
-            .http
-            .post(format!("{}/groups/{group_id}/hooks", self.api))
-            .json(&HookSpec::new(url, token));
-        let h: HookCreated = self
-            .send(r)
-            .await?
-            .json()
+        self.create_hook(&format!("/groups/{group_id}/hooks"), url, token)
             .await
-            .map_err(|e| GitLabError::Transient(e.to_string()))?;
-        Ok(h.id)
     }
 
     pub async fn create_project_hook(
@@ -288,16 +285,21 @@ impl GitLabClient {
         url: &str,
         token: &str,
     ) -> Result<i64, GitLabError> {
+        self.create_hook(&format!("/projects/{project_id}/hooks"), url, token)
+            .await
+    }
+
+    async fn create_hook(&self, path: &str, url: &str, token: &str) -> Result<i64, GitLabError> {
         let r = self
             .http
-            .post(format!("{}/projects/{project_id}/hooks", self.api))
+            .post(format!("{}{path}", self.api))
             .json(&HookSpec::new(url, token));
         let h: HookCreated = self
             .send(r)
             .await?
             .json()
             .await
-            .map_err(|e| GitLabError::Transient(e.to_string()))?;
+            .map_err(|e| GitLabError::Transient(format!("unreadable response: {e}")))?;
         Ok(h.id)
     }
 
@@ -357,24 +359,16 @@ impl GitLabClient {
         struct Namespace {
             kind: String,
         }
-        match self
-            .get::<Namespace>(&format!("/namespaces/{}", encode_path(path)))
-            .await
-        {
-            Ok(n) => Ok(Some(n.kind)),
-            Err(GitLabError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e),
-        }
+        let ns: Option<Namespace> = self
+            .get_optional(&format!("/namespaces/{}", encode_path(path)))
+            .await?;
+        Ok(ns.map(|n| n.kind))
     }
 
     pub async fn project_exists(&self, path: &str) -> Result<bool, GitLabError> {
-        match self
-            .get::<ProjectSummary>(&format!("/projects/{}", encode_path(path)))
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(GitLabError::NotFound(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
+        let p: Option<ProjectSummary> = self
+            .get_optional(&format!("/projects/{}", encode_path(path)))
+            .await?;
+        Ok(p.is_some())
     }
 }

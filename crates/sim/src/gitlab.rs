@@ -769,21 +769,40 @@ fn add_hook(s: &Shared, scope: &'static str, target_id: i64, body: HookBody) -> 
     (StatusCode::CREATED, axum::Json(out)).into_response()
 }
 
+impl Shared {
+    /// GitLab's rules for managing group hooks: Premium (404 on Free, as for any unlicensed feature) and
+    /// the Owner role. Returns the group id.
+    fn group_hook_owner(&self, headers: &HeaderMap, id: &str) -> Result<i64, Response> {
+        let u = self.user(headers)?;
+        let g = self.group(id)?;
+        if g.plan != Plan::Premium {
+            return Err(err(StatusCode::NOT_FOUND, "404 Not Found"));
+        }
+        if self.access_level(g.id, u.id) < 50 {
+            return Err(err(StatusCode::FORBIDDEN, "403 Forbidden"));
+        }
+        Ok(g.id)
+    }
+
+    /// Project hooks need Maintainer (inherited from groups included). Returns the project id.
+    fn project_hook_owner(&self, headers: &HeaderMap, id: &str) -> Result<i64, Response> {
+        let u = self.user(headers)?;
+        let p = self.project(id)?;
+        if self.access_level(p.group_id, u.id) < 40 {
+            return Err(err(StatusCode::FORBIDDEN, "403 Forbidden"));
+        }
+        Ok(p.id)
+    }
+}
+
 async fn create_group_hook(
     State(s): State<Arc<Shared>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     axum::Json(body): axum::Json<HookBody>,
 ) -> Result<Response, Response> {
-    let u = s.user(&headers)?;
-    let g = s.group(&id)?;
-    if g.plan != Plan::Premium {
-        return Err(err(StatusCode::NOT_FOUND, "404 Not Found"));
-    }
-    if s.access_level(g.id, u.id) < 50 {
-        return Err(err(StatusCode::FORBIDDEN, "403 Forbidden"));
-    }
-    Ok(add_hook(&s, "group", g.id, body))
+    let group = s.group_hook_owner(&headers, &id)?;
+    Ok(add_hook(&s, "group", group, body))
 }
 
 async fn create_project_hook(
@@ -792,12 +811,8 @@ async fn create_project_hook(
     Path(id): Path<String>,
     axum::Json(body): axum::Json<HookBody>,
 ) -> Result<Response, Response> {
-    let u = s.user(&headers)?;
-    let p = s.project(&id)?;
-    if s.access_level(p.group_id, u.id) < 40 {
-        return Err(err(StatusCode::FORBIDDEN, "403 Forbidden"));
-    }
-    Ok(add_hook(&s, "project", p.id, body))
+    let project = s.project_hook_owner(&headers, &id)?;
+    Ok(add_hook(&s, "project", project, body))
 }
 
 fn list_hooks(s: &Shared, scope: &str, target_id: i64) -> Response {
@@ -818,15 +833,8 @@ async fn list_group_hooks(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Response> {
-    let u = s.user(&headers)?;
-    let g = s.group(&id)?;
-    if g.plan != Plan::Premium {
-        return Err(err(StatusCode::NOT_FOUND, "404 Not Found"));
-    }
-    if s.access_level(g.id, u.id) < 50 {
-        return Err(err(StatusCode::FORBIDDEN, "403 Forbidden"));
-    }
-    Ok(list_hooks(&s, "group", g.id))
+    let group = s.group_hook_owner(&headers, &id)?;
+    Ok(list_hooks(&s, "group", group))
 }
 
 async fn list_project_hooks(
@@ -834,12 +842,8 @@ async fn list_project_hooks(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Response> {
-    let u = s.user(&headers)?;
-    let p = s.project(&id)?;
-    if s.access_level(p.group_id, u.id) < 40 {
-        return Err(err(StatusCode::FORBIDDEN, "403 Forbidden"));
-    }
-    Ok(list_hooks(&s, "project", p.id))
+    let project = s.project_hook_owner(&headers, &id)?;
+    Ok(list_hooks(&s, "project", project))
 }
 
 fn remove_hook(s: &Shared, scope: &str, target_id: i64, hook_id: i64) -> Response {
@@ -860,15 +864,8 @@ async fn delete_group_hook(
     headers: HeaderMap,
     Path((id, hook_id)): Path<(String, i64)>,
 ) -> Result<Response, Response> {
-    let u = s.user(&headers)?;
-    let g = s.group(&id)?;
-    if g.plan != Plan::Premium {
-        return Err(err(StatusCode::NOT_FOUND, "404 Not Found"));
-    }
-    if s.access_level(g.id, u.id) < 50 {
-        return Err(err(StatusCode::FORBIDDEN, "403 Forbidden"));
-    }
-    Ok(remove_hook(&s, "group", g.id, hook_id))
+    let group = s.group_hook_owner(&headers, &id)?;
+    Ok(remove_hook(&s, "group", group, hook_id))
 }
 
 async fn delete_project_hook(
@@ -876,12 +873,8 @@ async fn delete_project_hook(
     headers: HeaderMap,
     Path((id, hook_id)): Path<(String, i64)>,
 ) -> Result<Response, Response> {
-    let u = s.user(&headers)?;
-    let p = s.project(&id)?;
-    if s.access_level(p.group_id, u.id) < 40 {
-        return Err(err(StatusCode::FORBIDDEN, "403 Forbidden"));
-    }
-    Ok(remove_hook(&s, "project", p.id, hook_id))
+    let project = s.project_hook_owner(&headers, &id)?;
+    Ok(remove_hook(&s, "project", project, hook_id))
 }
 
 async fn get_commit(
