@@ -61,6 +61,8 @@ pub struct Recorded {
     pub path: String,
     pub status: u16,
     pub body: Option<Value>,
+    /// When the answer was decided.
+    pub at: std::time::Instant,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -398,6 +400,7 @@ impl Shared {
             path: uri.to_string(),
             status: status.as_u16(),
             body,
+            at: std::time::Instant::now(),
         });
     }
 

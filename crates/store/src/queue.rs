@@ -59,28 +59,47 @@ pub const DEFAULT_MAX_ATTEMPTS: i64 = 20;
 
 impl Store {
     /// Inserts jobs in one transaction (one fsync for all of them) and wakes the workers. Returns how many
-    /// rows were new (duplicates by `dedup_key` are skipped).
+    /// rows were new (duplicates by `dedup_key` are skipped). Rows go in multi-row statements, so a batch
+    /// costs a few round trips to PostgreSQL, not one per job.
     pub async fn enqueue(&self, jobs: &[NewJob], now_ms: i64) -> Result<u64, StoreError> {
+        const ROWS_PER_STATEMENT: usize = 256;
         let mut tx = self.begin_write().await?;
         let mut inserted = 0;
-        for j in jobs {
-            inserted += sqlx::query(
-                "INSERT INTO jobs (kind, payload, dedup_key, run_at, max_attempts, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (dedup_key) DO NOTHING",
-            )
-            .bind(&j.kind)
-            .bind(&j.payload)
-            .bind(&j.dedup_key)
-            .bind(j.run_at)
-            .bind(j.max_attempts)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let b = i * 6;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO jobs (kind, payload, dedup_key, run_at, max_attempts, created_at) VALUES {} \
+                 ON CONFLICT (dedup_key) DO NOTHING",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for j in chunk {
+                q = q
+                    .bind(&j.kind)
+                    .bind(&j.payload)
+                    .bind(&j.dedup_key)
+                    .bind(j.run_at)
+                    .bind(j.max_attempts)
+                    .bind(now_ms);
+            }
+            inserted += q.execute(&mut *tx).await?.rows_affected();
         }
         tx.commit().await?;
         if inserted > 0 {
-            self.wake.notify_waiters();
+            self.wake_workers();
         }
         Ok(inserted)
     }
@@ -104,7 +123,7 @@ impl Store {
                           ORDER BY run_at, id LIMIT $4 {lock})
              RETURNING id, kind, payload, attempts, max_attempts, created_at"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = sqlx::query(&sql)
             .bind(worker)
             .bind(now_ms + lease_ms)
             .bind(now_ms)
@@ -217,7 +236,7 @@ impl Store {
         .await?
         .rows_affected();
         if n > 0 {
-            self.wake.notify_waiters();
+            self.wake_workers();
         }
         Ok(n)
     }
@@ -263,6 +282,13 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    fn wake_workers(&self) {
+        // `notify_one` keeps a permit when no worker is waiting at this instant, so a worker that is busy
+        // claiming still sees the wake-up; `notify_waiters` wakes the others that are waiting.
+        self.wake.notify_one();
+        self.wake.notify_waiters();
     }
 
     /// Resolves when a job may have been enqueued (in this process), for workers to stop polling.

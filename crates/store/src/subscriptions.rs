@@ -86,10 +86,10 @@ impl Store {
                 s.group_path
             )));
         }
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let row = sqlx::query(&format!(
             "INSERT INTO subscriptions (client_key, gitlab_url, group_id, group_path, gitlab_token, webhook_token_hash, hook_mode, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
-        )))
+        ))
         .bind(&s.client_key)
         .bind(&s.gitlab_url)
         .bind(s.group_id)
@@ -115,9 +115,9 @@ impl Store {
     }
 
     pub async fn subscription(&self, id: i64) -> Result<Option<Subscription>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM subscriptions WHERE id = $1"
-        )))
+        ))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
@@ -129,9 +129,9 @@ impl Store {
         &self,
         hash: &str,
     ) -> Result<Option<Subscription>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM subscriptions WHERE webhook_token_hash = $1"
-        )))
+        ))
         .bind(hash)
         .fetch_optional(&self.pool)
         .await?;
@@ -143,9 +143,9 @@ impl Store {
         client_key: &str,
         group_path: &str,
     ) -> Result<Option<Subscription>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM subscriptions WHERE client_key = $1 AND group_path = $2"
-        )))
+        ))
         .bind(client_key)
         .bind(group_path)
         .fetch_optional(&self.pool)
@@ -154,11 +154,9 @@ impl Store {
     }
 
     pub async fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM subscriptions ORDER BY id"
-        )))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM subscriptions ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
     }
 

@@ -54,7 +54,7 @@ impl TestDatabase {
             )
         });
         let name = unique_name();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut conn)
             .await
             .expect("create test database");
@@ -81,10 +81,10 @@ impl TestDatabase {
         if let Some(admin) = &self.admin_url
             && let Ok(mut conn) = sqlx::AnyConnection::connect(admin).await
         {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            let _ = sqlx::query(&format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 self.name
-            )))
+            ))
             .execute(&mut conn)
             .await;
         }

@@ -1,0 +1,288 @@
+//! Measures the targets of the project in one run, as ratios and figures (see BENCHMARKS.md):
+//!
+//! 1. Webhook intake, durable to fsync, against a bare axum handler on the same machine, same client.
+//! 2. GitLab event → Jira 2xx latency (p50, p99) against the Jira simulator, at a steady 100 events/s.
+//!
+//! `cargo bench --bench pipeline` (needs PostgreSQL like the tests; `GFJ_BENCH_SECS` sets the length of each
+//! intake run, default 5). Everything runs on loopback and stops by itself.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use gfj_core::gitlab::webhook_token_hash;
+use gfj_sim::jira::{JiraSim, JiraSimConfig};
+use gfj_store::Store;
+use gfj_store::installations::Installation;
+use gfj_store::subscriptions::NewSubscription;
+use gfj_store::testing::{TEST_KEY, TestDatabase};
+use gitlab_for_jira::Settings;
+use gitlab_for_jira::commands::serve::Service;
+
+const CONNECTIONS: usize = 32;
+const TOKEN: &str = "bench-webhook-token";
+/// Every delivery gets its own `Idempotency-Key`, so none is deduplicated away.
+static NEXT_KEY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn push_body(n: usize) -> String {
+    let mut body = format!(
+        r#"{{"object_kind":"push","event_name":"push","before":"{z}","after":"{sha}","ref":"refs/heads/main","checkout_sha":"{sha}","user_username":"bench","project_id":7,"project":{{"id":7,"name":"api","web_url":"http://127.0.0.1/acme/api","path_with_namespace":"acme/api","default_branch":"main"}},"commits":[{{"id":"{sha}","message":"LAT-{n} bench commit","title":"LAT-{n} bench commit","timestamp":"2026-11-27T10:00:00+02:00","url":"http://127.0.0.1/acme/api/-/commit/{sha}","author":{{"name":"Bench","email":"bench@example.com"}},"added":[],"modified":["a.rs"],"removed":[]}}],"total_commits_count":1"#,
+        z = "0".repeat(40),
+        sha = format!("{:040x}", n + 1),
+    );
+    while body.len() < 699 {
+        body.push(' ');
+    }
+    body.push('}');
+    body
+}
+
+struct Load {
+    requests: usize,
+    errors: usize,
+    secs: f64,
+    latencies_us: Vec<u64>,
+}
+
+impl Load {
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.secs
+    }
+    fn pct(&self, p: f64) -> f64 {
+        percentile(&self.latencies_us, p) as f64 / 1000.0
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// `CONNECTIONS` clients posting as fast as they can for `secs` seconds (after a one-second warm-up).
+async fn load(url: &str, headers: &[(&'static str, String)], secs: u64) -> Load {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONNECTIONS)
+        .build()
+        .unwrap();
+    let body = push_body(0);
+    let run = |dur: Duration| {
+        let mut tasks = Vec::new();
+        for _ in 0..CONNECTIONS {
+            let (client, url, body, headers) = (
+                client.clone(),
+                url.to_owned(),
+                body.clone(),
+                headers.to_vec(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut errors = 0;
+                let end = Instant::now() + dur;
+                while Instant::now() < end {
+                    let mut req = client
+                        .post(&url)
+                        .body(body.clone())
+                        .header("content-type", "application/json");
+                    for (k, v) in &headers {
+                        req = req.header(*k, v);
+                    }
+                    let key = NEXT_KEY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    req = req.header("idempotency-key", key.to_string());
+                    let t = Instant::now();
+                    match req.send().await {
+                        Ok(r) if r.status().is_success() => {
+                            lat.push(t.elapsed().as_micros() as u64)
+                        }
+                        _ => errors += 1,
+                    }
+                }
+                (lat, errors)
+            }));
+        }
+        tasks
+    };
+    for t in run(Duration::from_secs(1)) {
+        t.await.unwrap();
+    }
+    let start = Instant::now();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in run(Duration::from_secs(secs)) {
+        let (lat, e) = t.await.unwrap();
+        all.extend(lat);
+        errors += e;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    Load {
+        requests: all.len(),
+        errors,
+        secs,
+        latencies_us: all,
+    }
+}
+
+async fn bare_handler() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(
+            |body: Bytes| async move { if body.is_empty() { "empty" } else { "ok" } },
+        ),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// The service on `db`, with one Jira site and one subscription whose webhook token is `TOKEN`.
+async fn service(
+    db: &TestDatabase,
+    jira: Option<&JiraSim>,
+    workers: bool,
+) -> (String, Store, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    let settings = Settings::from_map(&BTreeMap::from([
+        ("GFJ_BASE_URL".to_owned(), base_url.clone()),
+        ("GFJ_DATABASE_URL".to_owned(), db.url.clone()),
+        ("GFJ_ENCRYPTION_KEY".to_owned(), TEST_KEY.to_owned()),
+        ("GFJ_JIRA_URLS".to_owned(), "http://127.0.0.1:*".to_owned()),
+        (
+            "GFJ_CONNECT_KEYS_URL".to_owned(),
+            jira.map(|j| j.connect_keys_url()).unwrap_or_default(),
+        ),
+    ]))
+    .unwrap();
+    let mut svc = Service::open(settings).await.unwrap();
+    svc.run_workers = workers;
+    let store = svc.store.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(svc.run(listener, async move {
+        let _ = stopped.await;
+    }));
+    let client_key = match jira {
+        Some(j) => {
+            assert_eq!(j.install(&base_url).await.unwrap(), 204);
+            j.client_key().to_owned()
+        }
+        None => {
+            let i = Installation {
+                client_key: "bench".into(),
+                base_url: "http://127.0.0.1:9".into(),
+                display_url: None,
+                shared_secret: "s".into(),
+            };
+            store.upsert_installation(&i, 0).await.unwrap();
+            "bench".into()
+        }
+    };
+    let sub = NewSubscription {
+        client_key,
+        gitlab_url: "http://127.0.0.1:9".into(),
+        group_id: 1,
+        group_path: "acme".into(),
+        gitlab_token: "unused".into(),
+        webhook_token_hash: webhook_token_hash(TOKEN.as_bytes()),
+        hook_mode: "project".into(),
+        hooks: vec![],
+    };
+    store.create_subscription(&sub, 0).await.unwrap();
+    (format!("{base_url}/gitlab/webhook"), store, stop)
+}
+
+fn webhook_headers() -> Vec<(&'static str, String)> {
+    vec![
+        ("x-gitlab-token", TOKEN.to_owned()),
+        ("x-gitlab-event", "Push Hook".to_owned()),
+    ]
+}
+
+/// Sends `n` pushes at `per_sec`, each mentioning `LAT-<i>`, and measures until Jira stored each one.
+async fn latency(db: TestDatabase, n: usize, per_sec: u64) -> (Vec<u64>, usize) {
+    let jira = JiraSim::start(JiraSimConfig::default()).await.unwrap();
+    let (url, store, stop) = service(&db, Some(&jira), true).await;
+    let client = reqwest::Client::new();
+    let mut sent = Vec::with_capacity(n);
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / per_sec));
+    for i in 0..n {
+        tick.tick().await;
+        let t = Instant::now();
+        let mut req = client
+            .post(&url)
+            .body(push_body(i))
+            .header("content-type", "application/json");
+        for (k, v) in webhook_headers() {
+            req = req.header(k, v);
+        }
+        let status = req.send().await.unwrap().status();
+        assert!(status.is_success());
+        sent.push(t);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while jira.requests().iter().filter(|r| r.status == 202).count() < n
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut lat = Vec::new();
+    for r in jira.requests().iter().filter(|r| r.status == 202) {
+        let msg = r.body.as_ref().unwrap()["repositories"][0]["commits"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        if let Some(i) = msg
+            .strip_prefix("LAT-")
+            .and_then(|m| m.split(' ').next())
+            .and_then(|x| x.parse::<usize>().ok())
+        {
+            lat.push(r.at.duration_since(sent[i]).as_micros() as u64);
+        }
+    }
+    lat.sort_unstable();
+    let _ = stop.send(());
+    store.close().await;
+    db.drop_database().await;
+    (lat, n)
+}
+
+fn main() {
+    let secs: u64 = std::env::var("GFJ_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        println!("# gitlab-for-jira pipeline benchmark ({CONNECTIONS} connections, {secs} s per intake run)\n");
+        let bare = load(&bare_handler().await, &[], secs).await;
+        let mut rows = vec![("bare axum handler (no storage)", bare)];
+        for (name, db) in [("POST /gitlab/webhook, SQLite (WAL, fsync per commit)", TestDatabase::sqlite().await), ("POST /gitlab/webhook, PostgreSQL", TestDatabase::postgres().await)] {
+            let (url, store, stop) = service(&db, None, false).await;
+            let result = load(&url, &webhook_headers(), secs).await;
+            let queued = store.jobs().await.unwrap().len();
+            assert!(queued >= result.requests, "every acknowledged delivery is in the queue ({queued} < {})", result.requests);
+            let _ = stop.send(());
+            store.close().await;
+            db.drop_database().await;
+            rows.push((name, result));
+        }
+        let base = rows[0].1.rate();
+        println!("| intake | requests/s | ratio to bare | p50 ms | p99 ms | errors |");
+        println!("|---|---|---|---|---|---|");
+        for (name, r) in &rows {
+            println!("| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {} |", r.rate(), r.rate() / base, r.pct(0.5), r.pct(0.99), r.errors);
+        }
+        println!("\n| GitLab event → Jira 2xx (100 events/s) | events | p50 ms | p99 ms | max ms |");
+        println!("|---|---|---|---|---|");
+        for (name, db) in [("SQLite", TestDatabase::sqlite().await), ("PostgreSQL", TestDatabase::postgres().await)] {
+            let (lat, n) = latency(db, 500, 100).await;
+            let ms = |p: f64| percentile(&lat, p) as f64 / 1000.0;
+            println!("| {name} | {}/{n} | {:.2} | {:.2} | {:.2} |", lat.len(), ms(0.5), ms(0.99), ms(1.0));
+        }
+    });
+}
