@@ -34,7 +34,7 @@ impl Service {
     }
 
     pub fn handlers(&self) -> Handlers {
-        handlers(&self.settings, &self.store)
+        handlers(&self.settings, &self.store, self.clock.clone())
     }
 
     /// Serves on `listener` until `shutdown` resolves, then stops taking requests, lets running jobs
@@ -101,13 +101,14 @@ impl Service {
 }
 
 /// The queue handlers, with clients restricted to the allow-lists.
-pub fn handlers(settings: &Settings, store: &Store) -> Handlers {
+pub fn handlers(settings: &Settings, store: &Store, clock: Arc<dyn Clock>) -> Handlers {
     Handlers {
         store: store.clone(),
         jira: JiraClient::new(gfj_jira_client::http_client(), &settings.app_key),
         gitlab_http: gfj_gitlab_client::http_client(),
         gitlab_urls: settings.gitlab_urls.clone(),
         jira_urls: settings.jira_urls.clone(),
+        clock,
     }
 }
 

@@ -26,16 +26,39 @@ pub async fn status(store: &Store, now_ms: i64, as_json: bool) -> anyhow::Result
     let sites = store.installations().await?;
     let subs = store.subscriptions().await?;
     let queue = store.queue_stats(now_ms).await?;
+    let states = store.site_states().await?;
+    let state_of = |ck: &str| states.iter().find(|s| s.client_key == ck);
     if as_json {
         return Ok(serde_json::to_string_pretty(&json!({
-            "sites": sites.iter().map(|i| json!({ "client_key": i.client_key, "base_url": i.base_url })).collect::<Vec<_>>(),
+            "sites": sites.iter().map(|i| {
+                let st = state_of(&i.client_key);
+                json!({
+                    "client_key": i.client_key,
+                    "base_url": i.base_url,
+                    "paused_until": st.map(|s| s.paused_until).filter(|&p| p > now_ms),
+                    "attention": st.and_then(|s| s.attention.clone()),
+                })
+            }).collect::<Vec<_>>(),
             "subscriptions": subs,
             "queue": queue,
         }))?);
     }
     let mut out = vec![format!("sites: {}", sites.len())];
     for i in &sites {
-        out.push(format!("  {}  ({})", i.base_url, i.client_key));
+        let mut line = format!("  {}  ({})", i.base_url, i.client_key);
+        if let Some(st) = state_of(&i.client_key) {
+            if st.paused_until > now_ms {
+                line.push_str(&format!(
+                    "  paused for {} ms: {}",
+                    st.paused_until - now_ms,
+                    st.pause_reason.as_deref().unwrap_or("")
+                ));
+            }
+            if let Some(why) = &st.attention {
+                line.push_str(&format!("  NEEDS ATTENTION: {why}"));
+            }
+        }
+        out.push(line);
     }
     out.push(format!("subscriptions: {}", subs.len()));
     for s in &subs {

@@ -170,6 +170,119 @@ async fn jira_rate_limits_and_outages_delay_but_lose_nothing(db: TestDatabase) {
     app.stop().await;
 }
 
+async fn after_a_429_no_worker_calls_the_site_until_retry_after_has_passed(db: TestDatabase) {
+    let app = TestApp::start_with(db, false).await;
+    app.install().await;
+    let w = app.world(Plan::Free, 40, 3);
+    app.link("acme", &w.token, HookMode::Auto).await.unwrap();
+    for (n, p) in w.projects.iter().enumerate() {
+        app.gitlab
+            .push(*p, "main", &[&format!("RL-{n} work")], w.user)
+            .await;
+    }
+    // Two workers, as if in two processes sharing the database; one job at a time each, so that what
+    // reaches Jira depends only on the shared pause, not on which request happens to be in flight.
+    let clock = ManualClock::starting_at(crate::helpers::now_ms());
+    let config = RunnerConfig {
+        concurrency: 1,
+        ..Default::default()
+    };
+    let worker = || {
+        let clock: Arc<dyn gfj_store::Clock> = Arc::new(clock.clone());
+        Runner::new(
+            app.store.clone(),
+            clock.clone(),
+            serve::handlers(&app.settings, &app.store, clock),
+            config.clone(),
+        )
+    };
+    let (a, b) = (worker(), worker());
+    app.jira.inject([Fault::RateLimited {
+        retry_after_secs: 2,
+    }]);
+    assert_eq!(a.run_due().await, 1);
+    assert_eq!(
+        app.jira
+            .requests()
+            .iter()
+            .map(|r| r.status)
+            .collect::<Vec<_>>(),
+        [429]
+    );
+    // Both workers see the pause: the jobs they claim are put back without calling Jira.
+    assert_eq!(b.run_due().await, 1);
+    assert_eq!(a.run_due().await, 1);
+    clock.advance_ms(1_999);
+    assert_eq!(b.run_due().await, 0, "every job waits for the pause to end");
+    assert_eq!(
+        app.jira.requests().len(),
+        1,
+        "nothing reached Jira during Retry-After"
+    );
+    clock.advance_ms(1);
+    while a.run_due().await + b.run_due().await > 0 {}
+    for n in 0..3 {
+        assert_eq!(
+            app.jira.issue(&format!("RL-{n}")).commits.len(),
+            1,
+            "RL-{n} arrived"
+        );
+    }
+    assert_eq!(
+        app.jira
+            .requests()
+            .iter()
+            .filter(|r| r.status == 202)
+            .count(),
+        3
+    );
+    assert!(app.store.jobs().await.unwrap().is_empty());
+    let states = app.store.site_states().await.unwrap();
+    assert_eq!(
+        states[0].pause_reason.as_deref(),
+        Some("429; Retry-After 2000 ms")
+    );
+    app.stop().await;
+}
+
+async fn rejected_credentials_flag_the_site_instead_of_retrying_hot(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    app.install().await;
+    let w = app.world(Plan::Free, 40, 1);
+    app.link("acme", &w.token, HookMode::Auto).await.unwrap();
+    app.jira.inject([Fault::Status(401)]);
+    app.gitlab
+        .push(w.projects[0], "main", &["AUTH-1 work"], w.user)
+        .await;
+    let ck = app.jira.client_key().to_owned();
+    crate::helpers::eventually("the site is flagged", || async {
+        app.store
+            .site_states()
+            .await
+            .unwrap()
+            .iter()
+            .any(|s| s.client_key == ck && s.attention.is_some())
+    })
+    .await;
+    let jobs = app.store.jobs().await.unwrap();
+    assert_eq!(jobs.len(), 1, "the job is kept");
+    assert_eq!(
+        jobs[0].attempts, 0,
+        "waiting for an operator does not use up attempts"
+    );
+    assert!(
+        jobs[0].run_at - crate::helpers::now_ms() > 60_000,
+        "and it waits minutes before trying again"
+    );
+    assert_eq!(app.jira.requests().len(), 1);
+    let status =
+        gitlab_for_jira::commands::status::status(&app.store, crate::helpers::now_ms(), false)
+            .await
+            .unwrap();
+    assert!(status.contains("NEEDS ATTENTION"), "{status}");
+    app.stop().await;
+}
+
 async fn a_worker_killed_mid_job_is_replaced_and_the_job_completes_once(db: TestDatabase) {
     let app = TestApp::start_with(db, false).await;
     app.install().await;
@@ -187,10 +300,11 @@ async fn a_worker_killed_mid_job_is_replaced_and_the_job_completes_once(db: Test
         ..Default::default()
     };
     let worker = |clock: &ManualClock| {
+        let clock: Arc<dyn gfj_store::Clock> = Arc::new(clock.clone());
         Runner::new(
             app.store.clone(),
-            Arc::new(clock.clone()),
-            serve::handlers(&app.settings, &app.store),
+            clock.clone(),
+            serve::handlers(&app.settings, &app.store, clock),
             config.clone(),
         )
     };
@@ -239,4 +353,6 @@ test_on_both_databases!(
     webhooks_need_the_subscriptions_token_and_are_queued_once,
     jira_rate_limits_and_outages_delay_but_lose_nothing,
     a_worker_killed_mid_job_is_replaced_and_the_job_completes_once,
+    after_a_429_no_worker_calls_the_site_until_retry_after_has_passed,
+    rejected_credentials_flag_the_site_instead_of_retrying_hot,
 );

@@ -192,14 +192,33 @@ impl JiraClient {
     }
 }
 
+/// How long Jira asked us to wait: `Retry-After` (seconds), else `X-RateLimit-Reset` (an ISO-8601 instant).
+fn wait_ms(headers: &reqwest::header::HeaderMap, now: std::time::SystemTime) -> Option<i64> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(secs) = header("retry-after").and_then(|v| v.parse::<i64>().ok()) {
+        return Some(secs.max(0) * 1000);
+    }
+    let reset = header("x-ratelimit-reset")?;
+    let reset = time::OffsetDateTime::parse(reset, &time::format_description::well_known::Rfc3339)
+        .or_else(|_| {
+            time::OffsetDateTime::parse(
+                &reset.replace('Z', ":00Z"),
+                &time::format_description::well_known::Rfc3339,
+            )
+        })
+        .ok()?;
+    let now = time::OffsetDateTime::from(now);
+    Some(((reset - now).whole_milliseconds() as i64).max(0))
+}
+
 async fn error_of(resp: reqwest::Response) -> JiraError {
     let status = resp.status().as_u16();
-    let retry_after_ms = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .map(|s| s * 1000);
+    let retry_after_ms = wait_ms(resp.headers(), std::time::SystemTime::now());
     let body = resp.text().await.unwrap_or_default();
     let message = messages(&body).unwrap_or(body);
     match status {
@@ -232,6 +251,44 @@ fn messages(body: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn waits() {
+        use reqwest::header::{HeaderMap, HeaderValue};
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, HeaderValue::from_static(v));
+            }
+            m
+        };
+        assert_eq!(super::wait_ms(&h(&[("retry-after", "2")]), now), Some(2000));
+        assert_eq!(
+            super::wait_ms(
+                &h(&[
+                    ("retry-after", "3"),
+                    ("x-ratelimit-reset", "2027-01-15T08:01Z")
+                ]),
+                now
+            ),
+            Some(3000)
+        );
+        // 1_800_000_000 s = 2027-01-15T08:00:00Z; Jira's reset is minute-precise.
+        assert_eq!(
+            super::wait_ms(&h(&[("x-ratelimit-reset", "2027-01-15T08:01Z")]), now),
+            Some(60_000)
+        );
+        assert_eq!(
+            super::wait_ms(&h(&[("x-ratelimit-reset", "2027-01-15T08:00:30.5Z")]), now),
+            Some(30_500)
+        );
+        assert_eq!(
+            super::wait_ms(&h(&[("x-ratelimit-reset", "yesterday")]), now),
+            None
+        );
+        assert_eq!(super::wait_ms(&h(&[]), now), None);
+    }
+
     #[test]
     fn error_messages() {
         assert_eq!(

@@ -25,9 +25,13 @@ pub const INSTALL_KID: &str = "sim/install-key-1";
 /// A response the site gives instead of processing the next request(s).
 #[derive(Debug, Clone)]
 pub enum Fault {
-    RateLimited { retry_after_secs: u64 },
+    RateLimited {
+        retry_after_secs: u64,
+    },
     ServerError(u16),
     TooLarge,
+    /// Any other status, with a devinfo-shaped error body (e.g. 401, 403).
+    Status(u16),
 }
 
 #[derive(Debug, Clone)]
@@ -473,6 +477,10 @@ impl Shared {
             Fault::ServerError(code) => devinfo_error(
                 StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                 &["Simulated server error".into()],
+            ),
+            Fault::Status(code) => devinfo_error(
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                &[format!("Simulated {code}")],
             ),
             Fault::TooLarge => devinfo_error(
                 StatusCode::PAYLOAD_TOO_LARGE,

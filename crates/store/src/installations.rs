@@ -95,6 +95,10 @@ impl Store {
             .bind(client_key)
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM site_state WHERE client_key = $1")
+            .bind(client_key)
+            .execute(&mut *tx)
+            .await?;
         let n = sqlx::query("DELETE FROM installations WHERE client_key = $1")
             .bind(client_key)
             .execute(&mut *tx)

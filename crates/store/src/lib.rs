@@ -15,6 +15,7 @@ mod db;
 pub mod installations;
 pub mod intake;
 pub mod queue;
+pub mod sites;
 pub mod subscriptions;
 pub mod testing;
 

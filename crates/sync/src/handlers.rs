@@ -5,9 +5,10 @@ use gfj_core::jobs::GitlabEvent;
 use gfj_core::mapping::{self, PushAction};
 use gfj_core::url_pattern::UrlAllowList;
 use gfj_gitlab_client::GitLabClient;
+use gfj_jira_client::JiraError;
 use gfj_jira_client::{JiraClient, Site};
-use gfj_store::Store;
 use gfj_store::queue::Job;
+use gfj_store::{Clock, Store};
 
 use crate::JobError;
 
@@ -18,7 +19,11 @@ pub struct Handlers {
     pub gitlab_http: reqwest::Client,
     pub gitlab_urls: UrlAllowList,
     pub jira_urls: UrlAllowList,
+    pub clock: std::sync::Arc<dyn Clock>,
 }
+
+/// How long a job waits when Jira refuses our credentials, so a broken site is not retried hot.
+const CREDENTIALS_RETRY_MS: i64 = 5 * 60 * 1000;
 
 impl Handlers {
     pub async fn run(&self, job: &Job) -> Result<(), JobError> {
@@ -79,7 +84,8 @@ impl Handlers {
                         })?
                     }
                 };
-                self.apply_push(&site, action, event.seq).await
+                self.at_site(&sub.client_key, self.apply_push(&site, action, event.seq))
+                    .await
             }
             other => {
                 tracing::debug!(event = %event.event, kind = ?other, "event kind not synced yet");
@@ -88,16 +94,66 @@ impl Handlers {
         }
     }
 
-    async fn apply_push(&self, site: &Site, action: PushAction, seq: i64) -> Result<(), JobError> {
+    /// Runs calls to one Jira site under its shared state: nothing is sent while the site is paused after a
+    /// 429 (in any process), a 429 pauses it for everyone, and a 401/403 flags it for an operator and
+    /// waits minutes, not seconds, before the job tries again.
+    async fn at_site(
+        &self,
+        client_key: &str,
+        calls: impl std::future::Future<Output = Result<(), JiraError>>,
+    ) -> Result<(), JobError> {
+        let now = self.clock.now_ms();
+        if let Some(until) = self.store.site_paused_until(client_key, now).await? {
+            return Err(JobError::Postpone {
+                message: "Jira site paused after a 429".into(),
+                after_ms: until - now,
+            });
+        }
+        match calls.await {
+            Ok(()) => {
+                self.store.site_recovered(client_key).await?;
+                Ok(())
+            }
+            Err(JiraError::RateLimited { retry_after_ms }) => {
+                let until = self.clock.now_ms() + retry_after_ms;
+                self.store
+                    .pause_site(
+                        client_key,
+                        until,
+                        &format!("429; Retry-After {retry_after_ms} ms"),
+                    )
+                    .await?;
+                Err(JobError::Postpone {
+                    message: "Jira answered 429".into(),
+                    after_ms: retry_after_ms,
+                })
+            }
+            Err(e @ (JiraError::Unauthorized | JiraError::Forbidden)) => {
+                let message = e.to_string();
+                tracing::error!(site = client_key, "{message}; the site needs attention");
+                self.store
+                    .flag_site(client_key, &message, self.clock.now_ms())
+                    .await?;
+                Err(JobError::Postpone {
+                    message,
+                    after_ms: CREDENTIALS_RETRY_MS,
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn apply_push(&self, site: &Site, action: PushAction, seq: i64) -> Result<(), JiraError> {
         match action {
             PushAction::Nothing => Ok(()),
             PushAction::DeleteBranch {
                 repository_id,
                 branch_id,
-            } => Ok(self
-                .jira
-                .delete_branch(site, &repository_id, &branch_id, seq)
-                .await?),
+            } => {
+                self.jira
+                    .delete_branch(site, &repository_id, &branch_id, seq)
+                    .await
+            }
             PushAction::Store(request) => {
                 let result = self.jira.store_devinfo(site, &request).await?;
                 if result.has_failures() {

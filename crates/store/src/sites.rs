@@ -1,0 +1,106 @@
+//! Per-site state shared by every worker and process: a pause after Jira answered 429, and a flag when Jira
+//! refused our credentials (401/403) so that operators see it instead of a hot retry loop.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::{Store, StoreError};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SiteState {
+    pub client_key: String,
+    /// Epoch ms before which no request may go to the site.
+    pub paused_until: i64,
+    pub pause_reason: Option<String>,
+    /// Why the site needs an operator, if it does.
+    pub attention: Option<String>,
+    pub attention_since: Option<i64>,
+}
+
+impl Store {
+    /// No request goes to the site before `until_ms`. A later pause extends, an earlier one never shortens.
+    pub async fn pause_site(
+        &self,
+        client_key: &str,
+        until_ms: i64,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO site_state (client_key, paused_until, pause_reason) VALUES ($1, $2, $3)
+             ON CONFLICT (client_key) DO UPDATE SET
+                 paused_until = CASE WHEN excluded.paused_until > site_state.paused_until
+                                     THEN excluded.paused_until ELSE site_state.paused_until END,
+                 pause_reason = excluded.pause_reason",
+        )
+        .bind(client_key)
+        .bind(until_ms)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// When the site may be called again, if that is after `now_ms`.
+    pub async fn site_paused_until(
+        &self,
+        client_key: &str,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let until: Option<i64> = sqlx::query_scalar(
+            "SELECT paused_until FROM site_state WHERE client_key = $1 AND paused_until > $2",
+        )
+        .bind(client_key)
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(until)
+    }
+
+    /// Marks the site as needing an operator (kept until [`Store::site_recovered`]).
+    pub async fn flag_site(
+        &self,
+        client_key: &str,
+        why: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO site_state (client_key, attention, attention_since) VALUES ($1, $2, $3)
+             ON CONFLICT (client_key) DO UPDATE SET attention = excluded.attention,
+                 attention_since = COALESCE(site_state.attention_since, excluded.attention_since)",
+        )
+        .bind(client_key)
+        .bind(why)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Clears the attention flag after a successful call.
+    pub async fn site_recovered(&self, client_key: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE site_state SET attention = NULL, attention_since = NULL WHERE client_key = $1 AND attention IS NOT NULL")
+            .bind(client_key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn site_states(&self) -> Result<Vec<SiteState>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT client_key, paused_until, pause_reason, attention, attention_since FROM site_state ORDER BY client_key",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SiteState {
+                    client_key: r.try_get("client_key")?,
+                    paused_until: r.try_get("paused_until")?,
+                    pause_reason: r.try_get("pause_reason")?,
+                    attention: r.try_get("attention")?,
+                    attention_since: r.try_get("attention_since")?,
+                })
+            })
+            .collect()
+    }
+}
