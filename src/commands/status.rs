@@ -27,6 +27,7 @@ pub async fn status(store: &Store, now_ms: i64, as_json: bool) -> anyhow::Result
     let subs = store.subscriptions().await?;
     let queue = store.queue_stats(now_ms).await?;
     let states = store.site_states().await?;
+    let rejected = store.rejections().await?.len();
     let state_of = |ck: &str| states.iter().find(|s| s.client_key == ck);
     if as_json {
         return Ok(serde_json::to_string_pretty(&json!({
@@ -41,6 +42,7 @@ pub async fn status(store: &Store, now_ms: i64, as_json: bool) -> anyhow::Result
             }).collect::<Vec<_>>(),
             "subscriptions": subs,
             "queue": queue,
+            "rejected_entities": rejected,
         }))?);
     }
     let mut out = vec![format!("sites: {}", sites.len())];
@@ -71,5 +73,6 @@ pub async fn status(store: &Store, now_ms: i64, as_json: bool) -> anyhow::Result
         "queue: {} ready, {} scheduled for retry, {} running, {} failed permanently; oldest ready {} ms",
         queue.ready, queue.scheduled, queue.running, queue.dead, queue.oldest_ready_age_ms
     ));
+    out.push(format!("entities Jira refused: {rejected}"));
     Ok(out.join("\n"))
 }

@@ -37,9 +37,11 @@ impl TestApp {
 
     /// Starts the service; `run_workers: false` leaves draining the queue to the test.
     pub async fn start_with(db: TestDatabase, run_workers: bool) -> Self {
-        let jira = JiraSim::start(JiraSimConfig::default())
-            .await
-            .expect("Jira simulator");
+        Self::start_custom(db, run_workers, JiraSimConfig::default()).await
+    }
+
+    pub async fn start_custom(db: TestDatabase, run_workers: bool, jira: JiraSimConfig) -> Self {
+        let jira = JiraSim::start(jira).await.expect("Jira simulator");
         let gitlab = GitLabSim::start().await.expect("GitLab simulator");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());

@@ -283,6 +283,57 @@ async fn rejected_credentials_flag_the_site_instead_of_retrying_hot(db: TestData
     app.stop().await;
 }
 
+async fn too_large_requests_are_split_until_they_fit_and_what_never_fits_is_recorded(
+    db: TestDatabase,
+) {
+    let config = gfj_sim::jira::JiraSimConfig {
+        max_body_bytes: 1_200,
+        ..Default::default()
+    };
+    let app = TestApp::start_custom(db, true, config).await;
+    app.install().await;
+    let w = app.world(Plan::Free, 40, 1);
+    app.link("acme", &w.token, HookMode::Auto).await.unwrap();
+    let long = format!("BIG-1 {}", "x".repeat(1_500));
+    let mut messages: Vec<&str> = vec![&long];
+    let short: Vec<String> = (0..6).map(|n| format!("BIG-1 part {n}")).collect();
+    messages.extend(short.iter().map(String::as_str));
+    let shas = app
+        .gitlab
+        .push(w.projects[0], "main", &messages, w.user)
+        .await;
+    app.drained().await;
+
+    let view = app.jira.issue("BIG-1");
+    let mut stored: Vec<String> = view
+        .commits
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    stored.sort();
+    let mut expected = shas[1..].to_vec();
+    expected.sort();
+    assert_eq!(stored, expected, "every commit that fits alone arrived");
+    let statuses: Vec<u16> = app.jira.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses[0], 413);
+    assert!(statuses.contains(&202));
+    let rejected = app.store.rejections().await.unwrap();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(
+        (
+            rejected[0].entity_type.as_str(),
+            rejected[0].entity_id.as_str()
+        ),
+        ("commit", shas[0].as_str())
+    );
+    assert!(rejected[0].reason.contains("413"), "{}", rejected[0].reason);
+    assert!(
+        app.store.jobs().await.unwrap().is_empty(),
+        "the job completed"
+    );
+    app.stop().await;
+}
+
 async fn a_worker_killed_mid_job_is_replaced_and_the_job_completes_once(db: TestDatabase) {
     let app = TestApp::start_with(db, false).await;
     app.install().await;
@@ -355,4 +406,5 @@ test_on_both_databases!(
     a_worker_killed_mid_job_is_replaced_and_the_job_completes_once,
     after_a_429_no_worker_calls_the_site_until_retry_after_has_passed,
     rejected_credentials_flag_the_site_instead_of_retrying_hot,
+    too_large_requests_are_split_until_they_fit_and_what_never_fits_is_recorded,
 );

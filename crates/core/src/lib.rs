@@ -6,11 +6,13 @@
 //! - [`jira`]: typed Jira Software Cloud request bodies (what leaves).
 //! - [`mapping`]: GitLab objects → Jira entities, with the id rules of `interface.md`.
 //! - [`jobs`]: payloads of the durable queue.
+//! - [`batching`]: packing entities into requests within Jira's limits, splitting on 413.
 //! - [`backoff`]: the retry schedule the durable queue applies.
 //!
 //! Everything here is deterministic given its inputs (time is passed in), so it is table-tested.
 
 pub mod backoff;
+pub mod batching;
 pub mod connect_jwt;
 pub mod gitlab;
 pub mod issue_keys;

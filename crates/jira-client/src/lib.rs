@@ -72,11 +72,46 @@ pub struct DevinfoResult {
 }
 
 impl DevinfoResult {
-    /// Whether Jira refused any entity (it answers 202 and lists them).
-    pub fn has_failures(&self) -> bool {
-        self.failed_devinfo_entities
+    /// The entities Jira refused, as `(repository id, entity type, entity id, reason)`; a repository-level
+    /// error is reported with entity type `repository`.
+    pub fn failures(&self) -> Vec<(String, String, String, String)> {
+        let mut out = Vec::new();
+        let reasons = |v: &serde_json::Value| {
+            v["errorMessages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["message"].as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        for (repo, failed) in self
+            .failed_devinfo_entities
             .as_object()
-            .is_some_and(|m| !m.is_empty())
+            .into_iter()
+            .flatten()
+        {
+            let repo_reason = reasons(failed);
+            if !repo_reason.is_empty() {
+                out.push((
+                    repo.clone(),
+                    "repository".to_owned(),
+                    repo.clone(),
+                    repo_reason,
+                ));
+            }
+            for (field, kind) in [
+                ("commits", "commit"),
+                ("branches", "branch"),
+                ("pullRequests", "pull_request"),
+            ] {
+                for e in failed[field].as_array().into_iter().flatten() {
+                    let id = e["id"].as_str().unwrap_or_default().to_owned();
+                    out.push((repo.clone(), kind.to_owned(), id, reasons(e)));
+                }
+            }
+        }
+        out
     }
 }
 
@@ -251,6 +286,27 @@ fn messages(body: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn failures_are_read_per_entity() {
+        let r: super::DevinfoResult = serde_json::from_value(serde_json::json!({
+            "acceptedDevinfoEntities": {},
+            "failedDevinfoEntities": { "7": {
+                "commits": [{ "id": "abc", "errorMessages": [{ "message": "bad key" }] }],
+                "branches": [{ "id": "b1", "errorMessages": [{ "message": "x" }, { "message": "y" }] }]
+            }},
+            "unknownIssueKeys": []
+        }))
+        .unwrap();
+        assert_eq!(
+            r.failures(),
+            [
+                ("7".into(), "commit".into(), "abc".into(), "bad key".into()),
+                ("7".into(), "branch".into(), "b1".into(), "x; y".into())
+            ]
+        );
+        assert!(super::DevinfoResult::default().failures().is_empty());
+    }
+
     #[test]
     fn waits() {
         use reqwest::header::{HeaderMap, HeaderValue};

@@ -95,10 +95,12 @@ impl Store {
             .bind(client_key)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM site_state WHERE client_key = $1")
-            .bind(client_key)
-            .execute(&mut *tx)
-            .await?;
+        for table in ["site_state", "jira_rejections"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE client_key = $1"))
+                .bind(client_key)
+                .execute(&mut *tx)
+                .await?;
+        }
         let n = sqlx::query("DELETE FROM installations WHERE client_key = $1")
             .bind(client_key)
             .execute(&mut *tx)

@@ -1,5 +1,6 @@
-//! Per-site state shared by every worker and process: a pause after Jira answered 429, and a flag when Jira
-//! refused our credentials (401/403) so that operators see it instead of a hot retry loop.
+//! Per-site state shared by every worker and process: a pause after Jira answered 429, a flag when Jira
+//! refused our credentials (401/403) so that operators see it instead of a hot retry loop, and the entities
+//! Jira refused.
 
 use serde::Serialize;
 use sqlx::Row;
@@ -17,7 +18,58 @@ pub struct SiteState {
     pub attention_since: Option<i64>,
 }
 
+/// One entity Jira refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    pub client_key: String,
+    pub repository_id: String,
+    /// `commit`, `branch` or `pull_request`.
+    pub entity_type: String,
+    pub entity_id: String,
+    pub reason: String,
+    pub at: i64,
+}
+
 impl Store {
+    /// Records (or refreshes) an entity Jira refused.
+    pub async fn record_rejection(&self, r: &Rejection) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO jira_rejections (client_key, repository_id, entity_type, entity_id, reason, at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (client_key, repository_id, entity_type, entity_id)
+             DO UPDATE SET reason = excluded.reason, at = excluded.at",
+        )
+        .bind(&r.client_key)
+        .bind(&r.repository_id)
+        .bind(&r.entity_type)
+        .bind(&r.entity_id)
+        .bind(&r.reason)
+        .bind(r.at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn rejections(&self) -> Result<Vec<Rejection>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT client_key, repository_id, entity_type, entity_id, reason, at FROM jira_rejections ORDER BY at, entity_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Rejection {
+                    client_key: r.try_get("client_key")?,
+                    repository_id: r.try_get("repository_id")?,
+                    entity_type: r.try_get("entity_type")?,
+                    entity_id: r.try_get("entity_id")?,
+                    reason: r.try_get("reason")?,
+                    at: r.try_get("at")?,
+                })
+            })
+            .collect()
+    }
+
     /// No request goes to the site before `until_ms`. A later pause extends, an earlier one never shortens.
     pub async fn pause_site(
         &self,

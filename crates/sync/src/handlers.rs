@@ -1,6 +1,8 @@
 //! What each job kind does.
 
+use gfj_core::batching;
 use gfj_core::gitlab::{EventKind, PushEvent};
+use gfj_core::jira::DevinfoRequest;
 use gfj_core::jobs::GitlabEvent;
 use gfj_core::mapping::{self, PushAction};
 use gfj_core::url_pattern::UrlAllowList;
@@ -8,6 +10,7 @@ use gfj_gitlab_client::GitLabClient;
 use gfj_jira_client::JiraError;
 use gfj_jira_client::{JiraClient, Site};
 use gfj_store::queue::Job;
+use gfj_store::sites::Rejection;
 use gfj_store::{Clock, Store};
 
 use crate::JobError;
@@ -84,8 +87,11 @@ impl Handlers {
                         })?
                     }
                 };
-                self.at_site(&sub.client_key, self.apply_push(&site, action, event.seq))
-                    .await
+                self.at_site(
+                    &sub.client_key,
+                    self.apply_push(&sub.client_key, &site, action, event.seq),
+                )
+                .await
             }
             other => {
                 tracing::debug!(event = %event.event, kind = ?other, "event kind not synced yet");
@@ -143,7 +149,13 @@ impl Handlers {
         }
     }
 
-    async fn apply_push(&self, site: &Site, action: PushAction, seq: i64) -> Result<(), JiraError> {
+    async fn apply_push(
+        &self,
+        client_key: &str,
+        site: &Site,
+        action: PushAction,
+        seq: i64,
+    ) -> Result<(), JiraError> {
         match action {
             PushAction::Nothing => Ok(()),
             PushAction::DeleteBranch {
@@ -154,17 +166,88 @@ impl Handlers {
                     .delete_branch(site, &repository_id, &branch_id, seq)
                     .await
             }
-            PushAction::Store(request) => {
-                let result = self.jira.store_devinfo(site, &request).await?;
-                if result.has_failures() {
-                    // Jira stored the rest; entities it refused will be refused again, so no retry.
-                    tracing::warn!(failed = %result.failed_devinfo_entities, "Jira refused some entities");
+            PushAction::Store(request) => self.store_devinfo(client_key, site, request).await,
+        }
+    }
+
+    /// Sends development information in as few requests as Jira's limits allow. A request Jira finds too
+    /// large (413) is split in halves and resent, down to single entities; an entity that alone is still
+    /// too large, and every entity Jira refuses in a 202, is recorded with Jira's reason.
+    async fn store_devinfo(
+        &self,
+        client_key: &str,
+        site: &Site,
+        request: DevinfoRequest,
+    ) -> Result<(), JiraError> {
+        let mut pending: Vec<DevinfoRequest> = batching::pack_devinfo(request);
+        pending.reverse();
+        while let Some(request) = pending.pop() {
+            match self.jira.store_devinfo(site, &request).await {
+                Ok(result) => {
+                    for (repository_id, entity_type, entity_id, reason) in result.failures() {
+                        self.reject(
+                            client_key,
+                            &repository_id,
+                            &entity_type,
+                            &entity_id,
+                            &reason,
+                        )
+                        .await;
+                    }
+                    if !result.unknown_issue_keys.is_empty() {
+                        tracing::info!(keys = ?result.unknown_issue_keys, "issue keys unknown to Jira");
+                    }
                 }
-                if !result.unknown_issue_keys.is_empty() {
-                    tracing::info!(keys = ?result.unknown_issue_keys, "issue keys unknown to Jira");
-                }
-                Ok(())
+                Err(JiraError::TooLarge) => match batching::split_devinfo(&request) {
+                    Some((first, second)) => {
+                        pending.push(second);
+                        pending.push(first);
+                    }
+                    None => {
+                        let repo = &request.repositories[0];
+                        let (entity_type, entity_id) =
+                            match (repo.commits.first(), repo.branches.first()) {
+                                (Some(c), _) => ("commit", c.id.clone()),
+                                (None, Some(b)) => ("branch", b.id.clone()),
+                                (None, None) => continue,
+                            };
+                        let reason = "Jira answered 413 (too large) for this entity alone";
+                        self.reject(client_key, &repo.id, entity_type, &entity_id, reason)
+                            .await;
+                    }
+                },
+                Err(e) => return Err(e),
             }
+        }
+        Ok(())
+    }
+
+    async fn reject(
+        &self,
+        client_key: &str,
+        repository_id: &str,
+        entity_type: &str,
+        entity_id: &str,
+        reason: &str,
+    ) {
+        tracing::warn!(
+            site = client_key,
+            repository_id,
+            entity_type,
+            entity_id,
+            reason,
+            "Jira refused an entity"
+        );
+        let rejection = Rejection {
+            client_key: client_key.to_owned(),
+            repository_id: repository_id.to_owned(),
+            entity_type: entity_type.to_owned(),
+            entity_id: entity_id.to_owned(),
+            reason: reason.to_owned(),
+            at: self.clock.now_ms(),
+        };
+        if let Err(e) = self.store.record_rejection(&rejection).await {
+            tracing::error!(error = %e, "could not record a rejected entity");
         }
     }
 }

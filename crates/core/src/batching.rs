@@ -1,0 +1,281 @@
+//! Packing Jira entities into as few requests as Jira's limits allow, and splitting a request Jira found
+//! too large. Pure, so that the limits are proven by tests rather than by hope.
+
+use crate::jira::{
+    self, DevinfoRequest, MAX_ENTITIES_PER_REQUEST, MAX_PER_TYPE_PER_REPOSITORY,
+    MAX_REPOSITORIES_PER_REQUEST, Repository,
+};
+
+fn entity_count(r: &Repository) -> usize {
+    r.commits.len() + r.branches.len()
+}
+
+fn empty_like(r: &Repository) -> Repository {
+    Repository {
+        commits: Vec::new(),
+        branches: Vec::new(),
+        ..r.clone()
+    }
+}
+
+fn request_like(template: &DevinfoRequest, repositories: Vec<Repository>) -> DevinfoRequest {
+    DevinfoRequest {
+        repositories,
+        ..template.clone()
+    }
+}
+
+enum Entity {
+    Commit(jira::Commit),
+    Branch(jira::Branch),
+}
+
+/// Packs the repositories of `request` into requests within Jira's limits (≤100 repositories, ≤1000
+/// entities, ≤400 of each type per repository), filling each request before starting the next. Entities
+/// keep their order, and a second update of the same entity goes to a later request than the first, so
+/// updates are never reordered and no request holds an id twice.
+pub fn pack_devinfo(request: DevinfoRequest) -> Vec<DevinfoRequest> {
+    let template = request_like(&request, Vec::new());
+    let mut out = Vec::new();
+    let mut current: Vec<Repository> = Vec::new();
+    let mut total = 0;
+    for repo in request.repositories {
+        let entities = repo
+            .commits
+            .iter()
+            .cloned()
+            .map(Entity::Commit)
+            .chain(repo.branches.iter().cloned().map(Entity::Branch))
+            .collect::<Vec<_>>();
+        if entities.is_empty() {
+            continue;
+        }
+        for entity in entities {
+            let slot = current.iter().position(|r| r.id == repo.id);
+            let fits = match (slot, &entity) {
+                (None, _) => current.len() < MAX_REPOSITORIES_PER_REQUEST,
+                (Some(i), Entity::Commit(c)) => {
+                    current[i].commits.len() < MAX_PER_TYPE_PER_REPOSITORY
+                        && !current[i].commits.iter().any(|x| x.id == c.id)
+                }
+                (Some(i), Entity::Branch(b)) => {
+                    current[i].branches.len() < MAX_PER_TYPE_PER_REPOSITORY
+                        && !current[i].branches.iter().any(|x| x.id == b.id)
+                }
+            };
+            if !fits || total == MAX_ENTITIES_PER_REQUEST {
+                out.push(request_like(&template, std::mem::take(&mut current)));
+                total = 0;
+            }
+            let i = match current.iter().position(|r| r.id == repo.id) {
+                Some(i) => i,
+                None => {
+                    current.push(empty_like(&repo));
+                    current.len() - 1
+                }
+            };
+            match entity {
+                Entity::Commit(c) => current[i].commits.push(c),
+                Entity::Branch(b) => current[i].branches.push(b),
+            }
+            total += 1;
+        }
+    }
+    if !current.is_empty() {
+        out.push(request_like(&template, current));
+    }
+    out
+}
+
+/// Splits a request into two with about half the entities each, or `None` when it holds one entity.
+pub fn split_devinfo(request: &DevinfoRequest) -> Option<(DevinfoRequest, DevinfoRequest)> {
+    let total: usize = request.repositories.iter().map(entity_count).sum();
+    if total < 2 {
+        return None;
+    }
+    let mut first = Vec::new();
+    let mut second = Vec::new();
+    let mut budget = total / 2;
+    for repo in &request.repositories {
+        let n = entity_count(repo);
+        if budget >= n {
+            budget -= n;
+            first.push(repo.clone());
+        } else if budget == 0 {
+            second.push(repo.clone());
+        } else {
+            let (mut a, mut b) = (empty_like(repo), empty_like(repo));
+            let take_commits = budget.min(repo.commits.len());
+            a.commits = repo.commits[..take_commits].to_vec();
+            b.commits = repo.commits[take_commits..].to_vec();
+            let take_branches = budget - take_commits;
+            a.branches = repo.branches[..take_branches].to_vec();
+            b.branches = repo.branches[take_branches..].to_vec();
+            budget = 0;
+            first.push(a);
+            second.push(b);
+        }
+    }
+    Some((request_like(request, first), request_like(request, second)))
+}
+
+/// The number of entities in a request.
+pub fn devinfo_entities(request: &DevinfoRequest) -> usize {
+    request.repositories.iter().map(entity_count).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jira::{Author, OperationType, ProviderMetadata};
+
+    fn commit(n: usize) -> jira::Commit {
+        jira::Commit {
+            id: format!("{n:040x}"),
+            issue_keys: vec!["PROJ-1".into()],
+            update_sequence_id: 1,
+            display_id: format!("{n:08x}"),
+            message: "PROJ-1".into(),
+            author: Author {
+                name: "a".into(),
+                email: None,
+            },
+            file_count: 1,
+            url: "https://g/c".into(),
+            author_timestamp: "2026-11-27T10:00:00Z".into(),
+        }
+    }
+
+    fn branch(n: usize) -> jira::Branch {
+        jira::Branch {
+            id: format!("b{n}"),
+            issue_keys: vec!["PROJ-1".into()],
+            update_sequence_id: 1,
+            name: format!("PROJ-1-{n}"),
+            last_commit: commit(n),
+            url: "https://g/b".into(),
+            create_pull_request_url: None,
+        }
+    }
+
+    fn repo(id: usize, commits: usize, branches: usize) -> Repository {
+        Repository {
+            id: id.to_string(),
+            name: format!("r{id}"),
+            url: "https://g/r".into(),
+            update_sequence_id: 1,
+            avatar: None,
+            commits: (0..commits).map(commit).collect(),
+            branches: (0..branches).map(branch).collect(),
+        }
+    }
+
+    fn request(repos: Vec<Repository>) -> DevinfoRequest {
+        DevinfoRequest {
+            repositories: repos,
+            prevent_transitions: true,
+            operation_type: OperationType::Backfill,
+            properties: Default::default(),
+            provider_metadata: ProviderMetadata::ours(),
+        }
+    }
+
+    fn within_limits(r: &DevinfoRequest) {
+        assert!(r.repositories.len() <= MAX_REPOSITORIES_PER_REQUEST);
+        assert!(devinfo_entities(r) <= MAX_ENTITIES_PER_REQUEST);
+        for repo in &r.repositories {
+            assert!(
+                repo.commits.len() <= MAX_PER_TYPE_PER_REPOSITORY
+                    && repo.branches.len() <= MAX_PER_TYPE_PER_REPOSITORY
+            );
+            assert!(entity_count(repo) > 0);
+        }
+    }
+
+    #[test]
+    fn packs_to_the_minimum_number_of_requests() {
+        // 2,500 commits of one repository: 400 per request is the binding limit → 7 requests.
+        let packed = pack_devinfo(request(vec![repo(1, 2500, 0)]));
+        assert_eq!(packed.len(), 7);
+        packed.iter().for_each(within_limits);
+        let ids: Vec<String> = packed
+            .iter()
+            .flat_map(|r| r.repositories[0].commits.iter().map(|c| c.id.clone()))
+            .collect();
+        assert_eq!(
+            ids,
+            (0..2500).map(|n| format!("{n:040x}")).collect::<Vec<_>>(),
+            "order kept, nothing lost"
+        );
+        assert!(
+            packed
+                .iter()
+                .all(|r| r.operation_type == OperationType::Backfill && r.prevent_transitions)
+        );
+
+        // 300 repositories of 10 entities: the 1000-entity limit binds → 3 requests of 100 repositories.
+        let packed = pack_devinfo(request((0..300).map(|i| repo(i, 5, 5)).collect()));
+        assert_eq!(packed.len(), 3);
+        packed.iter().for_each(within_limits);
+
+        // 150 small repositories: the 100-repository limit binds → 2 requests.
+        let packed = pack_devinfo(request((0..150).map(|i| repo(i, 1, 0)).collect()));
+        assert_eq!(
+            packed
+                .iter()
+                .map(|r| r.repositories.len())
+                .collect::<Vec<_>>(),
+            [100, 50]
+        );
+        assert!(pack_devinfo(request(vec![repo(1, 0, 0)])).is_empty());
+    }
+
+    #[test]
+    fn a_second_update_of_an_entity_goes_to_a_later_request() {
+        let mut r = repo(1, 3, 0);
+        let mut newer = commit(1);
+        newer.update_sequence_id = 2;
+        r.commits.push(newer);
+        let packed = pack_devinfo(request(vec![r]));
+        assert_eq!(packed.len(), 2);
+        assert_eq!(packed[0].repositories[0].commits.len(), 3);
+        assert_eq!(packed[1].repositories[0].commits[0].update_sequence_id, 2);
+    }
+
+    #[test]
+    fn splitting_halves_until_single_entities() {
+        let r = request(vec![repo(1, 3, 2), repo(2, 4, 0)]);
+        let (a, b) = split_devinfo(&r).unwrap();
+        assert_eq!((devinfo_entities(&a), devinfo_entities(&b)), (4, 5));
+        let mut all: Vec<String> = Vec::new();
+        for part in [&a, &b] {
+            for repo in &part.repositories {
+                assert!(entity_count(repo) > 0, "no empty repository in a part");
+                all.extend(repo.commits.iter().map(|c| format!("{}:{}", repo.id, c.id)));
+                all.extend(
+                    repo.branches
+                        .iter()
+                        .map(|b| format!("{}:{}", repo.id, b.id)),
+                );
+            }
+        }
+        assert_eq!(all.len(), 9);
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 9, "every entity exactly once");
+        let single = request(vec![repo(1, 1, 0)]);
+        assert!(split_devinfo(&single).is_none());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        #[test]
+        fn packing_respects_limits_and_loses_nothing(sizes in proptest::collection::vec((0usize..450, 0usize..30), 0..120)) {
+            let repos: Vec<Repository> = sizes.iter().enumerate().map(|(i, (c, b))| repo(i, *c, *b)).collect();
+            let expected: usize = repos.iter().map(entity_count).sum();
+            let packed = pack_devinfo(request(repos));
+            packed.iter().for_each(within_limits);
+            proptest::prop_assert_eq!(packed.iter().map(devinfo_entities).sum::<usize>(), expected);
+        }
+    }
+}
