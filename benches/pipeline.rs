@@ -174,6 +174,7 @@ async fn service(
                 base_url: "http://127.0.0.1:9".into(),
                 display_url: None,
                 shared_secret: "s".into(),
+                oauth: None,
             };
             store.upsert_installation(&i, 0).await.unwrap();
             "bench".into()

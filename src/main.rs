@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use gfj_store::{Clock, SystemClock};
 use gitlab_for_jira::Settings;
-use gitlab_for_jira::commands::{demo, link, serve, status};
+use gitlab_for_jira::commands::{demo, link, serve, sites, status};
 
 #[derive(Parser)]
 #[command(
@@ -64,6 +64,16 @@ enum Command {
 
 #[derive(Subcommand)]
 enum SitesCommand {
+    /// Register a Jira site with OAuth credentials created by a site admin (Settings → Apps → OAuth credentials).
+    AddOauth {
+        /// The site, e.g. https://acme.atlassian.net.
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        client_id: String,
+        #[arg(long)]
+        client_secret: String,
+    },
     /// List Jira sites.
     List {
         #[arg(long)]
@@ -126,6 +136,17 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
             let store = settings.open_store().await?;
             let removed = link::unlink(&settings, &store, &site, &group).await?;
             Ok(format!("unlinked {group}; removed {removed} webhook(s)"))
+        }
+        Command::Sites {
+            command:
+                SitesCommand::AddOauth {
+                    url,
+                    client_id,
+                    client_secret,
+                },
+        } => {
+            let store = settings.open_store().await?;
+            sites::add_oauth(&settings, &store, &url, &client_id, &client_secret, now).await
         }
         Command::Sites {
             command: SitesCommand::List { json },

@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod link;
 pub mod serve;
+pub mod sites;
 pub mod status;
 
 /// A command failure, printed as one line on stderr with exit code 1.

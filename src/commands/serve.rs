@@ -104,7 +104,11 @@ impl Service {
 pub fn handlers(settings: &Settings, store: &Store, clock: Arc<dyn Clock>) -> Handlers {
     Handlers {
         store: store.clone(),
-        jira: JiraClient::new(gfj_jira_client::http_client(), &settings.app_key),
+        jira: JiraClient::new(
+            gfj_jira_client::http_client(),
+            &settings.app_key,
+            &settings.atlassian_api_url,
+        ),
         gitlab_http: gfj_gitlab_client::http_client(),
         gitlab_urls: settings.gitlab_urls.clone(),
         jira_urls: settings.jira_urls.clone(),

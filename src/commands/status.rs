@@ -8,7 +8,7 @@ pub async fn sites(store: &Store, as_json: bool) -> anyhow::Result<String> {
     if as_json {
         let list: Vec<_> = sites
             .iter()
-            .map(|i| json!({ "mode": "connect", "client_key": i.client_key, "base_url": i.base_url, "display_url": i.display_url }))
+            .map(|i| json!({ "mode": i.mode(), "client_key": i.client_key, "base_url": i.base_url, "display_url": i.display_url }))
             .collect();
         return Ok(serde_json::to_string_pretty(&list)?);
     }
@@ -17,7 +17,7 @@ pub async fn sites(store: &Store, as_json: bool) -> anyhow::Result<String> {
     }
     Ok(sites
         .iter()
-        .map(|i| format!("connect  {}  {}", i.base_url, i.client_key))
+        .map(|i| format!("{:<8} {}  {}", i.mode(), i.base_url, i.client_key))
         .collect::<Vec<_>>()
         .join("\n"))
 }

@@ -52,6 +52,8 @@ impl TestApp {
             ("GFJ_CONNECT_KEYS_URL".to_owned(), jira.connect_keys_url()),
             ("GFJ_GITLAB_URLS".to_owned(), gitlab.base_url.clone()),
             ("GFJ_JIRA_URLS".to_owned(), "http://127.0.0.1:*".to_owned()),
+            // The simulator also plays api.atlassian.com for OAuth-credentials sites.
+            ("GFJ_ATLASSIAN_API_URL".to_owned(), jira.base_url.clone()),
         ]))
         .unwrap();
         let mut service = Service::open(settings.clone()).await.unwrap();

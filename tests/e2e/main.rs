@@ -4,5 +4,6 @@
 mod connect;
 mod helpers;
 mod link;
+mod oauth;
 mod process;
 mod push;

@@ -1,5 +1,11 @@
-//! Jira Software Cloud client for the development-information API, signing each request with a fresh
-//! Connect JWT bound to that exact request.
+//! Jira Software Cloud client for the development-information API, in both connection modes:
+//!
+//! - Connect: each request goes to the site and carries a fresh JWT bound to that exact request.
+//! - OAuth credentials: each request goes to `<GFJ_ATLASSIAN_API_URL>/jira/<api>/0.1/cloud/<cloudId>/…` with a
+//!   bearer token from `<GFJ_ATLASSIAN_API_URL>/oauth/token`, cached until shortly before it expires and
+//!   fetched again once when Jira answers 401.
+//!
+//! Callers write Connect paths (`/rest/devinfo/0.10/bulk`); the client maps them for OAuth.
 
 use std::time::Duration;
 
@@ -14,7 +20,19 @@ const TOKEN_TTL_SECS: i64 = 60;
 #[derive(Clone)]
 pub struct Site {
     pub base_url: String,
-    pub shared_secret: String,
+    pub auth: SiteAuth,
+}
+
+#[derive(Clone)]
+pub enum SiteAuth {
+    /// Atlassian Connect: HS256 JWTs with the install's shared secret.
+    Connect { shared_secret: String },
+    /// OAuth 2.0 client credentials created by a site admin.
+    OAuth {
+        cloud_id: String,
+        client_id: String,
+        client_secret: String,
+    },
 }
 
 impl std::fmt::Debug for Site {
@@ -119,6 +137,36 @@ impl DevinfoResult {
 pub struct JiraClient {
     http: reqwest::Client,
     app_key: String,
+    /// `GFJ_ATLASSIAN_API_URL`.
+    api_url: String,
+    /// OAuth access tokens by client id, with their expiry (epoch seconds).
+    tokens: std::sync::Arc<tokio::sync::Mutex<std::collections::HashMap<String, (String, i64)>>>,
+}
+
+/// A cached OAuth token is not used in its last minute.
+const TOKEN_MARGIN_SECS: i64 = 60;
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default = "default_expiry")]
+    expires_in: i64,
+}
+
+fn default_expiry() -> i64 {
+    3600
+}
+
+/// `/rest/<api>/<version>/<rest>` → `/jira/<api>/0.1/cloud/<cloudId>/<rest>`.
+fn oauth_path(connect_path: &str, cloud_id: &str) -> String {
+    let mut parts = connect_path.trim_start_matches('/').splitn(4, '/');
+    let (_rest, api, _version, tail) = (
+        parts.next(),
+        parts.next().unwrap_or(""),
+        parts.next(),
+        parts.next().unwrap_or(""),
+    );
+    format!("/jira/{api}/0.1/cloud/{cloud_id}/{tail}")
 }
 
 /// The HTTP client every Jira call shares.
@@ -140,14 +188,84 @@ fn now_secs() -> i64 {
 }
 
 impl JiraClient {
-    pub fn new(http: reqwest::Client, app_key: &str) -> Self {
+    pub fn new(http: reqwest::Client, app_key: &str, api_url: &str) -> Self {
         Self {
             http,
             app_key: app_key.to_owned(),
+            api_url: api_url.trim_end_matches('/').to_owned(),
+            tokens: Default::default(),
         }
     }
 
-    /// Sends `method path?query` to the site with a JWT bound to it.
+    /// An OAuth access token for these credentials, from the cache or the token endpoint.
+    pub async fn oauth_token(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        fresh: bool,
+    ) -> Result<String, JiraError> {
+        let mut cache = self.tokens.lock().await;
+        let now = now_secs();
+        if !fresh
+            && let Some((token, expires)) = cache.get(client_id)
+            && *expires - TOKEN_MARGIN_SECS > now
+        {
+            return Ok(token.clone());
+        }
+        let body = serde_json::json!({
+            "audience": "api.atlassian.com",
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": client_secret,
+        });
+        let resp = self
+            .http
+            .post(format!("{}/oauth/token", self.api_url))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| JiraError::Transport(e.without_url().to_string()))?;
+        if !resp.status().is_success() {
+            return Err(error_of(resp).await);
+        }
+        let t: TokenResponse = resp
+            .json()
+            .await
+            .map_err(|e| JiraError::Transport(format!("unreadable token response: {e}")))?;
+        cache.insert(
+            client_id.to_owned(),
+            (t.access_token.clone(), now + t.expires_in),
+        );
+        Ok(t.access_token)
+    }
+
+    /// The cloud id of a site, from `<site>/_edge/tenant_info`.
+    pub async fn cloud_id(&self, base_url: &str) -> Result<String, JiraError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct TenantInfo {
+            cloud_id: String,
+        }
+        let resp = self
+            .http
+            .get(format!(
+                "{}/_edge/tenant_info",
+                base_url.trim_end_matches('/')
+            ))
+            .send()
+            .await
+            .map_err(|e| JiraError::Transport(e.without_url().to_string()))?;
+        if !resp.status().is_success() {
+            return Err(error_of(resp).await);
+        }
+        let info: TenantInfo = resp
+            .json()
+            .await
+            .map_err(|e| JiraError::Transport(format!("unreadable tenant_info: {e}")))?;
+        Ok(info.cloud_id)
+    }
+
+    /// Sends `method path?query` (a Connect path) to the site, authenticated as its mode requires.
     async fn call(
         &self,
         site: &Site,
@@ -155,35 +273,71 @@ impl JiraClient {
         path_and_query: &str,
         body: Option<&DevinfoRequest>,
     ) -> Result<reqwest::Response, JiraError> {
-        let base = site.base_url.trim_end_matches('/');
-        let base_path = gfj_core::qsh::split_url(base).0;
         let (path, query) = path_and_query
             .split_once('?')
             .unwrap_or((path_and_query, ""));
-        let token = connect_jwt::sign_hs256(
-            &self.app_key,
-            site.shared_secret.as_bytes(),
-            &BoundRequest {
-                method: method.as_str(),
-                path: &format!("{base_path}{path}"),
-                query,
-                base_path,
-            },
-            now_secs(),
-            TOKEN_TTL_SECS,
-        );
-        let mut req = self
-            .http
-            .request(method, format!("{base}{path_and_query}"))
-            .header("Authorization", format!("JWT {token}"))
-            .header("Accept", "application/json");
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req
-            .send()
+        let (url, authorization) = match &site.auth {
+            SiteAuth::Connect { shared_secret } => {
+                let base = site.base_url.trim_end_matches('/');
+                let base_path = gfj_core::qsh::split_url(base).0;
+                let token = connect_jwt::sign_hs256(
+                    &self.app_key,
+                    shared_secret.as_bytes(),
+                    &BoundRequest {
+                        method: method.as_str(),
+                        path: &format!("{base_path}{path}"),
+                        query,
+                        base_path,
+                    },
+                    now_secs(),
+                    TOKEN_TTL_SECS,
+                );
+                (format!("{base}{path_and_query}"), format!("JWT {token}"))
+            }
+            SiteAuth::OAuth {
+                cloud_id,
+                client_id,
+                client_secret,
+            } => {
+                let token = self.oauth_token(client_id, client_secret, false).await?;
+                let q = if query.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{query}")
+                };
+                (
+                    format!("{}{}{q}", self.api_url, oauth_path(path, cloud_id)),
+                    format!("Bearer {token}"),
+                )
+            }
+        };
+        let send = |authorization: String| {
+            let mut req = self
+                .http
+                .request(method.clone(), &url)
+                .header("Authorization", authorization)
+                .header("Accept", "application/json");
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            req.send()
+        };
+        let mut resp = send(authorization)
             .await
             .map_err(|e| JiraError::Transport(e.without_url().to_string()))?;
+        if resp.status() == reqwest::StatusCode::UNAUTHORIZED
+            && let SiteAuth::OAuth {
+                client_id,
+                client_secret,
+                ..
+            } = &site.auth
+        {
+            // The token may have been revoked or expired early: fetch a new one and try once more.
+            let token = self.oauth_token(client_id, client_secret, true).await?;
+            resp = send(format!("Bearer {token}"))
+                .await
+                .map_err(|e| JiraError::Transport(e.without_url().to_string()))?;
+        }
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -286,6 +440,22 @@ fn messages(body: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn connect_paths_map_to_oauth_paths() {
+        assert_eq!(
+            super::oauth_path("/rest/devinfo/0.10/bulk", "c1"),
+            "/jira/devinfo/0.1/cloud/c1/bulk"
+        );
+        assert_eq!(
+            super::oauth_path("/rest/devinfo/0.10/repository/7/branch/ab", "c1"),
+            "/jira/devinfo/0.1/cloud/c1/repository/7/branch/ab"
+        );
+        assert_eq!(
+            super::oauth_path("/rest/builds/0.1/bulk", "c2"),
+            "/jira/builds/0.1/cloud/c2/bulk"
+        );
+    }
+
     #[test]
     fn failures_are_read_per_entity() {
         let r: super::DevinfoResult = serde_json::from_value(serde_json::json!({

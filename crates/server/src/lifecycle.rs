@@ -48,6 +48,7 @@ pub async fn installed(
         base_url: normalize_base_url(&payload.base_url),
         display_url: payload.display_url.map(|u| normalize_base_url(&u)),
         shared_secret: secret,
+        oauth: None,
     };
     match state
         .store

@@ -97,6 +97,12 @@ struct Inner {
 struct Shared {
     client_key: String,
     shared_secret: String,
+    /// OAuth-credentials mode: the site's cloud id and the one set of credentials its admin created.
+    cloud_id: String,
+    oauth_client_id: String,
+    oauth_client_secret: String,
+    /// Issued bearer tokens and when they expire.
+    tokens: Mutex<std::collections::HashMap<String, std::time::Instant>>,
     config: JiraSimConfig,
     openapi: OpenApi,
     inner: Mutex<Inner>,
@@ -134,6 +140,10 @@ impl JiraSim {
         let shared = Arc::new(Shared {
             client_key: format!("sim-client-{}", crate::random_hex(8)),
             shared_secret: crate::random_hex(32),
+            cloud_id: format!("cloud-{}", crate::random_hex(8)),
+            oauth_client_id: format!("client-{}", crate::random_hex(8)),
+            oauth_client_secret: crate::random_hex(24),
+            tokens: Mutex::default(),
             config,
             openapi,
             inner: Mutex::new(Inner {
@@ -150,6 +160,17 @@ impl JiraSim {
         let router = Router::new()
             .route("/connect-keys/{*kid}", get(key_server))
             .route("/rest/devinfo/0.10/bulk", post(store_devinfo))
+            .route("/jira/devinfo/0.1/cloud/{cloud}/bulk", post(store_devinfo))
+            .route(
+                "/jira/devinfo/0.1/cloud/{cloud}/repository/{repo}",
+                get(get_repository).delete(delete_repository),
+            )
+            .route(
+                "/jira/devinfo/0.1/cloud/{cloud}/repository/{repo}/{entity_type}/{entity_id}",
+                axum::routing::delete(delete_entity),
+            )
+            .route("/oauth/token", post(oauth_token))
+            .route("/_edge/tenant_info", get(tenant_info))
             .route(
                 "/rest/devinfo/0.10/repository/{repo}",
                 get(get_repository).delete(delete_repository),
@@ -170,6 +191,23 @@ impl JiraSim {
     /// The site's Connect `clientKey`.
     pub fn client_key(&self) -> &str {
         &self.shared.client_key
+    }
+
+    /// The OAuth client id and secret a site admin would create for the tool.
+    pub fn oauth_credentials(&self) -> (String, String) {
+        (
+            self.shared.oauth_client_id.clone(),
+            self.shared.oauth_client_secret.clone(),
+        )
+    }
+
+    pub fn cloud_id(&self) -> &str {
+        &self.shared.cloud_id
+    }
+
+    /// Invalidates every issued bearer token (as a revocation or an early expiry would).
+    pub fn revoke_tokens(&self) {
+        self.shared.tokens.lock().unwrap().clear();
     }
 
     /// Base URL of the simulated key server (`GFJ_CONNECT_KEYS_URL`).
@@ -410,6 +448,34 @@ impl Shared {
 
     /// Jira's checks on every app request: a valid HS256 JWT from the installed app, bound to this request.
     fn authenticate(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), String> {
+        let authorization = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if let Some(token) = authorization.strip_prefix("Bearer ") {
+            // OAuth-credentials mode: api.atlassian.com paths carrying this site's cloud id.
+            let cloud = uri.path().split('/').nth(5).unwrap_or("");
+            if !uri.path().starts_with("/jira/") || cloud != self.cloud_id {
+                return Err(format!(
+                    "bearer tokens are for /jira/<api>/0.1/cloud/{}/…",
+                    self.cloud_id
+                ));
+            }
+            let valid = self
+                .tokens
+                .lock()
+                .unwrap()
+                .get(token)
+                .is_some_and(|exp| *exp > std::time::Instant::now());
+            return if valid {
+                Ok(())
+            } else {
+                Err("unknown or expired bearer token".into())
+            };
+        }
+        if uri.path().starts_with("/jira/") {
+            return Err("api.atlassian.com paths need a bearer token".into());
+        }
         let app = self
             .inner
             .lock()
@@ -643,8 +709,9 @@ async fn get_repository(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    Path(repo): Path<String>,
+    Path(params): Path<std::collections::HashMap<String, String>>,
 ) -> Response {
+    let repo = params.get("repo").cloned().unwrap_or_default();
     if let Err(why) = s.authenticate(&method, &uri, &headers) {
         return devinfo_error(StatusCode::UNAUTHORIZED, &[why]);
     }
@@ -690,9 +757,10 @@ async fn delete_repository(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    Path(repo): Path<String>,
+    Path(params): Path<std::collections::HashMap<String, String>>,
     axum::extract::Query(q): axum::extract::Query<SeqQuery>,
 ) -> Response {
+    let repo = params.get("repo").cloned().unwrap_or_default();
     let resp = (|| {
         s.authenticate(&method, &uri, &headers)
             .map_err(|why| devinfo_error(StatusCode::UNAUTHORIZED, &[why]))?;
@@ -715,9 +783,11 @@ async fn delete_entity(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    Path((repo, entity_type, entity_id)): Path<(String, String, String)>,
+    Path(params): Path<std::collections::HashMap<String, String>>,
     axum::extract::Query(q): axum::extract::Query<SeqQuery>,
 ) -> Response {
+    let param = |k: &str| params.get(k).cloned().unwrap_or_default();
+    let (repo, entity_type, entity_id) = (param("repo"), param("entity_type"), param("entity_id"));
     let resp = async {
         s.authenticate(&method, &uri, &headers)
             .map_err(|why| devinfo_error(StatusCode::UNAUTHORIZED, &[why]))?;
@@ -752,4 +822,49 @@ async fn delete_entity(
     .unwrap_or_else(|r| r);
     s.record(&method, &uri, resp.status(), None);
     resp
+}
+
+#[derive(serde::Deserialize)]
+struct TokenRequest {
+    audience: Option<String>,
+    grant_type: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+/// `POST /oauth/token` of api.atlassian.com, for the client-credentials grant only.
+async fn oauth_token(
+    State(s): State<Arc<Shared>>,
+    axum::Json(req): axum::Json<TokenRequest>,
+) -> Response {
+    if req.grant_type.as_deref() != Some("client_credentials")
+        || req.audience.as_deref() != Some("api.atlassian.com")
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({ "error": "invalid_request" })),
+        )
+            .into_response();
+    }
+    if req.client_id.as_deref() != Some(&s.oauth_client_id)
+        || req.client_secret.as_deref() != Some(&s.oauth_client_secret)
+    {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({ "error": "access_denied", "error_description": "Unauthorized" })),
+        )
+            .into_response();
+    }
+    let token = crate::random_hex(32);
+    let expires_in = 3600;
+    s.tokens.lock().unwrap().insert(
+        token.clone(),
+        std::time::Instant::now() + std::time::Duration::from_secs(expires_in),
+    );
+    axum::Json(json!({ "access_token": token, "expires_in": expires_in, "token_type": "Bearer", "scope": "manage:jira-data-provider" }))
+        .into_response()
+}
+
+async fn tenant_info(State(s): State<Arc<Shared>>) -> Response {
+    axum::Json(json!({ "cloudId": s.cloud_id })).into_response()
 }

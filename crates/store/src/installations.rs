@@ -1,15 +1,37 @@
-//! Jira sites that installed the app through Atlassian Connect.
+//! Jira sites: installed through Atlassian Connect, or registered with OAuth credentials. Both live in one
+//! table so that subscriptions and everything downstream treat them alike.
 
 use sqlx::Row;
 
 use crate::{Store, StoreError};
 
+/// How a site registered with OAuth credentials is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthSite {
+    pub cloud_id: String,
+    pub client_id: String,
+}
+
 #[derive(Clone, PartialEq)]
 pub struct Installation {
+    /// The Connect `clientKey`, or `oauth:<cloudId>` for an OAuth site.
     pub client_key: String,
     pub base_url: String,
     pub display_url: Option<String>,
+    /// The Connect shared secret, or the OAuth client secret.
     pub shared_secret: String,
+    /// Set for sites in OAuth-credentials mode.
+    pub oauth: Option<OAuthSite>,
+}
+
+impl Installation {
+    pub fn mode(&self) -> &'static str {
+        if self.oauth.is_some() {
+            "oauth"
+        } else {
+            "connect"
+        }
+    }
 }
 
 impl std::fmt::Debug for Installation {
@@ -19,6 +41,7 @@ impl std::fmt::Debug for Installation {
             .field("base_url", &self.base_url)
             .field("display_url", &self.display_url)
             .field("shared_secret", &"<redacted>")
+            .field("oauth", &self.oauth)
             .finish()
     }
 }
@@ -27,8 +50,11 @@ fn secret_context(client_key: &str) -> String {
     format!("installations.shared_secret:{client_key}")
 }
 
+const COLUMNS: &str =
+    "client_key, base_url, display_url, shared_secret, mode, cloud_id, oauth_client_id";
+
 impl Store {
-    /// Stores an install, or replaces secret and URLs of a known `clientKey` (reinstall).
+    /// Stores a site, or replaces secret and URLs of a known `client_key` (a reinstall).
     pub async fn upsert_installation(
         &self,
         i: &Installation,
@@ -38,27 +64,34 @@ impl Store {
             .cipher
             .encrypt(i.shared_secret.as_bytes(), &secret_context(&i.client_key))?;
         sqlx::query(
-            "INSERT INTO installations (client_key, base_url, display_url, shared_secret, installed_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $5)
+            "INSERT INTO installations (client_key, base_url, display_url, shared_secret, installed_at, updated_at,
+                                        mode, cloud_id, oauth_client_id)
+             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8)
              ON CONFLICT (client_key) DO UPDATE SET base_url = excluded.base_url,
                  display_url = excluded.display_url, shared_secret = excluded.shared_secret,
-                 updated_at = excluded.updated_at",
+                 updated_at = excluded.updated_at, mode = excluded.mode, cloud_id = excluded.cloud_id,
+                 oauth_client_id = excluded.oauth_client_id",
         )
         .bind(&i.client_key)
         .bind(&i.base_url)
         .bind(&i.display_url)
         .bind(secret)
         .bind(now_ms)
+        .bind(i.mode())
+        .bind(i.oauth.as_ref().map(|o| o.cloud_id.clone()))
+        .bind(i.oauth.as_ref().map(|o| o.client_id.clone()))
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
     pub async fn installation(&self, client_key: &str) -> Result<Option<Installation>, StoreError> {
-        let row = sqlx::query("SELECT client_key, base_url, display_url, shared_secret FROM installations WHERE client_key = $1")
-            .bind(client_key)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM installations WHERE client_key = $1"
+        ))
+        .bind(client_key)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| self.installation_from_row(&r)).transpose()
     }
 
@@ -67,21 +100,25 @@ impl Store {
         if let Some(i) = self.installation(site).await? {
             return Ok(Some(i));
         }
-        let row = sqlx::query("SELECT client_key, base_url, display_url, shared_secret FROM installations WHERE base_url = $1")
-            .bind(site.trim_end_matches('/'))
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM installations WHERE base_url = $1 ORDER BY mode LIMIT 1"
+        ))
+        .bind(site.trim_end_matches('/'))
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| self.installation_from_row(&r)).transpose()
     }
 
     pub async fn installations(&self) -> Result<Vec<Installation>, StoreError> {
-        let rows = sqlx::query("SELECT client_key, base_url, display_url, shared_secret FROM installations ORDER BY client_key")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM installations ORDER BY client_key"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(|r| self.installation_from_row(r)).collect()
     }
 
-    /// Removes an installation with its secret and every subscription (and their hook records).
+    /// Removes an installation with its secret, its subscriptions (and their hook records) and its state.
     /// Returns whether it existed.
     pub async fn delete_installation(&self, client_key: &str) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
@@ -91,11 +128,7 @@ impl Store {
         .bind(client_key)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM subscriptions WHERE client_key = $1")
-            .bind(client_key)
-            .execute(&mut *tx)
-            .await?;
-        for table in ["site_state", "jira_rejections"] {
+        for table in ["subscriptions", "site_state", "jira_rejections"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE client_key = $1"))
                 .bind(client_key)
                 .execute(&mut *tx)
@@ -114,12 +147,26 @@ impl Store {
         let client_key: String = r.try_get("client_key")?;
         let secret: Vec<u8> = r.try_get("shared_secret")?;
         let secret = self.cipher.decrypt(&secret, &secret_context(&client_key))?;
+        let mode: String = r.try_get("mode")?;
+        let oauth = if mode == "oauth" {
+            Some(OAuthSite {
+                cloud_id: r
+                    .try_get::<Option<String>, _>("cloud_id")?
+                    .unwrap_or_default(),
+                client_id: r
+                    .try_get::<Option<String>, _>("oauth_client_id")?
+                    .unwrap_or_default(),
+            })
+        } else {
+            None
+        };
         Ok(Installation {
             base_url: r.try_get("base_url")?,
             display_url: r.try_get("display_url")?,
             shared_secret: String::from_utf8(secret)
                 .map_err(|_| StoreError::Crypto("secret is not UTF-8".into()))?,
             client_key,
+            oauth,
         })
     }
 }

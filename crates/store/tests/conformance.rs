@@ -25,6 +25,7 @@ fn install(key: &str, secret: &str) -> Installation {
         base_url: "https://acme.atlassian.net".into(),
         display_url: None,
         shared_secret: secret.into(),
+        oauth: None,
     }
 }
 

@@ -8,7 +8,8 @@ use gfj_core::mapping::{self, PushAction};
 use gfj_core::url_pattern::UrlAllowList;
 use gfj_gitlab_client::GitLabClient;
 use gfj_jira_client::JiraError;
-use gfj_jira_client::{JiraClient, Site};
+use gfj_jira_client::{JiraClient, Site, SiteAuth};
+use gfj_store::installations::Installation;
 use gfj_store::queue::Job;
 use gfj_store::sites::Rejection;
 use gfj_store::{Clock, Store};
@@ -58,10 +59,7 @@ impl Handlers {
                 install.base_url
             )));
         }
-        let site = Site {
-            base_url: install.base_url,
-            shared_secret: install.shared_secret,
-        };
+        let site = site_of(install);
         match EventKind::from_header(&event.event) {
             EventKind::Push => {
                 let push: PushEvent = serde_json::from_str(event.body.get())
@@ -249,5 +247,23 @@ impl Handlers {
         if let Err(e) = self.store.record_rejection(&rejection).await {
             tracing::error!(error = %e, "could not record a rejected entity");
         }
+    }
+}
+
+/// How to call a stored site: Connect or OAuth credentials; nothing downstream depends on which.
+pub fn site_of(install: Installation) -> Site {
+    let auth = match install.oauth {
+        Some(o) => SiteAuth::OAuth {
+            cloud_id: o.cloud_id,
+            client_id: o.client_id,
+            client_secret: install.shared_secret,
+        },
+        None => SiteAuth::Connect {
+            shared_secret: install.shared_secret,
+        },
+    };
+    Site {
+        base_url: install.base_url,
+        auth,
     }
 }

@@ -1,0 +1,60 @@
+//! `sites add-oauth`: a Jira site in OAuth-credentials mode, checked against Atlassian before it is stored.
+
+use gfj_core::url_pattern::normalize_base_url;
+use gfj_jira_client::{JiraClient, JiraError};
+use gfj_store::Store;
+use gfj_store::installations::{Installation, OAuthSite};
+use serde_json::json;
+
+use crate::Settings;
+
+pub async fn add_oauth(
+    settings: &Settings,
+    store: &Store,
+    url: &str,
+    client_id: &str,
+    client_secret: &str,
+    now_ms: i64,
+) -> anyhow::Result<String> {
+    let url = normalize_base_url(url);
+    anyhow::ensure!(
+        settings.jira_urls.allows(&url),
+        "{url} is not in GFJ_JIRA_URLS"
+    );
+    let jira = JiraClient::new(
+        gfj_jira_client::http_client(),
+        &settings.app_key,
+        &settings.atlassian_api_url,
+    );
+    let cloud_id = jira.cloud_id(&url).await.map_err(|e| match e {
+        JiraError::Other { status: 404, .. } => {
+            anyhow::anyhow!("{url} is not a Jira Cloud site (no /_edge/tenant_info)")
+        }
+        e => anyhow::anyhow!("could not read the cloud id of {url}: {e}"),
+    })?;
+    jira.oauth_token(client_id, client_secret, true)
+        .await
+        .map_err(|e| match e {
+            JiraError::Unauthorized | JiraError::Forbidden | JiraError::BadRequest(_) => {
+                anyhow::anyhow!("Atlassian rejected the client id and secret ({e})")
+            }
+            e => anyhow::anyhow!(
+                "could not obtain a token from {}: {e}",
+                settings.atlassian_api_url
+            ),
+        })?;
+    let site = Installation {
+        client_key: format!("oauth:{cloud_id}"),
+        base_url: url.clone(),
+        display_url: None,
+        shared_secret: client_secret.to_owned(),
+        oauth: Some(OAuthSite {
+            cloud_id: cloud_id.clone(),
+            client_id: client_id.to_owned(),
+        }),
+    };
+    store.upsert_installation(&site, now_ms).await?;
+    Ok(serde_json::to_string(
+        &json!({ "site": site.client_key, "mode": "oauth", "base_url": url, "cloud_id": cloud_id }),
+    )?)
+}
