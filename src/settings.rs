@@ -22,6 +22,10 @@ pub struct Settings {
     pub worker_concurrency: usize,
     /// How long a claimed job stays with its worker before another may take it over.
     pub job_lease_secs: i64,
+    /// Requests in flight at once to one Jira site, from this process.
+    pub jira_site_concurrency: usize,
+    /// Requests per second to one Jira site, from this process; 0 for no limit but Jira's own 429s.
+    pub jira_site_rate: u32,
 }
 
 impl std::fmt::Debug for Settings {
@@ -47,7 +51,7 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-pub const NAMES: [&str; 13] = [
+pub const NAMES: [&str; 15] = [
     "GFJ_LISTEN",
     "GFJ_BASE_URL",
     "GFJ_DATABASE_URL",
@@ -61,6 +65,8 @@ pub const NAMES: [&str; 13] = [
     "GFJ_LOG_FORMAT",
     "GFJ_WORKER_CONCURRENCY",
     "GFJ_JOB_LEASE_SECS",
+    "GFJ_JIRA_SITE_CONCURRENCY",
+    "GFJ_JIRA_SITE_RATE",
 ];
 
 fn scalar(v: &toml::Value) -> Option<String> {
@@ -161,6 +167,8 @@ impl Settings {
         Ok(Self {
             worker_concurrency: number("GFJ_WORKER_CONCURRENCY", 16, 1, 1024)? as usize,
             job_lease_secs: number("GFJ_JOB_LEASE_SECS", 120, 1, 86_400)?,
+            jira_site_concurrency: number("GFJ_JIRA_SITE_CONCURRENCY", 8, 1, 1024)? as usize,
+            jira_site_rate: number("GFJ_JIRA_SITE_RATE", 0, 0, 100_000)? as u32,
             listen: get("GFJ_LISTEN", "127.0.0.1:8080"),
             base_url,
             database_url: get("GFJ_DATABASE_URL", "sqlite://gitlab-for-jira.db"),
@@ -213,7 +221,15 @@ mod tests {
         assert!(Settings::from_map(&bad).is_err());
         let bad = BTreeMap::from([("GFJ_LOG_FORMAT".to_owned(), "xml".to_owned())]);
         assert!(Settings::from_map(&bad).is_err());
-        assert_eq!((s.worker_concurrency, s.job_lease_secs), (16, 120));
+        assert_eq!(
+            (
+                s.worker_concurrency,
+                s.job_lease_secs,
+                s.jira_site_concurrency,
+                s.jira_site_rate
+            ),
+            (16, 120, 8, 0)
+        );
         for (k, v) in [
             ("GFJ_WORKER_CONCURRENCY", "0"),
             ("GFJ_JOB_LEASE_SECS", "soon"),

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use gfj_jira_client::JiraClient;
+use gfj_jira_client::{JiraClient, SiteLimits};
 use gfj_server::{AppState, ServerConfig};
 use gfj_store::intake::Intake;
 use gfj_store::{Backend, Clock, Store, SystemClock};
@@ -104,10 +104,14 @@ impl Service {
 pub fn handlers(settings: &Settings, store: &Store, clock: Arc<dyn Clock>) -> Handlers {
     Handlers {
         store: store.clone(),
-        jira: JiraClient::new(
+        jira: JiraClient::with_limits(
             gfj_jira_client::http_client(),
             &settings.app_key,
             &settings.atlassian_api_url,
+            SiteLimits {
+                concurrency: settings.jira_site_concurrency,
+                rate_per_sec: std::num::NonZeroU32::new(settings.jira_site_rate),
+            },
         ),
         gitlab_http: gfj_gitlab_client::http_client(),
         gitlab_urls: settings.gitlab_urls.clone(),

@@ -3,6 +3,7 @@
 
 mod connect;
 mod helpers;
+mod jira_client;
 mod link;
 mod oauth;
 mod process;

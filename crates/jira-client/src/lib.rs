@@ -136,11 +136,41 @@ impl DevinfoResult {
 #[derive(Clone)]
 pub struct JiraClient {
     http: reqwest::Client,
+    limits: SiteLimits,
+    /// Per-site gates, by base URL.
+    gates: std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<SiteGate>>>,
+    >,
     app_key: String,
     /// `GFJ_ATLASSIAN_API_URL`.
     api_url: String,
     /// OAuth access tokens by client id, with their expiry (epoch seconds).
     tokens: std::sync::Arc<tokio::sync::Mutex<std::collections::HashMap<String, (String, i64)>>>,
+}
+
+/// How hard this process may call one Jira site. Jira's own 429s are honoured whatever these say; with
+/// several replicas each applies its own caps.
+#[derive(Debug, Clone, Copy)]
+pub struct SiteLimits {
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Requests per second, evenly spaced; `None` for no limit.
+    pub rate_per_sec: Option<std::num::NonZeroU32>,
+}
+
+impl Default for SiteLimits {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            rate_per_sec: None,
+        }
+    }
+}
+
+struct SiteGate {
+    permits: tokio::sync::Semaphore,
+    rate: Option<governor::DefaultDirectRateLimiter>,
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 /// A cached OAuth token is not used in its last minute.
@@ -189,8 +219,19 @@ fn now_secs() -> i64 {
 
 impl JiraClient {
     pub fn new(http: reqwest::Client, app_key: &str, api_url: &str) -> Self {
+        Self::with_limits(http, app_key, api_url, SiteLimits::default())
+    }
+
+    pub fn with_limits(
+        http: reqwest::Client,
+        app_key: &str,
+        api_url: &str,
+        limits: SiteLimits,
+    ) -> Self {
         Self {
             http,
+            limits,
+            gates: Default::default(),
             app_key: app_key.to_owned(),
             api_url: api_url.trim_end_matches('/').to_owned(),
             tokens: Default::default(),
@@ -265,8 +306,55 @@ impl JiraClient {
         Ok(info.cloud_id)
     }
 
-    /// Sends `method path?query` (a Connect path) to the site, authenticated as its mode requires.
+    fn gate(&self, site: &Site) -> std::sync::Arc<SiteGate> {
+        let mut gates = self.gates.lock().expect("gate map lock");
+        gates
+            .entry(site.base_url.clone())
+            .or_insert_with(|| {
+                std::sync::Arc::new(SiteGate {
+                    permits: tokio::sync::Semaphore::new(self.limits.concurrency.max(1)),
+                    rate: self.limits.rate_per_sec.map(|r| {
+                        governor::RateLimiter::direct(
+                            governor::Quota::per_second(r).allow_burst(std::num::NonZeroU32::MIN),
+                        )
+                    }),
+                    waiting: Default::default(),
+                })
+            })
+            .clone()
+    }
+
+    /// Requests waiting for the site's concurrency or rate cap right now.
+    pub fn waiting_for(&self, site: &Site) -> usize {
+        self.gate(site)
+            .waiting
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Sends `method path?query` (a Connect path) to the site, authenticated as its mode requires, within
+    /// the site's concurrency and rate caps.
     async fn call(
+        &self,
+        site: &Site,
+        method: reqwest::Method,
+        path_and_query: &str,
+        body: Option<&DevinfoRequest>,
+    ) -> Result<reqwest::Response, JiraError> {
+        let gate = self.gate(site);
+        gate.waiting
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let permit = gate.permits.acquire().await;
+        if let Some(rate) = &gate.rate {
+            rate.until_ready().await;
+        }
+        gate.waiting
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        let _permit = permit.map_err(|_| JiraError::Transport("client shutting down".into()))?;
+        self.send_authenticated(site, method, path_and_query, body)
+            .await
+    }
+
+    async fn send_authenticated(
         &self,
         site: &Site,
         method: reqwest::Method,

@@ -1,0 +1,195 @@
+//! The Jira client against the simulator, without the rest of the service.
+
+use gfj_core::batching::pack_devinfo;
+use gfj_core::jira::{Author, Commit, DevinfoRequest, OperationType, ProviderMetadata, Repository};
+use gfj_jira_client::{JiraClient, Site, SiteAuth};
+use gfj_sim::jira::{JiraSim, JiraSimConfig};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_five_hundred_commits_arrive_in_the_fewest_valid_requests() {
+    let jira = JiraSim::start(JiraSimConfig::default()).await.unwrap();
+    let (client_id, client_secret) = jira.oauth_credentials();
+    let site = Site {
+        base_url: jira.base_url.clone(),
+        auth: SiteAuth::OAuth {
+            cloud_id: jira.cloud_id().to_owned(),
+            client_id,
+            client_secret,
+        },
+    };
+    let client = JiraClient::new(
+        gfj_jira_client::http_client(),
+        "gitlab-for-jira",
+        &jira.base_url,
+    );
+    let commits: Vec<Commit> = (0..2500)
+        .map(|n| Commit {
+            id: format!("{n:040x}"),
+            issue_keys: vec!["BULK-1".into()],
+            update_sequence_id: 1,
+            display_id: format!("{n:08x}"),
+            message: format!("BULK-1 change {n}"),
+            author: Author {
+                name: "Ada".into(),
+                email: Some("ada@example.com".into()),
+            },
+            file_count: 1,
+            url: format!("https://gitlab.example/g/p/-/commit/{n:040x}"),
+            author_timestamp: "2026-11-27T10:00:00Z".into(),
+        })
+        .collect();
+    let request = DevinfoRequest {
+        repositories: vec![Repository {
+            id: "7".into(),
+            name: "api".into(),
+            url: "https://gitlab.example/g/api".into(),
+            update_sequence_id: 1,
+            avatar: None,
+            commits,
+            branches: vec![],
+        }],
+        prevent_transitions: true,
+        operation_type: OperationType::Backfill,
+        properties: Default::default(),
+        provider_metadata: ProviderMetadata::ours(),
+    };
+    let packed = pack_devinfo(request);
+    assert_eq!(
+        packed.len(),
+        7,
+        "400 commits per repository per request is the binding limit"
+    );
+    for r in &packed {
+        client.store_devinfo(&site, r).await.unwrap();
+    }
+    assert_eq!(jira.issue("BULK-1").commits.len(), 2500);
+    let requests = jira.requests();
+    assert_eq!(requests.len(), 7);
+    assert!(
+        requests.iter().all(|r| r.status == 202),
+        "each request valid against the OpenAPI"
+    );
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.body.as_ref().unwrap()["operationType"] == "BACKFILL")
+    );
+}
+
+fn oauth_site(jira: &JiraSim) -> Site {
+    let (client_id, client_secret) = jira.oauth_credentials();
+    Site {
+        base_url: jira.base_url.clone(),
+        auth: SiteAuth::OAuth {
+            cloud_id: jira.cloud_id().to_owned(),
+            client_id,
+            client_secret,
+        },
+    }
+}
+
+fn one_commit(n: usize) -> DevinfoRequest {
+    DevinfoRequest {
+        repositories: vec![Repository {
+            id: "7".into(),
+            name: "api".into(),
+            url: "https://gitlab.example/g/api".into(),
+            update_sequence_id: 1,
+            avatar: None,
+            commits: vec![Commit {
+                id: format!("{n:040x}"),
+                issue_keys: vec!["CAP-1".into()],
+                update_sequence_id: 1,
+                display_id: format!("{n:08x}"),
+                message: "CAP-1".into(),
+                author: Author {
+                    name: "Ada".into(),
+                    email: None,
+                },
+                file_count: 0,
+                url: "https://gitlab.example/c".into(),
+                author_timestamp: "2026-11-27T10:00:00Z".into(),
+            }],
+            branches: vec![],
+        }],
+        prevent_transitions: false,
+        operation_type: OperationType::Normal,
+        properties: Default::default(),
+        provider_metadata: ProviderMetadata::ours(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_site_concurrency_and_rate_caps_hold() {
+    use gfj_jira_client::SiteLimits;
+    use std::sync::Arc;
+
+    // Concurrency: with a cap of 2, six concurrent sends put two in flight and four in the queue.
+    let jira = JiraSim::start(JiraSimConfig::default()).await.unwrap();
+    let site = oauth_site(&jira);
+    let limits = SiteLimits {
+        concurrency: 2,
+        rate_per_sec: None,
+    };
+    let client = Arc::new(JiraClient::with_limits(
+        gfj_jira_client::http_client(),
+        "gitlab-for-jira",
+        &jira.base_url,
+        limits,
+    ));
+    client
+        .oauth_token(
+            &jira.oauth_credentials().0,
+            &jira.oauth_credentials().1,
+            true,
+        )
+        .await
+        .unwrap();
+    jira.hold_next_writes(2);
+    let mut tasks = Vec::new();
+    for n in 0..6 {
+        let (client, site) = (client.clone(), site.clone());
+        tasks.push(tokio::spawn(async move {
+            client
+                .store_devinfo(&site, &one_commit(n))
+                .await
+                .map(|_| ())
+        }));
+    }
+    jira.wait_until_held(2).await;
+    crate::helpers::eventually("four sends wait for the cap", || async {
+        client.waiting_for(&site) == 4
+    })
+    .await;
+    jira.release_held();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(jira.issue("CAP-1").commits.len(), 6);
+
+    // Rate: at 20 requests per second, requests are at least 50 ms apart.
+    let jira = JiraSim::start(JiraSimConfig::default()).await.unwrap();
+    let site = oauth_site(&jira);
+    let limits = SiteLimits {
+        concurrency: 8,
+        rate_per_sec: std::num::NonZeroU32::new(20),
+    };
+    let client = JiraClient::with_limits(
+        gfj_jira_client::http_client(),
+        "gitlab-for-jira",
+        &jira.base_url,
+        limits,
+    );
+    for n in 0..5 {
+        client.store_devinfo(&site, &one_commit(n)).await.unwrap();
+    }
+    let at: Vec<_> = jira.requests().iter().map(|r| r.at).collect();
+    for pair in at.windows(2) {
+        let gap = pair[1].duration_since(pair[0]);
+        // The limiter spaces request starts by 50 ms; allow for scheduling jitter between start and answer.
+        assert!(
+            gap >= std::time::Duration::from_millis(45),
+            "requests only {gap:?} apart"
+        );
+    }
+}
