@@ -6,5 +6,6 @@ mod helpers;
 mod jira_client;
 mod link;
 mod oauth;
+mod payloads;
 mod process;
 mod push;

@@ -19,6 +19,13 @@ pub fn extract<'a>(texts: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     for text in texts {
         for m in KEY.captures_iter(text) {
             let key = &m[1];
+            // Jira allows at most 255 characters on either side of the dash.
+            if key
+                .split_once('-')
+                .is_some_and(|(p, n)| p.len() > 255 || n.len() > 255)
+            {
+                continue;
+            }
             if keys.len() == MAX_KEYS_PER_ENTITY {
                 return keys;
             }
@@ -85,6 +92,14 @@ mod tests {
         );
         assert!(mentions_key(["nothing", "see QA-9"]));
         assert!(!mentions_key(["nothing", "here-1"]));
+    }
+
+    #[test]
+    fn keys_jira_cannot_store_are_skipped() {
+        let long = format!("A{}-1 B-2 AB-{}", "B".repeat(255), "9".repeat(256));
+        assert!(extract([long.as_str()]).is_empty());
+        let fits = format!("A{}-1", "B".repeat(254));
+        assert_eq!(extract([fits.as_str()]), vec![fits]);
     }
 
     #[test]

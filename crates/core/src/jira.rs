@@ -13,6 +13,17 @@ pub const MAX_ENTITIES_PER_REQUEST: usize = 1000;
 pub const MAX_PER_TYPE_PER_REPOSITORY: usize = 400;
 /// Longest commit message Jira stores; longer ones are cut.
 pub const MAX_MESSAGE_CHARS: usize = 1024;
+/// Longest names (repository, author) Jira accepts.
+pub const MAX_NAME_CHARS: usize = 255;
+/// Longest branch name Jira accepts.
+pub const MAX_BRANCH_NAME_CHARS: usize = 512;
+/// Longest URL Jira accepts.
+pub const MAX_URL_CHARS: usize = 2000;
+
+/// The first `max` characters of `s` (Jira counts characters, not bytes).
+pub fn cap(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]

@@ -88,14 +88,19 @@ pub fn map_push(
             id: branch_id(branch),
             issue_keys: keys,
             update_sequence_id: seq,
-            name: branch.to_owned(),
+            name: jira::cap(branch, jira::MAX_BRANCH_NAME_CHARS),
             last_commit: commit(tip, tip_keys, seq),
-            url: format!("{}/-/commits/{}", push.project.web_url, branch),
+            // Very long branch names make URLs Jira refuses: fall back to the branch list, and drop the
+            // optional create-MR link.
+            url: Some(format!("{}/-/commits/{}", push.project.web_url, branch))
+                .filter(|u| u.chars().count() <= jira::MAX_URL_CHARS)
+                .unwrap_or_else(|| format!("{}/-/branches", push.project.web_url)),
             create_pull_request_url: Some(format!(
                 "{}/-/merge_requests/new?merge_request%5Bsource_branch%5D={}",
                 push.project.web_url,
                 url::form_urlencoded::byte_serialize(branch.as_bytes()).collect::<String>()
-            )),
+            ))
+            .filter(|u| u.chars().count() <= jira::MAX_URL_CHARS),
         });
     }
     if commits.is_empty() && branches.is_empty() {
@@ -117,7 +122,7 @@ fn repository(
 ) -> Repository {
     Repository {
         id: p.id.to_string(),
-        name: p.name.clone(),
+        name: jira::cap(&p.name, jira::MAX_NAME_CHARS),
         url: p.web_url.clone(),
         update_sequence_id: seq,
         avatar: p.avatar_url.clone().filter(|a| a.starts_with("http")),
@@ -144,10 +149,10 @@ pub fn commit(c: &GlCommit, issue_keys: Vec<String>, seq: i64) -> jira::Commit {
         issue_keys,
         update_sequence_id: seq,
         display_id: c.id.chars().take(8).collect(),
-        message: c.message.chars().take(jira::MAX_MESSAGE_CHARS).collect(),
+        message: jira::cap(&c.message, jira::MAX_MESSAGE_CHARS),
         author: jira::Author {
-            name: c.author.name.clone(),
-            email,
+            name: jira::cap(&c.author.name, jira::MAX_NAME_CHARS),
+            email: email.filter(|e| e.chars().count() <= jira::MAX_NAME_CHARS),
         },
         file_count: (c.added.len() + c.modified.len() + c.removed.len())
             .try_into()
@@ -314,6 +319,22 @@ mod tests {
         let repo = stored(map_push(&p, 1, Some(&tip)).unwrap());
         assert_eq!(repo.branches[0].last_commit.issue_keys, ["PROJ-9"]);
         assert!(repo.commits.is_empty());
+    }
+
+    #[test]
+    fn branch_names_and_urls_stay_within_jiras_limits() {
+        let long = format!("PROJ-1-{}", "x".repeat(1_990));
+        let p = push(&long, vec![gl_commit(&"1".repeat(40), "work")]);
+        let repo = stored(map_push(&p, 1, None).unwrap());
+        let b = &repo.branches[0];
+        assert_eq!(b.name.chars().count(), jira::MAX_BRANCH_NAME_CHARS);
+        assert_eq!(
+            b.id,
+            branch_id(&long),
+            "the id still names the whole branch"
+        );
+        assert_eq!(b.url, "https://gitlab.example/g/api/-/branches");
+        assert_eq!(b.create_pull_request_url, None);
     }
 
     #[test]
