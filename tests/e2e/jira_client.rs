@@ -180,16 +180,143 @@ async fn per_site_concurrency_and_rate_caps_hold() {
         &jira.base_url,
         limits,
     );
+    let started = std::time::Instant::now();
     for n in 0..5 {
         client.store_devinfo(&site, &one_commit(n)).await.unwrap();
     }
-    let at: Vec<_> = jira.requests().iter().map(|r| r.at).collect();
-    for pair in at.windows(2) {
-        let gap = pair[1].duration_since(pair[0]);
-        // The limiter spaces request starts by 50 ms; allow for scheduling jitter between start and answer.
-        assert!(
-            gap >= std::time::Duration::from_millis(45),
-            "requests only {gap:?} apart"
-        );
+    // The first request goes at once, each of the next four waits its 50 ms turn.
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= std::time::Duration::from_millis(195),
+        "five requests took only {elapsed:?}"
+    );
+    assert_eq!(jira.issue("CAP-1").commits.len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_deployments_and_flags_reach_the_issue() {
+    use gfj_core::jira::*;
+    use gfj_jira_client::JiraError;
+
+    let jira = JiraSim::start(JiraSimConfig::default()).await.unwrap();
+    let site = oauth_site(&jira);
+    let client = JiraClient::new(
+        gfj_jira_client::http_client(),
+        "gitlab-for-jira",
+        &jira.base_url,
+    );
+    let ts = "2026-11-27T10:00:00Z".to_owned();
+    let build = Build {
+        schema_version: "1.0".into(),
+        pipeline_id: "7-main".into(),
+        build_number: 12,
+        update_sequence_number: 5,
+        display_name: "main".into(),
+        url: "https://gitlab.example/g/p/-/pipelines/1".into(),
+        state: "successful".into(),
+        last_updated: ts.clone(),
+        issue_keys: vec!["CI-1".into()],
+        label: None,
+        test_info: None,
+        references: vec![],
+    };
+    let builds = BuildsRequest {
+        properties: Default::default(),
+        builds: vec![build.clone()],
+        provider_metadata: ProviderMetadata::ours(),
+    };
+    let result = client.submit_builds(&site, &builds).await.unwrap();
+    assert!(result.rejected().is_empty());
+    let deployment = Deployment {
+        schema_version: "1.0".into(),
+        deployment_sequence_number: 3,
+        update_sequence_number: 5,
+        associations: vec![Association {
+            association_type: "issueKeys".into(),
+            values: vec!["CI-1".into()],
+        }],
+        display_name: "Deployment 3 (main@abc) to production".into(),
+        url: "https://gitlab.example/g/p/-/jobs/9".into(),
+        description: "deploy".into(),
+        last_updated: ts.clone(),
+        label: None,
+        state: "successful".into(),
+        pipeline: DeploymentPipeline {
+            id: "7-main".into(),
+            display_name: "main".into(),
+            url: "https://gitlab.example/g/p/-/pipelines/1".into(),
+        },
+        environment: DeploymentEnvironment {
+            id: "prod".into(),
+            display_name: "production".into(),
+            kind: "production".into(),
+        },
+        commands: vec![],
+    };
+    let deployments = DeploymentsRequest {
+        properties: Default::default(),
+        deployments: vec![deployment],
+        provider_metadata: ProviderMetadata::ours(),
+    };
+    client
+        .submit_deployments(&site, &deployments)
+        .await
+        .unwrap();
+    let status = FlagStatus {
+        enabled: true,
+        default_value: Some(String::new()),
+        rollout: None,
+    };
+    let flag = FeatureFlag {
+        schema_version: "1.0".into(),
+        id: "42".into(),
+        key: "new-login".into(),
+        update_sequence_id: 5,
+        display_name: Some("new-login".into()),
+        issue_keys: vec!["CI-1".into()],
+        summary: FlagSummary {
+            url: None,
+            status: status.clone(),
+            last_updated: ts.clone(),
+        },
+        details: vec![FlagDetails {
+            url: "https://gitlab.example/g/p/-/feature_flags/42".into(),
+            last_updated: ts.clone(),
+            environment: FlagEnvironment {
+                name: "production".into(),
+                kind: Some("production".into()),
+            },
+            status,
+        }],
+    };
+    let flags = FeatureFlagsRequest {
+        properties: [("projectId".to_owned(), "project-7".to_owned())].into(),
+        flags: vec![flag],
+        provider_metadata: ProviderMetadata::ours(),
+    };
+    client.submit_feature_flags(&site, &flags).await.unwrap();
+    let view = jira.issue("CI-1");
+    assert_eq!(
+        (
+            view.builds.len(),
+            view.deployments.len(),
+            view.feature_flags.len()
+        ),
+        (1, 1, 1)
+    );
+
+    // Jira's array-shaped errors are read; a schema violation is a 400 with the validator's message.
+    let mut bad = builds.clone();
+    bad.builds[0].state = "exploded".into();
+    match client.submit_builds(&site, &bad).await {
+        Err(JiraError::BadRequest(message)) => assert!(message.contains("exploded"), "{message}"),
+        other => panic!("expected a 400, got {other:?}"),
     }
+    jira.inject([gfj_sim::jira::Fault::ServerError(503)]);
+    assert!(matches!(
+        client.submit_builds(&site, &builds).await,
+        Err(JiraError::Unavailable { status: 503, .. })
+    ));
+    let last = jira.requests().pop().unwrap();
+    assert_eq!(last.status, 503);
 }

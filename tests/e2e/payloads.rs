@@ -114,3 +114,265 @@ fn every_mapped_push_is_valid_devinfo() {
         "only {stored} of 50 generated pushes produced a body"
     );
 }
+
+mod cicd {
+    use gfj_core::jira::*;
+    use gfj_sim::openapi::OpenApi;
+    use proptest::prelude::*;
+
+    fn name() -> impl Strategy<Value = String> {
+        "\\PC{1,255}"
+    }
+    fn url() -> impl Strategy<Value = String> {
+        "[a-z0-9/._-]{0,200}".prop_map(|p| format!("https://gitlab.example/{p}"))
+    }
+    fn keys() -> impl Strategy<Value = Vec<String>> {
+        prop::collection::vec(
+            "[A-Z][A-Z0-9_]{1,9}-[1-9][0-9]{0,6}",
+            1..=MAX_KEYS_PER_CICD_ENTITY,
+        )
+    }
+    const TS: &str = "2026-11-27T10:00:00Z";
+
+    fn build() -> impl Strategy<Value = Build> {
+        (
+            (name(), 1i64..i64::MAX, 1i64..i64::MAX, name(), url()),
+            (
+                prop::sample::select(vec![
+                    "pending",
+                    "in_progress",
+                    "successful",
+                    "failed",
+                    "cancelled",
+                    "unknown",
+                ]),
+                keys(),
+            ),
+            (
+                prop::option::of((0i64..1000, 0i64..1000, 0i64..1000, 0i64..1000)),
+                prop::collection::vec(("[0-9a-f]{40}", url(), name(), url()), 0..3),
+            ),
+        )
+            .prop_map(
+                |(
+                    (pipeline_id, build_number, seq, display_name, url),
+                    (state, issue_keys),
+                    (tests, refs),
+                )| Build {
+                    schema_version: "1.0".into(),
+                    pipeline_id,
+                    build_number,
+                    update_sequence_number: seq,
+                    display_name,
+                    url,
+                    state: state.into(),
+                    last_updated: TS.into(),
+                    issue_keys,
+                    label: None,
+                    test_info: tests.map(|(t, p, f, s)| TestInfo {
+                        total_number: t,
+                        number_passed: p,
+                        number_failed: f,
+                        number_skipped: s,
+                    }),
+                    references: refs
+                        .into_iter()
+                        .map(|(id, repository_uri, name, uri)| BuildReference {
+                            commit: CommitRef { id, repository_uri },
+                            git_ref: RefRef { name, uri },
+                        })
+                        .collect(),
+                },
+            )
+    }
+
+    fn deployment() -> impl Strategy<Value = Deployment> {
+        (
+            (1i64..i64::MAX, 1i64..i64::MAX, name(), url(), name()),
+            (
+                prop::sample::select(vec![
+                    "unknown",
+                    "pending",
+                    "in_progress",
+                    "cancelled",
+                    "failed",
+                    "rolled_back",
+                    "successful",
+                ]),
+                keys(),
+            ),
+            (
+                name(),
+                name(),
+                url(),
+                name(),
+                name(),
+                prop::sample::select(vec![
+                    "unmapped",
+                    "development",
+                    "testing",
+                    "staging",
+                    "production",
+                ]),
+            ),
+            (
+                prop::collection::vec("[a-z0-9-]{1,20}", 0..3),
+                any::<bool>(),
+            ),
+        )
+            .prop_map(
+                |(
+                    (dsn, seq, display_name, url, description),
+                    (state, keys),
+                    (pid, pname, purl, eid, ename, etype),
+                    (services, gated),
+                )| {
+                    let mut associations = vec![Association {
+                        association_type: "issueKeys".into(),
+                        values: keys,
+                    }];
+                    if !services.is_empty() {
+                        associations.insert(
+                            0,
+                            Association {
+                                association_type: "serviceIdOrKeys".into(),
+                                values: services,
+                            },
+                        );
+                    }
+                    Deployment {
+                        schema_version: "1.0".into(),
+                        deployment_sequence_number: dsn,
+                        update_sequence_number: seq,
+                        associations,
+                        display_name,
+                        url,
+                        description,
+                        last_updated: TS.into(),
+                        label: None,
+                        state: state.into(),
+                        pipeline: DeploymentPipeline {
+                            id: pid,
+                            display_name: pname,
+                            url: purl,
+                        },
+                        environment: DeploymentEnvironment {
+                            id: eid,
+                            display_name: ename,
+                            kind: etype.into(),
+                        },
+                        commands: if gated {
+                            vec![DeploymentCommand {
+                                command: "initiate_deployment_gating".into(),
+                            }]
+                        } else {
+                            vec![]
+                        },
+                    }
+                },
+            )
+    }
+
+    fn status() -> impl Strategy<Value = FlagStatus> {
+        (any::<bool>(), prop::option::of(0.0f64..100.0)).prop_map(|(enabled, pct)| FlagStatus {
+            enabled,
+            default_value: Some(String::new()),
+            rollout: pct.map(|p| FlagRollout {
+                percentage: Some(p),
+                text: None,
+                rules: None,
+            }),
+        })
+    }
+
+    fn flag() -> impl Strategy<Value = FeatureFlag> {
+        (
+            ("[0-9]{1,10}", name(), 1i64..i64::MAX, keys(), status()),
+            prop::collection::vec(
+                (
+                    url(),
+                    name(),
+                    prop::option::of(prop::sample::select(vec![
+                        "development",
+                        "testing",
+                        "staging",
+                        "production",
+                    ])),
+                    status(),
+                ),
+                1..4,
+            ),
+        )
+            .prop_map(|((id, key, seq, issue_keys, summary_status), details)| {
+                FeatureFlag {
+                    schema_version: "1.0".into(),
+                    id,
+                    display_name: Some(key.clone()),
+                    key,
+                    update_sequence_id: seq,
+                    issue_keys,
+                    summary: FlagSummary {
+                        url: None,
+                        status: summary_status,
+                        last_updated: TS.into(),
+                    },
+                    details: details
+                        .into_iter()
+                        .map(|(url, env, kind, status)| FlagDetails {
+                            url,
+                            last_updated: TS.into(),
+                            environment: FlagEnvironment {
+                                name: env,
+                                kind: kind.map(Into::into),
+                            },
+                            status,
+                        })
+                        .collect(),
+                }
+            })
+    }
+
+    static API: std::sync::LazyLock<OpenApi> = std::sync::LazyLock::new(|| {
+        OpenApi::load(
+            &gfj_sim::shared_dir().join("jira-fixtures/jira-software-devops-subset.openapi.json"),
+        )
+        .unwrap()
+    });
+
+    fn api() -> &'static OpenApi {
+        &API
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn builds_deployments_and_flags_are_valid(b in prop::collection::vec(build(), 1..4), d in prop::collection::vec(deployment(), 1..4), f in prop::collection::vec(flag(), 1..4)) {
+            let api = api();
+            let builds = BuildsRequest { properties: Default::default(), builds: b, provider_metadata: ProviderMetadata::ours() };
+            let deployments = DeploymentsRequest { properties: Default::default(), deployments: d, provider_metadata: ProviderMetadata::ours() };
+            let flags = FeatureFlagsRequest {
+                properties: [("projectId".to_owned(), "project-7".to_owned())].into(),
+                flags: f,
+                provider_metadata: ProviderMetadata::ours(),
+            };
+            for (route, body) in [
+                ("/rest/builds/0.1/bulk", serde_json::to_value(&builds).unwrap()),
+                ("/rest/deployments/0.1/bulk", serde_json::to_value(&deployments).unwrap()),
+                ("/rest/featureflags/0.1/bulk", serde_json::to_value(&flags).unwrap()),
+            ] {
+                let errors = api.validate("POST", route, &body).err().unwrap_or_default();
+                prop_assert!(errors.is_empty(), "{route}: {errors:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_missing_required_field_fails_the_same_check() {
+        let body = serde_json::json!({ "builds": [{ "pipelineId": "p", "buildNumber": 1 }], "providerMetadata": { "product": "x" } });
+        assert!(
+            api()
+                .validate("POST", "/rest/builds/0.1/bulk", &body)
+                .is_err()
+        );
+    }
+}

@@ -105,3 +105,199 @@ pub struct Branch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_pull_request_url: Option<String>,
 }
+
+/// Most issue keys on a build, deployment or feature flag (`issueKeys` is `[..100]`; more go through
+/// associations, up to 500).
+pub const MAX_KEYS_PER_CICD_ENTITY: usize = 100;
+
+/// `POST /rest/builds/0.1/bulk`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildsRequest {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<String, String>,
+    pub builds: Vec<Build>,
+    pub provider_metadata: ProviderMetadata,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Build {
+    pub schema_version: String,
+    pub pipeline_id: String,
+    pub build_number: i64,
+    pub update_sequence_number: i64,
+    pub display_name: String,
+    pub url: String,
+    /// `pending`, `in_progress`, `successful`, `failed`, `cancelled` or `unknown`.
+    pub state: String,
+    pub last_updated: String,
+    pub issue_keys: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_info: Option<TestInfo>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<BuildReference>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TestInfo {
+    pub total_number: i64,
+    pub number_passed: i64,
+    pub number_failed: i64,
+    pub number_skipped: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BuildReference {
+    pub commit: CommitRef,
+    #[serde(rename = "ref")]
+    pub git_ref: RefRef,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CommitRef {
+    pub id: String,
+    pub repository_uri: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RefRef {
+    pub name: String,
+    pub uri: String,
+}
+
+/// `POST /rest/deployments/0.1/bulk`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentsRequest {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<String, String>,
+    pub deployments: Vec<Deployment>,
+    pub provider_metadata: ProviderMetadata,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Deployment {
+    pub schema_version: String,
+    pub deployment_sequence_number: i64,
+    pub update_sequence_number: i64,
+    /// `issueKeys` (or `issueIdOrKeys`) and `serviceIdOrKeys` (JSM services), up to 500 values.
+    pub associations: Vec<Association>,
+    pub display_name: String,
+    pub url: String,
+    pub description: String,
+    pub last_updated: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// `unknown`, `pending`, `in_progress`, `cancelled`, `failed`, `rolled_back` or `successful`.
+    pub state: String,
+    pub pipeline: DeploymentPipeline,
+    pub environment: DeploymentEnvironment,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<DeploymentCommand>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Association {
+    pub association_type: String,
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentPipeline {
+    pub id: String,
+    pub display_name: String,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentEnvironment {
+    pub id: String,
+    pub display_name: String,
+    /// `unmapped`, `development`, `testing`, `staging` or `production`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeploymentCommand {
+    pub command: String,
+}
+
+/// `POST /rest/featureflags/0.1/bulk`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FeatureFlagsRequest {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<String, String>,
+    pub flags: Vec<FeatureFlag>,
+    pub provider_metadata: ProviderMetadata,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FeatureFlag {
+    pub schema_version: String,
+    pub id: String,
+    pub key: String,
+    pub update_sequence_id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    pub issue_keys: Vec<String>,
+    pub summary: FlagSummary,
+    pub details: Vec<FlagDetails>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FlagSummary {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    pub status: FlagStatus,
+    pub last_updated: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FlagStatus {
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<FlagRollout>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FlagRollout {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentage: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FlagDetails {
+    pub url: String,
+    pub last_updated: String,
+    pub environment: FlagEnvironment,
+    pub status: FlagStatus,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FlagEnvironment {
+    pub name: String,
+    /// `development`, `testing`, `staging` or `production`.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use gfj_core::connect_jwt::{self, BoundRequest};
-use gfj_core::jira::DevinfoRequest;
+use gfj_core::jira::{BuildsRequest, DeploymentsRequest, DevinfoRequest, FeatureFlagsRequest};
 use serde::Deserialize;
 
 /// Lifetime of each outgoing token; short, since a token is made per request.
@@ -333,12 +333,12 @@ impl JiraClient {
 
     /// Sends `method path?query` (a Connect path) to the site, authenticated as its mode requires, within
     /// the site's concurrency and rate caps.
-    async fn call(
+    async fn call<B: serde::Serialize + ?Sized>(
         &self,
         site: &Site,
         method: reqwest::Method,
         path_and_query: &str,
-        body: Option<&DevinfoRequest>,
+        body: Option<&B>,
     ) -> Result<reqwest::Response, JiraError> {
         let gate = self.gate(site);
         gate.waiting
@@ -354,12 +354,12 @@ impl JiraClient {
             .await
     }
 
-    async fn send_authenticated(
+    async fn send_authenticated<B: serde::Serialize + ?Sized>(
         &self,
         site: &Site,
         method: reqwest::Method,
         path_and_query: &str,
-        body: Option<&DevinfoRequest>,
+        body: Option<&B>,
     ) -> Result<reqwest::Response, JiraError> {
         let (path, query) = path_and_query
             .split_once('?')
@@ -463,9 +463,90 @@ impl JiraClient {
         let path = format!(
             "/rest/devinfo/0.10/repository/{repository_id}/branch/{branch_id}?_updateSequenceId={seq}"
         );
-        self.call(site, reqwest::Method::DELETE, &path, None)
+        self.call::<()>(site, reqwest::Method::DELETE, &path, None)
             .await
             .map(|_| ())
+    }
+
+    async fn bulk<B: serde::Serialize>(
+        &self,
+        site: &Site,
+        path: &str,
+        body: &B,
+    ) -> Result<BulkResult, JiraError> {
+        let resp = self
+            .call(site, reqwest::Method::POST, path, Some(body))
+            .await?;
+        let value = resp
+            .json()
+            .await
+            .map_err(|e| JiraError::Transport(format!("unreadable response: {e}")))?;
+        Ok(BulkResult(value))
+    }
+
+    /// `POST /rest/builds/0.1/bulk`.
+    pub async fn submit_builds(
+        &self,
+        site: &Site,
+        body: &BuildsRequest,
+    ) -> Result<BulkResult, JiraError> {
+        self.bulk(site, "/rest/builds/0.1/bulk", body).await
+    }
+
+    /// `POST /rest/deployments/0.1/bulk`.
+    pub async fn submit_deployments(
+        &self,
+        site: &Site,
+        body: &DeploymentsRequest,
+    ) -> Result<BulkResult, JiraError> {
+        self.bulk(site, "/rest/deployments/0.1/bulk", body).await
+    }
+
+    /// `POST /rest/featureflags/0.1/bulk`.
+    pub async fn submit_feature_flags(
+        &self,
+        site: &Site,
+        body: &FeatureFlagsRequest,
+    ) -> Result<BulkResult, JiraError> {
+        self.bulk(site, "/rest/featureflags/0.1/bulk", body).await
+    }
+}
+
+/// Jira's answer to a builds, deployments or feature-flags bulk submission (202).
+#[derive(Debug, Clone, Default)]
+pub struct BulkResult(pub serde_json::Value);
+
+impl BulkResult {
+    /// Entities Jira refused, as `(entity key as JSON, reason)`.
+    pub fn rejected(&self) -> Vec<(String, String)> {
+        let reasons = |errors: &serde_json::Value| {
+            errors
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["message"].as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let mut out = Vec::new();
+        for field in ["rejectedBuilds", "rejectedDeployments"] {
+            for r in self.0[field].as_array().into_iter().flatten() {
+                out.push((r["key"].to_string(), reasons(&r["errors"])));
+            }
+        }
+        for (id, errors) in self.0["failedFlags"].as_object().into_iter().flatten() {
+            out.push((id.clone(), reasons(errors)));
+        }
+        out
+    }
+
+    pub fn unknown_issue_keys(&self) -> Vec<String> {
+        self.0["unknownIssueKeys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|k| k.as_str().map(str::to_owned))
+            .collect()
     }
 }
 

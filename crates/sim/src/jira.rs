@@ -90,6 +90,8 @@ struct App {
 struct Inner {
     app: Option<App>,
     repos: BTreeMap<String, Repo>,
+    /// Builds, deployments and feature flags, by API and entity key.
+    cicd: BTreeMap<(&'static str, String), Stored>,
     log: Vec<Recorded>,
     faults: VecDeque<Fault>,
 }
@@ -120,6 +122,9 @@ pub struct IssueView {
     pub commits: Vec<Value>,
     pub branches: Vec<Value>,
     pub pull_requests: Vec<Value>,
+    pub builds: Vec<Value>,
+    pub deployments: Vec<Value>,
+    pub feature_flags: Vec<Value>,
 }
 
 pub struct JiraSim {
@@ -149,6 +154,7 @@ impl JiraSim {
             inner: Mutex::new(Inner {
                 app: None,
                 repos: BTreeMap::new(),
+                cicd: BTreeMap::new(),
                 log: Vec::new(),
                 faults: VecDeque::new(),
             }),
@@ -168,6 +174,18 @@ impl JiraSim {
             .route(
                 "/jira/devinfo/0.1/cloud/{cloud}/repository/{repo}/{entity_type}/{entity_id}",
                 axum::routing::delete(delete_entity),
+            )
+            .route("/rest/builds/0.1/bulk", post(submit_builds))
+            .route("/rest/deployments/0.1/bulk", post(submit_deployments))
+            .route("/rest/featureflags/0.1/bulk", post(submit_flags))
+            .route("/jira/builds/0.1/cloud/{cloud}/bulk", post(submit_builds))
+            .route(
+                "/jira/deployments/0.1/cloud/{cloud}/bulk",
+                post(submit_deployments),
+            )
+            .route(
+                "/jira/featureflags/0.1/cloud/{cloud}/bulk",
+                post(submit_flags),
             )
             .route("/oauth/token", post(oauth_token))
             .route("/_edge/tenant_info", get(tenant_info))
@@ -349,6 +367,16 @@ impl JiraSim {
                 }
             }
         }
+        for ((api, _), stored) in &inner.cicd {
+            if entity_keys(&stored.entity).iter().any(|k| k == key) {
+                let target = match *api {
+                    "builds" => &mut view.builds,
+                    "deployments" => &mut view.deployments,
+                    _ => &mut view.feature_flags,
+                };
+                target.push(stored.entity.clone());
+            }
+        }
         view
     }
 
@@ -528,6 +556,11 @@ impl Shared {
     }
 
     fn next_fault(&self) -> Option<Response> {
+        self.next_fault_shaped(devinfo_error)
+    }
+
+    /// The next injected fault, with the error-body shape of the API being called.
+    fn next_fault_shaped(&self, error: fn(StatusCode, &[String]) -> Response) -> Option<Response> {
         let fault = self.inner.lock().unwrap().faults.pop_front()?;
         Some(match fault {
             Fault::RateLimited { retry_after_secs } => (
@@ -540,15 +573,15 @@ impl Shared {
                 axum::Json(json!({ "errorMessages": [{ "message": "Rate limit exceeded" }] })),
             )
                 .into_response(),
-            Fault::ServerError(code) => devinfo_error(
+            Fault::ServerError(code) => error(
                 StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                 &["Simulated server error".into()],
             ),
-            Fault::Status(code) => devinfo_error(
+            Fault::Status(code) => error(
                 StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                 &[format!("Simulated {code}")],
             ),
-            Fault::TooLarge => devinfo_error(
+            Fault::TooLarge => error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &["Data is too large. Submit fewer devinfo entities in each payload.".into()],
             ),
@@ -867,4 +900,183 @@ async fn oauth_token(
 
 async fn tenant_info(State(s): State<Arc<Shared>>) -> Response {
     axum::Json(json!({ "cloudId": s.cloud_id })).into_response()
+}
+
+/// Builds, deployments and flags answer errors as a bare array of messages (devinfo uses an object).
+fn array_error(status: StatusCode, messages: &[String]) -> Response {
+    let list: Vec<Value> = messages.iter().map(|m| json!({ "message": m })).collect();
+    (status, axum::Json(Value::Array(list))).into_response()
+}
+
+/// The issue keys of a build, deployment or flag: `issueKeys`, or `issueKeys`/`issueIdOrKeys` associations.
+fn entity_keys(e: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = e["issueKeys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|k| k.as_str().map(str::to_owned))
+        .collect();
+    for a in e["associations"].as_array().into_iter().flatten() {
+        if matches!(
+            a["associationType"].as_str(),
+            Some("issueKeys" | "issueIdOrKeys")
+        ) {
+            keys.extend(
+                a["values"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|k| k.as_str().map(str::to_owned)),
+            );
+        }
+    }
+    keys
+}
+
+/// What identifies each kind of entity, and how its updates are ordered.
+struct CicdApi {
+    name: &'static str,
+    route: &'static str,
+    list: &'static str,
+    sequence: &'static str,
+    key: fn(&Value) -> Value,
+}
+
+const BUILDS: CicdApi = CicdApi {
+    name: "builds",
+    route: "/rest/builds/0.1/bulk",
+    list: "builds",
+    sequence: "updateSequenceNumber",
+    key: |e| json!({ "pipelineId": e["pipelineId"], "buildNumber": e["buildNumber"] }),
+};
+const DEPLOYMENTS: CicdApi = CicdApi {
+    name: "deployments",
+    route: "/rest/deployments/0.1/bulk",
+    list: "deployments",
+    sequence: "updateSequenceNumber",
+    key: |e| {
+        json!({ "pipelineId": e["pipeline"]["id"], "environmentId": e["environment"]["id"],
+                "deploymentSequenceNumber": e["deploymentSequenceNumber"] })
+    },
+};
+const FLAGS: CicdApi = CicdApi {
+    name: "featureflags",
+    route: "/rest/featureflags/0.1/bulk",
+    list: "flags",
+    sequence: "updateSequenceId",
+    key: |e| e["id"].clone(),
+};
+
+async fn submit_builds(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    submit_cicd(&s, &BUILDS, &method, &uri, &headers, &body).await
+}
+
+async fn submit_deployments(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    submit_cicd(&s, &DEPLOYMENTS, &method, &uri, &headers, &body).await
+}
+
+async fn submit_flags(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    submit_cicd(&s, &FLAGS, &method, &uri, &headers, &body).await
+}
+
+async fn submit_cicd(
+    s: &Shared,
+    api: &CicdApi,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let resp = submit_cicd_inner(s, api, method, uri, headers, body).await;
+    s.record(
+        method,
+        uri,
+        resp.status(),
+        serde_json::from_slice(body).ok(),
+    );
+    resp
+}
+
+async fn submit_cicd_inner(
+    s: &Shared,
+    api: &CicdApi,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    if let Err(why) = s.authenticate(method, uri, headers) {
+        return array_error(StatusCode::UNAUTHORIZED, &[why]);
+    }
+    s.wait_if_held().await;
+    if let Some(fault) = s.next_fault_shaped(array_error) {
+        return fault;
+    }
+    if body.len() > s.config.max_body_bytes {
+        return array_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &["Data is too large.".into()],
+        );
+    }
+    let Ok(doc) = serde_json::from_slice::<Value>(body) else {
+        return array_error(StatusCode::BAD_REQUEST, &["body is not JSON".into()]);
+    };
+    if let Err(errors) = s.openapi.validate("POST", api.route, &doc) {
+        return array_error(StatusCode::BAD_REQUEST, &errors);
+    }
+    if doc["properties"]
+        .as_object()
+        .is_some_and(|p| p.len() > 5 || p.keys().any(|k| k.starts_with('_') || k.contains(':')))
+    {
+        return array_error(StatusCode::BAD_REQUEST, &["invalid properties".into()]);
+    }
+    let known = s.config.known_issue_keys.clone();
+    let mut accepted = Vec::new();
+    let mut unknown: Vec<String> = Vec::new();
+    let mut inner = s.inner.lock().unwrap();
+    for e in doc[api.list].as_array().into_iter().flatten() {
+        let key = (api.key)(e);
+        for k in entity_keys(e) {
+            if known.as_ref().is_some_and(|known| !known.contains(&k)) && !unknown.contains(&k) {
+                unknown.push(k);
+            }
+        }
+        let seq = e[api.sequence].as_i64().unwrap_or(0);
+        let slot = inner.cicd.entry((api.name, key.to_string())).or_default();
+        if seq > slot.seq {
+            *slot = Stored {
+                seq,
+                entity: e.clone(),
+            };
+        }
+        accepted.push(key);
+    }
+    let body = match api.name {
+        "builds" => {
+            json!({ "acceptedBuilds": accepted, "rejectedBuilds": [], "unknownIssueKeys": unknown })
+        }
+        "deployments" => {
+            json!({ "acceptedDeployments": accepted, "rejectedDeployments": [], "unknownIssueKeys": unknown, "unknownAssociations": [] })
+        }
+        _ => json!({ "acceptedFlags": accepted, "failedFlags": {}, "unknownIssueKeys": unknown }),
+    };
+    (StatusCode::ACCEPTED, axum::Json(body)).into_response()
 }
