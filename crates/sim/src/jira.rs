@@ -310,7 +310,9 @@ impl JiraSim {
             };
             if event == "uninstalled" {
                 // Jira deletes an app's data when it is uninstalled.
-                self.shared.inner.lock().unwrap().repos.clear();
+                let mut inner = self.shared.inner.lock().unwrap();
+                inner.repos.clear();
+                inner.cicd.clear();
             }
         }
         Ok(status)
