@@ -110,6 +110,8 @@ struct Shared {
     inner: Mutex<Inner>,
     /// How many of the next write requests to hold (to catch a client mid-request).
     holds_remaining: Mutex<usize>,
+    /// Added to every write before it is answered (latency injection).
+    latency: Mutex<std::time::Duration>,
     /// Bumped by `release_held`; held requests wait for it to change.
     release: watch::Sender<u64>,
     held: Notify,
@@ -160,6 +162,7 @@ impl JiraSim {
             }),
             holds_remaining: Mutex::new(0),
             release: watch::channel(0).0,
+            latency: Mutex::default(),
             held: Notify::new(),
             held_count: Mutex::new(0),
         });
@@ -326,6 +329,11 @@ impl JiraSim {
     /// The next `n` write requests wait, unprocessed, until [`JiraSim::release_held`].
     pub fn hold_next_writes(&self, n: usize) {
         *self.shared.holds_remaining.lock().unwrap() = n;
+    }
+
+    /// Every write waits this long before it is answered, like a slow Jira.
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        *self.shared.latency.lock().unwrap() = latency;
     }
 
     /// Lets every held request go on.
@@ -541,8 +549,16 @@ impl Shared {
         Ok(())
     }
 
-    /// Holds this request if asked to (see [`JiraSim::hold_next_writes`]).
+    /// Holds this request if asked to (see [`JiraSim::hold_next_writes`]), then applies the injected latency.
     async fn wait_if_held(&self) {
+        self.hold_if_asked().await;
+        let latency = *self.latency.lock().unwrap();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+    }
+
+    async fn hold_if_asked(&self) {
         let mut rx = self.release.subscribe();
         {
             let mut remaining = self.holds_remaining.lock().unwrap();

@@ -70,6 +70,32 @@ impl Store {
             .collect()
     }
 
+    /// Records issue keys Jira reported as unknown for a site.
+    pub async fn record_unknown_keys(&self, client_key: &str, keys: &[String], now_ms: i64) -> Result<(), StoreError> {
+        for key in keys {
+            sqlx::query(
+                "INSERT INTO jira_unknown_keys (client_key, issue_key, last_seen) VALUES ($1, $2, $3)
+                 ON CONFLICT (client_key, issue_key) DO UPDATE SET last_seen = excluded.last_seen",
+            )
+            .bind(client_key)
+            .bind(key)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Issue keys Jira did not know, per site, most recent first.
+    pub async fn unknown_keys(&self, client_key: &str) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT issue_key FROM jira_unknown_keys WHERE client_key = $1 ORDER BY last_seen DESC, issue_key",
+        )
+        .bind(client_key)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// No request goes to the site before `until_ms`. A later pause extends, an earlier one never shortens.
     pub async fn pause_site(
         &self,

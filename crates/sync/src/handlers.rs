@@ -194,6 +194,10 @@ impl Handlers {
                     }
                     if !result.unknown_issue_keys.is_empty() {
                         tracing::info!(keys = ?result.unknown_issue_keys, "issue keys unknown to Jira");
+                        let now = self.clock.now_ms();
+                        if let Err(e) = self.store.record_unknown_keys(client_key, &result.unknown_issue_keys, now).await {
+                            tracing::error!(error = %e, "could not record unknown issue keys");
+                        }
                     }
                 }
                 Err(JiraError::TooLarge) => match batching::split_devinfo(&request) {
