@@ -50,7 +50,10 @@ pub async fn status(store: &Store, now_ms: i64, as_json: bool) -> anyhow::Result
         let mut line = format!("  {}  ({})", i.base_url, i.client_key);
         let unknown = store.unknown_keys(&i.client_key).await?;
         if !unknown.is_empty() {
-            line.push_str(&format!("  issue keys Jira does not know: {}", unknown.join(", ")));
+            line.push_str(&format!(
+                "  issue keys Jira does not know: {}",
+                unknown.join(", ")
+            ));
         }
         if let Some(st) = state_of(&i.client_key) {
             if st.paused_until > now_ms {

@@ -295,6 +295,29 @@ async fn builds_deployments_and_flags_reach_the_issue() {
         provider_metadata: ProviderMetadata::ours(),
     };
     client.submit_feature_flags(&site, &flags).await.unwrap();
+    assert_eq!(jira.issue("CI-1").feature_flags.len(), 1);
+    // Delete by property removes what was stored with it, and only that.
+    client
+        .delete_by_properties(
+            &site,
+            gfj_jira_client::JiraApi::FeatureFlags,
+            &[("projectId", "project-8")],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(jira.issue("CI-1").feature_flags.len(), 1);
+    client
+        .delete_by_properties(
+            &site,
+            gfj_jira_client::JiraApi::FeatureFlags,
+            &[("projectId", "project-7")],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(jira.issue("CI-1").feature_flags.is_empty());
+    client.submit_feature_flags(&site, &flags).await.unwrap();
     let view = jira.issue("CI-1");
     assert_eq!(
         (
@@ -319,4 +342,38 @@ async fn builds_deployments_and_flags_reach_the_issue() {
     ));
     let last = jira.requests().pop().unwrap();
     assert_eq!(last.status, 503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_sites_read_a_users_groups() {
+    let app =
+        crate::helpers::TestApp::start(gfj_store::testing::TestDatabase::sqlite().await).await;
+    app.install().await;
+    app.jira.add_user("admin-1", &["jira-users", "site-admins"]);
+    let install = app
+        .store
+        .installation(app.jira.client_key())
+        .await
+        .unwrap()
+        .unwrap();
+    let site = gfj_sync::handlers::site_of(install);
+    let client = JiraClient::new(
+        gfj_jira_client::http_client(),
+        "gitlab-for-jira",
+        &app.jira.base_url,
+    );
+    assert_eq!(
+        client.user_groups(&site, "admin-1").await.unwrap(),
+        Some(vec!["jira-users".to_owned(), "site-admins".to_owned()])
+    );
+    assert_eq!(client.user_groups(&site, "nobody").await.unwrap(), None);
+    assert_eq!(
+        client
+            .user_groups(&oauth_site(&app.jira), "admin-1")
+            .await
+            .unwrap(),
+        None,
+        "no user API with OAuth credentials"
+    );
+    app.stop().await;
 }

@@ -335,22 +335,39 @@ async fn too_large_requests_are_split_until_they_fit_and_what_never_fits_is_reco
 }
 
 async fn keys_jira_does_not_know_are_recorded_and_slow_jira_is_waited_for(db: TestDatabase) {
-    let config = gfj_sim::jira::JiraSimConfig { known_issue_keys: Some(vec!["PROJ-7".into()]), ..Default::default() };
+    let config = gfj_sim::jira::JiraSimConfig {
+        known_issue_keys: Some(vec!["PROJ-7".into()]),
+        ..Default::default()
+    };
     let app = TestApp::start_custom(db, true, config).await;
     app.install().await;
     app.jira.set_latency(std::time::Duration::from_millis(300));
     let w = app.world(Plan::Free, 40, 1);
     app.link("acme", &w.token, HookMode::Auto).await.unwrap();
-    app.gitlab.push(w.projects[0], "main", &["PROJ-7 and TYPO-1 and PROJ-99"], w.user).await;
+    app.gitlab
+        .push(
+            w.projects[0],
+            "main",
+            &["PROJ-7 and TYPO-1 and PROJ-99"],
+            w.user,
+        )
+        .await;
     app.drained().await;
     assert_eq!(app.jira.issue("PROJ-7").commits.len(), 1);
     let ck = app.jira.client_key().to_owned();
     let mut unknown = app.store.unknown_keys(&ck).await.unwrap();
     unknown.sort();
     assert_eq!(unknown, ["PROJ-99", "TYPO-1"]);
-    let status = gitlab_for_jira::commands::status::status(&app.store, crate::helpers::now_ms(), false).await.unwrap();
+    let status =
+        gitlab_for_jira::commands::status::status(&app.store, crate::helpers::now_ms(), false)
+            .await
+            .unwrap();
     assert!(status.contains("issue keys Jira does not know"), "{status}");
-    assert_eq!(app.jira.requests().len(), 1, "a slow answer is not a failure: no retry");
+    assert_eq!(
+        app.jira.requests().len(),
+        1,
+        "a slow answer is not a failure: no retry"
+    );
     app.stop().await;
 }
 

@@ -468,6 +468,105 @@ impl JiraClient {
             .map(|_| ())
     }
 
+    /// `DELETE /rest/devinfo/0.10/repository/{id}`: the repository and everything in it (up to `seq` when
+    /// given).
+    pub async fn delete_repository(
+        &self,
+        site: &Site,
+        repository_id: &str,
+        seq: Option<i64>,
+    ) -> Result<(), JiraError> {
+        let q = seq
+            .map(|s| format!("?_updateSequenceId={s}"))
+            .unwrap_or_default();
+        let path = format!("/rest/devinfo/0.10/repository/{}{q}", encode(repository_id));
+        self.call::<()>(site, reqwest::Method::DELETE, &path, None)
+            .await
+            .map(|_| ())
+    }
+
+    /// `DELETE /rest/<api>/bulkByProperties`: everything of that API stored with all these properties.
+    pub async fn delete_by_properties(
+        &self,
+        site: &Site,
+        api: JiraApi,
+        properties: &[(&str, &str)],
+        seq: Option<i64>,
+    ) -> Result<(), JiraError> {
+        let mut query: Vec<String> = properties
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        if let Some(s) = seq {
+            query.push(format!("_updateSequenceId={s}"));
+        }
+        let path = format!("{}/bulkByProperties?{}", api.prefix(), query.join("&"));
+        self.call::<()>(site, reqwest::Method::DELETE, &path, None)
+            .await
+            .map(|_| ())
+    }
+
+    /// The JSM gating decision of a deployment: `allowed`, `prevented`, `awaiting` or `invalid`.
+    pub async fn gating_status(
+        &self,
+        site: &Site,
+        pipeline_id: &str,
+        environment_id: &str,
+        deployment_sequence_number: i64,
+    ) -> Result<String, JiraError> {
+        let path = format!(
+            "/rest/deployments/0.1/pipelines/{}/environments/{}/deployments/{deployment_sequence_number}/gating-status",
+            encode(pipeline_id),
+            encode(environment_id)
+        );
+        let v: serde_json::Value = self
+            .call::<()>(site, reqwest::Method::GET, &path, None)
+            .await?
+            .json()
+            .await
+            .map_err(|e| JiraError::Transport(format!("unreadable gating status: {e}")))?;
+        v["gatingStatus"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| JiraError::Transport("no gatingStatus in the answer".into()))
+    }
+
+    /// The groups of a Jira user (`GET /rest/api/3/user?accountId=…&expand=groups`), `None` when Jira does not
+    /// answer 200. Connect sites only: OAuth credentials carry no user API.
+    pub async fn user_groups(
+        &self,
+        site: &Site,
+        account_id: &str,
+    ) -> Result<Option<Vec<String>>, JiraError> {
+        if matches!(site.auth, SiteAuth::OAuth { .. }) {
+            return Ok(None);
+        }
+        let path = format!(
+            "/rest/api/3/user?accountId={}&expand=groups",
+            encode(account_id)
+        );
+        let resp = match self
+            .call::<()>(site, reqwest::Method::GET, &path, None)
+            .await
+        {
+            Ok(r) => r,
+            Err(JiraError::Other { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let v: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(|e| JiraError::Transport(format!("unreadable user: {e}")))?;
+        Ok(Some(
+            v["groups"]["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|g| g["name"].as_str().map(str::to_owned))
+                .collect(),
+        ))
+    }
+
     async fn bulk<B: serde::Serialize>(
         &self,
         site: &Site,
@@ -510,6 +609,32 @@ impl JiraClient {
     ) -> Result<BulkResult, JiraError> {
         self.bulk(site, "/rest/featureflags/0.1/bulk", body).await
     }
+}
+
+/// The four DevOps APIs, for calls that exist on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JiraApi {
+    Devinfo,
+    Builds,
+    Deployments,
+    FeatureFlags,
+}
+
+impl JiraApi {
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::Devinfo => "/rest/devinfo/0.10",
+            Self::Builds => "/rest/builds/0.1",
+            Self::Deployments => "/rest/deployments/0.1",
+            Self::FeatureFlags => "/rest/featureflags/0.1",
+        }
+    }
+}
+
+fn encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
 }
 
 /// Jira's answer to a builds, deployments or feature-flags bulk submission (202).

@@ -73,6 +73,8 @@ pub struct Recorded {
 struct Stored {
     seq: i64,
     entity: Value,
+    /// The `properties` of the request that stored it (for delete-by-property).
+    properties: Value,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -110,6 +112,10 @@ struct Shared {
     inner: Mutex<Inner>,
     /// How many of the next write requests to hold (to catch a client mid-request).
     holds_remaining: Mutex<usize>,
+    /// Jira users (account id → group names), for `GET /rest/api/3/user`.
+    users: Mutex<BTreeMap<String, Vec<String>>>,
+    /// Gating decisions set by tests, by (pipeline, environment, deployment number).
+    gating: Mutex<BTreeMap<(String, String, i64), String>>,
     /// Added to every write before it is answered (latency injection).
     latency: Mutex<std::time::Duration>,
     /// Bumped by `release_held`; held requests wait for it to change.
@@ -163,6 +169,8 @@ impl JiraSim {
             holds_remaining: Mutex::new(0),
             release: watch::channel(0).0,
             latency: Mutex::default(),
+            users: Mutex::default(),
+            gating: Mutex::default(),
             held: Notify::new(),
             held_count: Mutex::new(0),
         });
@@ -190,6 +198,17 @@ impl JiraSim {
                 "/jira/featureflags/0.1/cloud/{cloud}/bulk",
                 post(submit_flags),
             )
+            .route("/rest/{api}/{version}/bulkByProperties", axum::routing::delete(delete_by_properties))
+            .route("/jira/{api}/0.1/cloud/{cloud}/bulkByProperties", axum::routing::delete(delete_by_properties))
+            .route(
+                "/rest/deployments/0.1/pipelines/{pipeline}/environments/{environment}/deployments/{number}/gating-status",
+                get(gating_status),
+            )
+            .route(
+                "/jira/deployments/0.1/cloud/{cloud}/pipelines/{pipeline}/environments/{environment}/deployments/{number}/gating-status",
+                get(gating_status),
+            )
+            .route("/rest/api/3/user", get(user_info))
             .route("/oauth/token", post(oauth_token))
             .route("/_edge/tenant_info", get(tenant_info))
             .route(
@@ -329,6 +348,28 @@ impl JiraSim {
     /// The next `n` write requests wait, unprocessed, until [`JiraSim::release_held`].
     pub fn hold_next_writes(&self, n: usize) {
         *self.shared.holds_remaining.lock().unwrap() = n;
+    }
+
+    /// Adds a Jira user with these groups (`site-admins` makes a site admin).
+    pub fn add_user(&self, account_id: &str, groups: &[&str]) {
+        self.shared.users.lock().unwrap().insert(
+            account_id.to_owned(),
+            groups.iter().map(|g| g.to_string()).collect(),
+        );
+    }
+
+    /// Decides a gated deployment (`allowed`, `prevented`, `awaiting`, `invalid`), as JSM's change workflow would.
+    pub fn set_gating_status(
+        &self,
+        pipeline_id: &str,
+        environment_id: &str,
+        number: i64,
+        status: &str,
+    ) {
+        self.shared.gating.lock().unwrap().insert(
+            (pipeline_id.to_owned(), environment_id.to_owned(), number),
+            status.to_owned(),
+        );
     }
 
     /// Every write waits this long before it is answered, like a slow Jira.
@@ -701,6 +742,7 @@ async fn store_devinfo_inner(
                     *slot = Stored {
                         seq: eseq,
                         entity: e.clone(),
+                        properties: doc["properties"].clone(),
                     };
                 }
                 list_ids.push(Value::String(eid));
@@ -1083,6 +1125,7 @@ async fn submit_cicd_inner(
             *slot = Stored {
                 seq,
                 entity: e.clone(),
+                properties: doc["properties"].clone(),
             };
         }
         accepted.push(key);
@@ -1097,4 +1140,158 @@ async fn submit_cicd_inner(
         _ => json!({ "acceptedFlags": accepted, "failedFlags": {}, "unknownIssueKeys": unknown }),
     };
     (StatusCode::ACCEPTED, axum::Json(body)).into_response()
+}
+
+/// `DELETE /rest/<api>/<version>/bulkByProperties?<k>=<v>…[&_updateSequenceId=n]`: deletes what was stored
+/// with all these properties (and, with `_updateSequenceId`, no newer than it).
+async fn delete_by_properties(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(params): Path<std::collections::HashMap<String, String>>,
+) -> Response {
+    let api = params.get("api").cloned().unwrap_or_default();
+    let error: fn(StatusCode, &[String]) -> Response = if api == "devinfo" {
+        devinfo_error
+    } else {
+        array_error
+    };
+    let resp = (|| {
+        s.authenticate(&method, &uri, &headers)
+            .map_err(|why| error(StatusCode::UNAUTHORIZED, &[why]))?;
+        let mut wanted: BTreeMap<String, String> = BTreeMap::new();
+        let mut upto = None;
+        for (k, v) in url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
+            if k == "_updateSequenceId" {
+                upto = Some(v.parse::<i64>().map_err(|_| {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        &["_updateSequenceId must be a number".into()],
+                    )
+                })?);
+            } else if wanted.insert(k.to_string(), v.to_string()).is_some() {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    &[format!("property {k} given twice")],
+                ));
+            }
+        }
+        if wanted.is_empty() {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                &["at least one property is required".into()],
+            ));
+        }
+        let matches = |st: &Stored| {
+            wanted
+                .iter()
+                .all(|(k, v)| st.properties[k].as_str() == Some(v))
+                && upto.is_none_or(|u| st.seq <= u)
+        };
+        let mut inner = s.inner.lock().unwrap();
+        if api == "devinfo" {
+            for repo in inner.repos.values_mut() {
+                for list in repo.entities.values_mut() {
+                    list.retain(|_, st| !matches(st));
+                }
+            }
+        } else {
+            inner
+                .cicd
+                .retain(|(a, _), st| *a != api.as_str() || !matches(st));
+        }
+        Ok(StatusCode::ACCEPTED.into_response())
+    })()
+    .unwrap_or_else(|r| r);
+    s.record(&method, &uri, resp.status(), None);
+    resp
+}
+
+/// `GET …/deployments/{n}/gating-status`: `awaiting` for a deployment submitted with
+/// `initiate_deployment_gating` until a test decides it, `invalid` for one that asked for no gating.
+async fn gating_status(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(params): Path<std::collections::HashMap<String, String>>,
+) -> Response {
+    if let Err(why) = s.authenticate(&method, &uri, &headers) {
+        return array_error(StatusCode::UNAUTHORIZED, &[why]);
+    }
+    let p = |k: &str| params.get(k).cloned().unwrap_or_default();
+    let (pipeline, environment) = (p("pipeline"), p("environment"));
+    let Ok(number) = p("number").parse::<i64>() else {
+        return array_error(
+            StatusCode::BAD_REQUEST,
+            &["deploymentSequenceNumber must be a number".into()],
+        );
+    };
+    let key = json!({ "pipelineId": pipeline, "environmentId": environment, "deploymentSequenceNumber": number }).to_string();
+    let inner = s.inner.lock().unwrap();
+    let Some(stored) = inner.cicd.get(&("deployments", key)) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let gated = stored.entity["commands"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["command"] == "initiate_deployment_gating");
+    let decided = s
+        .gating
+        .lock()
+        .unwrap()
+        .get(&(pipeline.clone(), environment.clone(), number))
+        .cloned();
+    let status = decided.unwrap_or_else(|| {
+        if gated {
+            "awaiting".into()
+        } else {
+            "invalid".into()
+        }
+    });
+    axum::Json(json!({
+        "deploymentSequenceNumber": number,
+        "pipelineId": pipeline,
+        "environmentId": environment,
+        "updatedTimestamp": "2026-11-27T10:00:00.000+00:00",
+        "gatingStatus": status,
+        "details": []
+    }))
+    .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct UserQuery {
+    #[serde(rename = "accountId")]
+    account_id: String,
+}
+
+/// `GET /rest/api/3/user?accountId=…&expand=groups`, for Connect apps.
+async fn user_info(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<UserQuery>,
+) -> Response {
+    if let Err(why) = s.authenticate(&method, &uri, &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({ "errorMessages": [why] })),
+        )
+            .into_response();
+    }
+    let users = s.users.lock().unwrap();
+    let Some(groups) = users.get(&q.account_id) else {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({ "errorMessages": ["User not found"] })),
+        )
+            .into_response();
+    };
+    let items: Vec<Value> = groups.iter().map(|g| json!({ "name": g })).collect();
+    axum::Json(json!({ "accountId": q.account_id, "displayName": q.account_id, "groups": { "size": items.len(), "items": items } }))
+        .into_response()
 }

@@ -128,7 +128,12 @@ impl Store {
         .bind(client_key)
         .execute(&mut *tx)
         .await?;
-        for table in ["subscriptions", "site_state", "jira_rejections", "jira_unknown_keys"] {
+        for table in [
+            "subscriptions",
+            "site_state",
+            "jira_rejections",
+            "jira_unknown_keys",
+        ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE client_key = $1"))
                 .bind(client_key)
                 .execute(&mut *tx)

@@ -71,7 +71,12 @@ impl Store {
     }
 
     /// Records issue keys Jira reported as unknown for a site.
-    pub async fn record_unknown_keys(&self, client_key: &str, keys: &[String], now_ms: i64) -> Result<(), StoreError> {
+    pub async fn record_unknown_keys(
+        &self,
+        client_key: &str,
+        keys: &[String],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         for key in keys {
             sqlx::query(
                 "INSERT INTO jira_unknown_keys (client_key, issue_key, last_seen) VALUES ($1, $2, $3)

@@ -195,7 +195,11 @@ impl Handlers {
                     if !result.unknown_issue_keys.is_empty() {
                         tracing::info!(keys = ?result.unknown_issue_keys, "issue keys unknown to Jira");
                         let now = self.clock.now_ms();
-                        if let Err(e) = self.store.record_unknown_keys(client_key, &result.unknown_issue_keys, now).await {
+                        if let Err(e) = self
+                            .store
+                            .record_unknown_keys(client_key, &result.unknown_issue_keys, now)
+                            .await
+                        {
                             tracing::error!(error = %e, "could not record unknown issue keys");
                         }
                     }
