@@ -377,3 +377,86 @@ async fn connect_sites_read_a_users_groups() {
     );
     app.stop().await;
 }
+
+/// Jira's 413 at 1 MB (the simulator's default): 400 commits with long messages are over it, so the packed
+/// request is split until each part fits, and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_413_at_one_megabyte_is_resolved_by_splitting() {
+    let app =
+        crate::helpers::TestApp::start(gfj_store::testing::TestDatabase::sqlite().await).await;
+    let (client_id, client_secret) = app.jira.oauth_credentials();
+    gitlab_for_jira::commands::sites::add_oauth(
+        &app.settings,
+        &app.store,
+        &app.jira.base_url,
+        &client_id,
+        &client_secret,
+        1,
+    )
+    .await
+    .unwrap();
+    let install = app.store.installations().await.unwrap().remove(0);
+    let client_key = install.client_key.clone();
+    let site = gfj_sync::handlers::site_of(install);
+    let clock: std::sync::Arc<dyn gfj_store::Clock> = std::sync::Arc::new(gfj_store::SystemClock);
+    let handlers = gitlab_for_jira::commands::serve::handlers(&app.settings, &app.store, clock);
+    let commits: Vec<Commit> = (0..800)
+        .map(|n| Commit {
+            id: format!("{n:040x}"),
+            issue_keys: vec!["MB-1".into()],
+            update_sequence_id: 1,
+            display_id: format!("{n:08x}"),
+            message: format!("MB-1 {}", "m".repeat(1_000)),
+            author: Author {
+                name: "Ada".into(),
+                email: None,
+            },
+            file_count: 1,
+            // Long (but valid) URLs make 400 commits weigh over 1 MB.
+            url: format!(
+                "https://gitlab.example/{}/-/commit/{n:040x}",
+                "g".repeat(1_800)
+            ),
+            author_timestamp: "2026-11-27T10:00:00Z".into(),
+        })
+        .collect();
+    let request = DevinfoRequest {
+        repositories: vec![Repository {
+            id: "7".into(),
+            name: "api".into(),
+            url: "https://gitlab.example/g/api".into(),
+            update_sequence_id: 1,
+            avatar: None,
+            commits,
+            branches: vec![],
+        }],
+        prevent_transitions: false,
+        operation_type: OperationType::Normal,
+        properties: Default::default(),
+        provider_metadata: ProviderMetadata::ours(),
+    };
+    let size = serde_json::to_vec(&request).unwrap().len();
+    assert!(
+        size / 2 > 1024 * 1024,
+        "each packed half ({}) is over 1 MB",
+        size / 2
+    );
+    handlers
+        .store_devinfo(&client_key, &site, request)
+        .await
+        .unwrap();
+    assert_eq!(app.jira.issue("MB-1").commits.len(), 800, "nothing lost");
+    let statuses: Vec<u16> = app.jira.requests().iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 413).count(),
+        2,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 202).count(),
+        4,
+        "{statuses:?}"
+    );
+    assert!(app.store.rejections().await.unwrap().is_empty());
+    app.stop().await;
+}

@@ -171,7 +171,7 @@ impl Handlers {
     /// Sends development information in as few requests as Jira's limits allow. A request Jira finds too
     /// large (413) is split in halves and resent, down to single entities; an entity that alone is still
     /// too large, and every entity Jira refuses in a 202, is recorded with Jira's reason.
-    async fn store_devinfo(
+    pub async fn store_devinfo(
         &self,
         client_key: &str,
         site: &Site,
