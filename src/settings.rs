@@ -26,6 +26,8 @@ pub struct Settings {
     pub jira_site_concurrency: usize,
     /// Requests per second to one Jira site, from this process; 0 for no limit but Jira's own 429s.
     pub jira_site_rate: u32,
+    /// Builds, deployments or feature flags per request.
+    pub jira_batch_size: usize,
 }
 
 impl std::fmt::Debug for Settings {
@@ -51,7 +53,7 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-pub const NAMES: [&str; 15] = [
+pub const NAMES: [&str; 16] = [
     "GFJ_LISTEN",
     "GFJ_BASE_URL",
     "GFJ_DATABASE_URL",
@@ -67,6 +69,7 @@ pub const NAMES: [&str; 15] = [
     "GFJ_JOB_LEASE_SECS",
     "GFJ_JIRA_SITE_CONCURRENCY",
     "GFJ_JIRA_SITE_RATE",
+    "GFJ_JIRA_BATCH_SIZE",
 ];
 
 fn scalar(v: &toml::Value) -> Option<String> {
@@ -169,6 +172,7 @@ impl Settings {
             job_lease_secs: number("GFJ_JOB_LEASE_SECS", 120, 1, 86_400)?,
             jira_site_concurrency: number("GFJ_JIRA_SITE_CONCURRENCY", 8, 1, 1024)? as usize,
             jira_site_rate: number("GFJ_JIRA_SITE_RATE", 0, 0, 100_000)? as u32,
+            jira_batch_size: number("GFJ_JIRA_BATCH_SIZE", 100, 1, 1000)? as usize,
             listen: get("GFJ_LISTEN", "127.0.0.1:8080"),
             base_url,
             database_url: get("GFJ_DATABASE_URL", "sqlite://gitlab-for-jira.db"),

@@ -117,6 +117,7 @@ pub fn handlers(settings: &Settings, store: &Store, clock: Arc<dyn Clock>) -> Ha
         gitlab_urls: settings.gitlab_urls.clone(),
         jira_urls: settings.jira_urls.clone(),
         clock,
+        cicd_batch_size: settings.jira_batch_size,
     }
 }
 

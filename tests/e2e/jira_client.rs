@@ -460,3 +460,72 @@ async fn a_413_at_one_megabyte_is_resolved_by_splitting() {
     assert!(app.store.rejections().await.unwrap().is_empty());
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_go_in_batches_of_the_configured_size_and_unknown_keys_are_recorded() {
+    use gfj_core::jira::Build;
+    let config = JiraSimConfig {
+        known_issue_keys: Some(vec!["CI-1".into()]),
+        ..Default::default()
+    };
+    let app = crate::helpers::TestApp::start_custom(
+        gfj_store::testing::TestDatabase::sqlite().await,
+        true,
+        config,
+    )
+    .await;
+    let (client_id, client_secret) = app.jira.oauth_credentials();
+    gitlab_for_jira::commands::sites::add_oauth(
+        &app.settings,
+        &app.store,
+        &app.jira.base_url,
+        &client_id,
+        &client_secret,
+        1,
+    )
+    .await
+    .unwrap();
+    let install = app.store.installations().await.unwrap().remove(0);
+    let client_key = install.client_key.clone();
+    let site = gfj_sync::handlers::site_of(install);
+    let clock: std::sync::Arc<dyn gfj_store::Clock> = std::sync::Arc::new(gfj_store::SystemClock);
+    let handlers = gitlab_for_jira::commands::serve::handlers(&app.settings, &app.store, clock);
+    assert_eq!(handlers.cicd_batch_size, 100);
+    let builds: Vec<Build> = (0..250)
+        .map(|n| Build {
+            schema_version: "1.0".into(),
+            pipeline_id: "7-main".into(),
+            build_number: n,
+            update_sequence_number: 1,
+            display_name: "main".into(),
+            url: format!("https://gitlab.example/g/p/-/pipelines/{n}"),
+            state: "successful".into(),
+            last_updated: "2026-11-27T10:00:00Z".into(),
+            issue_keys: if n == 7 {
+                vec!["CI-1".into(), "NOPE-1".into()]
+            } else {
+                vec!["CI-1".into()]
+            },
+            label: None,
+            test_info: None,
+            references: vec![],
+        })
+        .collect();
+    handlers
+        .send_builds(&client_key, &site, builds)
+        .await
+        .unwrap();
+    let sizes: Vec<usize> = app
+        .jira
+        .requests()
+        .iter()
+        .map(|r| r.body.as_ref().unwrap()["builds"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [100, 100, 50]);
+    assert_eq!(app.jira.issue("CI-1").builds.len(), 250);
+    assert_eq!(
+        app.store.unknown_keys(&client_key).await.unwrap(),
+        ["NOPE-1"]
+    );
+    app.stop().await;
+}

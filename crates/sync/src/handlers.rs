@@ -2,7 +2,10 @@
 
 use gfj_core::batching;
 use gfj_core::gitlab::{EventKind, PushEvent};
-use gfj_core::jira::DevinfoRequest;
+use gfj_core::jira::{
+    Build, BuildsRequest, Deployment, DeploymentsRequest, DevinfoRequest, FeatureFlag,
+    FeatureFlagsRequest, ProviderMetadata,
+};
 use gfj_core::jobs::GitlabEvent;
 use gfj_core::mapping::{self, PushAction};
 use gfj_core::url_pattern::UrlAllowList;
@@ -24,6 +27,8 @@ pub struct Handlers {
     pub gitlab_urls: UrlAllowList,
     pub jira_urls: UrlAllowList,
     pub clock: std::sync::Arc<dyn Clock>,
+    /// Builds, deployments or flags per request (`GFJ_JIRA_BATCH_SIZE`).
+    pub cicd_batch_size: usize,
 }
 
 /// How long a job waits when Jira refuses our credentials, so a broken site is not retried hot.
@@ -226,6 +231,88 @@ impl Handlers {
             }
         }
         Ok(())
+    }
+
+    /// Sends builds in requests of `cicd_batch_size`, in order, recording what Jira refuses or does not know.
+    pub async fn send_builds(
+        &self,
+        client_key: &str,
+        site: &Site,
+        builds: Vec<Build>,
+    ) -> Result<(), JiraError> {
+        for chunk in builds.chunks(self.cicd_batch_size.max(1)) {
+            let body = BuildsRequest {
+                properties: Default::default(),
+                builds: chunk.to_vec(),
+                provider_metadata: ProviderMetadata::ours(),
+            };
+            let result = self.jira.submit_builds(site, &body).await?;
+            self.record_bulk_result(client_key, "build", &result).await;
+        }
+        Ok(())
+    }
+
+    /// Sends deployments in requests of `cicd_batch_size`, in order.
+    pub async fn send_deployments(
+        &self,
+        client_key: &str,
+        site: &Site,
+        deployments: Vec<Deployment>,
+    ) -> Result<(), JiraError> {
+        for chunk in deployments.chunks(self.cicd_batch_size.max(1)) {
+            let body = DeploymentsRequest {
+                properties: Default::default(),
+                deployments: chunk.to_vec(),
+                provider_metadata: ProviderMetadata::ours(),
+            };
+            let result = self.jira.submit_deployments(site, &body).await?;
+            self.record_bulk_result(client_key, "deployment", &result)
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Sends feature flags in requests of `cicd_batch_size`, in order, with the `properties` given (GitLab
+    /// sends `projectId`, which later allows deleting a project's flags at once).
+    pub async fn send_feature_flags(
+        &self,
+        client_key: &str,
+        site: &Site,
+        properties: std::collections::BTreeMap<String, String>,
+        flags: Vec<FeatureFlag>,
+    ) -> Result<(), JiraError> {
+        for chunk in flags.chunks(self.cicd_batch_size.max(1)) {
+            let body = FeatureFlagsRequest {
+                properties: properties.clone(),
+                flags: chunk.to_vec(),
+                provider_metadata: ProviderMetadata::ours(),
+            };
+            let result = self.jira.submit_feature_flags(site, &body).await?;
+            self.record_bulk_result(client_key, "feature_flag", &result)
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn record_bulk_result(
+        &self,
+        client_key: &str,
+        entity_type: &str,
+        result: &gfj_jira_client::BulkResult,
+    ) {
+        for (key, reason) in result.rejected() {
+            self.reject(client_key, "", entity_type, &key, &reason)
+                .await;
+        }
+        let unknown = result.unknown_issue_keys();
+        if !unknown.is_empty()
+            && let Err(e) = self
+                .store
+                .record_unknown_keys(client_key, &unknown, self.clock.now_ms())
+                .await
+        {
+            tracing::error!(error = %e, "could not record unknown issue keys");
+        }
     }
 
     async fn reject(
