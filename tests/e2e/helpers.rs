@@ -95,6 +95,14 @@ impl TestApp {
         }
     }
 
+    /// Installed in Jira, with a Maintainer's Free group of `projects` projects linked to it.
+    pub async fn linked_world(&self, projects: usize) -> World {
+        self.install().await;
+        let w = self.world(Plan::Free, 40, projects);
+        self.link("acme", &w.token, HookMode::Auto).await.unwrap();
+        w
+    }
+
     pub async fn install(&self) {
         assert_eq!(self.jira.install(&self.base_url).await.unwrap(), 204);
     }

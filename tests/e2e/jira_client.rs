@@ -384,22 +384,7 @@ async fn connect_sites_read_a_users_groups() {
 async fn a_413_at_one_megabyte_is_resolved_by_splitting() {
     let app =
         crate::helpers::TestApp::start(gfj_store::testing::TestDatabase::sqlite().await).await;
-    let (client_id, client_secret) = app.jira.oauth_credentials();
-    gitlab_for_jira::commands::sites::add_oauth(
-        &app.settings,
-        &app.store,
-        &app.jira.base_url,
-        &client_id,
-        &client_secret,
-        1,
-    )
-    .await
-    .unwrap();
-    let install = app.store.installations().await.unwrap().remove(0);
-    let client_key = install.client_key.clone();
-    let site = gfj_sync::handlers::site_of(install);
-    let clock: std::sync::Arc<dyn gfj_store::Clock> = std::sync::Arc::new(gfj_store::SystemClock);
-    let handlers = gitlab_for_jira::commands::serve::handlers(&app.settings, &app.store, clock);
+    let (client_key, site, handlers) = oauth_handlers(&app).await;
     let commits: Vec<Commit> = (0..800)
         .map(|n| Commit {
             id: format!("{n:040x}"),
@@ -474,22 +459,7 @@ async fn builds_go_in_batches_of_the_configured_size_and_unknown_keys_are_record
         config,
     )
     .await;
-    let (client_id, client_secret) = app.jira.oauth_credentials();
-    gitlab_for_jira::commands::sites::add_oauth(
-        &app.settings,
-        &app.store,
-        &app.jira.base_url,
-        &client_id,
-        &client_secret,
-        1,
-    )
-    .await
-    .unwrap();
-    let install = app.store.installations().await.unwrap().remove(0);
-    let client_key = install.client_key.clone();
-    let site = gfj_sync::handlers::site_of(install);
-    let clock: std::sync::Arc<dyn gfj_store::Clock> = std::sync::Arc::new(gfj_store::SystemClock);
-    let handlers = gitlab_for_jira::commands::serve::handlers(&app.settings, &app.store, clock);
+    let (client_key, site, handlers) = oauth_handlers(&app).await;
     assert_eq!(handlers.cicd_batch_size, 100);
     let builds: Vec<Build> = (0..250)
         .map(|n| Build {
@@ -528,4 +498,26 @@ async fn builds_go_in_batches_of_the_configured_size_and_unknown_keys_are_record
         ["NOPE-1"]
     );
     app.stop().await;
+}
+
+/// The app's queue handlers, with the simulator registered as an OAuth-credentials site.
+async fn oauth_handlers(
+    app: &crate::helpers::TestApp,
+) -> (String, Site, gfj_sync::handlers::Handlers) {
+    let (client_id, client_secret) = app.jira.oauth_credentials();
+    gitlab_for_jira::commands::sites::add_oauth(
+        &app.settings,
+        &app.store,
+        &app.jira.base_url,
+        &client_id,
+        &client_secret,
+        1,
+    )
+    .await
+    .unwrap();
+    let install = app.store.installations().await.unwrap().remove(0);
+    let client_key = install.client_key.clone();
+    let clock: std::sync::Arc<dyn gfj_store::Clock> = std::sync::Arc::new(gfj_store::SystemClock);
+    let handlers = gitlab_for_jira::commands::serve::handlers(&app.settings, &app.store, clock);
+    (client_key, gfj_sync::handlers::site_of(install), handlers)
 }

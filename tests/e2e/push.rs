@@ -25,9 +25,7 @@ fn ids(list: &[Value], field: &str) -> Vec<String> {
 
 async fn push_reaches_the_development_panel(db: TestDatabase) {
     let app = TestApp::start(db).await;
-    app.install().await;
-    let w = app.world(Plan::Free, 40, 1);
-    app.link("acme", &w.token, HookMode::Auto).await.unwrap();
+    let w = app.linked_world(1).await;
     let shas = app
         .gitlab
         .push(
@@ -92,9 +90,7 @@ async fn push_reaches_the_development_panel(db: TestDatabase) {
 
 async fn new_branch_without_commits_fetches_its_tip_from_gitlab(db: TestDatabase) {
     let app = TestApp::start(db).await;
-    app.install().await;
-    let w = app.world(Plan::Free, 40, 1);
-    app.link("acme", &w.token, HookMode::Auto).await.unwrap();
+    let w = app.linked_world(1).await;
     app.gitlab
         .push(w.projects[0], "PROJ-9-empty", &[], w.user)
         .await;
@@ -150,9 +146,7 @@ async fn webhooks_need_the_subscriptions_token_and_are_queued_once(db: TestDatab
 
 async fn jira_rate_limits_and_outages_delay_but_lose_nothing(db: TestDatabase) {
     let app = TestApp::start(db).await;
-    app.install().await;
-    let w = app.world(Plan::Free, 40, 1);
-    app.link("acme", &w.token, HookMode::Auto).await.unwrap();
+    let w = app.linked_world(1).await;
     app.jira.inject([
         Fault::RateLimited {
             retry_after_secs: 1,
@@ -172,9 +166,7 @@ async fn jira_rate_limits_and_outages_delay_but_lose_nothing(db: TestDatabase) {
 
 async fn after_a_429_no_worker_calls_the_site_until_retry_after_has_passed(db: TestDatabase) {
     let app = TestApp::start_with(db, false).await;
-    app.install().await;
-    let w = app.world(Plan::Free, 40, 3);
-    app.link("acme", &w.token, HookMode::Auto).await.unwrap();
+    let w = app.linked_world(3).await;
     for (n, p) in w.projects.iter().enumerate() {
         app.gitlab
             .push(*p, "main", &[&format!("RL-{n} work")], w.user)
@@ -247,9 +239,7 @@ async fn after_a_429_no_worker_calls_the_site_until_retry_after_has_passed(db: T
 
 async fn rejected_credentials_flag_the_site_instead_of_retrying_hot(db: TestDatabase) {
     let app = TestApp::start(db).await;
-    app.install().await;
-    let w = app.world(Plan::Free, 40, 1);
-    app.link("acme", &w.token, HookMode::Auto).await.unwrap();
+    let w = app.linked_world(1).await;
     app.jira.inject([Fault::Status(401)]);
     app.gitlab
         .push(w.projects[0], "main", &["AUTH-1 work"], w.user)
@@ -291,9 +281,7 @@ async fn too_large_requests_are_split_until_they_fit_and_what_never_fits_is_reco
         ..Default::default()
     };
     let app = TestApp::start_custom(db, true, config).await;
-    app.install().await;
-    let w = app.world(Plan::Free, 40, 1);
-    app.link("acme", &w.token, HookMode::Auto).await.unwrap();
+    let w = app.linked_world(1).await;
     let long = format!("BIG-1 {}", "x".repeat(1_500));
     let mut messages: Vec<&str> = vec![&long];
     let short: Vec<String> = (0..6).map(|n| format!("BIG-1 part {n}")).collect();
@@ -373,9 +361,7 @@ async fn keys_jira_does_not_know_are_recorded_and_slow_jira_is_waited_for(db: Te
 
 async fn a_worker_killed_mid_job_is_replaced_and_the_job_completes_once(db: TestDatabase) {
     let app = TestApp::start_with(db, false).await;
-    app.install().await;
-    let w = app.world(Plan::Free, 40, 1);
-    app.link("acme", &w.token, HookMode::Auto).await.unwrap();
+    let w = app.linked_world(1).await;
     app.gitlab
         .push(w.projects[0], "feature/PROJ-3", &["PROJ-3 first"], w.user)
         .await;
