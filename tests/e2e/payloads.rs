@@ -90,7 +90,8 @@ fn every_mapped_push_is_valid_devinfo() {
     let mut stored = 0;
     runner
         .run(&push(), |p| {
-            if let Ok(PushAction::Store(request)) = map_push(&p, 1_700_000_000_000_000, None) {
+            if let Ok(PushAction::Store { request, .. }) = map_push(&p, 1_700_000_000_000_000, None)
+            {
                 let body = serde_json::to_value(&request).unwrap();
                 let errors = api
                     .validate("POST", "/rest/devinfo/0.10/bulk", &body)
@@ -105,7 +106,7 @@ fn every_mapped_push_is_valid_devinfo() {
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(50));
     for _ in 0..50 {
         let p = push().new_tree(&mut runner).unwrap().current();
-        if matches!(map_push(&p, 1, None), Ok(PushAction::Store(_))) {
+        if matches!(map_push(&p, 1, None), Ok(PushAction::Store { .. })) {
             stored += 1;
         }
     }

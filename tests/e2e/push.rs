@@ -359,6 +359,37 @@ async fn keys_jira_does_not_know_are_recorded_and_slow_jira_is_waited_for(db: Te
     app.stop().await;
 }
 
+async fn keys_beyond_jiras_limit_are_sent_up_to_the_limit_and_recorded(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    let w = app.linked_world(1).await;
+    let many: String = (1..=510).map(|n| format!("K{n}-1 ")).collect();
+    let shas = app
+        .gitlab
+        .push(w.projects[0], "main", &[&many], w.user)
+        .await;
+    app.drained().await;
+    assert_eq!(app.jira.issue("K1-1").commits.len(), 1);
+    assert!(
+        app.jira.issue("K510-1").commits.is_empty(),
+        "the 510th key is beyond the limit"
+    );
+    let rejected = app.store.rejections().await.unwrap();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(
+        (
+            rejected[0].entity_type.as_str(),
+            rejected[0].entity_id.as_str()
+        ),
+        ("commit", shas[0].as_str())
+    );
+    assert!(
+        rejected[0].reason.starts_with("10 issue keys beyond"),
+        "{}",
+        rejected[0].reason
+    );
+    app.stop().await;
+}
+
 async fn a_worker_killed_mid_job_is_replaced_and_the_job_completes_once(db: TestDatabase) {
     let app = TestApp::start_with(db, false).await;
     let w = app.linked_world(1).await;
@@ -431,4 +462,5 @@ test_on_both_databases!(
     rejected_credentials_flag_the_site_instead_of_retrying_hot,
     too_large_requests_are_split_until_they_fit_and_what_never_fits_is_recorded,
     keys_jira_does_not_know_are_recorded_and_slow_jira_is_waited_for,
+    keys_beyond_jiras_limit_are_sent_up_to_the_limit_and_recorded,
 );

@@ -12,8 +12,8 @@ pub const MAX_KEYS_PER_ENTITY: usize = 500;
 static KEY: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?-u:\b)([A-Z][A-Z_0-9]+-[0-9]+)").expect("static regex"));
 
-/// The issue keys in `texts`, in order of first appearance, without duplicates, at most
-/// [`MAX_KEYS_PER_ENTITY`]. The texts are scanned as if joined by a space, as GitLab does.
+/// The issue keys in `texts`, in order of first appearance, without duplicates. The texts are scanned as if
+/// joined by a space, as GitLab does. Apply [`cap`] before sending them on one entity.
 pub fn extract<'a>(texts: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     let mut keys: Vec<String> = Vec::new();
     for text in texts {
@@ -25,9 +25,6 @@ pub fn extract<'a>(texts: impl IntoIterator<Item = &'a str>) -> Vec<String> {
                 .is_some_and(|(p, n)| p.len() > 255 || n.len() > 255)
             {
                 continue;
-            }
-            if keys.len() == MAX_KEYS_PER_ENTITY {
-                return keys;
             }
             if !keys.iter().any(|k| k == key) {
                 keys.push(key.to_owned());
@@ -42,12 +39,17 @@ pub fn mentions_key<'a>(texts: impl IntoIterator<Item = &'a str>) -> bool {
     texts.into_iter().any(|t| KEY.is_match(t))
 }
 
-/// Appends `extra` keys that are not in `keys` yet, keeping the per-entity cap.
+/// Keeps the first [`MAX_KEYS_PER_ENTITY`] keys, which is all Jira takes on one entity, and says how many
+/// were dropped so that the caller can record it.
+pub fn cap(mut keys: Vec<String>) -> (Vec<String>, usize) {
+    let dropped = keys.len().saturating_sub(MAX_KEYS_PER_ENTITY);
+    keys.truncate(MAX_KEYS_PER_ENTITY);
+    (keys, dropped)
+}
+
+/// Appends `extra` keys that are not in `keys` yet.
 pub fn merge(keys: &mut Vec<String>, extra: &[String]) {
     for k in extra {
-        if keys.len() == MAX_KEYS_PER_ENTITY {
-            break;
-        }
         if !keys.contains(k) {
             keys.push(k.clone());
         }
@@ -106,11 +108,11 @@ mod tests {
     fn capped_at_jira_limit() {
         let text: String = (1..=600).map(|n| format!("AB-{n} ")).collect();
         let keys = extract([text.as_str()]);
-        assert_eq!(keys.len(), MAX_KEYS_PER_ENTITY);
-        assert_eq!(keys[499], "AB-500");
-        let mut merged = keys.clone();
-        merge(&mut merged, &["ZZ-1".to_owned()]);
-        assert_eq!(merged.len(), MAX_KEYS_PER_ENTITY);
+        assert_eq!(keys.len(), 600, "extraction finds them all");
+        let (kept, dropped) = cap(keys);
+        assert_eq!((kept.len(), dropped), (MAX_KEYS_PER_ENTITY, 100));
+        assert_eq!(kept[499], "AB-500");
+        assert_eq!(cap(vec!["A-1".into()]), (vec!["A-1".to_owned()], 0));
     }
 
     proptest::proptest! {

@@ -25,8 +25,49 @@ pub enum PushAction {
         repository_id: String,
         branch_id: String,
     },
-    /// Store these commits and branches.
-    Store(DevinfoRequest),
+    /// Store these commits and branches. `dropped_keys` lists entities that mention more issue keys than
+    /// Jira takes on one entity; only the first 500 are sent, and the caller records the rest.
+    Store {
+        request: DevinfoRequest,
+        dropped_keys: Vec<DroppedKeys>,
+    },
+}
+
+/// Issue keys beyond Jira's per-entity limit that one entity could not carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DroppedKeys {
+    /// `commit` or `branch`.
+    pub entity_type: &'static str,
+    pub entity_id: String,
+    pub dropped: usize,
+}
+
+/// Caps each entity's keys at Jira's limit, remembering what was dropped.
+#[derive(Default)]
+struct KeyCaps(Vec<DroppedKeys>);
+
+impl KeyCaps {
+    fn cap(
+        &mut self,
+        entity_type: &'static str,
+        entity_id: &str,
+        keys: Vec<String>,
+    ) -> Vec<String> {
+        let (kept, dropped) = issue_keys::cap(keys);
+        if dropped > 0
+            && !self
+                .0
+                .iter()
+                .any(|d| d.entity_type == entity_type && d.entity_id == entity_id)
+        {
+            self.0.push(DroppedKeys {
+                entity_type,
+                entity_id: entity_id.to_owned(),
+                dropped,
+            });
+        }
+        kept
+    }
 }
 
 /// The branch tip is not among the pushed commits (e.g. a new branch with no new commits); fetch this
@@ -53,6 +94,7 @@ pub fn map_push(
         });
     }
     let branch_keys = issue_keys::extract([branch]);
+    let mut caps = KeyCaps::default();
     let mut commits = Vec::new();
     let mut keys_from_commits = Vec::new();
     for c in &push.commits {
@@ -60,6 +102,7 @@ pub fn map_push(
         issue_keys::merge(&mut keys_from_commits, &keys);
         issue_keys::merge(&mut keys, &branch_keys);
         if !keys.is_empty() {
+            let keys = caps.cap("commit", &c.id, keys);
             commits.push(commit(c, keys, seq));
         }
     }
@@ -84,8 +127,11 @@ pub fn map_push(
         };
         let mut tip_keys = issue_keys::extract([tip.message.as_str()]);
         issue_keys::merge(&mut tip_keys, &keys);
+        let tip_keys = caps.cap("commit", &tip.id, tip_keys);
+        let id = branch_id(branch);
+        let keys = caps.cap("branch", &id, keys);
         branches.push(jira::Branch {
-            id: branch_id(branch),
+            id,
             issue_keys: keys,
             update_sequence_id: seq,
             name: jira::cap(branch, jira::MAX_BRANCH_NAME_CHARS),
@@ -108,10 +154,13 @@ pub fn map_push(
     }
     // Pushes carry at most 20 commits, far below Jira's 400 per type; keep the invariant anyway.
     commits.truncate(jira::MAX_PER_TYPE_PER_REPOSITORY);
-    Ok(PushAction::Store(devinfo(
-        repository(&push.project, seq, commits, branches),
-        OperationType::Normal,
-    )))
+    Ok(PushAction::Store {
+        request: devinfo(
+            repository(&push.project, seq, commits, branches),
+            OperationType::Normal,
+        ),
+        dropped_keys: caps.0,
+    })
 }
 
 fn repository(
@@ -221,7 +270,7 @@ mod tests {
 
     fn stored(a: PushAction) -> Repository {
         match a {
-            PushAction::Store(mut r) => r.repositories.remove(0),
+            PushAction::Store { mut request, .. } => request.repositories.remove(0),
             other => panic!("expected Store, got {other:?}"),
         }
     }
@@ -319,6 +368,43 @@ mod tests {
         let repo = stored(map_push(&p, 1, Some(&tip)).unwrap());
         assert_eq!(repo.branches[0].last_commit.issue_keys, ["PROJ-9"]);
         assert!(repo.commits.is_empty());
+    }
+
+    #[test]
+    fn keys_beyond_jiras_limit_are_dropped_and_reported() {
+        let many: String = (1..=520).map(|n| format!("K{n}-1 ")).collect();
+        let p = push("feature/PROJ-1", vec![gl_commit(&"1".repeat(40), &many)]);
+        let PushAction::Store {
+            request,
+            dropped_keys,
+        } = map_push(&p, 1, None).unwrap()
+        else {
+            panic!("expected Store")
+        };
+        let repo = &request.repositories[0];
+        assert_eq!(
+            repo.commits[0].issue_keys.len(),
+            issue_keys::MAX_KEYS_PER_ENTITY
+        );
+        assert_eq!(
+            repo.branches[0].issue_keys.len(),
+            issue_keys::MAX_KEYS_PER_ENTITY
+        );
+        assert_eq!(
+            dropped_keys,
+            [
+                DroppedKeys {
+                    entity_type: "commit",
+                    entity_id: "1".repeat(40),
+                    dropped: 21
+                },
+                DroppedKeys {
+                    entity_type: "branch",
+                    entity_id: branch_id("feature/PROJ-1"),
+                    dropped: 21
+                },
+            ]
+        );
     }
 
     #[test]

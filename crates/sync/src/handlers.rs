@@ -169,7 +169,31 @@ impl Handlers {
                     .delete_branch(site, &repository_id, &branch_id, seq)
                     .await
             }
-            PushAction::Store(request) => self.store_devinfo(client_key, site, request).await,
+            PushAction::Store {
+                request,
+                dropped_keys,
+            } => {
+                let repository_id = request
+                    .repositories
+                    .first()
+                    .map(|r| r.id.clone())
+                    .unwrap_or_default();
+                for d in dropped_keys {
+                    let reason = format!(
+                        "{} issue keys beyond Jira's limit of 500 per entity were not sent",
+                        d.dropped
+                    );
+                    self.reject(
+                        client_key,
+                        &repository_id,
+                        d.entity_type,
+                        &d.entity_id,
+                        &reason,
+                    )
+                    .await;
+                }
+                self.store_devinfo(client_key, site, request).await
+            }
         }
     }
 
