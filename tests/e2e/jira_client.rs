@@ -521,3 +521,61 @@ async fn oauth_handlers(
     let handlers = gitlab_for_jira::commands::serve::handlers(&app.settings, &app.store, clock);
     (client_key, gfj_sync::handlers::site_of(install), handlers)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_service_associations_are_recorded() {
+    use gfj_core::jira::*;
+    let config = JiraSimConfig {
+        known_services: Some(vec!["svc-1".into()]),
+        ..Default::default()
+    };
+    let app = crate::helpers::TestApp::start_custom(
+        gfj_store::testing::TestDatabase::sqlite().await,
+        true,
+        config,
+    )
+    .await;
+    let (client_key, site, handlers) = oauth_handlers(&app).await;
+    let deployment = Deployment {
+        schema_version: "1.0".into(),
+        deployment_sequence_number: 1,
+        update_sequence_number: 1,
+        associations: vec![
+            Association {
+                association_type: "serviceIdOrKeys".into(),
+                values: vec!["svc-1".into(), "svc-404".into()],
+            },
+            Association {
+                association_type: "issueKeys".into(),
+                values: vec!["OPS-1".into()],
+            },
+        ],
+        display_name: "Deployment 1".into(),
+        url: "https://gitlab.example/g/p/-/jobs/1".into(),
+        description: "deploy".into(),
+        last_updated: "2026-11-27T10:00:00Z".into(),
+        label: None,
+        state: "successful".into(),
+        pipeline: DeploymentPipeline {
+            id: "p".into(),
+            display_name: "main".into(),
+            url: "https://gitlab.example/g/p/-/pipelines/1".into(),
+        },
+        environment: DeploymentEnvironment {
+            id: "prod".into(),
+            display_name: "production".into(),
+            kind: "production".into(),
+        },
+        commands: vec![],
+    };
+    handlers
+        .send_deployments(&client_key, &site, vec![deployment])
+        .await
+        .unwrap();
+    assert_eq!(app.jira.issue("OPS-1").deployments.len(), 1);
+    assert_eq!(
+        app.store.unknown_keys(&client_key).await.unwrap(),
+        ["serviceIdOrKeys:svc-404"]
+    );
+    app.stop().await;
+}

@@ -665,6 +665,27 @@ impl BulkResult {
         out
     }
 
+    /// Associations Jira could not resolve (e.g. JSM service ids), as `<associationType>:<value>`.
+    pub fn unknown_associations(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for a in self.0["unknownAssociations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let kind = a["associationType"].as_str().unwrap_or("association");
+            for v in a["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str())
+            {
+                out.push(format!("{kind}:{v}"));
+            }
+        }
+        out
+    }
+
     pub fn unknown_issue_keys(&self) -> Vec<String> {
         self.0["unknownIssueKeys"]
             .as_array()

@@ -42,6 +42,8 @@ pub struct JiraSimConfig {
     pub connect_schema: Option<PathBuf>,
     /// Issue keys that exist on the site; `None` means every well-formed key exists.
     pub known_issue_keys: Option<Vec<String>>,
+    /// JSM service ids that exist on the site; `None` means every id exists.
+    pub known_services: Option<Vec<String>>,
     /// Requests larger than this get 413 (Jira publishes no number).
     pub max_body_bytes: usize,
 }
@@ -53,6 +55,7 @@ impl Default for JiraSimConfig {
             openapi: fixtures.join("jira-software-devops-subset.openapi.json"),
             connect_schema: Some(fixtures.join("atlassian-connect-jira-global-schema.json")),
             known_issue_keys: None,
+            known_services: None,
             max_body_bytes: 1024 * 1024,
         }
     }
@@ -1111,12 +1114,35 @@ async fn submit_cicd_inner(
     let known = s.config.known_issue_keys.clone();
     let mut accepted = Vec::new();
     let mut unknown: Vec<String> = Vec::new();
+    let mut unknown_services: Vec<String> = Vec::new();
     let mut inner = s.inner.lock().unwrap();
     for e in doc[api.list].as_array().into_iter().flatten() {
         let key = (api.key)(e);
         for k in entity_keys(e) {
             if known.as_ref().is_some_and(|known| !known.contains(&k)) && !unknown.contains(&k) {
                 unknown.push(k);
+            }
+        }
+        for a in e["associations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["associationType"] == "serviceIdOrKeys")
+        {
+            for v in a["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str())
+            {
+                let exists = s
+                    .config
+                    .known_services
+                    .as_ref()
+                    .is_none_or(|known| known.iter().any(|k| k == v));
+                if !exists && !unknown_services.iter().any(|u| u == v) {
+                    unknown_services.push(v.to_owned());
+                }
             }
         }
         let seq = e[api.sequence].as_i64().unwrap_or(0);
@@ -1135,7 +1161,16 @@ async fn submit_cicd_inner(
             json!({ "acceptedBuilds": accepted, "rejectedBuilds": [], "unknownIssueKeys": unknown })
         }
         "deployments" => {
-            json!({ "acceptedDeployments": accepted, "rejectedDeployments": [], "unknownIssueKeys": unknown, "unknownAssociations": [] })
+            json!({
+                "acceptedDeployments": accepted,
+                "rejectedDeployments": [],
+                "unknownIssueKeys": unknown,
+                "unknownAssociations": if unknown_services.is_empty() {
+                    json!([])
+                } else {
+                    json!([{ "associationType": "serviceIdOrKeys", "values": unknown_services }])
+                }
+            })
         }
         _ => json!({ "acceptedFlags": accepted, "failedFlags": {}, "unknownIssueKeys": unknown }),
     };

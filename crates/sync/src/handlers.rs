@@ -328,7 +328,9 @@ impl Handlers {
             self.reject(client_key, "", entity_type, &key, &reason)
                 .await;
         }
-        let unknown = result.unknown_issue_keys();
+        // Unknown issue keys and unknown associations (JSM services) go to one list per site.
+        let mut unknown = result.unknown_issue_keys();
+        unknown.extend(result.unknown_associations());
         if !unknown.is_empty()
             && let Err(e) = self
                 .store
