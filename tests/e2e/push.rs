@@ -245,13 +245,23 @@ async fn rejected_credentials_flag_the_site_instead_of_retrying_hot(db: TestData
         .push(w.projects[0], "main", &["AUTH-1 work"], w.user)
         .await;
     let ck = app.jira.client_key().to_owned();
-    crate::helpers::eventually("the site is flagged", || async {
-        app.store
+    // The flag is set during the attempt; the job is put back right after it.
+    crate::helpers::eventually("the site is flagged and the job put back", || async {
+        let flagged = app
+            .store
             .site_states()
             .await
             .unwrap()
             .iter()
-            .any(|s| s.client_key == ck && s.attention.is_some())
+            .any(|s| s.client_key == ck && s.attention.is_some());
+        flagged
+            && app
+                .store
+                .jobs()
+                .await
+                .unwrap()
+                .iter()
+                .all(|j| j.attempts == 0)
     })
     .await;
     let jobs = app.store.jobs().await.unwrap();
