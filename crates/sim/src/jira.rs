@@ -593,6 +593,47 @@ impl Shared {
         Ok(())
     }
 
+    /// Jira's checks on every bulk write, in Jira's order, answering with the API's error shape: the app's
+    /// token, then (after any injected hold, latency or fault) size, JSON, the OpenAPI schema of `route`, and
+    /// the `properties` rules (at most 5; keys not starting with `_` and without `:`).
+    async fn accept_write(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+        route: &str,
+        error: fn(StatusCode, &[String]) -> Response,
+    ) -> Result<Value, Response> {
+        self.authenticate(method, uri, headers)
+            .map_err(|why| error(StatusCode::UNAUTHORIZED, &[why]))?;
+        self.wait_if_held().await;
+        if let Some(fault) = self.next_fault_shaped(error) {
+            return Err(fault);
+        }
+        if body.len() > self.config.max_body_bytes {
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &["Data is too large.".into()],
+            ));
+        }
+        let doc = serde_json::from_slice::<Value>(body)
+            .map_err(|_| error(StatusCode::BAD_REQUEST, &["body is not JSON".into()]))?;
+        self.openapi
+            .validate("POST", route, &doc)
+            .map_err(|errors| error(StatusCode::BAD_REQUEST, &errors))?;
+        if doc["properties"]
+            .as_object()
+            .is_some_and(|p| p.len() > 5 || p.keys().any(|k| k.starts_with('_') || k.contains(':')))
+        {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                &["invalid properties".into()],
+            ));
+        }
+        Ok(doc)
+    }
+
     /// Holds this request if asked to (see [`JiraSim::hold_next_writes`]), then applies the injected latency.
     async fn wait_if_held(&self) {
         self.hold_if_asked().await;
@@ -675,25 +716,20 @@ async fn store_devinfo_inner(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response {
-    if let Err(why) = s.authenticate(method, uri, headers) {
-        return devinfo_error(StatusCode::UNAUTHORIZED, &[why]);
-    }
-    s.wait_if_held().await;
-    if let Some(fault) = s.next_fault() {
-        return fault;
-    }
-    if body.len() > s.config.max_body_bytes {
-        return devinfo_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &["Data is too large.".into()],
-        );
-    }
-    let Ok(doc) = serde_json::from_slice::<Value>(body) else {
-        return devinfo_error(StatusCode::BAD_REQUEST, &["body is not JSON".into()]);
+    let doc = match s
+        .accept_write(
+            method,
+            uri,
+            headers,
+            body,
+            "/rest/devinfo/0.10/bulk",
+            devinfo_error,
+        )
+        .await
+    {
+        Ok(doc) => doc,
+        Err(response) => return response,
     };
-    if let Err(errors) = s.openapi.validate("POST", "/rest/devinfo/0.10/bulk", &doc) {
-        return devinfo_error(StatusCode::BAD_REQUEST, &errors);
-    }
     if let Err(why) = check_limits(&doc) {
         return devinfo_error(StatusCode::BAD_REQUEST, &[why]);
     }
@@ -790,12 +826,6 @@ fn check_limits(doc: &Value) -> Result<(), String> {
     }
     if total > gfj_core::jira::MAX_ENTITIES_PER_REQUEST {
         return Err(format!("{total} entities; at most 1000 per request"));
-    }
-    if doc["properties"]
-        .as_object()
-        .is_some_and(|p| p.len() > 5 || p.keys().any(|k| k.starts_with('_') || k.contains(':')))
-    {
-        return Err("invalid properties".into());
     }
     Ok(())
 }
@@ -1086,31 +1116,13 @@ async fn submit_cicd_inner(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response {
-    if let Err(why) = s.authenticate(method, uri, headers) {
-        return array_error(StatusCode::UNAUTHORIZED, &[why]);
-    }
-    s.wait_if_held().await;
-    if let Some(fault) = s.next_fault_shaped(array_error) {
-        return fault;
-    }
-    if body.len() > s.config.max_body_bytes {
-        return array_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &["Data is too large.".into()],
-        );
-    }
-    let Ok(doc) = serde_json::from_slice::<Value>(body) else {
-        return array_error(StatusCode::BAD_REQUEST, &["body is not JSON".into()]);
-    };
-    if let Err(errors) = s.openapi.validate("POST", api.route, &doc) {
-        return array_error(StatusCode::BAD_REQUEST, &errors);
-    }
-    if doc["properties"]
-        .as_object()
-        .is_some_and(|p| p.len() > 5 || p.keys().any(|k| k.starts_with('_') || k.contains(':')))
+    let doc = match s
+        .accept_write(method, uri, headers, body, api.route, array_error)
+        .await
     {
-        return array_error(StatusCode::BAD_REQUEST, &["invalid properties".into()]);
-    }
+        Ok(doc) => doc,
+        Err(response) => return response,
+    };
     let known = s.config.known_issue_keys.clone();
     let mut accepted = Vec::new();
     let mut unknown: Vec<String> = Vec::new();
