@@ -22,37 +22,17 @@ async fn twenty_five_hundred_commits_arrive_in_the_fewest_valid_requests() {
         "gitlab-for-jira",
         &jira.base_url,
     );
-    let commits: Vec<Commit> = (0..2500)
-        .map(|n| Commit {
-            id: format!("{n:040x}"),
-            issue_keys: vec!["BULK-1".into()],
-            update_sequence_id: 1,
-            display_id: format!("{n:08x}"),
-            message: format!("BULK-1 change {n}"),
-            author: Author {
-                name: "Ada".into(),
-                email: Some("ada@example.com".into()),
-            },
-            file_count: 1,
-            url: format!("https://gitlab.example/g/p/-/commit/{n:040x}"),
-            author_timestamp: "2026-11-27T10:00:00Z".into(),
+    let commits = (0..2500)
+        .map(|n| {
+            commit(
+                n,
+                "BULK-1",
+                format!("BULK-1 change {n}"),
+                format!("https://gitlab.example/g/p/-/commit/{n:040x}"),
+            )
         })
         .collect();
-    let request = DevinfoRequest {
-        repositories: vec![Repository {
-            id: "7".into(),
-            name: "api".into(),
-            url: "https://gitlab.example/g/api".into(),
-            update_sequence_id: 1,
-            avatar: None,
-            commits,
-            branches: vec![],
-        }],
-        prevent_transitions: true,
-        operation_type: OperationType::Backfill,
-        properties: Default::default(),
-        provider_metadata: ProviderMetadata::ours(),
-    };
+    let request = devinfo(commits, OperationType::Backfill);
     let packed = pack_devinfo(request);
     assert_eq!(
         packed.len(),
@@ -88,7 +68,26 @@ fn oauth_site(jira: &JiraSim) -> Site {
     }
 }
 
-fn one_commit(n: usize) -> DevinfoRequest {
+/// Commit `n`, mentioning `key`.
+fn commit(n: usize, key: &str, message: String, url: String) -> Commit {
+    Commit {
+        id: format!("{n:040x}"),
+        issue_keys: vec![key.into()],
+        update_sequence_id: 1,
+        display_id: format!("{n:08x}"),
+        message,
+        author: Author {
+            name: "Ada".into(),
+            email: None,
+        },
+        file_count: 1,
+        url,
+        author_timestamp: "2026-11-27T10:00:00Z".into(),
+    }
+}
+
+/// These commits of project 7, as one request; history (backfill) does not trigger transitions.
+fn devinfo(commits: Vec<Commit>, operation_type: OperationType) -> DevinfoRequest {
     DevinfoRequest {
         repositories: vec![Repository {
             id: "7".into(),
@@ -96,27 +95,26 @@ fn one_commit(n: usize) -> DevinfoRequest {
             url: "https://gitlab.example/g/api".into(),
             update_sequence_id: 1,
             avatar: None,
-            commits: vec![Commit {
-                id: format!("{n:040x}"),
-                issue_keys: vec!["CAP-1".into()],
-                update_sequence_id: 1,
-                display_id: format!("{n:08x}"),
-                message: "CAP-1".into(),
-                author: Author {
-                    name: "Ada".into(),
-                    email: None,
-                },
-                file_count: 0,
-                url: "https://gitlab.example/c".into(),
-                author_timestamp: "2026-11-27T10:00:00Z".into(),
-            }],
+            commits,
             branches: vec![],
         }],
-        prevent_transitions: false,
-        operation_type: OperationType::Normal,
+        prevent_transitions: operation_type == OperationType::Backfill,
+        operation_type,
         properties: Default::default(),
         provider_metadata: ProviderMetadata::ours(),
     }
+}
+
+fn one_commit(n: usize) -> DevinfoRequest {
+    devinfo(
+        vec![commit(
+            n,
+            "CAP-1",
+            "CAP-1".into(),
+            "https://gitlab.example/c".into(),
+        )],
+        OperationType::Normal,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -385,41 +383,17 @@ async fn a_413_at_one_megabyte_is_resolved_by_splitting() {
     let app =
         crate::helpers::TestApp::start(gfj_store::testing::TestDatabase::sqlite().await).await;
     let (client_key, site, handlers) = oauth_handlers(&app).await;
-    let commits: Vec<Commit> = (0..800)
-        .map(|n| Commit {
-            id: format!("{n:040x}"),
-            issue_keys: vec!["MB-1".into()],
-            update_sequence_id: 1,
-            display_id: format!("{n:08x}"),
-            message: format!("MB-1 {}", "m".repeat(1_000)),
-            author: Author {
-                name: "Ada".into(),
-                email: None,
-            },
-            file_count: 1,
-            // Long (but valid) URLs make 400 commits weigh over 1 MB.
-            url: format!(
+    // Long (but valid) URLs make 400 commits weigh over 1 MB.
+    let commits = (0..800)
+        .map(|n| {
+            let url = format!(
                 "https://gitlab.example/{}/-/commit/{n:040x}",
                 "g".repeat(1_800)
-            ),
-            author_timestamp: "2026-11-27T10:00:00Z".into(),
+            );
+            commit(n, "MB-1", format!("MB-1 {}", "m".repeat(1_000)), url)
         })
         .collect();
-    let request = DevinfoRequest {
-        repositories: vec![Repository {
-            id: "7".into(),
-            name: "api".into(),
-            url: "https://gitlab.example/g/api".into(),
-            update_sequence_id: 1,
-            avatar: None,
-            commits,
-            branches: vec![],
-        }],
-        prevent_transitions: false,
-        operation_type: OperationType::Normal,
-        properties: Default::default(),
-        provider_metadata: ProviderMetadata::ours(),
-    };
+    let request = devinfo(commits, OperationType::Normal);
     let size = serde_json::to_vec(&request).unwrap().len();
     assert!(
         size / 2 > 1024 * 1024,
