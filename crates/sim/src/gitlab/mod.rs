@@ -15,6 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use serde_json::{Value, json};
 
+mod paging;
+
 /// GitLab tiers, as far as they change behaviour here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Plan {
@@ -681,53 +683,12 @@ async fn group_projects(
             .map(|p| project_json(&base, p))
             .collect()
     };
-    let per_page = q.per_page.unwrap_or(20).clamp(1, 100);
-    let page = q.page.unwrap_or(1).max(1);
-    let total_pages = all.len().div_ceil(per_page).max(1);
-    let items: Vec<Value> = all
-        .iter()
-        .skip((page - 1) * per_page)
-        .take(per_page)
-        .cloned()
-        .collect();
-    let next = if page < total_pages {
-        (page + 1).to_string()
-    } else {
-        String::new()
-    };
     let link_base = format!(
-        "{base}/api/v4/groups/{}/projects?include_subgroups={}&per_page={per_page}",
+        "{base}/api/v4/groups/{}/projects?include_subgroups={}",
         g.id,
         q.include_subgroups.unwrap_or(false)
     );
-    let mut link = Vec::new();
-    if !next.is_empty() {
-        link.push(format!("<{link_base}&page={next}>; rel=\"next\""));
-    }
-    link.push(format!("<{link_base}&page=1>; rel=\"first\""));
-    link.push(format!("<{link_base}&page={total_pages}>; rel=\"last\""));
-    Ok::<_, Response>(
-        (
-            [
-                ("x-page", page.to_string()),
-                ("x-per-page", per_page.to_string()),
-                ("x-next-page", next),
-                (
-                    "x-prev-page",
-                    if page > 1 {
-                        (page - 1).to_string()
-                    } else {
-                        String::new()
-                    },
-                ),
-                ("x-total", all.len().to_string()),
-                ("x-total-pages", total_pages.to_string()),
-                ("link", link.join(", ")),
-            ],
-            axum::Json(items),
-        )
-            .into_response(),
-    )
+    Ok::<_, Response>(paging::offset_page(all, q.page, q.per_page, &link_base))
 }
 
 #[derive(serde::Deserialize)]
