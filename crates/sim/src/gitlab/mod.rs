@@ -100,6 +100,23 @@ struct Inner {
 struct Shared {
     base_url: Mutex<String>,
     inner: Mutex<Inner>,
+    /// How far the simulated clock runs ahead of the real one (`GitLabSim::advance_clock`).
+    clock_offset_ms: std::sync::atomic::AtomicI64,
+}
+
+impl Shared {
+    /// The simulator's current time: real time plus whatever tests advanced it by.
+    fn now(&self) -> time::OffsetDateTime {
+        let offset = self
+            .clock_offset_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        time::OffsetDateTime::now_utc() + time::Duration::milliseconds(offset)
+    }
+}
+
+/// Routes of the per-feature modules (merge requests, CI, deployments, feature flags).
+fn feature_routes() -> Router<Arc<Shared>> {
+    Router::new()
 }
 
 pub struct GitLabSim {
@@ -121,6 +138,7 @@ impl GitLabSim {
                 next_id: 100,
                 ..Default::default()
             }),
+            clock_offset_ms: Default::default(),
         });
         let router = Router::new()
             .route("/api/v4/user", get(current_user))
@@ -152,6 +170,7 @@ impl GitLabSim {
                 get(get_commit),
             )
             .route("/api/v4/namespaces/{id}", get(get_namespace))
+            .merge(feature_routes())
             .with_state(shared.clone());
         let (base_url, server) = crate::serve(router).await?;
         *shared.base_url.lock().unwrap() = base_url.clone();
@@ -161,6 +180,14 @@ impl GitLabSim {
             http: reqwest::Client::new(),
             _server: server,
         })
+    }
+
+    /// Moves the simulator's clock forward (token expiry, hook `disabled_until`, rate-limit windows).
+    pub fn advance_clock(&self, by: std::time::Duration) {
+        self.shared.clock_offset_ms.fetch_add(
+            i64::try_from(by.as_millis()).unwrap_or(i64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     fn next_id(inner: &mut Inner) -> i64 {
