@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use gfj_core::gitlab::webhook_token_hash;
 use gfj_sim::jira::{JiraSim, JiraSimConfig};
 use gfj_store::Store;
 use gfj_store::installations::Installation;
@@ -186,9 +185,10 @@ async fn service(
         group_id: 1,
         group_path: "acme".into(),
         gitlab_token: "unused".into(),
-        webhook_token_hash: webhook_token_hash(TOKEN.as_bytes()),
+        webhook_token: TOKEN.into(),
         hook_mode: "project".into(),
         hooks: vec![],
+        webhook_signing_secret: None,
     };
     store.create_subscription(&sub, 0).await.unwrap();
     (format!("{base_url}/gitlab/webhook"), store, stop)

@@ -28,6 +28,11 @@ pub struct Settings {
     pub jira_site_rate: u32,
     /// Builds, deployments or feature flags per request.
     pub jira_batch_size: usize,
+    /// Largest webhook body accepted; larger ones get 413.
+    pub webhook_max_bytes: usize,
+    /// How often each subscription's hooks are checked (and, in project-hook mode, the group polled
+    /// for new projects).
+    pub hook_check_secs: i64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -53,7 +58,7 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-pub const NAMES: [&str; 16] = [
+pub const NAMES: [&str; 18] = [
     "GFJ_LISTEN",
     "GFJ_BASE_URL",
     "GFJ_DATABASE_URL",
@@ -70,6 +75,8 @@ pub const NAMES: [&str; 16] = [
     "GFJ_JIRA_SITE_CONCURRENCY",
     "GFJ_JIRA_SITE_RATE",
     "GFJ_JIRA_BATCH_SIZE",
+    "GFJ_WEBHOOK_MAX_BYTES",
+    "GFJ_HOOK_CHECK_SECS",
 ];
 
 fn scalar(v: &toml::Value) -> Option<String> {
@@ -173,6 +180,13 @@ impl Settings {
             jira_site_concurrency: number("GFJ_JIRA_SITE_CONCURRENCY", 8, 1, 1024)? as usize,
             jira_site_rate: number("GFJ_JIRA_SITE_RATE", 0, 0, 100_000)? as u32,
             jira_batch_size: number("GFJ_JIRA_BATCH_SIZE", 100, 1, 1000)? as usize,
+            webhook_max_bytes: number(
+                "GFJ_WEBHOOK_MAX_BYTES",
+                gfj_server::DEFAULT_WEBHOOK_MAX_BYTES as i64,
+                1024,
+                1 << 30,
+            )? as usize,
+            hook_check_secs: number("GFJ_HOOK_CHECK_SECS", 300, 5, 86_400)?,
             listen: get("GFJ_LISTEN", "127.0.0.1:8080"),
             base_url,
             database_url: get("GFJ_DATABASE_URL", "sqlite://gitlab-for-jira.db"),

@@ -1,8 +1,7 @@
 //! `link` and `unlink`: connect a GitLab group to a Jira site, registering webhooks.
 
-use gfj_core::gitlab::webhook_token_hash;
 use gfj_core::url_pattern::normalize_base_url;
-use gfj_gitlab_client::{GitLabClient, GitLabError, MAINTAINER};
+use gfj_gitlab_client::{GitLabClient, GitLabError, HookScope, MAINTAINER};
 use gfj_store::Store;
 use gfj_store::installations::Installation;
 use gfj_store::subscriptions::{Hook, NewSubscription};
@@ -63,10 +62,26 @@ fn gitlab(settings: &Settings, url: &str, token: &str) -> anyhow::Result<GitLabC
     ))
 }
 
-fn fresh_token() -> anyhow::Result<String> {
+fn random_32() -> anyhow::Result<[u8; 32]> {
     let mut b = [0u8; 32];
     getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("random token: {e}"))?;
-    Ok(gfj_core::qsh::hex(&b))
+    Ok(b)
+}
+
+/// The secrets a subscription's hooks are registered with: the `X-Gitlab-Token` and a Standard
+/// Webhooks signing secret (kept only where GitLab supports it).
+pub struct HookSecrets {
+    pub token: String,
+    pub signing_secret: String,
+}
+
+impl HookSecrets {
+    pub fn fresh() -> anyhow::Result<Self> {
+        Ok(Self {
+            token: gfj_core::qsh::hex(&random_32()?),
+            signing_secret: gfj_core::standard_webhooks::format_secret(&random_32()?),
+        })
+    }
 }
 
 pub async fn link(
@@ -111,18 +126,20 @@ pub async fn link(
             existing.id
         );
     }
-    let token = fresh_token()?;
+    let secrets = HookSecrets::fresh()?;
     let hook_url = format!("{}/gitlab/webhook", settings.base_url);
-    let (mode, hooks) = register_hooks(&client, req.hook_mode, group.id, &hook_url, &token).await?;
+    let (mode, hooks, signed) =
+        register_hooks(&client, req.hook_mode, group.id, &hook_url, &secrets).await?;
     let new = NewSubscription {
         client_key: install.client_key.clone(),
         gitlab_url: gitlab_url.clone(),
         group_id: group.id,
         group_path: group.full_path.clone(),
         gitlab_token: req.gitlab_token.clone(),
-        webhook_token_hash: webhook_token_hash(token.as_bytes()),
+        webhook_token: secrets.token.clone(),
         hook_mode: mode.to_owned(),
         hooks: hooks.clone(),
+        webhook_signing_secret: signed.then_some(secrets.signing_secret),
     };
     let sub = match store.create_subscription(&new, now_ms).await {
         Ok(s) => s,
@@ -157,23 +174,29 @@ async fn not_a_group(client: &GitLabClient, path: &str) -> anyhow::Error {
     anyhow::anyhow!("group {path} not found, or not visible to this token")
 }
 
+/// Registers the hooks; also says whether GitLab kept the signing secret on every one of them.
 async fn register_hooks(
     client: &GitLabClient,
     mode: HookMode,
     group_id: i64,
     url: &str,
-    token: &str,
-) -> anyhow::Result<(&'static str, Vec<Hook>)> {
+    secrets: &HookSecrets,
+) -> anyhow::Result<(&'static str, Vec<Hook>, bool)> {
+    let signing = Some(secrets.signing_secret.as_str());
     if mode != HookMode::Project {
-        match client.create_group_hook(group_id, url, token).await {
-            Ok(id) => {
+        match client
+            .create_hook(HookScope::Group, group_id, url, &secrets.token, signing)
+            .await
+        {
+            Ok(h) => {
                 return Ok((
                     "group",
                     vec![Hook {
                         scope: "group".into(),
                         target_id: group_id,
-                        hook_id: id,
+                        hook_id: h.id,
                     }],
+                    h.signing_token_present,
                 ));
             }
             Err(e @ (GitLabError::Forbidden(_) | GitLabError::NotFound(_)))
@@ -196,13 +219,20 @@ async fn register_hooks(
     }
     let projects = client.group_projects(group_id).await?;
     let mut hooks = Vec::new();
+    let mut signed = true;
     for p in projects {
-        match client.create_project_hook(p.id, url, token).await {
-            Ok(id) => hooks.push(Hook {
-                scope: "project".into(),
-                target_id: p.id,
-                hook_id: id,
-            }),
+        match client
+            .create_hook(HookScope::Project, p.id, url, &secrets.token, signing)
+            .await
+        {
+            Ok(h) => {
+                signed &= h.signing_token_present;
+                hooks.push(Hook {
+                    scope: "project".into(),
+                    target_id: p.id,
+                    hook_id: h.id,
+                })
+            }
             Err(e) => {
                 remove_hooks(client, &hooks).await;
                 anyhow::bail!(
@@ -212,13 +242,17 @@ async fn register_hooks(
             }
         }
     }
-    Ok(("project", hooks))
+    let signed = signed && !hooks.is_empty();
+    Ok(("project", hooks, signed))
 }
 
 async fn remove_hooks(client: &GitLabClient, hooks: &[Hook]) -> Vec<String> {
     let mut failures = Vec::new();
     for h in hooks {
-        if let Err(e) = client.delete_hook(&h.scope, h.target_id, h.hook_id).await {
+        if let Err(e) = client
+            .delete_hook(HookScope::parse(&h.scope), h.target_id, h.hook_id)
+            .await
+        {
             failures.push(format!(
                 "{} {} hook {}: {e}",
                 h.scope, h.target_id, h.hook_id

@@ -60,6 +60,7 @@ impl Service {
             app_key: self.settings.app_key.clone(),
             jira_urls: self.settings.jira_urls.clone(),
             connect_keys_url: self.settings.connect_keys_url.clone(),
+            webhook_max_bytes: self.settings.webhook_max_bytes,
         };
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

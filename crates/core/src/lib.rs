@@ -7,6 +7,7 @@
 //! - [`mapping`]: GitLab objects → Jira entities, with the id rules of `interface.md`.
 //! - [`jobs`]: payloads of the durable queue.
 //! - [`batching`]: packing entities into requests within Jira's limits, splitting on 413.
+//! - [`standard_webhooks`]: the HMAC signature GitLab adds to deliveries of hooks with a signing token.
 //! - [`backoff`]: the retry schedule the durable queue applies.
 //!
 //! Everything here is deterministic given its inputs (time is passed in), so it is table-tested.
@@ -20,4 +21,5 @@ pub mod jira;
 pub mod jobs;
 pub mod mapping;
 pub mod qsh;
+pub mod standard_webhooks;
 pub mod url_pattern;

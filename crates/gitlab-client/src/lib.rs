@@ -2,9 +2,15 @@
 //!
 //! Webhook payload types live in `gfj_core::gitlab`, because the pure mapping consumes them.
 
+mod transport;
+
+use std::sync::Arc;
 use std::time::Duration;
 
+use reqwest::Method;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+pub use transport::MAX_INLINE_WAIT;
 
 pub use gfj_core::gitlab as hooks;
 
@@ -65,17 +71,66 @@ pub struct ProjectSummary {
     pub web_url: String,
 }
 
+/// A webhook as GitLab reports it (`GET /…/hooks/:id`, and the answer to creating one).
 #[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct HookCreated {
+pub struct HookInfo {
     pub id: i64,
+    #[serde(default)]
+    pub url: String,
+    /// `executable`, `temporarily_disabled` or `disabled` (auto-disabled after failed deliveries).
+    #[serde(default)]
+    pub alert_status: Option<String>,
+    #[serde(default)]
+    pub disabled_until: Option<String>,
+    /// Whether GitLab keeps a Standard Webhooks signing token for it (newest GitLab only).
+    #[serde(default)]
+    pub signing_token_present: bool,
 }
 
-/// The events a hook we register subscribes to.
+impl HookInfo {
+    /// GitLab stopped delivering to it (temporarily or for good).
+    pub fn is_disabled(&self) -> bool {
+        matches!(
+            self.alert_status.as_deref(),
+            Some("temporarily_disabled" | "disabled")
+        )
+    }
+}
+
+/// Where a hook lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookScope {
+    Group,
+    Project,
+}
+
+impl HookScope {
+    pub fn parse(s: &str) -> Self {
+        if s == "group" {
+            Self::Group
+        } else {
+            Self::Project
+        }
+    }
+
+    fn collection(self) -> &'static str {
+        match self {
+            Self::Group => "groups",
+            Self::Project => "projects",
+        }
+    }
+}
+
+/// The events a hook we register subscribes to. Every flag is sent explicitly, because GitLab's
+/// defaults differ between versions.
 #[derive(Debug, Clone, Serialize)]
 struct HookSpec<'a> {
     url: &'a str,
     token: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signing_token: Option<&'a str>,
     name: &'a str,
+    description: &'a str,
     enable_ssl_verification: bool,
     push_events: bool,
     tag_push_events: bool,
@@ -85,15 +140,29 @@ struct HookSpec<'a> {
     deployment_events: bool,
     feature_flag_events: bool,
     issues_events: bool,
+    confidential_issues_events: bool,
     note_events: bool,
+    confidential_note_events: bool,
+    wiki_page_events: bool,
+    releases_events: bool,
+    /// Group hooks only: new and removed projects and subgroups, and membership changes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    project_events: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subgroup_events: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    member_events: Option<bool>,
 }
 
 impl<'a> HookSpec<'a> {
-    fn new(url: &'a str, token: &'a str) -> Self {
+    fn new(scope: HookScope, url: &'a str, token: &'a str, signing_token: Option<&'a str>) -> Self {
+        let group = (scope == HookScope::Group).then_some(true);
         Self {
             url,
             token,
+            signing_token,
             name: "gitlab-for-jira",
+            description: "Sends development activity to Jira (gitlab-for-jira)",
             enable_ssl_verification: true,
             push_events: true,
             tag_push_events: false,
@@ -103,7 +172,14 @@ impl<'a> HookSpec<'a> {
             deployment_events: true,
             feature_flag_events: true,
             issues_events: false,
+            confidential_issues_events: false,
             note_events: false,
+            confidential_note_events: false,
+            wiki_page_events: false,
+            releases_events: false,
+            project_events: group,
+            subgroup_events: group,
+            member_events: group,
         }
     }
 }
@@ -127,6 +203,7 @@ pub struct GitLabClient {
     http: reqwest::Client,
     api: String,
     token: String,
+    gate: Arc<transport::Gate>,
 }
 
 impl std::fmt::Debug for GitLabClient {
@@ -152,56 +229,42 @@ fn encode_path(p: &str) -> String {
     url::form_urlencoded::byte_serialize(p.as_bytes()).collect()
 }
 
+fn unreadable(e: reqwest::Error) -> GitLabError {
+    GitLabError::Transient(format!("unreadable response: {}", e.without_url()))
+}
+
 impl GitLabClient {
     /// `base_url` is the instance (e.g. `https://gitlab.com`); callers check it against `GFJ_GITLAB_URLS`.
     pub fn new(http: reqwest::Client, base_url: &str, token: &str) -> Self {
+        let api = format!("{}/api/v4", base_url.trim_end_matches('/'));
         Self {
             http,
-            api: format!("{}/api/v4", base_url.trim_end_matches('/')),
+            gate: transport::Gate::of(&api),
+            api,
             token: token.to_owned(),
         }
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, GitLabError> {
-        let resp = req
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| GitLabError::Transient(e.without_url().to_string()))?;
-        let status = resp.status().as_u16();
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        let retry_after_ms = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<i64>().ok())
-            .map(|s| s * 1000);
-        let body = resp.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("message").or(v.get("error")).map(|m| m.to_string()))
-            .unwrap_or(body);
-        Err(match status {
-            401 => GitLabError::Unauthorized,
-            403 => GitLabError::Forbidden(message),
-            404 => GitLabError::NotFound(message),
-            429 => GitLabError::RateLimited {
-                retry_after_ms: retry_after_ms.unwrap_or(60_000),
-            },
-            500..=599 => GitLabError::Transient(format!("{status} {message}")),
-            _ => GitLabError::Other { status, message },
-        })
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<&serde_json::Value>,
+    ) -> Result<reqwest::Response, GitLabError> {
+        let call = transport::Call {
+            method,
+            url: format!("{}{path}", self.api),
+            json,
+        };
+        transport::send(&self.http, &self.gate, &self.token, call).await
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, GitLabError> {
-        let resp = self
-            .send(self.http.get(format!("{}{path}", self.api)))
-            .await?;
-        resp.json()
+        self.call(Method::GET, path, None)
+            .await?
+            .json()
             .await
-            .map_err(|e| GitLabError::Transient(format!("unreadable response: {e}")))
+            .map_err(unreadable)
     }
 
     /// Like `get`, with 404 as `None`.
@@ -216,30 +279,35 @@ impl GitLabClient {
         }
     }
 
-    /// Every page of a list (offset pagination, 100 per page, following `x-next-page`).
+    /// Every page of a list, 100 per page, following GitLab's pagination (offset or keyset). Page
+    /// links must stay on this instance.
     async fn get_all<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, GitLabError> {
-        let mut all = Vec::new();
-        let mut page = "1".to_owned();
         let sep = if path.contains('?') { '&' } else { '?' };
+        let mut url = format!("{}{path}{sep}per_page=100", self.api);
+        let mut all = Vec::new();
         loop {
-            let url = format!("{}{path}{sep}per_page=100&page={page}", self.api);
-            let resp = self.send(self.http.get(url)).await?;
-            let next = resp
-                .headers()
-                .get("x-next-page")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .trim()
-                .to_owned();
-            let items: Vec<T> = resp
-                .json()
-                .await
-                .map_err(|e| GitLabError::Transient(format!("unreadable response: {e}")))?;
+            let call = transport::Call {
+                method: Method::GET,
+                url: url.clone(),
+                json: None,
+            };
+            let resp = transport::send(&self.http, &self.gate, &self.token, call).await?;
+            let next = transport::next_page_url(resp.headers(), &url);
+            let items: Vec<T> = resp.json().await.map_err(unreadable)?;
+            let empty = items.is_empty();
             all.extend(items);
-            if next.is_empty() {
-                return Ok(all);
+            match next {
+                Some(n) if !empty => {
+                    if !n.starts_with(&format!("{}/", self.api)) {
+                        return Err(GitLabError::Other {
+                            status: 200,
+                            message: format!("pagination link leaves {}: {n}", self.api),
+                        });
+                    }
+                    url = n;
+                }
+                _ => return Ok(all),
             }
-            page = next;
         }
     }
 
@@ -265,60 +333,79 @@ impl GitLabClient {
 
     /// Every project of the group and its subgroups (not projects shared into it).
     pub async fn group_projects(&self, group_id: i64) -> Result<Vec<ProjectSummary>, GitLabError> {
-        self.get_all(&format!("/groups/{group_id}/projects?include_subgroups=true&with_shared=false&archived=false&order_by=id&sort=asc"))
+        // Keyset pagination: stable while projects are added, and not capped at offset 50,000.
+        self.get_all(&format!("/groups/{group_id}/projects?include_subgroups=true&with_shared=false&archived=false&pagination=keyset&order_by=id&sort=asc"))
             .await
     }
 
-    pub async fn create_group_hook(
+    /// Registers a hook with our events on a group (Premium, Owner) or project (Maintainer). The signing
+    /// token is offered to GitLab; only the newest versions keep it (see `HookInfo::signing_token_present`).
+    pub async fn create_hook(
         &self,
-        group_id: i64,
+        scope: HookScope,
+        target_id: i64,
         url: &str,
         token: &str,
-    ) -> Result<i64, GitLabError> {
-        self.create_hook(&format!("/groups/{group_id}/hooks"), url, token)
-            .await
+        signing_token: Option<&str>,
+    ) -> Result<HookInfo, GitLabError> {
+        let spec = serde_json::to_value(HookSpec::new(scope, url, token, signing_token))
+            .expect("hook spec serialises");
+        self.call(
+            Method::POST,
+            &format!("/{}/{target_id}/hooks", scope.collection()),
+            Some(&spec),
+        )
+        .await?
+        .json()
+        .await
+        .map_err(unreadable)
     }
 
-    pub async fn create_project_hook(
+    /// A hook, or `None` when it no longer exists (deleted in GitLab).
+    pub async fn hook(
         &self,
-        project_id: i64,
-        url: &str,
-        token: &str,
-    ) -> Result<i64, GitLabError> {
-        self.create_hook(&format!("/projects/{project_id}/hooks"), url, token)
-            .await
+        scope: HookScope,
+        target_id: i64,
+        hook_id: i64,
+    ) -> Result<Option<HookInfo>, GitLabError> {
+        self.get_optional(&format!(
+            "/{}/{target_id}/hooks/{hook_id}",
+            scope.collection()
+        ))
+        .await
     }
 
-    async fn create_hook(&self, path: &str, url: &str, token: &str) -> Result<i64, GitLabError> {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.api))
-            .json(&HookSpec::new(url, token));
-        let h: HookCreated = self
-            .send(r)
-            .await?
-            .json()
-            .await
-            .map_err(|e| GitLabError::Transient(format!("unreadable response: {e}")))?;
-        Ok(h.id)
+    /// Sends GitLab's test push event through a hook; a 2xx from us re-enables an auto-disabled hook.
+    pub async fn test_hook(
+        &self,
+        scope: HookScope,
+        target_id: i64,
+        hook_id: i64,
+    ) -> Result<(), GitLabError> {
+        self.call(
+            Method::POST,
+            &format!(
+                "/{}/{target_id}/hooks/{hook_id}/test/push_events",
+                scope.collection()
+            ),
+            None,
+        )
+        .await
+        .map(drop)
     }
 
     /// Deletes a hook; one that is already gone counts as deleted.
     pub async fn delete_hook(
         &self,
-        scope: &str,
+        scope: HookScope,
         target_id: i64,
         hook_id: i64,
     ) -> Result<(), GitLabError> {
-        let kind = if scope == "group" {
-            "groups"
-        } else {
-            "projects"
-        };
         match self
-            .send(
-                self.http
-                    .delete(format!("{}/{kind}/{target_id}/hooks/{hook_id}", self.api)),
+            .call(
+                Method::DELETE,
+                &format!("/{}/{target_id}/hooks/{hook_id}", scope.collection()),
+                None,
             )
             .await
         {

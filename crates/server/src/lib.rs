@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub jira_urls: UrlAllowList,
     /// `GFJ_CONNECT_KEYS_URL`: where signed-install public keys are fetched.
     pub connect_keys_url: String,
+    /// `GFJ_WEBHOOK_MAX_BYTES`: larger webhook bodies get 413 and are not queued.
+    pub webhook_max_bytes: usize,
 }
 
 /// Shared by every handler.
@@ -64,10 +66,11 @@ impl AppState {
     }
 }
 
-/// Largest webhook body accepted (GitLab's pushes and pipelines stay well below).
-pub const MAX_WEBHOOK_BYTES: usize = 25 * 1024 * 1024;
+/// Default for `GFJ_WEBHOOK_MAX_BYTES` (GitLab's pushes and pipelines stay well below).
+pub const DEFAULT_WEBHOOK_MAX_BYTES: usize = 25 * 1024 * 1024;
 
 pub fn router(state: Arc<AppState>) -> Router {
+    let webhook_limit = state.config.webhook_max_bytes;
     Router::new()
         .route("/atlassian-connect.json", get(descriptor::serve))
         .route("/static/logo.svg", get(descriptor::logo))
@@ -75,7 +78,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/jira/events/uninstalled", post(lifecycle::uninstalled))
         .route(
             "/gitlab/webhook",
-            post(webhook::receive).layer(axum::extract::DefaultBodyLimit::max(MAX_WEBHOOK_BYTES)),
+            post(webhook::receive).layer(axum::extract::DefaultBodyLimit::max(webhook_limit)),
         )
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))

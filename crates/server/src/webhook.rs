@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use gfj_core::gitlab::{EventKind, webhook_token_hash};
 use gfj_core::jobs::GitlabEvent;
+use gfj_core::standard_webhooks;
 use gfj_store::queue::{DEFAULT_MAX_ATTEMPTS, NewJob};
 use serde_json::value::RawValue;
 use subtle::ConstantTimeEq;
@@ -20,9 +21,18 @@ use crate::AppState;
 /// How long a token → subscription lookup is trusted before asking the database again.
 const TOKEN_CACHE_MS: i64 = 30_000;
 
+/// The subscription a webhook token belongs to, as cached.
+#[derive(Clone)]
+struct KnownToken {
+    subscription_id: i64,
+    /// Standard Webhooks key, when the subscription's deliveries must be signed.
+    signing_key: Option<Arc<Vec<u8>>>,
+    cached_at: i64,
+}
+
 /// Recently seen webhook tokens (by hash), so that a busy hook costs no database read per delivery.
 #[derive(Default)]
-pub struct TokenCache(RwLock<HashMap<String, (i64, i64)>>);
+pub struct TokenCache(RwLock<HashMap<String, KnownToken>>);
 
 /// Hands out `updateSequenceId`s: microseconds since the epoch, strictly increasing in this process.
 #[derive(Default)]
@@ -54,8 +64,8 @@ pub async fn receive(
         return (StatusCode::UNAUTHORIZED, "missing X-Gitlab-Token");
     };
     let now = state.clock.now_ms();
-    let subscription_id = match subscription_for(&state, token, now).await {
-        Ok(Some(id)) => id,
+    let known = match subscription_for(&state, token, now).await {
+        Ok(Some(k)) => k,
         Ok(None) => return (StatusCode::UNAUTHORIZED, "unknown X-Gitlab-Token"),
         Err(()) => {
             return (
@@ -64,6 +74,21 @@ pub async fn receive(
             );
         }
     };
+    if let Some(key) = &known.signing_key {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        if let Err(e) = standard_webhooks::verify(
+            key,
+            header("webhook-id"),
+            header("webhook-timestamp"),
+            header("webhook-signature"),
+            &body,
+            now.div_euclid(1000),
+        ) {
+            tracing::warn!(subscription = known.subscription_id, reason = %e, "webhook signature refused");
+            return (StatusCode::UNAUTHORIZED, "invalid webhook signature");
+        }
+    }
+    let subscription_id = known.subscription_id;
     let event = headers
         .get("x-gitlab-event")
         .and_then(|v| v.to_str().ok())
@@ -106,25 +131,30 @@ pub async fn receive(
 
 /// The subscription whose secret token this is. Only SHA-256 digests of tokens are stored and looked
 /// up; the final comparison runs in constant time.
-async fn subscription_for(state: &AppState, token: &[u8], now: i64) -> Result<Option<i64>, ()> {
+async fn subscription_for(
+    state: &AppState,
+    token: &[u8],
+    now: i64,
+) -> Result<Option<KnownToken>, ()> {
     let hash = webhook_token_hash(token);
-    if let Some(&(id, at)) = state
+    if let Some(known) = state
         .webhook_tokens
         .0
         .read()
         .expect("token cache lock")
         .get(&hash)
-        && now - at < TOKEN_CACHE_MS
+        && now - known.cached_at < TOKEN_CACHE_MS
     {
-        return Ok(Some(id));
+        return Ok(Some(known.clone()));
     }
+    let storage_failed = |e: gfj_store::StoreError| {
+        tracing::error!(error = %e, "webhook token lookup failed");
+    };
     let found = state
         .store
         .subscription_by_token_hash(&hash)
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "webhook token lookup failed");
-        })?;
+        .map_err(storage_failed)?;
     let Some(sub) =
         found.filter(|s| bool::from(s.webhook_token_hash.as_bytes().ct_eq(hash.as_bytes())))
     else {
@@ -136,13 +166,24 @@ async fn subscription_for(state: &AppState, token: &[u8], now: i64) -> Result<Op
             .remove(&hash);
         return Ok(None);
     };
+    let signing_key = state
+        .store
+        .subscription_signing_key(&sub)
+        .await
+        .map_err(storage_failed)?
+        .map(Arc::new);
+    let known = KnownToken {
+        subscription_id: sub.id,
+        signing_key,
+        cached_at: now,
+    };
     state
         .webhook_tokens
         .0
         .write()
         .expect("token cache lock")
-        .insert(hash, (sub.id, now));
-    Ok(Some(sub.id))
+        .insert(hash, known.clone());
+    Ok(Some(known))
 }
 
 #[cfg(test)]

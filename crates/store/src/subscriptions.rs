@@ -35,10 +35,35 @@ pub struct NewSubscription {
     pub group_id: i64,
     pub group_path: String,
     pub gitlab_token: String,
-    /// Hex SHA-256 of the webhook secret token; the token itself is never stored.
-    pub webhook_token_hash: String,
+    /// The hooks' `X-Gitlab-Token`: stored encrypted, and looked up by its SHA-256.
+    pub webhook_token: String,
     pub hook_mode: String,
     pub hooks: Vec<Hook>,
+    /// The `whsec_` signing secret, when GitLab confirmed it for the hooks; stored encrypted.
+    pub webhook_signing_secret: Option<String>,
+}
+
+/// A window in which GitLab may not have delivered a project's (or group's) events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Gap {
+    pub id: i64,
+    pub subscription_id: i64,
+    pub scope: String,
+    pub target_id: i64,
+    pub since_ms: i64,
+    pub until_ms: i64,
+    pub reason: String,
+    pub reconciled_at: Option<i64>,
+}
+
+/// A hook as the last health check saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HookStatus {
+    #[serde(flatten)]
+    pub hook: Hook,
+    /// `ok`, `disabled` or `missing`.
+    pub state: String,
+    pub checked_at: Option<i64>,
 }
 
 const COLUMNS: &str =
@@ -46,6 +71,14 @@ const COLUMNS: &str =
 
 fn token_context(client_key: &str, gitlab_url: &str, group_id: i64) -> String {
     format!("subscriptions.gitlab_token:{client_key}:{gitlab_url}:{group_id}")
+}
+
+fn webhook_token_context(client_key: &str, gitlab_url: &str, group_id: i64) -> String {
+    format!("subscriptions.webhook_token:{client_key}:{gitlab_url}:{group_id}")
+}
+
+fn signing_context(client_key: &str, gitlab_url: &str, group_id: i64) -> String {
+    format!("subscriptions.webhook_signing_secret:{client_key}:{gitlab_url}:{group_id}")
 }
 
 fn from_row(r: &sqlx::any::AnyRow) -> Result<Subscription, sqlx::Error> {
@@ -71,6 +104,20 @@ impl Store {
             s.gitlab_token.as_bytes(),
             &token_context(&s.client_key, &s.gitlab_url, s.group_id),
         )?;
+        let webhook_token = self.cipher.encrypt(
+            s.webhook_token.as_bytes(),
+            &webhook_token_context(&s.client_key, &s.gitlab_url, s.group_id),
+        )?;
+        let signing = s
+            .webhook_signing_secret
+            .as_ref()
+            .map(|secret| {
+                self.cipher.encrypt(
+                    secret.as_bytes(),
+                    &signing_context(&s.client_key, &s.gitlab_url, s.group_id),
+                )
+            })
+            .transpose()?;
         let mut tx = self.begin_write().await?;
         let exists: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM subscriptions WHERE client_key = $1 AND gitlab_url = $2 AND group_id = $3",
@@ -87,17 +134,19 @@ impl Store {
             )));
         }
         let row = sqlx::query(&format!(
-            "INSERT INTO subscriptions (client_key, gitlab_url, group_id, group_path, gitlab_token, webhook_token_hash, hook_mode, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
+            "INSERT INTO subscriptions (client_key, gitlab_url, group_id, group_path, gitlab_token, webhook_token_hash, hook_mode, created_at, webhook_signing_secret, webhook_token)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
         ))
         .bind(&s.client_key)
         .bind(&s.gitlab_url)
         .bind(s.group_id)
         .bind(&s.group_path)
         .bind(token)
-        .bind(&s.webhook_token_hash)
+        .bind(gfj_core::gitlab::webhook_token_hash(s.webhook_token.as_bytes()))
         .bind(&s.hook_mode)
         .bind(now_ms)
+        .bind(signing)
+        .bind(webhook_token)
         .fetch_one(&mut *tx)
         .await?;
         let sub = from_row(&row)?;
@@ -173,6 +222,197 @@ impl Store {
             &token_context(&s.client_key, &s.gitlab_url, s.group_id),
         )?;
         String::from_utf8(plain).map_err(|_| StoreError::Crypto("token is not UTF-8".into()))
+    }
+
+    /// The hooks' secret token and signing secret, decrypted, for registering a hook again. `None` for
+    /// a token linked before tokens were kept.
+    pub async fn subscription_hook_secrets(
+        &self,
+        s: &Subscription,
+    ) -> Result<Option<(String, Option<String>)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT webhook_token, webhook_signing_secret FROM subscriptions WHERE id = $1",
+        )
+        .bind(s.id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound("subscription"))?;
+        let token: Option<Vec<u8>> = row.try_get("webhook_token")?;
+        let signing: Option<Vec<u8>> = row.try_get("webhook_signing_secret")?;
+        let Some(token) = token else { return Ok(None) };
+        let text = |plain: Vec<u8>| {
+            String::from_utf8(plain).map_err(|_| StoreError::Crypto("secret is not UTF-8".into()))
+        };
+        let token = text(self.cipher.decrypt(
+            &token,
+            &webhook_token_context(&s.client_key, &s.gitlab_url, s.group_id),
+        )?)?;
+        let signing = signing
+            .map(|r| {
+                self.cipher
+                    .decrypt(
+                        &r,
+                        &signing_context(&s.client_key, &s.gitlab_url, s.group_id),
+                    )
+                    .and_then(text)
+            })
+            .transpose()?;
+        Ok(Some((token, signing)))
+    }
+
+    /// The key of the subscription's Standard Webhooks signing secret, when deliveries must be signed.
+    pub async fn subscription_signing_key(
+        &self,
+        s: &Subscription,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let record: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT webhook_signing_secret FROM subscriptions WHERE id = $1")
+                .bind(s.id)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or(StoreError::NotFound("subscription"))?;
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        let plain = self.cipher.decrypt(
+            &record,
+            &signing_context(&s.client_key, &s.gitlab_url, s.group_id),
+        )?;
+        let secret = String::from_utf8(plain)
+            .map_err(|_| StoreError::Crypto("signing secret is not UTF-8".into()))?;
+        gfj_core::standard_webhooks::secret_key(&secret)
+            .map(Some)
+            .map_err(|e| StoreError::Crypto(e.to_string()))
+    }
+
+    /// The subscription's hooks with what the last health check saw.
+    pub async fn subscription_hook_status(&self, id: i64) -> Result<Vec<HookStatus>, StoreError> {
+        let rows = sqlx::query("SELECT scope, target_id, hook_id, state, checked_at FROM subscription_hooks WHERE subscription_id = $1 ORDER BY target_id")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(HookStatus {
+                    hook: Hook {
+                        scope: r.try_get("scope")?,
+                        target_id: r.try_get("target_id")?,
+                        hook_id: r.try_get("hook_id")?,
+                    },
+                    state: r.try_get("state")?,
+                    checked_at: r.try_get("checked_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records (or replaces, after a re-registration) the hook of a group or project.
+    pub async fn put_subscription_hook(
+        &self,
+        subscription_id: i64,
+        hook: &Hook,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "DELETE FROM subscription_hooks WHERE subscription_id = $1 AND scope = $2 AND target_id = $3",
+        )
+        .bind(subscription_id)
+        .bind(&hook.scope)
+        .bind(hook.target_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO subscription_hooks (subscription_id, scope, target_id, hook_id, state, checked_at) VALUES ($1, $2, $3, $4, 'ok', $5)")
+            .bind(subscription_id)
+            .bind(&hook.scope)
+            .bind(hook.target_id)
+            .bind(hook.hook_id)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Forgets the hook of a project that left the group.
+    pub async fn remove_subscription_hook(
+        &self,
+        subscription_id: i64,
+        scope: &str,
+        target_id: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM subscription_hooks WHERE subscription_id = $1 AND scope = $2 AND target_id = $3",
+        )
+        .bind(subscription_id)
+        .bind(scope)
+        .bind(target_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// What a health check saw of a hook (`ok`, `disabled`, `missing`).
+    pub async fn set_hook_state(
+        &self,
+        subscription_id: i64,
+        hook: &Hook,
+        state: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE subscription_hooks SET state = $1, checked_at = $2 WHERE subscription_id = $3 AND scope = $4 AND target_id = $5")
+            .bind(state)
+            .bind(now_ms)
+            .bind(subscription_id)
+            .bind(&hook.scope)
+            .bind(hook.target_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a window whose events GitLab may not have delivered, for reconciliation.
+    pub async fn record_gap(
+        &self,
+        subscription_id: i64,
+        scope: &str,
+        target_id: i64,
+        since_ms: i64,
+        until_ms: i64,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO gitlab_gaps (subscription_id, scope, target_id, since_ms, until_ms, reason, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $5)")
+            .bind(subscription_id)
+            .bind(scope)
+            .bind(target_id)
+            .bind(since_ms)
+            .bind(until_ms)
+            .bind(reason)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Gaps not yet reconciled, oldest first.
+    pub async fn open_gaps(&self, subscription_id: i64) -> Result<Vec<Gap>, StoreError> {
+        let rows = sqlx::query("SELECT id, subscription_id, scope, target_id, since_ms, until_ms, reason, reconciled_at FROM gitlab_gaps WHERE subscription_id = $1 AND reconciled_at IS NULL ORDER BY id")
+            .bind(subscription_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Gap {
+                    id: r.try_get("id")?,
+                    subscription_id: r.try_get("subscription_id")?,
+                    scope: r.try_get("scope")?,
+                    target_id: r.try_get("target_id")?,
+                    since_ms: r.try_get("since_ms")?,
+                    until_ms: r.try_get("until_ms")?,
+                    reason: r.try_get("reason")?,
+                    reconciled_at: r.try_get("reconciled_at")?,
+                })
+            })
+            .collect()
     }
 
     pub async fn subscription_hooks(&self, id: i64) -> Result<Vec<Hook>, StoreError> {

@@ -29,20 +29,21 @@ fn install(key: &str, secret: &str) -> Installation {
     }
 }
 
-fn subscription(client_key: &str, group_id: i64, hash: &str) -> NewSubscription {
+fn subscription(client_key: &str, group_id: i64, webhook_token: &str) -> NewSubscription {
     NewSubscription {
         client_key: client_key.into(),
         gitlab_url: "https://gitlab.example".into(),
         group_id,
         group_path: format!("g{group_id}"),
         gitlab_token: "glpat-secret-token".into(),
-        webhook_token_hash: hash.into(),
+        webhook_token: webhook_token.into(),
         hook_mode: "project".into(),
         hooks: vec![Hook {
             scope: "project".into(),
             target_id: 7,
             hook_id: 70,
         }],
+        webhook_signing_secret: None,
     }
 }
 
@@ -89,14 +90,72 @@ async fn installations_are_encrypted_replaced_and_removed_with_their_subscriptio
         "glpat-secret-token"
     );
     assert_eq!(
-        s.subscription_by_token_hash("h1")
+        s.subscription_by_token_hash(&gfj_core::gitlab::webhook_token_hash(b"h1"))
             .await
             .unwrap()
             .unwrap()
             .id,
         sub.id
     );
+    assert!(s.subscription_by_token_hash("h1").await.unwrap().is_none());
     assert_eq!(s.subscription_hooks(sub.id).await.unwrap().len(), 1);
+    // The hook secrets come back for re-registration; no signing secret was confirmed.
+    assert_eq!(
+        s.subscription_hook_secrets(&sub).await.unwrap(),
+        Some(("h1".to_owned(), None))
+    );
+    assert_eq!(s.subscription_signing_key(&sub).await.unwrap(), None);
+    let signed = NewSubscription {
+        webhook_signing_secret: Some(gfj_core::standard_webhooks::format_secret(&[9; 32])),
+        ..subscription("k1", 6, "h3")
+    };
+    let signed = s.create_subscription(&signed, 3).await.unwrap();
+    assert_eq!(
+        s.subscription_signing_key(&signed).await.unwrap(),
+        Some(vec![9; 32])
+    );
+
+    // Hook health: state changes, a re-registered hook replaces the old one, gaps are kept.
+    let hook = Hook {
+        scope: "project".into(),
+        target_id: 7,
+        hook_id: 70,
+    };
+    s.set_hook_state(sub.id, &hook, "disabled", 10)
+        .await
+        .unwrap();
+    let st = s.subscription_hook_status(sub.id).await.unwrap();
+    assert_eq!(
+        (st[0].state.as_str(), st[0].checked_at),
+        ("disabled", Some(10))
+    );
+    let replaced = Hook {
+        hook_id: 71,
+        ..hook.clone()
+    };
+    s.put_subscription_hook(sub.id, &replaced, 11)
+        .await
+        .unwrap();
+    let st = s.subscription_hook_status(sub.id).await.unwrap();
+    assert_eq!(st.len(), 1);
+    assert_eq!((st[0].hook.hook_id, st[0].state.as_str()), (71, "ok"));
+    s.record_gap(sub.id, "project", 7, 5, 11, "hook deleted in GitLab")
+        .await
+        .unwrap();
+    let gaps = s.open_gaps(sub.id).await.unwrap();
+    assert_eq!(
+        (
+            gaps.len(),
+            gaps[0].since_ms,
+            gaps[0].until_ms,
+            gaps[0].target_id
+        ),
+        (1, 5, 11, 7)
+    );
+    s.remove_subscription_hook(sub.id, "project", 7)
+        .await
+        .unwrap();
+    assert!(s.subscription_hooks(sub.id).await.unwrap().is_empty());
     assert!(matches!(
         s.create_subscription(&subscription("k1", 5, "h2"), 4).await,
         Err(StoreError::Conflict(_))
