@@ -5,6 +5,7 @@ use gfj_gitlab_client::{GitLabClient, GitLabError, HookScope, MAINTAINER};
 use gfj_store::Store;
 use gfj_store::installations::Installation;
 use gfj_store::subscriptions::{Hook, NewSubscription};
+use gfj_sync::hooks::{HookSecrets, webhook_url};
 use serde::Serialize;
 
 use crate::Settings;
@@ -62,28 +63,6 @@ fn gitlab(settings: &Settings, url: &str, token: &str) -> anyhow::Result<GitLabC
     ))
 }
 
-fn random_32() -> anyhow::Result<[u8; 32]> {
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("random token: {e}"))?;
-    Ok(b)
-}
-
-/// The secrets a subscription's hooks are registered with: the `X-Gitlab-Token` and a Standard
-/// Webhooks signing secret (kept only where GitLab supports it).
-pub struct HookSecrets {
-    pub token: String,
-    pub signing_secret: String,
-}
-
-impl HookSecrets {
-    pub fn fresh() -> anyhow::Result<Self> {
-        Ok(Self {
-            token: gfj_core::qsh::hex(&random_32()?),
-            signing_secret: gfj_core::standard_webhooks::format_secret(&random_32()?),
-        })
-    }
-}
-
 pub async fn link(
     settings: &Settings,
     store: &Store,
@@ -126,8 +105,8 @@ pub async fn link(
             existing.id
         );
     }
-    let secrets = HookSecrets::fresh()?;
-    let hook_url = format!("{}/gitlab/webhook", settings.base_url);
+    let secrets = HookSecrets::fresh().map_err(|e| anyhow::anyhow!("random token: {e}"))?;
+    let hook_url = webhook_url(&settings.base_url);
     let (mode, hooks, signed) =
         register_hooks(&client, req.hook_mode, group.id, &hook_url, &secrets).await?;
     let new = NewSubscription {
@@ -139,7 +118,7 @@ pub async fn link(
         webhook_token: secrets.token.clone(),
         hook_mode: mode.to_owned(),
         hooks: hooks.clone(),
-        webhook_signing_secret: signed.then_some(secrets.signing_secret),
+        webhook_signing_secret: secrets.signing_secret.clone().filter(|_| signed),
     };
     let sub = match store.create_subscription(&new, now_ms).await {
         Ok(s) => s,
@@ -182,10 +161,9 @@ async fn register_hooks(
     url: &str,
     secrets: &HookSecrets,
 ) -> anyhow::Result<(&'static str, Vec<Hook>, bool)> {
-    let signing = Some(secrets.signing_secret.as_str());
     if mode != HookMode::Project {
-        match client
-            .create_hook(HookScope::Group, group_id, url, &secrets.token, signing)
+        match secrets
+            .register(client, HookScope::Group, group_id, url)
             .await
         {
             Ok(h) => {
@@ -221,8 +199,8 @@ async fn register_hooks(
     let mut hooks = Vec::new();
     let mut signed = true;
     for p in projects {
-        match client
-            .create_hook(HookScope::Project, p.id, url, &secrets.token, signing)
+        match secrets
+            .register(client, HookScope::Project, p.id, url)
             .await
         {
             Ok(h) => {

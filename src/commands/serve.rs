@@ -80,6 +80,12 @@ impl Service {
                 self.handlers(),
                 config,
             );
+            tokio::spawn(schedule_hook_checks(
+                self.store.clone(),
+                self.clock.clone(),
+                self.settings.hook_check_secs * 1000,
+                stop_rx.clone(),
+            ));
             Some(tokio::spawn(runner.run(stop_rx)))
         } else {
             None
@@ -101,6 +107,28 @@ impl Service {
     }
 }
 
+/// Queues every subscription's hook check once per interval (the first one at start, which catches
+/// hooks GitLab disabled while the service was down), until shutdown.
+async fn schedule_hook_checks(
+    store: Store,
+    clock: Arc<dyn Clock>,
+    interval_ms: i64,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(std::time::Duration::from_millis(interval_ms as u64));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) =
+            gfj_sync::hooks::schedule_hook_checks(&store, clock.now_ms(), interval_ms).await
+        {
+            tracing::warn!(error = %e, "could not queue hook checks; trying again next interval");
+        }
+    }
+}
+
 /// The queue handlers, with clients restricted to the allow-lists.
 pub fn handlers(settings: &Settings, store: &Store, clock: Arc<dyn Clock>) -> Handlers {
     Handlers {
@@ -119,6 +147,7 @@ pub fn handlers(settings: &Settings, store: &Store, clock: Arc<dyn Clock>) -> Ha
         jira_urls: settings.jira_urls.clone(),
         clock,
         cicd_batch_size: settings.jira_batch_size,
+        webhook_url: gfj_sync::hooks::webhook_url(&settings.base_url),
     }
 }
 

@@ -41,11 +41,21 @@ impl TestApp {
     }
 
     pub async fn start_custom(db: TestDatabase, run_workers: bool, jira: JiraSimConfig) -> Self {
+        Self::start_with_settings(db, run_workers, jira, &[]).await
+    }
+
+    /// Starts the service with extra `GFJ_*` settings over the test defaults.
+    pub async fn start_with_settings(
+        db: TestDatabase,
+        run_workers: bool,
+        jira: JiraSimConfig,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let jira = JiraSim::start(jira).await.expect("Jira simulator");
         let gitlab = GitLabSim::start().await.expect("GitLab simulator");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
-        let settings = Settings::from_map(&BTreeMap::from([
+        let mut values = BTreeMap::from([
             ("GFJ_BASE_URL".to_owned(), base_url.clone()),
             ("GFJ_DATABASE_URL".to_owned(), db.url.clone()),
             ("GFJ_ENCRYPTION_KEY".to_owned(), TEST_KEY.to_owned()),
@@ -54,8 +64,13 @@ impl TestApp {
             ("GFJ_JIRA_URLS".to_owned(), "http://127.0.0.1:*".to_owned()),
             // The simulator also plays api.atlassian.com for OAuth-credentials sites.
             ("GFJ_ATLASSIAN_API_URL".to_owned(), jira.base_url.clone()),
-        ]))
-        .unwrap();
+        ]);
+        values.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let settings = Settings::from_map(&values).unwrap();
         let mut service = Service::open(settings.clone()).await.unwrap();
         service.run_workers = run_workers;
         let store = service.store.clone();

@@ -128,14 +128,31 @@ async fn webhooks_need_the_subscriptions_token_and_are_queued_once(db: TestDatab
         "nothing queued for unauthenticated deliveries"
     );
     assert_eq!(send(Some(&token), "a", "not json").await, 400);
+    // Strict where it matters: the kind must match the header and the ids must be there.
     assert_eq!(
-        send(Some(&token), "k1", r#"{"object_kind":"push"}"#).await,
-        202
+        send(Some(&token), "a", r#"{"object_kind":"push"}"#).await,
+        400
     );
     assert_eq!(
-        send(Some(&token), "k1", r#"{"object_kind":"push"}"#).await,
-        202
+        send(
+            Some(&token),
+            "a",
+            r#"{"object_kind":"merge_request","project":{"id":1}}"#
+        )
+        .await,
+        400
     );
+    assert!(
+        app.store.jobs().await.unwrap().is_empty(),
+        "nothing queued for refused bodies"
+    );
+    let push = format!(
+        r#"{{"object_kind":"push","before":"{z}","after":"{z}","ref":"refs/heads/x","project_id":{p},"project":{{"id":{p},"name":"p0","web_url":"http://gl/acme/p0"}},"unknown_field":1}}"#,
+        z = "0".repeat(40),
+        p = w.projects[0]
+    );
+    assert_eq!(send(Some(&token), "k1", &push).await, 202);
+    assert_eq!(send(Some(&token), "k1", &push).await, 202);
     assert_eq!(
         app.store.jobs().await.unwrap().len(),
         1,

@@ -19,3 +19,14 @@ pub struct GitlabEvent {
 impl GitlabEvent {
     pub const KIND: &'static str = "gitlab_event";
 }
+
+/// A periodic check of one subscription's webhooks: restore what GitLab disabled or lost, hook projects
+/// that joined the group (project-hook mode), and record the windows GitLab may not have reported.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HookCheck {
+    pub subscription_id: i64,
+}
+
+impl HookCheck {
+    pub const KIND: &'static str = "hook_check";
+}

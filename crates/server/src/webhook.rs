@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use gfj_core::gitlab::{EventKind, webhook_token_hash};
+use gfj_core::gitlab::{EventKind, WebhookEvent, webhook_token_hash};
 use gfj_core::jobs::GitlabEvent;
 use gfj_core::standard_webhooks;
 use gfj_store::queue::{DEFAULT_MAX_ATTEMPTS, NewJob};
@@ -59,18 +59,18 @@ pub async fn receive(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Bytes,
-) -> (StatusCode, &'static str) {
+) -> (StatusCode, String) {
     let Some(token) = headers.get("x-gitlab-token").map(|v| v.as_bytes()) else {
-        return (StatusCode::UNAUTHORIZED, "missing X-Gitlab-Token");
+        return (StatusCode::UNAUTHORIZED, "missing X-Gitlab-Token".into());
     };
     let now = state.clock.now_ms();
     let known = match subscription_for(&state, token, now).await {
         Ok(Some(k)) => k,
-        Ok(None) => return (StatusCode::UNAUTHORIZED, "unknown X-Gitlab-Token"),
+        Ok(None) => return (StatusCode::UNAUTHORIZED, "unknown X-Gitlab-Token".into()),
         Err(()) => {
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "storage unavailable, retry",
+                "storage unavailable, retry".into(),
             );
         }
     };
@@ -85,7 +85,7 @@ pub async fn receive(
             now.div_euclid(1000),
         ) {
             tracing::warn!(subscription = known.subscription_id, reason = %e, "webhook signature refused");
-            return (StatusCode::UNAUTHORIZED, "invalid webhook signature");
+            return (StatusCode::UNAUTHORIZED, "invalid webhook signature".into());
         }
     }
     let subscription_id = known.subscription_id;
@@ -94,15 +94,21 @@ pub async fn receive(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    if EventKind::from_header(&event) == EventKind::Other {
-        return (StatusCode::OK, "event type not used");
+    let kind = EventKind::from_header(&event);
+    if kind == EventKind::Other {
+        return (StatusCode::OK, "event type not used".into());
+    }
+    // Strict about what routes the event (kind, ids), lenient about the rest; a refused body is never
+    // queued, and the reason shows in the hook's "Recent events" in GitLab.
+    if let Err(e) = WebhookEvent::parse(kind, &body) {
+        return (StatusCode::BAD_REQUEST, e.to_string());
     }
     let Ok(body) = std::str::from_utf8(&body)
         .map(str::to_owned)
         .map_err(drop)
         .and_then(|b| RawValue::from_string(b).map_err(drop))
     else {
-        return (StatusCode::BAD_REQUEST, "body is not JSON");
+        return (StatusCode::BAD_REQUEST, "body is not JSON".into());
     };
     let dedup_key = headers
         .get("idempotency-key")
@@ -124,8 +130,11 @@ pub async fn receive(
         max_attempts: DEFAULT_MAX_ATTEMPTS,
     };
     match state.intake.submit(new).await {
-        Ok(()) => (StatusCode::ACCEPTED, "queued"),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "could not queue, retry"),
+        Ok(()) => (StatusCode::ACCEPTED, "queued".into()),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "could not queue, retry".into(),
+        ),
     }
 }
 

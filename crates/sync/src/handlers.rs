@@ -6,7 +6,7 @@ use gfj_core::jira::{
     Build, BuildsRequest, Deployment, DeploymentsRequest, DevinfoRequest, FeatureFlag,
     FeatureFlagsRequest, ProviderMetadata,
 };
-use gfj_core::jobs::GitlabEvent;
+use gfj_core::jobs::{GitlabEvent, HookCheck};
 use gfj_core::mapping::{self, PushAction};
 use gfj_core::url_pattern::UrlAllowList;
 use gfj_gitlab_client::GitLabClient;
@@ -29,6 +29,8 @@ pub struct Handlers {
     pub clock: std::sync::Arc<dyn Clock>,
     /// Builds, deployments or flags per request (`GFJ_JIRA_BATCH_SIZE`).
     pub cicd_batch_size: usize,
+    /// Where GitLab delivers our webhooks (from `GFJ_BASE_URL`), for hooks registered again.
+    pub webhook_url: String,
 }
 
 /// How long a job waits when Jira refuses our credentials, so a broken site is not retried hot.
@@ -41,6 +43,11 @@ impl Handlers {
                 let event: GitlabEvent = serde_json::from_str(&job.payload)
                     .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
                 self.gitlab_event(&event).await
+            }
+            HookCheck::KIND => {
+                let check: HookCheck = serde_json::from_str(&job.payload)
+                    .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
+                self.check_hooks(&check).await
             }
             other => Err(JobError::Permanent(format!("unknown job kind {other:?}"))),
         }

@@ -5,6 +5,7 @@
 //! attempt. It never holds a database transaction across a network call.
 
 pub mod handlers;
+pub mod hooks;
 mod runner;
 
 pub use runner::{Runner, RunnerConfig};

@@ -1,21 +1,35 @@
-//! A GitLab instance: the REST endpoints linking and syncing use, and webhook delivery.
+//! A GitLab instance: the REST endpoints linking and syncing use, OAuth, and webhook delivery.
 //!
-//! Rules modelled from GitLab's documentation: group hooks need Premium and the Owner role (404 on Free,
-//! 403 below Owner); project hooks need Maintainer; `members/all` reports inherited membership; lists use
-//! offset pagination with `x-*` headers and `Link`; deliveries carry GitLab's headers, including a per-
-//! delivery `Idempotency-Key`.
+//! Rules modelled from GitLab's documentation: private groups and projects are invisible (404) to
+//! non-members; group hooks need Premium and the Owner role (404 on Free, 403 below Owner); project hooks
+//! need Maintainer; `members/all` reports inherited membership; lists use offset pagination with `x-*`
+//! headers and `Link`, and project lists also keyset pagination; every API request passes the rate
+//! limiter and fault injector in `limits.rs`. Hooks live in `hooks.rs`, OAuth in `oauth.rs`, the
+//! repository in `repo.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::get;
 use serde_json::{Value, json};
 
+pub mod ci;
+pub mod deployments;
+pub mod feature_flags;
+pub mod merge_requests;
+
+mod hooks;
+mod limits;
+mod oauth;
 mod paging;
+mod repo;
+
+pub use hooks::{AlertStatus, Hook};
+pub use limits::ApiRequest;
 
 /// GitLab tiers, as far as they change behaviour here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,18 +63,9 @@ struct Project {
     path_with_namespace: String,
     group_id: i64,
     default_branch: String,
+    /// Branch name → head SHA.
     branches: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Hook {
-    pub id: i64,
-    /// `group` or `project`.
-    pub scope: &'static str,
-    pub target_id: i64,
-    pub url: String,
-    token: String,
-    pub push_events: bool,
+    archived: bool,
 }
 
 /// A commit stored in the simulated repositories.
@@ -80,8 +85,13 @@ pub struct SimCommit {
 pub struct Delivery {
     pub hook_id: i64,
     pub event: String,
+    /// The receiver's status; `None` after a connection error or timeout, or when skipped.
     pub status: Option<u16>,
     pub idempotency_key: String,
+    /// Not sent because the hook was temporarily or permanently disabled.
+    pub skipped: bool,
+    /// Sent by `POST …/hooks/:id/test/:trigger` rather than by an event.
+    pub test: bool,
 }
 
 #[derive(Default)]
@@ -93,8 +103,18 @@ struct Inner {
     members: BTreeMap<(i64, i64), i64>,
     projects: Vec<Project>,
     commits: BTreeMap<(i64, String), SimCommit>,
+    /// (project id, commit SHA) → parent SHAs; kept beside `commits` so `SimCommit` literals stay valid.
+    parents: BTreeMap<(i64, String), Vec<String>>,
+    /// (project id, group id) → the most a member of the group gets on the shared project.
+    shares: BTreeMap<(i64, i64), i64>,
     hooks: Vec<Hook>,
     deliveries: Vec<Delivery>,
+    merge_requests: Vec<merge_requests::MergeRequest>,
+    pipelines: Vec<ci::Pipeline>,
+    jobs: Vec<ci::Job>,
+    environments: Vec<deployments::Environment>,
+    deployments: Vec<deployments::Deployment>,
+    feature_flags: Vec<feature_flags::FeatureFlag>,
 }
 
 struct Shared {
@@ -102,6 +122,12 @@ struct Shared {
     inner: Mutex<Inner>,
     /// How far the simulated clock runs ahead of the real one (`GitLabSim::advance_clock`).
     clock_offset_ms: std::sync::atomic::AtomicI64,
+    limits: Mutex<limits::Limits>,
+    oauth: Mutex<oauth::OAuth>,
+    /// For webhook deliveries; GitLab gives up on a receiver after about 10 s.
+    http: reqwest::Client,
+    /// `GitLabSim::set_signing_tokens_supported(false)`.
+    signing_unsupported: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -112,22 +138,38 @@ impl Shared {
             .load(std::sync::atomic::Ordering::Relaxed);
         time::OffsetDateTime::now_utc() + time::Duration::milliseconds(offset)
     }
+
+    fn base(&self) -> String {
+        self.base_url.lock().unwrap().clone()
+    }
 }
 
 /// Routes of the per-feature modules (merge requests, CI, deployments, feature flags).
 fn feature_routes() -> Router<Arc<Shared>> {
     Router::new()
+        .merge(merge_requests::routes())
+        .merge(ci::routes())
+        .merge(deployments::routes())
+        .merge(feature_flags::routes())
 }
 
 pub struct GitLabSim {
     pub base_url: String,
     shared: Arc<Shared>,
-    http: reqwest::Client,
     _server: tokio::task::JoinHandle<()>,
 }
 
 fn err(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({ "message": message }))).into_response()
+}
+
+/// Grape's answer to a parameter that fails validation.
+fn param_err(message: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({ "error": message })),
+    )
+        .into_response()
 }
 
 impl GitLabSim {
@@ -139,45 +181,44 @@ impl GitLabSim {
                 ..Default::default()
             }),
             clock_offset_ms: Default::default(),
+            limits: Mutex::default(),
+            oauth: Mutex::default(),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()?,
+            signing_unsupported: Default::default(),
         });
         let router = Router::new()
             .route("/api/v4/user", get(current_user))
             .route("/api/v4/groups/{id}", get(get_group))
+            .route("/api/v4/groups/{id}/subgroups", get(subgroups))
+            .route(
+                "/api/v4/groups/{id}/descendant_groups",
+                get(descendant_groups),
+            )
+            .route("/api/v4/groups/{id}/members/all", get(group_members))
             .route(
                 "/api/v4/groups/{id}/members/all/{user_id}",
                 get(group_member),
             )
             .route("/api/v4/groups/{id}/projects", get(group_projects))
-            .route(
-                "/api/v4/groups/{id}/hooks",
-                get(list_group_hooks).post(create_group_hook),
-            )
-            .route(
-                "/api/v4/groups/{id}/hooks/{hook_id}",
-                delete(delete_group_hook),
-            )
             .route("/api/v4/projects/{id}", get(get_project))
-            .route(
-                "/api/v4/projects/{id}/hooks",
-                get(list_project_hooks).post(create_project_hook),
-            )
-            .route(
-                "/api/v4/projects/{id}/hooks/{hook_id}",
-                delete(delete_project_hook),
-            )
-            .route(
-                "/api/v4/projects/{id}/repository/commits/{sha}",
-                get(get_commit),
-            )
             .route("/api/v4/namespaces/{id}", get(get_namespace))
+            .merge(hooks::routes())
+            .merge(repo::routes())
+            .merge(oauth::routes())
             .merge(feature_routes())
+            .fallback(not_found)
+            .layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                limits::middleware,
+            ))
             .with_state(shared.clone());
         let (base_url, server) = crate::serve(router).await?;
         *shared.base_url.lock().unwrap() = base_url.clone();
         Ok(Self {
             base_url,
             shared,
-            http: reqwest::Client::new(),
             _server: server,
         })
     }
@@ -238,6 +279,7 @@ impl GitLabSim {
 
     /// Adds a project with a `main` branch holding one commit; returns its id.
     pub fn add_project(&self, group_id: i64, path: &str) -> i64 {
+        let now = self.shared.now();
         let mut i = self.shared.inner.lock().unwrap();
         let id = Self::next_id(&mut i);
         let group = i
@@ -251,13 +293,14 @@ impl GitLabSim {
         let commit = SimCommit {
             id: sha.clone(),
             message: "Initial commit".into(),
-            timestamp: "2026-11-01T09:00:00+01:00".into(),
+            timestamp: repo::timestamp(now),
             author_name: "Sim".into(),
             author_email: "sim@example.com".into(),
             added: vec!["README.md".into()],
             modified: vec![],
         };
         i.commits.insert((id, sha.clone()), commit);
+        i.parents.insert((id, sha.clone()), Vec::new());
         i.projects.push(Project {
             id,
             name: path.into(),
@@ -265,230 +308,53 @@ impl GitLabSim {
             group_id,
             default_branch: "main".into(),
             branches: BTreeMap::from([("main".to_owned(), sha)]),
+            archived: false,
         });
         id
     }
 
-    pub fn hooks(&self) -> Vec<Hook> {
-        self.shared.inner.lock().unwrap().hooks.clone()
-    }
-
-    /// The secret token a hook was registered with.
-    pub fn hook_token(&self, hook_id: i64) -> Option<String> {
+    /// Shares a project with another group, as "Invite group" does: the group's members get at most
+    /// Developer on it, and the project appears in that group's project list unless `with_shared=false`.
+    pub fn share_project(&self, project_id: i64, with_group_id: i64) {
         self.shared
             .inner
             .lock()
             .unwrap()
-            .hooks
-            .iter()
-            .find(|h| h.id == hook_id)
-            .map(|h| h.token.clone())
+            .shares
+            .insert((project_id, with_group_id), 30);
+    }
+
+    pub fn archive_project(&self, project_id: i64) {
+        let mut i = self.shared.inner.lock().unwrap();
+        if let Some(p) = i.projects.iter_mut().find(|p| p.id == project_id) {
+            p.archived = true;
+        }
+    }
+
+    /// Deletes a project with its hooks, shares and commits.
+    pub fn remove_project(&self, project_id: i64) {
+        let mut i = self.shared.inner.lock().unwrap();
+        i.projects.retain(|p| p.id != project_id);
+        i.hooks
+            .retain(|h| !(h.scope == "project" && h.target_id == project_id));
+        i.shares.retain(|(p, _), _| *p != project_id);
+        i.commits.retain(|(p, _), _| *p != project_id);
+        i.parents.retain(|(p, _), _| *p != project_id);
     }
 
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.shared.inner.lock().unwrap().deliveries.clone()
     }
 
-    /// Pushes new commits (one per message, oldest first) to `branch`, creating it from the default branch
-    /// if needed, and delivers the Push Hook to every hook that covers the project. Returns the SHAs.
-    pub async fn push(
-        &self,
-        project_id: i64,
-        branch: &str,
-        messages: &[&str],
-        pusher: i64,
-    ) -> Vec<String> {
-        let (payload, shas) = {
-            let mut i = self.shared.inner.lock().unwrap();
-            let p = i
-                .projects
-                .iter()
-                .find(|p| p.id == project_id)
-                .expect("project exists")
-                .clone();
-            let created = !p.branches.contains_key(branch);
-            let before = if created {
-                NULL_SHA.to_owned()
-            } else {
-                p.branches[branch].clone()
-            };
-            let mut commits = Vec::new();
-            for (n, message) in messages.iter().enumerate() {
-                let sha = sha_for(&format!(
-                    "{project_id}-{branch}-{}-{n}-{message}",
-                    i.commits.len()
-                ));
-                let c = SimCommit {
-                    id: sha.clone(),
-                    message: format!("{message}\n"),
-                    timestamp: format!("2026-11-27T1{}:00:00+02:00", n % 10),
-                    author_name: "Ada Lovelace".into(),
-                    author_email: "ada@example.com".into(),
-                    added: vec![format!("src/file{n}.rs")],
-                    modified: vec!["README.md".into()],
-                };
-                i.commits.insert((project_id, sha.clone()), c.clone());
-                commits.push(c);
-            }
-            let after = commits
-                .last()
-                .map(|c| c.id.clone())
-                .unwrap_or_else(|| p.branches[&p.default_branch].clone());
-            i.projects
-                .iter_mut()
-                .find(|x| x.id == project_id)
-                .unwrap()
-                .branches
-                .insert(branch.to_owned(), after.clone());
-            let shas = commits.iter().map(|c| c.id.clone()).collect();
-            (
-                self.push_payload(&i, &p, branch, &before, &after, &commits, pusher),
-                shas,
-            )
-        };
-        self.deliver(project_id, "Push Hook", payload).await;
-        shas
-    }
-
-    /// Deletes a branch and delivers the Push Hook GitLab sends for it (`after` = forty zeros).
-    pub async fn delete_branch(&self, project_id: i64, branch: &str, pusher: i64) {
-        let payload = {
-            let mut i = self.shared.inner.lock().unwrap();
-            let p = i
-                .projects
-                .iter()
-                .find(|p| p.id == project_id)
-                .expect("project exists")
-                .clone();
-            let before = p
-                .branches
-                .get(branch)
-                .cloned()
-                .unwrap_or_else(|| NULL_SHA.to_owned());
-            i.projects
-                .iter_mut()
-                .find(|x| x.id == project_id)
-                .unwrap()
-                .branches
-                .remove(branch);
-            self.push_payload(&i, &p, branch, &before, NULL_SHA, &[], pusher)
-        };
-        self.deliver(project_id, "Push Hook", payload).await;
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn push_payload(
-        &self,
-        i: &Inner,
-        p: &Project,
-        branch: &str,
-        before: &str,
-        after: &str,
-        commits: &[SimCommit],
-        pusher: i64,
-    ) -> Value {
-        let base = self.base_url.clone();
-        let user = i
-            .users
-            .iter()
-            .find(|u| u.id == pusher)
-            .cloned()
-            .expect("pusher exists");
-        let web_url = format!("{base}/{}", p.path_with_namespace);
-        json!({
-            "object_kind": "push",
-            "event_name": "push",
-            "before": before,
-            "after": after,
-            "ref": format!("refs/heads/{branch}"),
-            "ref_protected": branch == p.default_branch,
-            "checkout_sha": if after == NULL_SHA { Value::Null } else { Value::String(after.to_owned()) },
-            "message": null,
-            "user_id": user.id,
-            "user_name": user.name,
-            "user_username": user.username,
-            "user_email": "[REDACTED]",
-            "user_avatar": format!("{base}/uploads/-/system/user/avatar/{}/avatar.png", user.id),
-            "project_id": p.id,
-            "project": project_json(&base, p),
-            "commits": commits.iter().map(|c| json!({
-                "id": c.id,
-                "message": c.message,
-                "title": c.message.lines().next().unwrap_or(""),
-                "timestamp": c.timestamp,
-                "url": format!("{web_url}/-/commit/{}", c.id),
-                "author": { "name": c.author_name, "email": c.author_email },
-                "added": c.added,
-                "modified": c.modified,
-                "removed": [],
-            })).collect::<Vec<_>>(),
-            "total_commits_count": commits.len(),
-            "push_options": {},
-            "repository": {
-                "name": p.name,
-                "url": format!("{base}/{}.git", p.path_with_namespace),
-                "description": "",
-                "homepage": web_url,
-                "git_http_url": format!("{web_url}.git"),
-                "git_ssh_url": format!("git@sim:{}.git", p.path_with_namespace),
-                "visibility_level": 0
-            }
-        })
-    }
-
     /// Delivers an event to the project's hooks and to the group hooks of its group and ancestors.
     async fn deliver(&self, project_id: i64, event: &str, payload: Value) {
-        let targets: Vec<Hook> = {
-            let i = self.shared.inner.lock().unwrap();
-            let p = i
-                .projects
-                .iter()
-                .find(|p| p.id == project_id)
-                .expect("project exists");
-            let mut groups = Vec::new();
-            let mut g = Some(p.group_id);
-            while let Some(id) = g {
-                groups.push(id);
-                g = i
-                    .groups
-                    .iter()
-                    .find(|x| x.id == id)
-                    .and_then(|x| x.parent_id);
-            }
-            i.hooks
-                .iter()
-                .filter(|h| h.push_events || event != "Push Hook")
-                .filter(|h| {
-                    (h.scope == "project" && h.target_id == project_id)
-                        || (h.scope == "group" && groups.contains(&h.target_id))
-                })
-                .cloned()
-                .collect()
-        };
-        for hook in targets {
-            let key = uuid_like();
-            let resp = self
-                .http
-                .post(&hook.url)
-                .header("Content-Type", "application/json")
-                .header("User-Agent", "GitLab/19.5.0")
-                .header("X-Gitlab-Event", event)
-                .header("X-Gitlab-Token", &hook.token)
-                .header("X-Gitlab-Instance", &self.base_url)
-                .header("X-Gitlab-Webhook-UUID", format!("hook-{}", hook.id))
-                .header("X-Gitlab-Event-UUID", uuid_like())
-                .header("Idempotency-Key", &key)
-                .json(&payload)
-                .send()
-                .await;
-            let status = resp.ok().map(|r| r.status().as_u16());
-            self.shared.inner.lock().unwrap().deliveries.push(Delivery {
-                hook_id: hook.id,
-                event: event.into(),
-                status,
-                idempotency_key: key,
-            });
-        }
+        hooks::deliver(
+            &self.shared,
+            hooks::Target::Project(project_id),
+            event,
+            payload,
+        )
+        .await;
     }
 }
 
@@ -512,6 +378,12 @@ fn uuid_like() -> String {
     )
 }
 
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// The project as webhook payloads carry it (`namespace` is a plain name there).
 fn project_json(base: &str, p: &Project) -> Value {
     let web_url = format!("{base}/{}", p.path_with_namespace);
     json!({
@@ -533,23 +405,83 @@ fn project_json(base: &str, p: &Project) -> Value {
     })
 }
 
+/// The project as the REST API returns it (`namespace` is an object there).
+fn rest_project_json(base: &str, p: &Project, g: Option<&Group>) -> Value {
+    let web_url = format!("{base}/{}", p.path_with_namespace);
+    // Ids grow with creation time, so a fixed epoch plus the id orders `created_at` like GitLab does.
+    let created =
+        rfc3339(time::macros::datetime!(2026-01-01 00:00 UTC) + time::Duration::minutes(p.id));
+    json!({
+        "id": p.id,
+        "name": p.name,
+        "path": p.name,
+        "description": "",
+        "path_with_namespace": p.path_with_namespace,
+        "name_with_namespace": p.path_with_namespace.replace('/', " / "),
+        "namespace": g.map(|g| json!({
+            "id": g.id, "name": g.name, "path": g.name, "kind": "group",
+            "full_path": g.full_path, "parent_id": g.parent_id,
+            "web_url": format!("{base}/groups/{}", g.full_path),
+        })),
+        "default_branch": p.default_branch,
+        "visibility": "private",
+        "web_url": web_url,
+        "http_url_to_repo": format!("{web_url}.git"),
+        "ssh_url_to_repo": format!("git@sim:{}.git", p.path_with_namespace),
+        "archived": p.archived,
+        "created_at": created,
+        "last_activity_at": created,
+    })
+}
+
+fn group_json(base: &str, g: &Group) -> Value {
+    json!({
+        "id": g.id,
+        "name": g.name,
+        "path": g.name,
+        "description": "",
+        "full_name": g.full_path.replace('/', " / "),
+        "full_path": g.full_path,
+        "parent_id": g.parent_id,
+        "web_url": format!("{base}/groups/{}", g.full_path),
+        "visibility": "private",
+    })
+}
+
+/// The token a request authenticates with: `PRIVATE-TOKEN` or `Authorization: Bearer`.
+fn request_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("private-token")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        })
+}
+
 impl Shared {
+    /// The user behind a personal access token or an OAuth access token.
     fn user(&self, headers: &HeaderMap) -> Result<User, Response> {
-        let token = headers
-            .get("private-token")
-            .and_then(|v| v.to_str().ok())
-            .or_else(|| {
-                headers
-                    .get("authorization")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("Bearer "))
-            })
+        let token = request_token(headers)
             .ok_or_else(|| err(StatusCode::UNAUTHORIZED, "401 Unauthorized"))?;
+        if let Some(u) = self
+            .inner
+            .lock()
+            .unwrap()
+            .users
+            .iter()
+            .find(|u| u.token == token)
+        {
+            return Ok(u.clone());
+        }
+        let user_id = self.oauth.lock().unwrap().resolve(token, self.now())?;
         let inner = self.inner.lock().unwrap();
         inner
             .users
             .iter()
-            .find(|u| u.token == token)
+            .find(|u| u.id == user_id)
             .cloned()
             .ok_or_else(|| err(StatusCode::UNAUTHORIZED, "401 Unauthorized"))
     }
@@ -577,36 +509,133 @@ impl Shared {
     /// Effective access level: the highest of the direct memberships on the group and its ancestors.
     fn access_level(&self, group_id: i64, user_id: i64) -> i64 {
         let inner = self.inner.lock().unwrap();
-        let mut level = 0;
-        let mut g = Some(group_id);
-        while let Some(id) = g {
-            level = level.max(inner.members.get(&(id, user_id)).copied().unwrap_or(0));
-            g = inner
-                .groups
-                .iter()
-                .find(|x| x.id == id)
-                .and_then(|x| x.parent_id);
-        }
-        level
+        group_access(&inner, group_id, user_id)
     }
 
-    fn descendants(&self, group_id: i64) -> Vec<i64> {
+    /// A private group is visible to its members, inherited ones included, and, as GitLab shows the
+    /// path down to a subgroup, to members of any of its descendants.
+    fn visible_group(&self, headers: &HeaderMap, id: &str) -> Result<(User, Group), Response> {
+        let u = self.user(headers)?;
+        let g = self.group(id)?;
         let inner = self.inner.lock().unwrap();
-        let mut out = vec![group_id];
-        let mut n = 0;
-        while n < out.len() {
-            let parent = out[n];
-            out.extend(
-                inner
-                    .groups
-                    .iter()
-                    .filter(|g| g.parent_id == Some(parent))
-                    .map(|g| g.id),
-            );
-            n += 1;
+        if descendants(&inner, g.id)
+            .iter()
+            .any(|d| group_access(&inner, *d, u.id) > 0)
+        {
+            Ok((u, g))
+        } else {
+            Err(err(StatusCode::NOT_FOUND, "404 Group Not Found"))
         }
-        out
     }
+
+    /// A private project the user cannot see is reported as missing, never as forbidden.
+    fn visible_project(
+        &self,
+        headers: &HeaderMap,
+        id: &str,
+    ) -> Result<(User, Project, i64), Response> {
+        let u = self.user(headers)?;
+        let p = self.project(id)?;
+        let level = project_access(&self.inner.lock().unwrap(), &p, u.id);
+        if level > 0 {
+            Ok((u, p, level))
+        } else {
+            Err(err(StatusCode::NOT_FOUND, "404 Project Not Found"))
+        }
+    }
+}
+
+fn group_access(inner: &Inner, group_id: i64, user_id: i64) -> i64 {
+    let mut level = 0;
+    let mut g = Some(group_id);
+    while let Some(id) = g {
+        level = level.max(inner.members.get(&(id, user_id)).copied().unwrap_or(0));
+        g = inner
+            .groups
+            .iter()
+            .find(|x| x.id == id)
+            .and_then(|x| x.parent_id);
+    }
+    level
+}
+
+/// Membership through the project's group, or through a group it is shared with (capped by the share).
+fn project_access(inner: &Inner, p: &Project, user_id: i64) -> i64 {
+    let shared = inner
+        .shares
+        .iter()
+        .filter(|((project, _), _)| *project == p.id)
+        .map(|((_, group), cap)| group_access(inner, *group, user_id).min(*cap))
+        .max()
+        .unwrap_or(0);
+    group_access(inner, p.group_id, user_id).max(shared)
+}
+
+/// The group and all its nested subgroups, the group first.
+fn descendants(inner: &Inner, group_id: i64) -> Vec<i64> {
+    let mut out = vec![group_id];
+    let mut n = 0;
+    while n < out.len() {
+        let parent = out[n];
+        out.extend(
+            inner
+                .groups
+                .iter()
+                .filter(|g| g.parent_id == Some(parent))
+                .map(|g| g.id),
+        );
+        n += 1;
+    }
+    out
+}
+
+/// A Grape boolean parameter: absent → `None`; anything but true/false/1/0 is a 400.
+fn bool_param(q: &HashMap<String, String>, name: &str) -> Result<Option<bool>, Response> {
+    match q.get(name).map(String::as_str) {
+        None => Ok(None),
+        Some("true" | "1") => Ok(Some(true)),
+        Some("false" | "0") => Ok(Some(false)),
+        Some(_) => Err(param_err(&format!("{name} is invalid"))),
+    }
+}
+
+fn usize_param(q: &HashMap<String, String>, name: &str) -> Result<Option<usize>, Response> {
+    q.get(name)
+        .map(|v| {
+            v.parse()
+                .map_err(|_| param_err(&format!("{name} is invalid")))
+        })
+        .transpose()
+}
+
+/// The request's query string without the given parameters, for building `Link` URLs.
+fn query_without(raw: Option<&str>, drop: &[&str]) -> String {
+    url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .filter(|(k, _)| !drop.contains(&k.as_ref()))
+        .fold(
+            url::form_urlencoded::Serializer::new(String::new()),
+            |mut s, (k, v)| {
+                s.append_pair(&k, &v);
+                s
+            },
+        )
+        .finish()
+}
+
+fn with_query(url: String, query: &str) -> String {
+    if query.is_empty() {
+        url
+    } else {
+        format!("{url}?{query}")
+    }
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({ "error": "404 Not Found" })),
+    )
+        .into_response()
 }
 
 async fn current_user(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
@@ -621,13 +650,8 @@ async fn get_group(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Response> {
-    s.user(&headers)?;
-    let g = s.group(&id)?;
-    let base = s.base_url.lock().unwrap().clone();
-    Ok::<_, Response>(
-        axum::Json(json!({ "id": g.id, "name": g.name, "path": g.name, "full_path": g.full_path, "parent_id": g.parent_id, "web_url": format!("{base}/groups/{}", g.full_path), "visibility": "private" }))
-            .into_response(),
-    )
+    let (_, g) = s.visible_group(&headers, &id)?;
+    Ok(axum::Json(group_json(&s.base(), &g)).into_response())
 }
 
 async fn get_namespace(
@@ -636,7 +660,7 @@ async fn get_namespace(
     Path(id): Path<String>,
 ) -> Result<Response, Response> {
     let me = s.user(&headers)?;
-    if let Ok(g) = s.group(&id) {
+    if let Ok((_, g)) = s.visible_group(&headers, &id) {
         return Ok(
             axum::Json(json!({ "id": g.id, "kind": "group", "full_path": g.full_path }))
                 .into_response(),
@@ -661,10 +685,23 @@ async fn get_project(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Response> {
-    s.user(&headers)?;
-    let p = s.project(&id)?;
-    let base = s.base_url.lock().unwrap().clone();
-    Ok::<_, Response>(axum::Json(project_json(&base, &p)).into_response())
+    let (_, p, _) = s.visible_project(&headers, &id)?;
+    let g = s.group(&p.group_id.to_string()).ok();
+    Ok(axum::Json(rest_project_json(&s.base(), &p, g.as_ref())).into_response())
+}
+
+fn member_json(base: &str, u: &User, level: i64) -> Value {
+    json!({
+        "id": u.id,
+        "username": u.username,
+        "name": u.name,
+        "state": "active",
+        "avatar_url": null,
+        "web_url": format!("{base}/{}", u.username),
+        "access_level": level,
+        "expires_at": null,
+        "membership_state": "active",
+    })
 }
 
 async fn group_member(
@@ -672,229 +709,263 @@ async fn group_member(
     headers: HeaderMap,
     Path((id, user_id)): Path<(String, i64)>,
 ) -> Result<Response, Response> {
-    s.user(&headers)?;
-    let g = s.group(&id)?;
-    match s.access_level(g.id, user_id) {
-        0 => Err(err(StatusCode::NOT_FOUND, "404 Not found")),
-        level => Ok(axum::Json(json!({ "id": user_id, "access_level": level, "state": "active", "membership_state": "active" })).into_response()),
+    let (_, g) = s.visible_group(&headers, &id)?;
+    let inner = s.inner.lock().unwrap();
+    match (
+        group_access(&inner, g.id, user_id),
+        inner.users.iter().find(|u| u.id == user_id),
+    ) {
+        (level, Some(u)) if level > 0 => {
+            Ok(axum::Json(member_json(&s.base(), u, level)).into_response())
+        }
+        _ => Err(err(StatusCode::NOT_FOUND, "404 Not found")),
     }
 }
 
-#[derive(serde::Deserialize)]
-struct ListQuery {
-    page: Option<usize>,
-    per_page: Option<usize>,
-    include_subgroups: Option<bool>,
+/// Direct and inherited members, each once with their highest level, ordered by user id.
+async fn group_members(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, Response> {
+    let (_, g) = s.visible_group(&headers, &id)?;
+    let base = s.base();
+    let all: Vec<Value> = {
+        let inner = s.inner.lock().unwrap();
+        inner
+            .users
+            .iter()
+            .map(|u| (u, group_access(&inner, g.id, u.id)))
+            .filter(|(_, level)| *level > 0)
+            .map(|(u, level)| member_json(&base, u, level))
+            .collect()
+    };
+    let link = with_query(
+        format!("{base}/api/v4/groups/{}/members/all", g.id),
+        &query_without(raw.as_deref(), &["page", "per_page"]),
+    );
+    Ok(paging::offset_page(
+        all,
+        usize_param(&q, "page")?,
+        usize_param(&q, "per_page")?,
+        &link,
+    ))
 }
 
+async fn subgroups(
+    s: State<Arc<Shared>>,
+    headers: HeaderMap,
+    id: Path<String>,
+    q: Query<HashMap<String, String>>,
+    raw: RawQuery,
+) -> Result<Response, Response> {
+    list_groups(s, headers, id, q, raw, false).await
+}
+
+async fn descendant_groups(
+    s: State<Arc<Shared>>,
+    headers: HeaderMap,
+    id: Path<String>,
+    q: Query<HashMap<String, String>>,
+    raw: RawQuery,
+) -> Result<Response, Response> {
+    list_groups(s, headers, id, q, raw, true).await
+}
+
+/// Subgroups the user can see, ordered like GitLab's default (`order_by=name`, `sort=asc`).
+async fn list_groups(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    RawQuery(raw): RawQuery,
+    nested: bool,
+) -> Result<Response, Response> {
+    let (u, g) = s.visible_group(&headers, &id)?;
+    let base = s.base();
+    let min_level = q
+        .get("min_access_level")
+        .map(|v| {
+            v.parse::<i64>()
+                .map_err(|_| param_err("min_access_level is invalid"))
+        })
+        .transpose()?;
+    let mut found: Vec<Group> = {
+        let inner = s.inner.lock().unwrap();
+        let ids = descendants(&inner, g.id);
+        inner
+            .groups
+            .iter()
+            .filter(|x| x.id != g.id && ids.contains(&x.id))
+            .filter(|x| nested || x.parent_id == Some(g.id))
+            .filter(|x| {
+                descendants(&inner, x.id)
+                    .iter()
+                    .any(|d| group_access(&inner, *d, u.id) > 0)
+            })
+            .filter(|x| min_level.is_none_or(|m| group_access(&inner, x.id, u.id) >= m))
+            .filter(|x| {
+                q.get("search")
+                    .is_none_or(|t| x.name.to_lowercase().contains(&t.to_lowercase()))
+            })
+            .cloned()
+            .collect()
+    };
+    match q.get("order_by").map(String::as_str).unwrap_or("name") {
+        "name" | "path" => found.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id))),
+        "id" => found.sort_by_key(|x| x.id),
+        _ => return Err(param_err("order_by does not have a valid value")),
+    }
+    match q.get("sort").map(String::as_str).unwrap_or("asc") {
+        "asc" => {}
+        "desc" => found.reverse(),
+        _ => return Err(param_err("sort does not have a valid value")),
+    }
+    let kind = if nested {
+        "descendant_groups"
+    } else {
+        "subgroups"
+    };
+    let link = with_query(
+        format!("{base}/api/v4/groups/{}/{kind}", g.id),
+        &query_without(raw.as_deref(), &["page", "per_page"]),
+    );
+    Ok(paging::offset_page(
+        found.iter().map(|x| group_json(&base, x)).collect(),
+        usize_param(&q, "page")?,
+        usize_param(&q, "per_page")?,
+        &link,
+    ))
+}
+
+/// `GET /groups/:id/projects` with GitLab's defaults: own projects only (`include_subgroups=false`),
+/// projects shared into the group included (`with_shared=true`), archived ones included, newest first.
 async fn group_projects(
     State(s): State<Arc<Shared>>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<HashMap<String, String>>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, Response> {
-    s.user(&headers)?;
-    let g = s.group(&id)?;
-    let groups = if q.include_subgroups.unwrap_or(false) {
-        s.descendants(g.id)
-    } else {
-        vec![g.id]
+    let (u, g) = s.visible_group(&headers, &id)?;
+    let include_subgroups = bool_param(&q, "include_subgroups")?.unwrap_or(false);
+    let with_shared = bool_param(&q, "with_shared")?.unwrap_or(true);
+    let archived = bool_param(&q, "archived")?;
+    let min_level = q
+        .get("min_access_level")
+        .map(|v| {
+            v.parse::<i64>()
+                .map_err(|_| param_err("min_access_level is invalid"))
+        })
+        .transpose()?;
+    let order_by = q
+        .get("order_by")
+        .map(String::as_str)
+        .unwrap_or("created_at");
+    let desc = match q.get("sort").map(String::as_str).unwrap_or("desc") {
+        "asc" => false,
+        "desc" => true,
+        _ => return Err(param_err("sort does not have a valid value")),
     };
-    let base = s.base_url.lock().unwrap().clone();
-    let all: Vec<Value> = {
+    let base = s.base();
+    let mut found: Vec<(Project, Option<Group>)> = {
         let inner = s.inner.lock().unwrap();
+        let groups = if include_subgroups {
+            descendants(&inner, g.id)
+        } else {
+            vec![g.id]
+        };
         inner
             .projects
             .iter()
-            .filter(|p| groups.contains(&p.group_id))
-            .map(|p| project_json(&base, p))
+            .filter(|p| {
+                groups.contains(&p.group_id)
+                    || (with_shared
+                        && inner
+                            .shares
+                            .keys()
+                            .any(|(sp, sg)| *sp == p.id && groups.contains(sg)))
+            })
+            .filter(|p| archived.is_none_or(|a| p.archived == a))
+            .filter(|p| {
+                let level = project_access(&inner, p, u.id);
+                level > 0 && min_level.is_none_or(|m| level >= m)
+            })
+            .filter(|p| {
+                q.get("search")
+                    .is_none_or(|t| p.name.to_lowercase().contains(&t.to_lowercase()))
+            })
+            .map(|p| {
+                let pg = inner.groups.iter().find(|x| x.id == p.group_id).cloned();
+                (p.clone(), pg)
+            })
             .collect()
     };
-    let link_base = format!(
-        "{base}/api/v4/groups/{}/projects?include_subgroups={}",
-        g.id,
-        q.include_subgroups.unwrap_or(false)
-    );
-    Ok::<_, Response>(paging::offset_page(all, q.page, q.per_page, &link_base))
-}
-
-#[derive(serde::Deserialize)]
-struct HookBody {
-    url: Option<String>,
-    token: Option<String>,
-    push_events: Option<bool>,
-}
-
-fn hook_json(h: &Hook) -> Value {
-    let owner = if h.scope == "group" {
-        "group_id"
-    } else {
-        "project_id"
-    };
-    json!({ "id": h.id, "url": h.url, owner: h.target_id, "push_events": h.push_events, "alert_status": "executable", "disabled_until": null, "token_present": !h.token.is_empty() })
-}
-
-fn add_hook(s: &Shared, scope: &'static str, target_id: i64, body: HookBody) -> Response {
-    let Some(url) = body.url.filter(|u| !u.is_empty()) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({ "error": "url is missing" })),
-        )
-            .into_response();
-    };
-    let mut inner = s.inner.lock().unwrap();
-    let id = GitLabSim::next_id(&mut inner);
-    let hook = Hook {
-        id,
-        scope,
-        target_id,
-        url,
-        token: body.token.unwrap_or_default(),
-        push_events: body.push_events.unwrap_or(true),
-    };
-    let out = hook_json(&hook);
-    inner.hooks.push(hook);
-    (StatusCode::CREATED, axum::Json(out)).into_response()
-}
-
-impl Shared {
-    /// GitLab's rules for managing group hooks: Premium (404 on Free, as for any unlicensed feature) and
-    /// the Owner role. Returns the group id.
-    fn group_hook_owner(&self, headers: &HeaderMap, id: &str) -> Result<i64, Response> {
-        let u = self.user(headers)?;
-        let g = self.group(id)?;
-        if g.plan != Plan::Premium {
-            return Err(err(StatusCode::NOT_FOUND, "404 Not Found"));
+    match order_by {
+        // Creation and activity times follow ids in the simulator.
+        "id" | "created_at" | "updated_at" | "last_activity_at" | "star_count" => {
+            found.sort_by_key(|(p, _)| p.id)
         }
-        if self.access_level(g.id, u.id) < 50 {
-            return Err(err(StatusCode::FORBIDDEN, "403 Forbidden"));
+        "name" | "path" => {
+            found.sort_by(|(a, _), (b, _)| a.name.cmp(&b.name).then(a.id.cmp(&b.id)))
         }
-        Ok(g.id)
+        _ => return Err(param_err("order_by does not have a valid value")),
     }
-
-    /// Project hooks need Maintainer (inherited from groups included). Returns the project id.
-    fn project_hook_owner(&self, headers: &HeaderMap, id: &str) -> Result<i64, Response> {
-        let u = self.user(headers)?;
-        let p = self.project(id)?;
-        if self.access_level(p.group_id, u.id) < 40 {
-            return Err(err(StatusCode::FORBIDDEN, "403 Forbidden"));
-        }
-        Ok(p.id)
+    if desc {
+        found.reverse();
     }
-}
-
-async fn create_group_hook(
-    State(s): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    axum::Json(body): axum::Json<HookBody>,
-) -> Result<Response, Response> {
-    let group = s.group_hook_owner(&headers, &id)?;
-    Ok(add_hook(&s, "group", group, body))
-}
-
-async fn create_project_hook(
-    State(s): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    axum::Json(body): axum::Json<HookBody>,
-) -> Result<Response, Response> {
-    let project = s.project_hook_owner(&headers, &id)?;
-    Ok(add_hook(&s, "project", project, body))
-}
-
-fn list_hooks(s: &Shared, scope: &str, target_id: i64) -> Response {
-    let inner = s.inner.lock().unwrap();
-    axum::Json(
-        inner
-            .hooks
+    let url = format!("{base}/api/v4/groups/{}/projects", g.id);
+    if q.get("pagination").map(String::as_str) == Some("keyset") {
+        if order_by != "id" {
+            return Err(err(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Keyset pagination is not yet available for this type of request",
+            ));
+        }
+        let after = q
+            .get("id_after")
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| param_err("id_after is invalid"))
+            })
+            .transpose()?;
+        let before = q
+            .get("id_before")
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| param_err("id_before is invalid"))
+            })
+            .transpose()?;
+        let rest: Vec<(i64, Value)> = found
             .iter()
-            .filter(|h| h.scope == scope && h.target_id == target_id)
-            .map(hook_json)
-            .collect::<Vec<_>>(),
-    )
-    .into_response()
-}
-
-async fn list_group_hooks(
-    State(s): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, Response> {
-    let group = s.group_hook_owner(&headers, &id)?;
-    Ok(list_hooks(&s, "group", group))
-}
-
-async fn list_project_hooks(
-    State(s): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, Response> {
-    let project = s.project_hook_owner(&headers, &id)?;
-    Ok(list_hooks(&s, "project", project))
-}
-
-fn remove_hook(s: &Shared, scope: &str, target_id: i64, hook_id: i64) -> Response {
-    let mut inner = s.inner.lock().unwrap();
-    let before = inner.hooks.len();
-    inner
-        .hooks
-        .retain(|h| !(h.scope == scope && h.target_id == target_id && h.id == hook_id));
-    if inner.hooks.len() == before {
-        err(StatusCode::NOT_FOUND, "404 Not found")
-    } else {
-        StatusCode::NO_CONTENT.into_response()
+            .filter(|(p, _)| after.is_none_or(|a| p.id > a) && before.is_none_or(|b| p.id < b))
+            .map(|(p, pg)| (p.id, rest_project_json(&base, p, pg.as_ref())))
+            .collect();
+        let cursor = if desc { "id_before" } else { "id_after" };
+        let link = with_query(
+            url,
+            &query_without(
+                raw.as_deref(),
+                &["id_after", "id_before", "page", "per_page"],
+            ),
+        );
+        return Ok(paging::keyset_page(
+            rest,
+            usize_param(&q, "per_page")?,
+            &link,
+            cursor,
+        ));
     }
-}
-
-async fn delete_group_hook(
-    State(s): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Path((id, hook_id)): Path<(String, i64)>,
-) -> Result<Response, Response> {
-    let group = s.group_hook_owner(&headers, &id)?;
-    Ok(remove_hook(&s, "group", group, hook_id))
-}
-
-async fn delete_project_hook(
-    State(s): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Path((id, hook_id)): Path<(String, i64)>,
-) -> Result<Response, Response> {
-    let project = s.project_hook_owner(&headers, &id)?;
-    Ok(remove_hook(&s, "project", project, hook_id))
-}
-
-async fn get_commit(
-    State(s): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Path((id, sha)): Path<(String, String)>,
-) -> Result<Response, Response> {
-    let u = s.user(&headers)?;
-    let p = s.project(&id)?;
-    if s.access_level(p.group_id, u.id) < 10 {
-        return Err(err(StatusCode::NOT_FOUND, "404 Project Not Found"));
-    }
-    let inner = s.inner.lock().unwrap();
-    let c = inner
-        .commits
-        .get(&(p.id, sha.clone()))
-        .ok_or_else(|| err(StatusCode::NOT_FOUND, "404 Commit Not Found"))?;
-    let base = s.base_url.lock().unwrap().clone();
-    Ok(axum::Json(json!({
-        "id": c.id,
-        "short_id": &c.id[..8],
-        "title": c.message.lines().next().unwrap_or(""),
-        "message": c.message,
-        "author_name": c.author_name,
-        "author_email": c.author_email,
-        "authored_date": c.timestamp,
-        "committer_name": c.author_name,
-        "committer_email": c.author_email,
-        "committed_date": c.timestamp,
-        "created_at": c.timestamp,
-        "parent_ids": [],
-        "web_url": format!("{base}/{}/-/commit/{}", p.path_with_namespace, c.id),
-    }))
-    .into_response())
+    let link = with_query(url, &query_without(raw.as_deref(), &["page", "per_page"]));
+    Ok(paging::offset_page(
+        found
+            .iter()
+            .map(|(p, pg)| rest_project_json(&base, p, pg.as_ref()))
+            .collect(),
+        usize_param(&q, "page")?,
+        usize_param(&q, "per_page")?,
+        &link,
+    ))
 }

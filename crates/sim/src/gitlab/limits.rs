@@ -1,0 +1,214 @@
+//! What stands in front of every route: the request log, injected faults, GitLab's authenticated-API
+//! throttle (Rack::Attack's `throttle_authenticated_api`) and the OAuth scope check.
+//!
+//! The throttle counts per user in fixed windows aligned to the Unix epoch, as Rack::Attack does, on the
+//! simulator clock so that `advance_clock` opens the next window. Every `/api/v4` response carries the
+//! `RateLimit-*` headers while a limit is set; a request over the limit gets 429 `Retry later` with
+//! `Retry-After` and `RateLimit-ResetTime`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::{GitLabSim, Shared};
+
+/// One request the simulator answered.
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub status: u16,
+    pub at: std::time::Instant,
+}
+
+#[derive(Default)]
+pub(super) struct Limits {
+    log: Vec<ApiRequest>,
+    rate: Option<(u32, Duration)>,
+    /// Throttle key → (window index, requests seen in it).
+    windows: HashMap<String, (i64, u32)>,
+    faults: VecDeque<u16>,
+}
+
+impl GitLabSim {
+    /// Every `/api/v4` and `/oauth` request so far, oldest first, with the status it got.
+    pub fn requests(&self) -> Vec<ApiRequest> {
+        self.shared.limits.lock().unwrap().log.clone()
+    }
+
+    /// Turns on the authenticated-API throttle: `limit` requests per user per fixed `window`.
+    pub fn set_rate_limit(&self, limit: u32, window: Duration) {
+        let mut l = self.shared.limits.lock().unwrap();
+        l.rate = Some((limit, window.max(Duration::from_secs(1))));
+        l.windows.clear();
+    }
+
+    /// The next `n` API or OAuth requests fail with `status`, before authentication, as a failing
+    /// proxy or an overloaded Puma would answer them.
+    pub fn fail_next(&self, n: usize, status: u16) {
+        self.shared
+            .limits
+            .lock()
+            .unwrap()
+            .faults
+            .extend(std::iter::repeat_n(status, n));
+    }
+}
+
+pub(super) async fn middleware(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let method = req.method().as_str().to_owned();
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let at = std::time::Instant::now();
+    let api = path.starts_with("/api/v4/") || path == "/api/v4";
+    let resp = if api || path.starts_with("/oauth/") {
+        handle(&s, req, next, api).await
+    } else {
+        next.run(req).await
+    };
+    s.limits.lock().unwrap().log.push(ApiRequest {
+        method,
+        path,
+        query,
+        status: resp.status().as_u16(),
+        at,
+    });
+    resp
+}
+
+async fn handle(s: &Shared, req: Request, next: Next, api: bool) -> Response {
+    let fault = s.limits.lock().unwrap().faults.pop_front();
+    if let Some(status) = fault {
+        return fault_response(status);
+    }
+    if !api {
+        return next.run(req).await;
+    }
+    let rate = throttle(s, req.headers());
+    if let Some(Throttle { over: true, .. }) = &rate {
+        return throttled(rate.as_ref().unwrap());
+    }
+    if let Some(denied) =
+        super::oauth::check_scope(s, req.method(), req.uri().path(), req.headers())
+    {
+        return with_rate_headers(denied, rate.as_ref());
+    }
+    let resp = next.run(req).await;
+    with_rate_headers(resp, rate.as_ref())
+}
+
+struct Throttle {
+    name: &'static str,
+    limit: u32,
+    observed: u32,
+    /// Unix milliseconds at which the current window closes.
+    reset_ms: i64,
+    now_ms: i64,
+    over: bool,
+}
+
+fn throttle(s: &Shared, headers: &axum::http::HeaderMap) -> Option<Throttle> {
+    let (limit, window) = s.limits.lock().unwrap().rate?;
+    // GitLab throttles the user, whichever of their tokens is used; unknown tokens share one bucket.
+    let (key, name) = match s.user(headers) {
+        Ok(u) => (format!("user:{}", u.id), "throttle_authenticated_api"),
+        Err(_) => ("anonymous".to_owned(), "throttle_unauthenticated_api"),
+    };
+    let now_ms = i64::try_from((s.now() - time::OffsetDateTime::UNIX_EPOCH).whole_milliseconds())
+        .unwrap_or(i64::MAX);
+    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX).max(1);
+    let index = now_ms / window_ms;
+    let mut l = s.limits.lock().unwrap();
+    let slot = l.windows.entry(key).or_insert((index, 0));
+    if slot.0 != index {
+        *slot = (index, 0);
+    }
+    slot.1 += 1;
+    Some(Throttle {
+        name,
+        limit,
+        observed: slot.1,
+        reset_ms: (index + 1) * window_ms,
+        now_ms,
+        over: slot.1 > limit,
+    })
+}
+
+fn with_rate_headers(mut resp: Response, rate: Option<&Throttle>) -> Response {
+    let Some(t) = rate else { return resp };
+    let h = resp.headers_mut();
+    let reset_secs = t.reset_ms.div_euclid(1000) + i64::from(t.reset_ms.rem_euclid(1000) != 0);
+    for (name, value) in [
+        ("ratelimit-name", t.name.to_owned()),
+        ("ratelimit-limit", t.limit.to_string()),
+        ("ratelimit-observed", t.observed.to_string()),
+        (
+            "ratelimit-remaining",
+            t.limit.saturating_sub(t.observed).to_string(),
+        ),
+        ("ratelimit-reset", reset_secs.to_string()),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+    resp
+}
+
+fn throttled(t: &Throttle) -> Response {
+    let retry_after = ((t.reset_ms - t.now_ms + 999) / 1000).max(1);
+    let reset_time = time::OffsetDateTime::from_unix_timestamp(t.reset_ms.div_euclid(1000))
+        .ok()
+        .and_then(|at| at.format(HTTP_DATE).ok())
+        .unwrap_or_default();
+    let resp = (
+        StatusCode::TOO_MANY_REQUESTS,
+        [
+            ("content-type", "text/plain".to_owned()),
+            ("retry-after", retry_after.to_string()),
+            ("ratelimit-resettime", reset_time),
+        ],
+        "Retry later\n",
+    )
+        .into_response();
+    with_rate_headers(resp, Some(t))
+}
+
+/// RFC 2616's HTTP-date, as Rack::Attack writes `RateLimit-ResetTime`.
+const HTTP_DATE: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+    "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+);
+
+/// What GitLab's stack answers when something behind the API fails: Workhorse's plain text for a dead
+/// Puma (502), Rack::Attack's text for 429, Grape's JSON `message` otherwise.
+fn fault_response(status: u16) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match status {
+        502 => (
+            code,
+            [("content-type", "text/plain; charset=utf-8")],
+            "GitLab is not responding\n",
+        )
+            .into_response(),
+        429 => (
+            code,
+            [("content-type", "text/plain"), ("retry-after", "1")],
+            "Retry later\n",
+        )
+            .into_response(),
+        _ => (
+            code,
+            axum::Json(json!({
+                "message": format!("{} {}", status, code.canonical_reason().unwrap_or("Error"))
+            })),
+        )
+            .into_response(),
+    }
+}

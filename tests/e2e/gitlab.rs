@@ -1,0 +1,317 @@
+//! The GitLab side: signed and oversized deliveries, a client that respects GitLab's rate limits and
+//! pagination, and hooks kept healthy when GitLab disables or loses them.
+
+use std::time::Duration;
+
+use gfj_core::standard_webhooks;
+use gfj_sim::gitlab::{AlertStatus, Plan};
+use gfj_sim::jira::JiraSimConfig;
+use gfj_store::test_on_both_databases;
+use gfj_store::testing::TestDatabase;
+use gitlab_for_jira::commands::link::HookMode;
+
+use crate::helpers::{TestApp, now_ms};
+
+async fn post_webhook(
+    app: &TestApp,
+    token: &str,
+    body: &[u8],
+    signature: Option<(&str, i64, String)>,
+) -> u16 {
+    let mut r = reqwest::Client::new()
+        .post(format!("{}/gitlab/webhook", app.base_url))
+        .header("X-Gitlab-Event", "Push Hook")
+        .header("X-Gitlab-Token", token)
+        .header("Content-Type", "application/json")
+        .body(body.to_vec());
+    if let Some((id, ts, sig)) = signature {
+        r = r
+            .header("webhook-id", id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", sig);
+    }
+    r.send().await.unwrap().status().as_u16()
+}
+
+/// A push body that passes intake's checks.
+fn push_body(project_id: i64) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "object_kind": "push", "before": "0000000000000000000000000000000000000000",
+        "after": "1111111111111111111111111111111111111111", "ref": "refs/heads/PROJ-1-x",
+        "project_id": project_id,
+        "project": {"id": project_id, "name": "p0", "web_url": "http://gitlab.example/acme/p0"},
+        "commits": [], "total_commits_count": 0
+    }))
+    .unwrap()
+}
+
+async fn signed_deliveries_are_verified_where_gitlab_keeps_a_signing_secret(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    let w = app.linked_world(1).await;
+    let sub = &app.store.subscriptions().await.unwrap()[0];
+    let key = app
+        .store
+        .subscription_signing_key(sub)
+        .await
+        .unwrap()
+        .expect("GitLab kept the signing secret, so deliveries must be signed");
+    let hook = app.gitlab.hooks()[0].clone();
+    assert_eq!(
+        standard_webhooks::secret_key(&app.gitlab.hook_signing_token(hook.id).unwrap()).unwrap(),
+        key,
+        "the secret registered in GitLab is the one stored"
+    );
+
+    // GitLab's own signed deliveries are accepted and reach Jira.
+    app.gitlab
+        .push(w.projects[0], "main", &["PROJ-5 signed"], w.user)
+        .await;
+    app.drained().await;
+    assert_eq!(app.jira.issue("PROJ-5").commits.len(), 1);
+
+    // The right token is not enough without a valid signature.
+    let token = app.gitlab.hook_token(hook.id).unwrap();
+    let body = push_body(w.projects[0]);
+    let now = now_ms() / 1000;
+    let jobs_before = app.store.queue_stats(now_ms()).await.unwrap();
+    assert_eq!(post_webhook(&app, &token, &body, None).await, 401);
+    let forged = standard_webhooks::sign(b"another key", "msg_1", now, &body);
+    assert_eq!(
+        post_webhook(&app, &token, &body, Some(("msg_1", now, forged))).await,
+        401
+    );
+    let stale = standard_webhooks::sign(&key, "msg_1", now - 3600, &body);
+    assert_eq!(
+        post_webhook(&app, &token, &body, Some(("msg_1", now - 3600, stale))).await,
+        401,
+        "an old signed delivery is a replay"
+    );
+    let tampered = standard_webhooks::sign(&key, "msg_1", now, b"{}");
+    assert_eq!(
+        post_webhook(&app, &token, &body, Some(("msg_1", now, tampered))).await,
+        401
+    );
+    assert_eq!(
+        app.store.queue_stats(now_ms()).await.unwrap().ready,
+        jobs_before.ready,
+        "nothing queued for refused deliveries"
+    );
+    let good = standard_webhooks::sign(&key, "msg_1", now, &body);
+    assert_eq!(
+        post_webhook(&app, &token, &body, Some(("msg_1", now, good))).await,
+        202
+    );
+    app.stop().await;
+}
+
+async fn oversized_webhook_bodies_get_413_and_hook_checks_are_queued_once(db: TestDatabase) {
+    let app = TestApp::start_with_settings(
+        db,
+        false,
+        JiraSimConfig::default(),
+        &[("GFJ_WEBHOOK_MAX_BYTES", "2048")],
+    )
+    .await;
+    app.install().await;
+    let w = app.world(Plan::Free, 40, 1);
+    // Without a signing secret (an older GitLab), the token alone authenticates.
+    app.gitlab.set_signing_tokens_supported(false);
+    let linked = app.link("acme", &w.token, HookMode::Auto).await.unwrap();
+    let token = app.gitlab.hook_token(linked.hooks[0].hook_id).unwrap();
+    let mut big = push_body(w.projects[0]);
+    let padding = format!(",\"padding\":\"{}\"}}", "x".repeat(4096));
+    big.truncate(big.len() - 1);
+    big.extend_from_slice(padding.as_bytes());
+    assert_eq!(post_webhook(&app, &token, &big, None).await, 413);
+    assert!(app.store.jobs().await.unwrap().is_empty());
+    assert_eq!(
+        post_webhook(&app, &token, &push_body(w.projects[0]), None).await,
+        202
+    );
+    assert_eq!(app.store.jobs().await.unwrap().len(), 1);
+
+    // Replicas ticking together queue a subscription's hook check once per interval.
+    let now = now_ms();
+    let schedule = || gfj_sync::hooks::schedule_hook_checks(&app.store, now, 300_000);
+    assert_eq!(schedule().await.unwrap(), 1);
+    assert_eq!(schedule().await.unwrap(), 0);
+    app.stop().await;
+}
+
+/// 350 projects in nested subgroups, linked under GitLab's rate limit: every project is hooked exactly
+/// once, the client pauses when `RateLimit-Remaining` reaches 0 instead of running into 429s, and the
+/// project list is read with keyset pagination.
+async fn a_large_group_is_enumerated_once_within_gitlabs_rate_limit(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    app.install().await;
+    let w = app.world(Plan::Free, 40, 50);
+    let mut expected: Vec<i64> = w.projects.clone();
+    for a in 0..3 {
+        let sub = app
+            .gitlab
+            .add_group(&format!("team{a}"), Some(w.group), Plan::Free);
+        for b in 0..2 {
+            let deep = app
+                .gitlab
+                .add_group(&format!("squad{b}"), Some(sub), Plan::Free);
+            for n in 0..50 {
+                expected.push(app.gitlab.add_project(deep, &format!("svc{n}")));
+            }
+        }
+    }
+    assert_eq!(expected.len(), 350);
+    app.gitlab.set_rate_limit(150, Duration::from_secs(2));
+    let linked = app.link("acme", &w.token, HookMode::Auto).await.unwrap();
+    let mut hooked: Vec<i64> = linked.hooks.iter().map(|h| h.target_id).collect();
+    hooked.sort();
+    expected.sort();
+    assert_eq!(hooked, expected, "each project exactly once");
+    let requests = app.gitlab.requests();
+    assert!(
+        requests.iter().all(|r| r.status != 429),
+        "the client waited for the window to reset instead of being throttled"
+    );
+    let lists: Vec<_> = requests
+        .iter()
+        .filter(|r| r.path.ends_with("/projects") && r.method == "GET")
+        .collect();
+    assert_eq!(lists.len(), 4, "350 projects at 100 per page");
+    assert!(
+        lists[1..].iter().all(|r| r.query.contains("id_after=")),
+        "keyset pages: {:?}",
+        lists.iter().map(|r| &r.query).collect::<Vec<_>>()
+    );
+    app.stop().await;
+}
+
+/// A 429 with `Retry-After` is waited out, and 5xx answers are retried, without failing the command.
+async fn gitlab_throttling_and_outages_are_waited_out(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    app.install().await;
+    let w = app.world(Plan::Free, 40, 1);
+    app.gitlab.set_rate_limit(3, Duration::from_secs(2));
+    // Another client of the same user spends the window's budget.
+    let http = reqwest::Client::new();
+    for _ in 0..3 {
+        http.get(format!("{}/api/v4/user", app.gitlab.base_url))
+            .bearer_auth(&w.token)
+            .send()
+            .await
+            .unwrap();
+    }
+    app.gitlab.fail_next(1, 429);
+    app.gitlab.fail_next(2, 503);
+    let linked = app.link("acme", &w.token, HookMode::Auto).await.unwrap();
+    assert_eq!(linked.hooks.len(), 1);
+    let requests = app.gitlab.requests();
+    let statuses: Vec<u16> = requests[3..].iter().map(|r| r.status).collect();
+    assert_eq!(&statuses[..3], &[429, 503, 503], "{statuses:?}");
+    for pair in requests.windows(2).filter(|p| p[0].status == 429) {
+        assert!(
+            pair[1].at.duration_since(pair[0].at) >= Duration::from_millis(900),
+            "a request followed a 429 after {:?}",
+            pair[1].at.duration_since(pair[0].at)
+        );
+    }
+    app.stop().await;
+}
+
+async fn hooks_gitlab_disabled_or_lost_are_restored_and_the_gaps_recorded(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    let w = app.linked_world(3).await;
+    let sub = app.store.subscriptions().await.unwrap()[0].clone();
+    let hooks = app.store.subscription_hooks(sub.id).await.unwrap();
+    let token = app.gitlab.hook_token(hooks[0].hook_id).unwrap();
+    app.gitlab.disable_hook(hooks[0].hook_id);
+    app.gitlab.delete_hook_externally(hooks[1].hook_id);
+    // A project added to the group: on Free no webhook says so.
+    let newcomer = app.gitlab.add_project(w.group, "newcomer");
+    // A project that left the group.
+    app.gitlab.remove_project(w.projects[2]);
+
+    let interval = 300_000;
+    gfj_sync::hooks::schedule_hook_checks(&app.store, now_ms(), interval)
+        .await
+        .unwrap();
+    app.drained().await;
+
+    let disabled = app.gitlab.hook(hooks[0].hook_id).unwrap();
+    assert_eq!(disabled.alert_status, AlertStatus::Executable, "re-enabled");
+    assert!(
+        app.gitlab
+            .deliveries()
+            .iter()
+            .any(|d| d.hook_id == hooks[0].hook_id && d.test && d.status == Some(202)),
+        "re-enabled through a test delivery we accepted"
+    );
+    let sim_hooks = app.gitlab.hooks();
+    let on = |project: i64| -> Vec<i64> {
+        sim_hooks
+            .iter()
+            .filter(|h| h.scope == "project" && h.target_id == project)
+            .map(|h| h.id)
+            .collect()
+    };
+    let restored = on(w.projects[1]);
+    assert_eq!(restored.len(), 1);
+    assert_ne!(restored[0], hooks[1].hook_id, "registered again");
+    assert_eq!(
+        app.gitlab.hook_token(restored[0]).unwrap(),
+        token,
+        "with the subscription's token"
+    );
+    assert_eq!(on(newcomer).len(), 1, "the new project is hooked");
+
+    let mut recorded: Vec<(i64, i64)> = app
+        .store
+        .subscription_hooks(sub.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|h| (h.target_id, h.hook_id))
+        .collect();
+    recorded.sort();
+    let mut want = vec![
+        (w.projects[0], hooks[0].hook_id),
+        (w.projects[1], restored[0]),
+        (newcomer, on(newcomer)[0]),
+    ];
+    want.sort();
+    assert_eq!(recorded, want, "the departed project's hook is forgotten");
+
+    let gaps = app.store.open_gaps(sub.id).await.unwrap();
+    let mut reasons: Vec<(i64, &str)> = gaps
+        .iter()
+        .map(|g| (g.target_id, g.reason.as_str()))
+        .collect();
+    reasons.sort();
+    let mut want = vec![
+        (w.projects[0], "hook disabled by GitLab"),
+        (w.projects[1], "hook deleted in GitLab"),
+        (newcomer, "project joined the group"),
+    ];
+    want.sort();
+    assert_eq!(reasons, want);
+    assert!(gaps.iter().all(|g| g.until_ms >= g.since_ms));
+
+    // Events flow through the restored hooks again.
+    app.gitlab
+        .push(w.projects[1], "main", &["PROJ-21 after restore"], w.user)
+        .await;
+    app.gitlab
+        .push(newcomer, "main", &["PROJ-22 in the new project"], w.user)
+        .await;
+    app.drained().await;
+    assert_eq!(app.jira.issue("PROJ-21").commits.len(), 1);
+    assert_eq!(app.jira.issue("PROJ-22").commits.len(), 1);
+
+    app.stop().await;
+}
+
+test_on_both_databases!(
+    signed_deliveries_are_verified_where_gitlab_keeps_a_signing_secret,
+    oversized_webhook_bodies_get_413_and_hook_checks_are_queued_once,
+    a_large_group_is_enumerated_once_within_gitlabs_rate_limit,
+    gitlab_throttling_and_outages_are_waited_out,
+    hooks_gitlab_disabled_or_lost_are_restored_and_the_gaps_recorded,
+);
