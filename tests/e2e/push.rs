@@ -105,6 +105,8 @@ async fn webhooks_need_the_subscriptions_token_and_are_queued_once(db: TestDatab
     let app = TestApp::start_with(db, false).await;
     app.install().await;
     let w = app.world(Plan::Free, 40, 1);
+    // An instance without signing tokens: the token alone authenticates (signatures: tests/e2e/gitlab.rs).
+    app.gitlab.set_signing_tokens_supported(false);
     let linked = app.link("acme", &w.token, HookMode::Auto).await.unwrap();
     let token = app.gitlab.hook_token(linked.hooks[0].hook_id).unwrap();
     let url = format!("{}/gitlab/webhook", app.base_url);
