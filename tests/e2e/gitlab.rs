@@ -308,6 +308,89 @@ async fn hooks_gitlab_disabled_or_lost_are_restored_and_the_gaps_recorded(db: Te
     app.stop().await;
 }
 
+/// GitLab sign-in: authorization code with PKCE, then a refresh that rotates both tokens. Only the
+/// client side so far; storing the pair for subscriptions is the next step.
+#[tokio::test]
+async fn gitlab_oauth_with_pkce_signs_in_and_refreshes_with_rotation() {
+    use gfj_gitlab_client::oauth::{self, OAuthApp};
+    use gfj_gitlab_client::{GitLabClient, GitLabError};
+    let gitlab = gfj_sim::gitlab::GitLabSim::start().await.unwrap();
+    let user = gitlab.add_user("ada", "glpat-ada");
+    let redirect_uri = "http://127.0.0.1:9/gitlab/oauth/callback";
+    let (client_id, client_secret) = gitlab.add_oauth_application(redirect_uri);
+    let app = OAuthApp {
+        gitlab_url: gitlab.base_url.clone(),
+        client_id,
+        client_secret,
+        redirect_uri: redirect_uri.into(),
+    };
+    let verifier = oauth::pkce_verifier(&[42; 32]);
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = browser
+        .get(oauth::authorize_url(&app, "state-1", &verifier))
+        .header("Cookie", "_gitlab_session=glpat-ada")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 302);
+    let back = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+    assert!(back.as_str().starts_with(redirect_uri));
+    let q: std::collections::HashMap<_, _> = back.query_pairs().into_owned().collect();
+    assert_eq!(q["state"], "state-1");
+    let http = gfj_gitlab_client::http_client();
+    let now = now_ms();
+    // The wrong verifier is refused: the code is bound to the challenge.
+    let wrong = oauth::pkce_verifier(&[7; 32]);
+    assert!(matches!(
+        oauth::exchange_code(&http, &app, &q["code"], &wrong, now).await,
+        Err(GitLabError::OAuthRejected(_))
+    ));
+    let tokens = oauth::exchange_code(&http, &app, &q["code"], &verifier, now)
+        .await
+        .unwrap();
+    assert!(!tokens.needs_refresh(now));
+    let me = GitLabClient::new(http.clone(), &gitlab.base_url, &tokens.access_token)
+        .current_user()
+        .await
+        .unwrap();
+    assert_eq!(me.id, user);
+
+    // Two hours later the access token is expired; the refresh rotates both tokens.
+    gitlab.advance_clock(Duration::from_secs(7200));
+    let later = now + 7_200_000;
+    assert!(tokens.needs_refresh(later));
+    assert!(matches!(
+        GitLabClient::new(http.clone(), &gitlab.base_url, &tokens.access_token)
+            .current_user()
+            .await,
+        Err(GitLabError::Unauthorized)
+    ));
+    let fresh = oauth::refresh(&http, &app, &tokens, later).await.unwrap();
+    assert_ne!(fresh.refresh_token, tokens.refresh_token);
+    assert_eq!(
+        GitLabClient::new(http.clone(), &gitlab.base_url, &fresh.access_token)
+            .current_user()
+            .await
+            .unwrap()
+            .id,
+        user
+    );
+    assert!(
+        matches!(
+            oauth::refresh(&http, &app, &tokens, later).await,
+            Err(GitLabError::OAuthRejected(_))
+        ),
+        "the rotated-out refresh token no longer works"
+    );
+    assert_eq!(
+        gitlab.oauth_grants(),
+        ["authorization_code", "refresh_token"]
+    );
+}
+
 test_on_both_databases!(
     signed_deliveries_are_verified_where_gitlab_keeps_a_signing_secret,
     oversized_webhook_bodies_get_413_and_hook_checks_are_queued_once,

@@ -2,6 +2,7 @@
 //!
 //! Webhook payload types live in `gfj_core::gitlab`, because the pure mapping consumes them.
 
+pub mod oauth;
 mod transport;
 
 use std::sync::Arc;
@@ -30,6 +31,8 @@ pub enum GitLabError {
     RateLimited { retry_after_ms: i64 },
     #[error("GitLab is unavailable: {0}")]
     Transient(String),
+    #[error("GitLab refused the OAuth grant: {0}")]
+    OAuthRejected(String),
     #[error("GitLab answered {status}: {message}")]
     Other { status: u16, message: String },
 }
