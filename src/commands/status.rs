@@ -29,6 +29,16 @@ pub async fn status(store: &Store, now_ms: i64, as_json: bool) -> anyhow::Result
     let states = store.site_states().await?;
     let rejected = store.rejections().await?.len();
     let state_of = |ck: &str| states.iter().find(|s| s.client_key == ck);
+    let mut hooks = Vec::new();
+    for s in &subs {
+        let unhealthy: Vec<_> = store
+            .subscription_hook_status(s.id)
+            .await?
+            .into_iter()
+            .filter(|h| h.state != "ok")
+            .collect();
+        hooks.push((unhealthy, store.open_gaps(s.id).await?));
+    }
     if as_json {
         return Ok(serde_json::to_string_pretty(&json!({
             "sites": sites.iter().map(|i| {
@@ -40,7 +50,12 @@ pub async fn status(store: &Store, now_ms: i64, as_json: bool) -> anyhow::Result
                     "attention": st.and_then(|s| s.attention.clone()),
                 })
             }).collect::<Vec<_>>(),
-            "subscriptions": subs,
+            "subscriptions": subs.iter().zip(&hooks).map(|(s, (unhealthy, gaps))| {
+                let mut v = json!(s);
+                v["unhealthy_hooks"] = json!(unhealthy);
+                v["open_gaps"] = json!(gaps);
+                v
+            }).collect::<Vec<_>>(),
             "queue": queue,
             "rejected_entities": rejected,
         }))?);
@@ -70,11 +85,24 @@ pub async fn status(store: &Store, now_ms: i64, as_json: bool) -> anyhow::Result
         out.push(line);
     }
     out.push(format!("subscriptions: {}", subs.len()));
-    for s in &subs {
-        out.push(format!(
+    for (s, (unhealthy, gaps)) in subs.iter().zip(&hooks) {
+        let mut line = format!(
             "  #{} {} {} → {} ({} hooks)",
             s.id, s.gitlab_url, s.group_path, s.client_key, s.hook_mode
-        ));
+        );
+        for h in unhealthy {
+            line.push_str(&format!(
+                "  HOOK {} on {} {}: {}",
+                h.hook.hook_id, h.hook.scope, h.hook.target_id, h.state
+            ));
+        }
+        if !gaps.is_empty() {
+            line.push_str(&format!(
+                "  {} window(s) GitLab may not have reported, to reconcile",
+                gaps.len()
+            ));
+        }
+        out.push(line);
     }
     out.push(format!(
         "queue: {} ready, {} scheduled for retry, {} running, {} failed permanently; oldest ready {} ms",

@@ -293,6 +293,13 @@ async fn hooks_gitlab_disabled_or_lost_are_restored_and_the_gaps_recorded(db: Te
     want.sort();
     assert_eq!(reasons, want);
     assert!(gaps.iter().all(|g| g.until_ms >= g.since_ms));
+    let report = gitlab_for_jira::commands::status::status(&app.store, now_ms(), false)
+        .await
+        .unwrap();
+    assert!(
+        report.contains("3 window(s) GitLab may not have reported"),
+        "{report}"
+    );
 
     // Events flow through the restored hooks again.
     app.gitlab
