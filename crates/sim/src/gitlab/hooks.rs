@@ -6,6 +6,7 @@
 //! further failure doubles that up to 24 hours, and the 40th disables it for good. Nothing is sent while
 //! a hook is disabled; a 2xx, or a successful test delivery, makes it executable again.
 
+use gfj_core::standard_webhooks;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -15,7 +16,6 @@ use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
 use super::{GitLabSim, Plan, Shared, err, param_err};
@@ -409,7 +409,10 @@ async fn send(
         req = req
             .header("webhook-id", &key)
             .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", sign(&secret, &key, timestamp, body));
+            .header(
+                "webhook-signature",
+                standard_webhooks::sign(&secret, &key, timestamp, body),
+            );
     }
     let status = req
         .body(body.to_vec())
@@ -427,44 +430,10 @@ async fn send(
     status
 }
 
-/// `v1,<base64(HMAC-SHA256(secret, "{id}.{timestamp}.{body}"))>`, the Standard Webhooks signature.
-fn sign(secret: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut message = format!("{id}.{timestamp}.").into_bytes();
-    message.extend_from_slice(body);
-    format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(hmac_sha256(secret, &message))
-    )
-}
-
-/// HMAC-SHA256 (RFC 2104) over `sha2`, since the workspace has no `hmac` crate:
-/// `H((K ^ opad) || H((K ^ ipad) || m))` with the key padded (or first hashed) to the 64-byte block.
-pub(crate) fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    const BLOCK: usize = 64;
-    let mut k = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let inner = Sha256::new()
-        .chain_update(k.map(|b| b ^ 0x36))
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(k.map(|b| b ^ 0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
-}
-
 /// The 32 secret bytes of a `whsec_<base64>` signing token.
 fn signing_secret(token: &str) -> Option<Vec<u8>> {
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(token.strip_prefix("whsec_")?)
-        .ok()?;
-    (decoded.len() == 32).then_some(decoded)
+    let key = standard_webhooks::secret_key(token).ok()?;
+    (key.len() == 32).then_some(key)
 }
 
 fn hook_json(h: &Hook, now: time::OffsetDateTime) -> Value {
