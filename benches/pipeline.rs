@@ -189,6 +189,7 @@ async fn service(
         hook_mode: "project".into(),
         hooks: vec![],
         webhook_signing_secret: None,
+        gitlab_connection_id: None,
     };
     store.create_subscription(&sub, 0).await.unwrap();
     (format!("{base_url}/gitlab/webhook"), store, stop)

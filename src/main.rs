@@ -36,8 +36,12 @@ enum Command {
         group: String,
         #[arg(long)]
         gitlab_url: String,
-        #[arg(long)]
-        gitlab_token: String,
+        /// A personal, group or project access token (Maintainer or higher on the group).
+        #[arg(long, required_unless_present = "gitlab_connection")]
+        gitlab_token: Option<String>,
+        /// Act as a GitLab user who signed in with OAuth (the id `POST /gitlab/oauth/start` led to).
+        #[arg(long, conflicts_with = "gitlab_token")]
+        gitlab_connection: Option<i64>,
         #[arg(long, value_enum, default_value = "auto")]
         hook_mode: link::HookMode,
     },
@@ -119,6 +123,7 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
             group,
             gitlab_url,
             gitlab_token,
+            gitlab_connection,
             hook_mode,
         } => {
             let store = settings.open_store().await?;
@@ -126,7 +131,8 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
                 site,
                 group,
                 gitlab_url,
-                gitlab_token,
+                gitlab_token: gitlab_token.unwrap_or_default(),
+                gitlab_connection,
                 hook_mode,
             };
             let linked = link::link(&settings, &store, req, now).await?;
@@ -134,7 +140,7 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
         }
         Command::Unlink { site, group } => {
             let store = settings.open_store().await?;
-            let removed = link::unlink(&settings, &store, &site, &group).await?;
+            let removed = link::unlink(&settings, &store, &site, &group, now).await?;
             Ok(format!("unlinked {group}; removed {removed} webhook(s)"))
         }
         Command::Sites {

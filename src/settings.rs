@@ -4,6 +4,51 @@
 use std::collections::BTreeMap;
 
 use gfj_core::url_pattern::{UrlAllowList, normalize_base_url};
+use gfj_gitlab_client::oauth::OAuthApp;
+use gfj_sync::gitlab_access::GitLabAccess;
+
+/// Where GitLab sends a signed-in browser back to.
+pub const GITLAB_OAUTH_CALLBACK: &str = "/gitlab/oauth/callback";
+
+/// `GFJ_GITLAB_OAUTH_APPS`: comma-separated `<GitLab URL>=<application id>:<secret>`, each URL allow-listed.
+fn parse_oauth_apps(
+    value: &str,
+    gitlab_urls: &UrlAllowList,
+    base_url: &str,
+) -> anyhow::Result<Vec<OAuthApp>> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|entry| {
+            let (url, creds) = entry.split_once('=').ok_or_else(|| {
+                anyhow::anyhow!(
+                    "GFJ_GITLAB_OAUTH_APPS: expected <GitLab URL>=<application id>:<secret>"
+                )
+            })?;
+            let (client_id, client_secret) = creds.split_once(':').ok_or_else(|| {
+                anyhow::anyhow!(
+                    "GFJ_GITLAB_OAUTH_APPS: expected <application id>:<secret> after {url}="
+                )
+            })?;
+            let url = normalize_base_url(url.trim());
+            anyhow::ensure!(
+                gitlab_urls.allows(&url),
+                "GFJ_GITLAB_OAUTH_APPS: {url} is not in GFJ_GITLAB_URLS"
+            );
+            anyhow::ensure!(
+                !client_id.trim().is_empty() && !client_secret.trim().is_empty(),
+                "GFJ_GITLAB_OAUTH_APPS: empty application id or secret for {url}"
+            );
+            Ok(OAuthApp {
+                gitlab_url: url,
+                client_id: client_id.trim().to_owned(),
+                client_secret: client_secret.trim().to_owned(),
+                redirect_uri: format!("{base_url}{GITLAB_OAUTH_CALLBACK}"),
+            })
+        })
+        .collect()
+}
 
 #[derive(Clone)]
 pub struct Settings {
@@ -33,6 +78,8 @@ pub struct Settings {
     /// How often each subscription's hooks are checked (and, in project-hook mode, the group polled
     /// for new projects).
     pub hook_check_secs: i64,
+    /// OAuth applications registered in GitLab instances, for signing in to GitLab.
+    pub gitlab_oauth_apps: Vec<OAuthApp>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -58,7 +105,7 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-pub const NAMES: [&str; 18] = [
+pub const NAMES: [&str; 19] = [
     "GFJ_LISTEN",
     "GFJ_BASE_URL",
     "GFJ_DATABASE_URL",
@@ -77,6 +124,7 @@ pub const NAMES: [&str; 18] = [
     "GFJ_JIRA_BATCH_SIZE",
     "GFJ_WEBHOOK_MAX_BYTES",
     "GFJ_HOOK_CHECK_SECS",
+    "GFJ_GITLAB_OAUTH_APPS",
 ];
 
 fn scalar(v: &toml::Value) -> Option<String> {
@@ -174,7 +222,11 @@ impl Settings {
             );
             Ok(n)
         };
+        let gitlab_urls = list("GFJ_GITLAB_URLS", "https://gitlab.com")?;
+        let gitlab_oauth_apps =
+            parse_oauth_apps(&get("GFJ_GITLAB_OAUTH_APPS", ""), &gitlab_urls, &base_url)?;
         Ok(Self {
+            gitlab_oauth_apps,
             worker_concurrency: number("GFJ_WORKER_CONCURRENCY", 16, 1, 1024)? as usize,
             job_lease_secs: number("GFJ_JOB_LEASE_SECS", 120, 1, 86_400)?,
             jira_site_concurrency: number("GFJ_JIRA_SITE_CONCURRENCY", 8, 1, 1024)? as usize,
@@ -196,7 +248,7 @@ impl Settings {
                 "GFJ_CONNECT_KEYS_URL",
                 "https://connect-install-keys.atlassian.com",
             )),
-            gitlab_urls: list("GFJ_GITLAB_URLS", "https://gitlab.com")?,
+            gitlab_urls,
             jira_urls: list("GFJ_JIRA_URLS", "https://*.atlassian.net")?,
             atlassian_api_url: normalize_base_url(&get(
                 "GFJ_ATLASSIAN_API_URL",
@@ -205,6 +257,15 @@ impl Settings {
             admin_token: opt("GFJ_ADMIN_TOKEN"),
             log_format,
         })
+    }
+
+    /// How the service reaches GitLab: the shared client, the allow-list and the OAuth apps.
+    pub fn gitlab_access(&self) -> GitLabAccess {
+        GitLabAccess {
+            http: gfj_gitlab_client::http_client(),
+            urls: self.gitlab_urls.clone(),
+            oauth_apps: self.gitlab_oauth_apps.clone(),
+        }
     }
 
     pub async fn open_store(&self) -> anyhow::Result<gfj_store::Store> {
@@ -256,6 +317,31 @@ mod tests {
                 Settings::from_map(&BTreeMap::from([(k.to_owned(), v.to_owned())])).is_err(),
                 "{k}={v}"
             );
+        }
+        let apps = BTreeMap::from([(
+            "GFJ_GITLAB_OAUTH_APPS".to_owned(),
+            "https://gitlab.com/=app-id:gloas-secret".to_owned(),
+        )]);
+        let s = Settings::from_map(&apps).unwrap();
+        assert_eq!(
+            (
+                s.gitlab_oauth_apps[0].gitlab_url.as_str(),
+                s.gitlab_oauth_apps[0].client_id.as_str(),
+                s.gitlab_oauth_apps[0].redirect_uri.as_str()
+            ),
+            (
+                "https://gitlab.com",
+                "app-id",
+                "http://127.0.0.1:8080/gitlab/oauth/callback"
+            )
+        );
+        for bad in [
+            "https://gitlab.com",
+            "https://gitlab.com=id",
+            "https://evil.example=a:b",
+        ] {
+            let m = BTreeMap::from([("GFJ_GITLAB_OAUTH_APPS".to_owned(), bad.to_owned())]);
+            assert!(Settings::from_map(&m).is_err(), "{bad}");
         }
         assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");

@@ -63,6 +63,7 @@ async fn run_in(dir: &std::path::Path) -> anyhow::Result<String> {
             group: "acme".into(),
             gitlab_url: gitlab.base_url.clone(),
             gitlab_token: "glpat-demo".into(),
+            gitlab_connection: None,
             hook_mode: HookMode::Auto,
         },
         clock.now_ms(),

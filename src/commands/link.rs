@@ -25,7 +25,10 @@ pub struct LinkRequest {
     pub site: String,
     pub group: String,
     pub gitlab_url: String,
+    /// Ignored when `gitlab_connection` is given.
     pub gitlab_token: String,
+    /// Act as this OAuth sign-in instead of a token.
+    pub gitlab_connection: Option<i64>,
     pub hook_mode: HookMode,
 }
 
@@ -71,7 +74,21 @@ pub async fn link(
 ) -> anyhow::Result<LinkedSubscription> {
     let install = site(store, &req.site).await?;
     let gitlab_url = normalize_base_url(&req.gitlab_url);
-    let client = gitlab(settings, &gitlab_url, &req.gitlab_token)?;
+    let client = match req.gitlab_connection {
+        None => gitlab(settings, &gitlab_url, &req.gitlab_token)?,
+        Some(id) => {
+            let (client, conn) = settings
+                .gitlab_access()
+                .client_for_connection(store, id, now_ms)
+                .await?;
+            anyhow::ensure!(
+                conn.gitlab_url == gitlab_url,
+                "GitLab sign-in {id} is for {}, not {gitlab_url}",
+                conn.gitlab_url
+            );
+            client
+        }
+    };
     let user = client.current_user().await.map_err(|e| match e {
         GitLabError::Unauthorized => anyhow::anyhow!("GitLab at {gitlab_url} rejected the token"),
         e => anyhow::anyhow!("GitLab at {gitlab_url}: {e}"),
@@ -114,11 +131,16 @@ pub async fn link(
         gitlab_url: gitlab_url.clone(),
         group_id: group.id,
         group_path: group.full_path.clone(),
-        gitlab_token: req.gitlab_token.clone(),
+        gitlab_token: if req.gitlab_connection.is_some() {
+            String::new()
+        } else {
+            req.gitlab_token.clone()
+        },
         webhook_token: secrets.token.clone(),
         hook_mode: mode.to_owned(),
         hooks: hooks.clone(),
         webhook_signing_secret: secrets.signing_secret.clone().filter(|_| signed),
+        gitlab_connection_id: req.gitlab_connection,
     };
     let sub = match store.create_subscription(&new, now_ms).await {
         Ok(s) => s,
@@ -247,6 +269,7 @@ pub async fn unlink(
     store: &Store,
     site_ref: &str,
     group: &str,
+    now_ms: i64,
 ) -> anyhow::Result<usize> {
     let install = site(store, site_ref).await?;
     let sub = store
@@ -254,8 +277,10 @@ pub async fn unlink(
         .await?
         .ok_or_else(|| anyhow::anyhow!("{group} is not linked to {}", install.base_url))?;
     let hooks = store.subscription_hooks(sub.id).await?;
-    let token = store.subscription_gitlab_token(&sub).await?;
-    let client = gitlab(settings, &sub.gitlab_url, &token)?;
+    let client = settings
+        .gitlab_access()
+        .client_for(store, &sub, now_ms)
+        .await?;
     let failures = remove_hooks(&client, &hooks).await;
     anyhow::ensure!(
         failures.is_empty(),

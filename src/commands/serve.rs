@@ -61,6 +61,8 @@ impl Service {
             jira_urls: self.settings.jira_urls.clone(),
             connect_keys_url: self.settings.connect_keys_url.clone(),
             webhook_max_bytes: self.settings.webhook_max_bytes,
+            admin_token: self.settings.admin_token.clone(),
+            gitlab_oauth_apps: self.settings.gitlab_oauth_apps.clone(),
         };
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -142,8 +144,7 @@ pub fn handlers(settings: &Settings, store: &Store, clock: Arc<dyn Clock>) -> Ha
                 rate_per_sec: std::num::NonZeroU32::new(settings.jira_site_rate),
             },
         ),
-        gitlab_http: gfj_gitlab_client::http_client(),
-        gitlab_urls: settings.gitlab_urls.clone(),
+        gitlab: settings.gitlab_access(),
         jira_urls: settings.jira_urls.clone(),
         clock,
         cicd_batch_size: settings.jira_batch_size,

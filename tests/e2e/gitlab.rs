@@ -398,7 +398,118 @@ async fn gitlab_oauth_with_pkce_signs_in_and_refreshes_with_rotation() {
     );
 }
 
+/// The whole sign-in: an admin starts it, the user signs in to GitLab, the callback stores the
+/// connection, a group is linked as that user, and every later use refreshes the short-lived token,
+/// persisting each rotated pair before using it.
+async fn a_gitlab_sign_in_links_a_group_and_its_rotated_tokens_are_persisted(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    app.install().await;
+    let w = app.world(Plan::Free, 40, 2);
+    // Tokens that live a minute: every use is within the refresh margin, so each one rotates the pair.
+    app.gitlab.set_oauth_token_lifetime(60);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let start = |bearer: &'static str| {
+        http.post(format!("{}/gitlab/oauth/start", app.base_url))
+            .bearer_auth(bearer)
+            .json(&serde_json::json!({ "gitlab_url": app.gitlab.base_url }))
+            .send()
+    };
+    assert_eq!(start("wrong").await.unwrap().status().as_u16(), 401);
+    let started: serde_json::Value = start(crate::helpers::ADMIN_TOKEN)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let authorize = started["authorize_url"].as_str().unwrap();
+    assert!(authorize.starts_with(&app.gitlab.base_url));
+    let at_gitlab = http
+        .get(authorize)
+        .header("Cookie", format!("_gitlab_session={}", w.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(at_gitlab.status().as_u16(), 302);
+    let callback = at_gitlab.headers()["location"].to_str().unwrap().to_owned();
+    assert!(callback.starts_with(&format!("{}/gitlab/oauth/callback?", app.base_url)));
+    let done = http.get(&callback).send().await.unwrap();
+    assert_eq!(done.status().as_u16(), 200);
+    let text = done.text().await.unwrap();
+    assert!(text.contains("as @user40"), "{text}");
+    let replay = http.get(&callback).send().await.unwrap();
+    assert_eq!(
+        replay.status().as_u16(),
+        400,
+        "a sign-in's state works once"
+    );
+
+    let connection: i64 = text
+        .rsplit("GitLab connection ")
+        .next()
+        .and_then(|t| t.split('.').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the page names the connection");
+    let stored = |app: &TestApp| {
+        let store = app.store.clone();
+        async move {
+            store
+                .gitlab_connection(connection)
+                .await
+                .unwrap()
+                .unwrap()
+                .1
+                .tokens
+        }
+    };
+    let signed_in = stored(&app).await;
+    let req = gitlab_for_jira::commands::link::LinkRequest {
+        site: app.jira.client_key().to_owned(),
+        group: "acme".into(),
+        gitlab_url: app.gitlab.base_url.clone(),
+        gitlab_token: String::new(),
+        gitlab_connection: Some(connection),
+        hook_mode: HookMode::Auto,
+    };
+    let linked = gitlab_for_jira::commands::link::link(&app.settings, &app.store, req, now_ms())
+        .await
+        .unwrap();
+    assert_eq!(
+        linked.hooks.len(),
+        2,
+        "hooks registered as the signed-in user"
+    );
+    let after_link = stored(&app).await;
+    assert_ne!(after_link, signed_in, "the refreshed pair was stored");
+
+    // The hook check acts as the same user: it refreshes again from the stored (rotated) pair.
+    gfj_sync::hooks::schedule_hook_checks(&app.store, now_ms(), 300_000)
+        .await
+        .unwrap();
+    app.drained().await;
+    assert_ne!(stored(&app).await, after_link);
+    assert_eq!(
+        app.gitlab.oauth_grants(),
+        ["authorization_code", "refresh_token", "refresh_token"],
+        "each refresh used the latest refresh token (a stale one would have been refused)"
+    );
+    let sub = &app.store.subscriptions().await.unwrap()[0];
+    assert_eq!(sub.gitlab_connection_id, Some(connection));
+    assert!(
+        app.store
+            .subscription_hook_status(sub.id)
+            .await
+            .unwrap()
+            .iter()
+            .all(|h| h.state == "ok" && h.checked_at.is_some())
+    );
+    app.stop().await;
+}
+
 test_on_both_databases!(
+    a_gitlab_sign_in_links_a_group_and_its_rotated_tokens_are_persisted,
     signed_deliveries_are_verified_where_gitlab_keeps_a_signing_secret,
     oversized_webhook_bodies_get_413_and_hook_checks_are_queued_once,
     a_large_group_is_enumerated_once_within_gitlabs_rate_limit,

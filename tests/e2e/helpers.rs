@@ -10,6 +10,9 @@ use gitlab_for_jira::Settings;
 use gitlab_for_jira::commands::link::{self, HookMode, LinkRequest, LinkedSubscription};
 use gitlab_for_jira::commands::serve::Service;
 
+/// `GFJ_ADMIN_TOKEN` of every test service.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
 /// The service running against both simulators.
 pub struct TestApp {
     pub base_url: String,
@@ -55,7 +58,15 @@ impl TestApp {
         let gitlab = GitLabSim::start().await.expect("GitLab simulator");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
+        // GitLab sign-in: an OAuth application registered for this service's callback.
+        let (client_id, client_secret) =
+            gitlab.add_oauth_application(&format!("{base_url}/gitlab/oauth/callback"));
         let mut values = BTreeMap::from([
+            (
+                "GFJ_GITLAB_OAUTH_APPS".to_owned(),
+                format!("{}={client_id}:{client_secret}", gitlab.base_url),
+            ),
+            ("GFJ_ADMIN_TOKEN".to_owned(), ADMIN_TOKEN.to_owned()),
             ("GFJ_BASE_URL".to_owned(), base_url.clone()),
             ("GFJ_DATABASE_URL".to_owned(), db.url.clone()),
             ("GFJ_ENCRYPTION_KEY".to_owned(), TEST_KEY.to_owned()),
@@ -133,6 +144,7 @@ impl TestApp {
             group: group.to_owned(),
             gitlab_url: self.gitlab.base_url.clone(),
             gitlab_token: token.to_owned(),
+            gitlab_connection: None,
             hook_mode: mode,
         };
         link::link(&self.settings, &self.store, req, 1).await

@@ -37,7 +37,7 @@ async fn maintainer_on_free_gets_one_hook_per_project_across_pages(db: TestDatab
     assert_eq!(app.gitlab.hooks().len(), 104);
 
     // Unlink removes the hooks and the subscription.
-    link::unlink(&app.settings, &app.store, &app.jira.base_url, "acme")
+    link::unlink(&app.settings, &app.store, &app.jira.base_url, "acme", 1)
         .await
         .unwrap();
     assert!(app.gitlab.hooks().is_empty());
@@ -117,6 +117,7 @@ async fn linking_is_refused_without_permission_or_for_non_groups(db: TestDatabas
         group: "acme".into(),
         gitlab_url: "http://127.0.0.2:1".into(),
         gitlab_token: w.token.clone(),
+        gitlab_connection: None,
         hook_mode: HookMode::Auto,
     };
     let err = link::link(&app.settings, &app.store, req, 1)
@@ -129,6 +130,7 @@ async fn linking_is_refused_without_permission_or_for_non_groups(db: TestDatabas
         group: "acme".into(),
         gitlab_url: app.gitlab.base_url.clone(),
         gitlab_token: w.token.clone(),
+        gitlab_connection: None,
         hook_mode: HookMode::Auto,
     };
     let err = link::link(&app.settings, &app.store, req, 1)

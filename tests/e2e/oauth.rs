@@ -81,6 +81,7 @@ async fn oauth_site_gets_the_same_development_panel(db: TestDatabase) {
         group: "acme".into(),
         gitlab_url: app.gitlab.base_url.clone(),
         gitlab_token: w.token.clone(),
+        gitlab_connection: None,
         hook_mode: HookMode::Auto,
     };
     gitlab_for_jira::commands::link::link(&app.settings, &app.store, req, now_ms())

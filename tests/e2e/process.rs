@@ -99,6 +99,7 @@ async fn sigkill_mid_job_loses_nothing_and_sigterm_exits_cleanly(db: TestDatabas
         group: "acme".into(),
         gitlab_url: gitlab.base_url.clone(),
         gitlab_token: "glpat-ada".into(),
+        gitlab_connection: None,
         hook_mode: HookMode::Auto,
     };
     link::link(&settings, &store, req, now_ms()).await.unwrap();

@@ -2,6 +2,7 @@
 //! descriptor, health. Handlers stay thin: they authenticate, validate, and hand over to the store.
 
 mod descriptor;
+mod gitlab_oauth;
 mod health;
 mod lifecycle;
 mod webhook;
@@ -30,6 +31,10 @@ pub struct ServerConfig {
     pub connect_keys_url: String,
     /// `GFJ_WEBHOOK_MAX_BYTES`: larger webhook bodies get 413 and are not queued.
     pub webhook_max_bytes: usize,
+    /// `GFJ_ADMIN_TOKEN`: admin routes are off without it.
+    pub admin_token: Option<String>,
+    /// `GFJ_GITLAB_OAUTH_APPS`, for signing in to GitLab.
+    pub gitlab_oauth_apps: Vec<gfj_gitlab_client::oauth::OAuthApp>,
 }
 
 /// Shared by every handler.
@@ -80,6 +85,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/gitlab/webhook",
             post(webhook::receive).layer(axum::extract::DefaultBodyLimit::max(webhook_limit)),
         )
+        .route("/gitlab/oauth/start", post(gitlab_oauth::start))
+        .route("/gitlab/oauth/callback", get(gitlab_oauth::callback))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .with_state(state)

@@ -3,6 +3,7 @@
 //! - [`Store`]: the pool, the backend, the secrets cipher; opened with [`Store::open`], which migrates.
 //! - [`crypto`]: AES-256-GCM for secrets at rest.
 //! - [`installations`], [`subscriptions`]: Jira sites and linked GitLab groups.
+//! - [`gitlab_connections`]: GitLab users signed in with OAuth (rotating token pairs).
 //! - [`queue`]: the durable job queue (enqueue, claim with a lease, complete, retry, dead-letter).
 //! - [`intake`]: group commit of webhook deliveries into the queue.
 //!
@@ -12,6 +13,7 @@
 pub mod clock;
 pub mod crypto;
 mod db;
+pub mod gitlab_connections;
 pub mod installations;
 pub mod intake;
 pub mod queue;

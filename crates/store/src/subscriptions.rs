@@ -27,6 +27,8 @@ pub struct Subscription {
     /// Hex SHA-256 of the webhook secret token.
     #[serde(skip)]
     pub webhook_token_hash: String,
+    /// The OAuth sign-in the subscription acts as, instead of a stored access token.
+    pub gitlab_connection_id: Option<i64>,
 }
 
 pub struct NewSubscription {
@@ -41,6 +43,8 @@ pub struct NewSubscription {
     pub hooks: Vec<Hook>,
     /// The `whsec_` signing secret, when GitLab confirmed it for the hooks; stored encrypted.
     pub webhook_signing_secret: Option<String>,
+    /// Act as this OAuth sign-in (`gitlab_token` is then empty).
+    pub gitlab_connection_id: Option<i64>,
 }
 
 /// A window in which GitLab may not have delivered a project's (or group's) events.
@@ -66,8 +70,7 @@ pub struct HookStatus {
     pub checked_at: Option<i64>,
 }
 
-const COLUMNS: &str =
-    "id, client_key, gitlab_url, group_id, group_path, hook_mode, created_at, webhook_token_hash";
+const COLUMNS: &str = "id, client_key, gitlab_url, group_id, group_path, hook_mode, created_at, webhook_token_hash, gitlab_connection_id";
 
 fn token_context(client_key: &str, gitlab_url: &str, group_id: i64) -> String {
     format!("subscriptions.gitlab_token:{client_key}:{gitlab_url}:{group_id}")
@@ -91,6 +94,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Subscription, sqlx::Error> {
         hook_mode: r.try_get("hook_mode")?,
         created_at: r.try_get("created_at")?,
         webhook_token_hash: r.try_get("webhook_token_hash")?,
+        gitlab_connection_id: r.try_get("gitlab_connection_id")?,
     })
 }
 
@@ -134,8 +138,8 @@ impl Store {
             )));
         }
         let row = sqlx::query(&format!(
-            "INSERT INTO subscriptions (client_key, gitlab_url, group_id, group_path, gitlab_token, webhook_token_hash, hook_mode, created_at, webhook_signing_secret, webhook_token)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
+            "INSERT INTO subscriptions (client_key, gitlab_url, group_id, group_path, gitlab_token, webhook_token_hash, hook_mode, created_at, webhook_signing_secret, webhook_token, gitlab_connection_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
         ))
         .bind(&s.client_key)
         .bind(&s.gitlab_url)
@@ -147,6 +151,7 @@ impl Store {
         .bind(now_ms)
         .bind(signing)
         .bind(webhook_token)
+        .bind(s.gitlab_connection_id)
         .fetch_one(&mut *tx)
         .await?;
         let sub = from_row(&row)?;

@@ -44,6 +44,7 @@ fn subscription(client_key: &str, group_id: i64, webhook_token: &str) -> NewSubs
             hook_id: 70,
         }],
         webhook_signing_secret: None,
+        gitlab_connection_id: None,
     }
 }
 

@@ -1,5 +1,6 @@
 //! What each job kind does.
 
+use crate::gitlab_access::GitLabAccess;
 use gfj_core::batching;
 use gfj_core::gitlab::{EventKind, PushEvent};
 use gfj_core::jira::{
@@ -9,7 +10,6 @@ use gfj_core::jira::{
 use gfj_core::jobs::{GitlabEvent, HookCheck};
 use gfj_core::mapping::{self, PushAction};
 use gfj_core::url_pattern::UrlAllowList;
-use gfj_gitlab_client::GitLabClient;
 use gfj_jira_client::JiraError;
 use gfj_jira_client::{JiraClient, Site, SiteAuth};
 use gfj_store::installations::Installation;
@@ -23,8 +23,7 @@ use crate::JobError;
 pub struct Handlers {
     pub store: Store,
     pub jira: JiraClient,
-    pub gitlab_http: reqwest::Client,
-    pub gitlab_urls: UrlAllowList,
+    pub gitlab: GitLabAccess,
     pub jira_urls: UrlAllowList,
     pub clock: std::sync::Arc<dyn Clock>,
     /// Builds, deployments or flags per request (`GFJ_JIRA_BATCH_SIZE`).
@@ -79,15 +78,10 @@ impl Handlers {
                 let action = match mapping::map_push(&push, event.seq, None) {
                     Ok(a) => a,
                     Err(mapping::NeedsTipCommit(sha)) => {
-                        if !self.gitlab_urls.allows(&sub.gitlab_url) {
-                            return Err(JobError::Permanent(format!(
-                                "{} is not in GFJ_GITLAB_URLS",
-                                sub.gitlab_url
-                            )));
-                        }
-                        let token = self.store.subscription_gitlab_token(&sub).await?;
-                        let gitlab =
-                            GitLabClient::new(self.gitlab_http.clone(), &sub.gitlab_url, &token);
+                        let gitlab = self
+                            .gitlab
+                            .client_for(&self.store, &sub, self.clock.now_ms())
+                            .await?;
                         let tip = gitlab.commit(push.project.id, &sha).await?;
                         mapping::map_push(&push, event.seq, Some(&tip)).map_err(|e| {
                             JobError::Permanent(format!(

@@ -89,14 +89,10 @@ impl Handlers {
         let Some(sub) = self.store.subscription(check.subscription_id).await? else {
             return Ok(());
         };
-        if !self.gitlab_urls.allows(&sub.gitlab_url) {
-            return Err(JobError::Permanent(format!(
-                "{} is not in GFJ_GITLAB_URLS",
-                sub.gitlab_url
-            )));
-        }
-        let token = self.store.subscription_gitlab_token(&sub).await?;
-        let client = GitLabClient::new(self.gitlab_http.clone(), &sub.gitlab_url, &token);
+        let client = self
+            .gitlab
+            .client_for(&self.store, &sub, self.clock.now_ms())
+            .await?;
         let secrets =
             self.store
                 .subscription_hook_secrets(&sub)

@@ -1,0 +1,190 @@
+//! GitLab users who signed in with OAuth, and sign-ins in progress. Token pairs are stored encrypted
+//! and replaced with compare-and-swap, because GitLab revokes the old pair on every refresh: of two
+//! replicas refreshing at once, only the one whose swap lands may use its pair, and the other re-reads.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::{Store, StoreError};
+
+/// Sign-ins older than this are refused (GitLab's authorization codes live ten minutes too).
+pub const PENDING_TTL_MS: i64 = 10 * 60 * 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GitLabConnection {
+    pub id: i64,
+    pub gitlab_url: String,
+    pub user_id: i64,
+    pub username: String,
+    pub updated_at: i64,
+}
+
+/// A connection's decrypted token pair (opaque JSON to the store), with the stored record it came
+/// from, which a later swap must still find.
+pub struct ConnectionTokens {
+    pub tokens: String,
+    record: Vec<u8>,
+}
+
+impl std::fmt::Debug for ConnectionTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConnectionTokens(..)")
+    }
+}
+
+fn tokens_context(gitlab_url: &str, user_id: i64) -> String {
+    format!("gitlab_connections.tokens:{gitlab_url}:{user_id}")
+}
+
+fn verifier_context(state: &str) -> String {
+    format!("gitlab_oauth_pending.verifier:{state}")
+}
+
+fn from_row(r: &sqlx::any::AnyRow) -> Result<GitLabConnection, sqlx::Error> {
+    Ok(GitLabConnection {
+        id: r.try_get("id")?,
+        gitlab_url: r.try_get("gitlab_url")?,
+        user_id: r.try_get("user_id")?,
+        username: r.try_get("username")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+impl Store {
+    /// Remembers a sign-in that was sent to GitLab, until its callback comes back.
+    pub async fn put_oauth_pending(
+        &self,
+        state: &str,
+        gitlab_url: &str,
+        verifier: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let verifier = self
+            .cipher
+            .encrypt(verifier.as_bytes(), &verifier_context(state))?;
+        sqlx::query("DELETE FROM gitlab_oauth_pending WHERE created_at < $1")
+            .bind(now_ms - PENDING_TTL_MS)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("INSERT INTO gitlab_oauth_pending (state, gitlab_url, verifier, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(state)
+            .bind(gitlab_url)
+            .bind(verifier)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Takes (once) the sign-in a callback's `state` names: its GitLab URL and PKCE verifier. `None`
+    /// for an unknown, used or expired state.
+    pub async fn take_oauth_pending(
+        &self,
+        state: &str,
+        now_ms: i64,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query(
+            "DELETE FROM gitlab_oauth_pending WHERE state = $1 RETURNING gitlab_url, verifier, created_at",
+        )
+        .bind(state)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let created_at: i64 = row.try_get("created_at")?;
+        if now_ms - created_at > PENDING_TTL_MS {
+            return Ok(None);
+        }
+        let verifier: Vec<u8> = row.try_get("verifier")?;
+        let verifier = String::from_utf8(self.cipher.decrypt(&verifier, &verifier_context(state))?)
+            .map_err(|_| StoreError::Crypto("verifier is not UTF-8".into()))?;
+        Ok(Some((row.try_get("gitlab_url")?, verifier)))
+    }
+
+    /// Stores a signed-in user's tokens; signing in again replaces them. Returns the connection.
+    pub async fn upsert_gitlab_connection(
+        &self,
+        gitlab_url: &str,
+        user_id: i64,
+        username: &str,
+        tokens: &str,
+        now_ms: i64,
+    ) -> Result<GitLabConnection, StoreError> {
+        let record = self
+            .cipher
+            .encrypt(tokens.as_bytes(), &tokens_context(gitlab_url, user_id))?;
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query(
+            "UPDATE gitlab_connections SET username = $1, tokens = $2, updated_at = $3 WHERE gitlab_url = $4 AND user_id = $5",
+        )
+        .bind(username)
+        .bind(&record)
+        .bind(now_ms)
+        .bind(gitlab_url)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            sqlx::query("INSERT INTO gitlab_connections (gitlab_url, user_id, username, tokens, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)")
+                .bind(gitlab_url)
+                .bind(user_id)
+                .bind(username)
+                .bind(&record)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let row = sqlx::query("SELECT id, gitlab_url, user_id, username, updated_at FROM gitlab_connections WHERE gitlab_url = $1 AND user_id = $2")
+            .bind(gitlab_url)
+            .bind(user_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(from_row(&row)?)
+    }
+
+    pub async fn gitlab_connection(
+        &self,
+        id: i64,
+    ) -> Result<Option<(GitLabConnection, ConnectionTokens)>, StoreError> {
+        let row = sqlx::query("SELECT id, gitlab_url, user_id, username, updated_at, tokens FROM gitlab_connections WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let conn = from_row(&row)?;
+        let record: Vec<u8> = row.try_get("tokens")?;
+        let plain = self
+            .cipher
+            .decrypt(&record, &tokens_context(&conn.gitlab_url, conn.user_id))?;
+        let tokens = String::from_utf8(plain)
+            .map_err(|_| StoreError::Crypto("tokens are not UTF-8".into()))?;
+        Ok(Some((conn, ConnectionTokens { tokens, record })))
+    }
+
+    /// Replaces a connection's tokens if they are still the ones read as `old`. `false` when another
+    /// process replaced them first (its pair is then the valid one).
+    pub async fn swap_gitlab_connection_tokens(
+        &self,
+        conn: &GitLabConnection,
+        old: &ConnectionTokens,
+        tokens: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let record = self.cipher.encrypt(
+            tokens.as_bytes(),
+            &tokens_context(&conn.gitlab_url, conn.user_id),
+        )?;
+        let n = sqlx::query(
+            "UPDATE gitlab_connections SET tokens = $1, updated_at = $2 WHERE id = $3 AND tokens = $4",
+        )
+        .bind(record)
+        .bind(now_ms)
+        .bind(conn.id)
+        .bind(&old.record)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+}
