@@ -359,7 +359,69 @@ async fn duplicates_are_queued_once_and_intake_commits_in_groups(db: TestDatabas
     db.drop_database().await;
 }
 
+async fn gitlab_sign_ins_are_single_use_and_token_swaps_are_compare_and_swap(db: TestDatabase) {
+    use gfj_store::gitlab_connections::PENDING_TTL_MS;
+    let s = db.open().await;
+    s.put_oauth_pending("st1", "https://gl.example", "verifier-1", 1_000)
+        .await
+        .unwrap();
+    s.put_oauth_pending("st2", "https://gl.example", "verifier-2", 1_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.take_oauth_pending("st1", 2_000).await.unwrap(),
+        Some(("https://gl.example".to_owned(), "verifier-1".to_owned()))
+    );
+    assert_eq!(
+        s.take_oauth_pending("st1", 2_000).await.unwrap(),
+        None,
+        "single use"
+    );
+    assert_eq!(
+        s.take_oauth_pending("st2", 1_000 + PENDING_TTL_MS + 1)
+            .await
+            .unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(s.take_oauth_pending("unknown", 2_000).await.unwrap(), None);
+
+    let conn = s
+        .upsert_gitlab_connection("https://gl.example", 7, "ada", r#"{"v":1}"#, 10)
+        .await
+        .unwrap();
+    let again = s
+        .upsert_gitlab_connection("https://gl.example", 7, "ada", r#"{"v":2}"#, 11)
+        .await
+        .unwrap();
+    assert_eq!(again.id, conn.id, "signing in again replaces the pair");
+    let (_, read) = s.gitlab_connection(conn.id).await.unwrap().unwrap();
+    assert_eq!(read.tokens, r#"{"v":2}"#);
+    assert!(
+        s.swap_gitlab_connection_tokens(&conn, &read, r#"{"v":3}"#, 12)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.swap_gitlab_connection_tokens(&conn, &read, r#"{"v":4}"#, 13)
+            .await
+            .unwrap(),
+        "a swap from a pair that was already replaced loses"
+    );
+    assert_eq!(
+        s.gitlab_connection(conn.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .1
+            .tokens,
+        r#"{"v":3}"#
+    );
+    db.drop_database().await;
+}
+
 test_on_both_databases!(
+    gitlab_sign_ins_are_single_use_and_token_swaps_are_compare_and_swap,
     installations_are_encrypted_replaced_and_removed_with_their_subscriptions,
     claims_are_exclusive_and_leases_expire,
     failures_back_off_postpone_and_die,
