@@ -80,6 +80,8 @@ pub struct Settings {
     pub hook_check_secs: i64,
     /// OAuth applications registered in GitLab instances, for signing in to GitLab.
     pub gitlab_oauth_apps: Vec<OAuthApp>,
+    /// Whether a merge request also carries the issue keys of its source branch name.
+    pub mr_keys_from_branch: bool,
 }
 
 impl std::fmt::Debug for Settings {
@@ -105,7 +107,7 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-pub const NAMES: [&str; 19] = [
+pub const NAMES: [&str; 20] = [
     "GFJ_LISTEN",
     "GFJ_BASE_URL",
     "GFJ_DATABASE_URL",
@@ -125,6 +127,7 @@ pub const NAMES: [&str; 19] = [
     "GFJ_WEBHOOK_MAX_BYTES",
     "GFJ_HOOK_CHECK_SECS",
     "GFJ_GITLAB_OAUTH_APPS",
+    "GFJ_MR_KEYS_FROM_BRANCH",
 ];
 
 fn scalar(v: &toml::Value) -> Option<String> {
@@ -225,8 +228,14 @@ impl Settings {
         let gitlab_urls = list("GFJ_GITLAB_URLS", "https://gitlab.com")?;
         let gitlab_oauth_apps =
             parse_oauth_apps(&get("GFJ_GITLAB_OAUTH_APPS", ""), &gitlab_urls, &base_url)?;
+        let mr_keys_from_branch = match get("GFJ_MR_KEYS_FROM_BRANCH", "true").as_str() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            other => anyhow::bail!("GFJ_MR_KEYS_FROM_BRANCH must be true or false, got {other:?}"),
+        };
         Ok(Self {
             gitlab_oauth_apps,
+            mr_keys_from_branch,
             worker_concurrency: number("GFJ_WORKER_CONCURRENCY", 16, 1, 1024)? as usize,
             job_lease_secs: number("GFJ_JOB_LEASE_SECS", 120, 1, 86_400)?,
             jira_site_concurrency: number("GFJ_JIRA_SITE_CONCURRENCY", 8, 1, 1024)? as usize,

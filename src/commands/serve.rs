@@ -149,6 +149,9 @@ pub fn handlers(settings: &Settings, store: &Store, clock: Arc<dyn Clock>) -> Ha
         clock,
         cicd_batch_size: settings.jira_batch_size,
         webhook_url: gfj_sync::hooks::webhook_url(&settings.base_url),
+        merge_request_options: gfj_core::mapping::merge_request::MergeRequestOptions {
+            keys_from_source_branch: settings.mr_keys_from_branch,
+        },
     }
 }
 

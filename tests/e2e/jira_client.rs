@@ -97,6 +97,7 @@ fn devinfo(commits: Vec<Commit>, operation_type: OperationType) -> DevinfoReques
             avatar: None,
             commits,
             branches: vec![],
+            pull_requests: vec![],
         }],
         prevent_transitions: operation_type == OperationType::Backfill,
         operation_type,

@@ -2,6 +2,7 @@
 //! Jira simulators, all on loopback. One test binary, modules by area.
 
 mod connect;
+mod events;
 mod gitlab;
 mod helpers;
 mod jira_client;

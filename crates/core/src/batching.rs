@@ -7,13 +7,14 @@ use crate::jira::{
 };
 
 fn entity_count(r: &Repository) -> usize {
-    r.commits.len() + r.branches.len()
+    r.commits.len() + r.branches.len() + r.pull_requests.len()
 }
 
 fn empty_like(r: &Repository) -> Repository {
     Repository {
         commits: Vec::new(),
         branches: Vec::new(),
+        pull_requests: Vec::new(),
         ..r.clone()
     }
 }
@@ -28,10 +29,11 @@ fn request_like(template: &DevinfoRequest, repositories: Vec<Repository>) -> Dev
 enum Entity {
     Commit(jira::Commit),
     Branch(jira::Branch),
+    PullRequest(jira::PullRequest),
 }
 
 /// Packs the repositories of `request` into requests within Jira's limits (≤100 repositories, ≤1000
-/// entities, ≤400 of each type per repository), filling each request before starting the next. Entities
+/// entities, ≤400 of each type (commits, branches, pull requests) per repository), filling each request before starting the next. Entities
 /// keep their order, and a second update of the same entity goes to a later request than the first, so
 /// updates are never reordered and no request holds an id twice.
 pub fn pack_devinfo(request: DevinfoRequest) -> Vec<DevinfoRequest> {
@@ -46,6 +48,7 @@ pub fn pack_devinfo(request: DevinfoRequest) -> Vec<DevinfoRequest> {
             .cloned()
             .map(Entity::Commit)
             .chain(repo.branches.iter().cloned().map(Entity::Branch))
+            .chain(repo.pull_requests.iter().cloned().map(Entity::PullRequest))
             .collect::<Vec<_>>();
         if entities.is_empty() {
             continue;
@@ -62,6 +65,10 @@ pub fn pack_devinfo(request: DevinfoRequest) -> Vec<DevinfoRequest> {
                     current[i].branches.len() < MAX_PER_TYPE_PER_REPOSITORY
                         && !current[i].branches.iter().any(|x| x.id == b.id)
                 }
+                (Some(i), Entity::PullRequest(p)) => {
+                    current[i].pull_requests.len() < MAX_PER_TYPE_PER_REPOSITORY
+                        && !current[i].pull_requests.iter().any(|x| x.id == p.id)
+                }
             };
             if !fits || total == MAX_ENTITIES_PER_REQUEST {
                 out.push(request_like(&template, std::mem::take(&mut current)));
@@ -77,6 +84,7 @@ pub fn pack_devinfo(request: DevinfoRequest) -> Vec<DevinfoRequest> {
             match entity {
                 Entity::Commit(c) => current[i].commits.push(c),
                 Entity::Branch(b) => current[i].branches.push(b),
+                Entity::PullRequest(p) => current[i].pull_requests.push(p),
             }
             total += 1;
         }
@@ -108,9 +116,12 @@ pub fn split_devinfo(request: &DevinfoRequest) -> Option<(DevinfoRequest, Devinf
             let take_commits = budget.min(repo.commits.len());
             a.commits = repo.commits[..take_commits].to_vec();
             b.commits = repo.commits[take_commits..].to_vec();
-            let take_branches = budget - take_commits;
+            let take_branches = (budget - take_commits).min(repo.branches.len());
             a.branches = repo.branches[..take_branches].to_vec();
             b.branches = repo.branches[take_branches..].to_vec();
+            let take_pull_requests = budget - take_commits - take_branches;
+            a.pull_requests = repo.pull_requests[..take_pull_requests].to_vec();
+            b.pull_requests = repo.pull_requests[take_pull_requests..].to_vec();
             budget = 0;
             first.push(a);
             second.push(b);
@@ -158,7 +169,34 @@ mod tests {
         }
     }
 
+    fn pull_request(n: usize) -> jira::PullRequest {
+        jira::PullRequest {
+            id: n.to_string(),
+            issue_keys: vec!["PROJ-1".into()],
+            update_sequence_id: 1,
+            status: jira::PullRequestStatus::Open,
+            title: "PROJ-1".into(),
+            author: Author {
+                name: "a".into(),
+                email: None,
+            },
+            comment_count: 0,
+            source_branch: format!("PROJ-1-{n}"),
+            source_branch_url: None,
+            destination_branch: Some("main".into()),
+            destination_branch_url: None,
+            last_update: "2026-11-27T10:00:00Z".into(),
+            url: format!("https://g/r/-/merge_requests/{n}"),
+            display_id: format!("g/r!{n}"),
+            reviewers: vec![],
+        }
+    }
+
     fn repo(id: usize, commits: usize, branches: usize) -> Repository {
+        repo_with_prs(id, commits, branches, 0)
+    }
+
+    fn repo_with_prs(id: usize, commits: usize, branches: usize, prs: usize) -> Repository {
         Repository {
             id: id.to_string(),
             name: format!("r{id}"),
@@ -167,6 +205,7 @@ mod tests {
             avatar: None,
             commits: (0..commits).map(commit).collect(),
             branches: (0..branches).map(branch).collect(),
+            pull_requests: (0..prs).map(pull_request).collect(),
         }
     }
 
@@ -187,6 +226,7 @@ mod tests {
             assert!(
                 repo.commits.len() <= MAX_PER_TYPE_PER_REPOSITORY
                     && repo.branches.len() <= MAX_PER_TYPE_PER_REPOSITORY
+                    && repo.pull_requests.len() <= MAX_PER_TYPE_PER_REPOSITORY
             );
             assert!(entity_count(repo) > 0);
         }
@@ -231,6 +271,51 @@ mod tests {
     }
 
     #[test]
+    fn pull_requests_are_packed_like_commits_and_branches() {
+        // 900 pull requests: 400 per repository and request binds → 400, 400, 100, in order.
+        let packed = pack_devinfo(request(vec![repo_with_prs(1, 0, 0, 900)]));
+        packed.iter().for_each(within_limits);
+        assert_eq!(
+            packed
+                .iter()
+                .map(|r| r.repositories[0].pull_requests.len())
+                .collect::<Vec<_>>(),
+            [400, 400, 100]
+        );
+        let ids: Vec<String> = packed
+            .iter()
+            .flat_map(|r| r.repositories[0].pull_requests.iter().map(|p| p.id.clone()))
+            .collect();
+        assert_eq!(ids, (0..900).map(|n| n.to_string()).collect::<Vec<_>>());
+
+        // 400 commits + 400 branches + 400 pull requests: the 1000-entity limit binds, and pull requests
+        // count towards it.
+        let packed = pack_devinfo(request(vec![repo_with_prs(1, 400, 400, 400)]));
+        packed.iter().for_each(within_limits);
+        assert_eq!(
+            packed.iter().map(devinfo_entities).collect::<Vec<_>>(),
+            [1000, 200]
+        );
+        assert_eq!(packed[0].repositories[0].pull_requests.len(), 200);
+
+        // A second update of the same pull request waits for the next request.
+        let mut r = repo_with_prs(1, 0, 0, 2);
+        let mut newer = pull_request(0);
+        newer.update_sequence_id = 2;
+        r.pull_requests.push(newer);
+        let packed = pack_devinfo(request(vec![r]));
+        assert_eq!(packed.len(), 2);
+        assert_eq!(
+            packed[1].repositories[0].pull_requests[0].update_sequence_id,
+            2
+        );
+        assert_eq!(
+            devinfo_entities(&request(vec![repo_with_prs(1, 1, 2, 3)])),
+            6
+        );
+    }
+
+    #[test]
     fn a_second_update_of_an_entity_goes_to_a_later_request() {
         let mut r = repo(1, 3, 0);
         let mut newer = commit(1);
@@ -244,9 +329,9 @@ mod tests {
 
     #[test]
     fn splitting_halves_until_single_entities() {
-        let r = request(vec![repo(1, 3, 2), repo(2, 4, 0)]);
+        let r = request(vec![repo_with_prs(1, 3, 2, 3), repo(2, 4, 0)]);
         let (a, b) = split_devinfo(&r).unwrap();
-        assert_eq!((devinfo_entities(&a), devinfo_entities(&b)), (4, 5));
+        assert_eq!((devinfo_entities(&a), devinfo_entities(&b)), (6, 6));
         let mut all: Vec<String> = Vec::new();
         for part in [&a, &b] {
             for repo in &part.repositories {
@@ -257,12 +342,26 @@ mod tests {
                         .iter()
                         .map(|b| format!("{}:{}", repo.id, b.id)),
                 );
+                all.extend(
+                    repo.pull_requests
+                        .iter()
+                        .map(|p| format!("{}:pr{}", repo.id, p.id)),
+                );
             }
         }
-        assert_eq!(all.len(), 9);
+        assert_eq!(all.len(), 12);
         all.sort();
         all.dedup();
-        assert_eq!(all.len(), 9, "every entity exactly once");
+        assert_eq!(all.len(), 12, "every entity exactly once");
+        // A split inside the pull requests of one repository.
+        let (a, b) = split_devinfo(&request(vec![repo_with_prs(1, 1, 1, 4)])).unwrap();
+        assert_eq!(
+            (
+                a.repositories[0].pull_requests.len(),
+                b.repositories[0].pull_requests.len()
+            ),
+            (1, 3)
+        );
         let single = request(vec![repo(1, 1, 0)]);
         assert!(split_devinfo(&single).is_none());
     }
@@ -270,8 +369,8 @@ mod tests {
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
         #[test]
-        fn packing_respects_limits_and_loses_nothing(sizes in proptest::collection::vec((0usize..450, 0usize..30), 0..120)) {
-            let repos: Vec<Repository> = sizes.iter().enumerate().map(|(i, (c, b))| repo(i, *c, *b)).collect();
+        fn packing_respects_limits_and_loses_nothing(sizes in proptest::collection::vec((0usize..450, 0usize..30, 0usize..60), 0..120)) {
+            let repos: Vec<Repository> = sizes.iter().enumerate().map(|(i, (c, b, p))| repo_with_prs(i, *c, *b, *p)).collect();
             let expected: usize = repos.iter().map(entity_count).sum();
             let packed = pack_devinfo(request(repos));
             packed.iter().for_each(within_limits);

@@ -19,6 +19,14 @@ pub const MAX_NAME_CHARS: usize = 255;
 pub const MAX_BRANCH_NAME_CHARS: usize = 512;
 /// Longest URL Jira accepts.
 pub const MAX_URL_CHARS: usize = 2000;
+/// Longest pull request title Jira accepts.
+pub const MAX_TITLE_CHARS: usize = 1024;
+/// Longest pull request branch names, display ids and most build, deployment and flag texts.
+pub const MAX_SHORT_TEXT_CHARS: usize = 255;
+/// Longest reviewer email Jira accepts (one less than an author's).
+pub const MAX_REVIEWER_EMAIL_CHARS: usize = 254;
+/// Most association values (issue keys plus service ids) on one deployment.
+pub const MAX_ASSOCIATION_VALUES: usize = 500;
 
 /// The first `max` characters of `s` (Jira counts characters, not bytes).
 pub fn cap(s: &str, max: usize) -> String {
@@ -69,6 +77,8 @@ pub struct Repository {
     pub commits: Vec<Commit>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub branches: Vec<Branch>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pull_requests: Vec<PullRequest>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -104,6 +114,62 @@ pub struct Branch {
     pub url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_pull_request_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PullRequest {
+    pub id: String,
+    pub issue_keys: Vec<String>,
+    pub update_sequence_id: i64,
+    pub status: PullRequestStatus,
+    pub title: String,
+    pub author: Author,
+    pub comment_count: i32,
+    pub source_branch: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_branch_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_branch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_branch_url: Option<String>,
+    /// ISO 8601 in UTC.
+    pub last_update: String,
+    pub url: String,
+    pub display_id: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reviewers: Vec<Reviewer>,
+}
+
+/// On concurrent updates Jira keeps the first of OPEN, MERGED, DECLINED, UNKNOWN.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PullRequestStatus {
+    Open,
+    Merged,
+    Declined,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Reviewer {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    pub approval_status: ApprovalStatus,
+}
+
+/// `NEEDSWORK` is what GitLab's app sends for "reviewed"; Atlassian's OpenAPI of 2023 (our fixture, and
+/// so the simulator) allows only the other two, so the mapping never produces it: it exists to read what
+/// newer Jira returns.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ApprovalStatus {
+    Approved,
+    #[serde(rename = "NEEDSWORK")]
+    NeedsWork,
+    Unapproved,
 }
 
 /// Most issue keys on a build, deployment or feature flag (`issueKeys` is `[..100]`; more go through

@@ -462,3 +462,157 @@ impl GitLabClient {
         Ok(p.is_some())
     }
 }
+
+/// `GET /projects/:id/deployments/:deployment_id`: what the Deployment Hook leaves out (iid, full SHA,
+/// the deploying job and its pipeline).
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeploymentDetails {
+    pub id: i64,
+    pub iid: i64,
+    #[serde(rename = "ref", default)]
+    pub git_ref: String,
+    #[serde(default)]
+    pub sha: String,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub created_at: Option<String>,
+    #[serde(default)]
+    pub updated_at: Option<String>,
+    pub environment: DeploymentEnvironment,
+    #[serde(default)]
+    pub deployable: Option<Deployable>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeploymentEnvironment {
+    pub id: i64,
+    pub name: String,
+    #[serde(default)]
+    pub tier: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Deployable {
+    pub id: i64,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub pipeline: Option<DeployablePipeline>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeployablePipeline {
+    pub id: i64,
+    #[serde(default)]
+    pub iid: i64,
+}
+
+/// A commit as the commits and compare APIs list it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CommitSummary {
+    pub id: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub parent_ids: Vec<String>,
+}
+
+/// `GET /projects/:id/feature_flags/:name` (the REST entity has no id; the webhook's id is used).
+#[derive(Debug, Clone, Deserialize)]
+pub struct FeatureFlagDetails {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub active: bool,
+    #[serde(default)]
+    pub strategies: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub updated_at: Option<String>,
+}
+
+/// GitLab's own app reads at most this many commits to find a deployment's issue keys.
+pub const DEPLOYMENT_COMMITS_LIMIT: usize = 5_000;
+
+impl GitLabClient {
+    pub async fn deployment(
+        &self,
+        project_id: i64,
+        deployment_id: i64,
+    ) -> Result<Option<DeploymentDetails>, GitLabError> {
+        self.get_optional(&format!(
+            "/projects/{project_id}/deployments/{deployment_id}"
+        ))
+        .await
+    }
+
+    /// The commits a deployment brings to its environment: those after the previous successful
+    /// deployment of the same ref there, up to the deployed commit (at most
+    /// `DEPLOYMENT_COMMITS_LIMIT`, merges skipped as GitLab's app does). Only the deployed commit when
+    /// there is no earlier deployment.
+    pub async fn deployment_commits(
+        &self,
+        project_id: i64,
+        d: &DeploymentDetails,
+    ) -> Result<Vec<CommitSummary>, GitLabError> {
+        let env = encode_path(&d.environment.name);
+        let previous: Vec<DeploymentDetails> = self
+            .get(&format!(
+                "/projects/{project_id}/deployments?environment={env}&status=success&order_by=id&sort=desc&per_page=100"
+            ))
+            .await?;
+        let since = previous
+            .iter()
+            .find(|p| p.id < d.id && p.git_ref == d.git_ref && !p.sha.is_empty())
+            .map(|p| p.sha.clone());
+        let commits = match since {
+            Some(from) if from != d.sha => {
+                #[derive(Deserialize)]
+                struct Compare {
+                    #[serde(default)]
+                    commits: Vec<CommitSummary>,
+                }
+                let c: Compare = self
+                    .get(&format!(
+                        "/projects/{project_id}/repository/compare?from={}&to={}",
+                        encode_path(&from),
+                        encode_path(&d.sha)
+                    ))
+                    .await?;
+                c.commits
+            }
+            _ => {
+                let one: CommitSummary = self
+                    .get(&format!(
+                        "/projects/{project_id}/repository/commits/{}",
+                        encode_path(&d.sha)
+                    ))
+                    .await?;
+                vec![one]
+            }
+        };
+        let mut commits: Vec<CommitSummary> = commits
+            .into_iter()
+            .filter(|c| c.parent_ids.len() < 2)
+            .collect();
+        // Newest first matters when capping: the commits closest to the deployment are kept.
+        if commits.len() > DEPLOYMENT_COMMITS_LIMIT {
+            commits.drain(..commits.len() - DEPLOYMENT_COMMITS_LIMIT);
+        }
+        Ok(commits)
+    }
+
+    /// A feature flag by name; `None` once it was deleted.
+    pub async fn feature_flag(
+        &self,
+        project_id: i64,
+        name: &str,
+    ) -> Result<Option<FeatureFlagDetails>, GitLabError> {
+        self.get_optional(&format!(
+            "/projects/{project_id}/feature_flags/{}",
+            encode_path(name)
+        ))
+        .await
+    }
+}

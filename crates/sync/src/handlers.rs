@@ -2,7 +2,7 @@
 
 use crate::gitlab_access::GitLabAccess;
 use gfj_core::batching;
-use gfj_core::gitlab::{EventKind, PushEvent};
+use gfj_core::gitlab::{EventKind, PushEvent, WebhookEvent};
 use gfj_core::jira::{
     Build, BuildsRequest, Deployment, DeploymentsRequest, DevinfoRequest, FeatureFlag,
     FeatureFlagsRequest, ProviderMetadata,
@@ -30,6 +30,8 @@ pub struct Handlers {
     pub cicd_batch_size: usize,
     /// Where GitLab delivers our webhooks (from `GFJ_BASE_URL`), for hooks registered again.
     pub webhook_url: String,
+    /// How merge requests are mapped (`GFJ_MR_KEYS_FROM_BRANCH`).
+    pub merge_request_options: mapping::merge_request::MergeRequestOptions,
 }
 
 /// How long a job waits when Jira refuses our credentials, so a broken site is not retried hot.
@@ -97,9 +99,10 @@ impl Handlers {
                 )
                 .await
             }
-            other => {
-                tracing::debug!(event = %event.event, kind = ?other, "event kind not synced yet");
-                Ok(())
+            kind => {
+                let parsed = WebhookEvent::parse(kind, event.body.get().as_bytes())
+                    .map_err(|e| JobError::Permanent(format!("unreadable {}: {e}", event.event)))?;
+                self.cicd_event(&sub, &site, parsed, event.seq).await
             }
         }
     }
@@ -107,7 +110,7 @@ impl Handlers {
     /// Runs calls to one Jira site under its shared state: nothing is sent while the site is paused after a
     /// 429 (in any process), a 429 pauses it for everyone, and a 401/403 flags it for an operator and
     /// waits minutes, not seconds, before the job tries again.
-    async fn at_site(
+    pub(crate) async fn at_site(
         &self,
         client_key: &str,
         calls: impl std::future::Future<Output = Result<(), JiraError>>,
@@ -174,28 +177,40 @@ impl Handlers {
                 request,
                 dropped_keys,
             } => {
-                let repository_id = request
-                    .repositories
-                    .first()
-                    .map(|r| r.id.clone())
-                    .unwrap_or_default();
-                for d in dropped_keys {
-                    let reason = format!(
-                        "{} issue keys beyond Jira's limit of 500 per entity were not sent",
-                        d.dropped
-                    );
-                    self.reject(
-                        client_key,
-                        &repository_id,
-                        d.entity_type,
-                        &d.entity_id,
-                        &reason,
-                    )
-                    .await;
-                }
-                self.store_devinfo(client_key, site, request).await
+                self.store_entities(client_key, site, request, dropped_keys)
+                    .await
             }
         }
+    }
+
+    /// Stores development information, first recording the keys that did not fit on their entities.
+    pub(crate) async fn store_entities(
+        &self,
+        client_key: &str,
+        site: &Site,
+        request: DevinfoRequest,
+        dropped_keys: Vec<mapping::DroppedKeys>,
+    ) -> Result<(), JiraError> {
+        let repository_id = request
+            .repositories
+            .first()
+            .map(|r| r.id.clone())
+            .unwrap_or_default();
+        for d in dropped_keys {
+            let reason = format!(
+                "{} issue keys beyond Jira's limit of 500 per entity were not sent",
+                d.dropped
+            );
+            self.reject(
+                client_key,
+                &repository_id,
+                d.entity_type,
+                &d.entity_id,
+                &reason,
+            )
+            .await;
+        }
+        self.store_devinfo(client_key, site, request).await
     }
 
     /// Sends development information in as few requests as Jira's limits allow. A request Jira finds too
@@ -241,12 +256,16 @@ impl Handlers {
                     }
                     None => {
                         let repo = &request.repositories[0];
-                        let (entity_type, entity_id) =
-                            match (repo.commits.first(), repo.branches.first()) {
-                                (Some(c), _) => ("commit", c.id.clone()),
-                                (None, Some(b)) => ("branch", b.id.clone()),
-                                (None, None) => continue,
-                            };
+                        let (entity_type, entity_id) = match (
+                            repo.commits.first(),
+                            repo.branches.first(),
+                            repo.pull_requests.first(),
+                        ) {
+                            (Some(c), _, _) => ("commit", c.id.clone()),
+                            (None, Some(b), _) => ("branch", b.id.clone()),
+                            (None, None, Some(p)) => ("pull_request", p.id.clone()),
+                            (None, None, None) => continue,
+                        };
                         let reason = "Jira answered 413 (too large) for this entity alone";
                         self.reject(client_key, &repo.id, entity_type, &entity_id, reason)
                             .await;

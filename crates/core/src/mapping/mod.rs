@@ -1,11 +1,16 @@
 //! GitLab objects → Jira entities. Ids follow `interface.md` (and GitLab's own app): repository id =
 //! project id, commit id = full SHA, branch id = hex SHA-256 of the branch name.
 
+pub mod deployment;
+pub mod feature_flag;
+pub mod merge_request;
+pub mod pipeline;
+
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::gitlab::{Commit as GlCommit, Project, PushEvent};
+use crate::gitlab::{Commit as GlCommit, GitLabTime, Project, PushEvent};
 use crate::issue_keys;
 use crate::jira::{self, DevinfoRequest, OperationType, ProviderMetadata, Repository};
 use crate::qsh::hex;
@@ -36,7 +41,7 @@ pub enum PushAction {
 /// Issue keys beyond Jira's per-entity limit that one entity could not carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DroppedKeys {
-    /// `commit` or `branch`.
+    /// `commit`, `branch` or `pull_request`.
     pub entity_type: &'static str,
     pub entity_id: String,
     pub dropped: usize,
@@ -136,17 +141,8 @@ pub fn map_push(
             update_sequence_id: seq,
             name: jira::cap(branch, jira::MAX_BRANCH_NAME_CHARS),
             last_commit: commit(tip, tip_keys, seq),
-            // Very long branch names make URLs Jira refuses: fall back to the branch list, and drop the
-            // optional create-MR link.
-            url: Some(format!("{}/-/commits/{}", push.project.web_url, branch))
-                .filter(|u| u.chars().count() <= jira::MAX_URL_CHARS)
-                .unwrap_or_else(|| format!("{}/-/branches", push.project.web_url)),
-            create_pull_request_url: Some(format!(
-                "{}/-/merge_requests/new?merge_request%5Bsource_branch%5D={}",
-                push.project.web_url,
-                url::form_urlencoded::byte_serialize(branch.as_bytes()).collect::<String>()
-            ))
-            .filter(|u| u.chars().count() <= jira::MAX_URL_CHARS),
+            url: branch_url(&push.project, branch),
+            create_pull_request_url: create_pull_request_url(&push.project, branch),
         });
     }
     if commits.is_empty() && branches.is_empty() {
@@ -177,7 +173,65 @@ fn repository(
         avatar: p.avatar_url.clone().filter(|a| a.starts_with("http")),
         commits,
         branches,
+        pull_requests: vec![],
     }
+}
+
+/// The branch's commit list, as GitLab's app links branches. Jira matches a pull request to its branch by
+/// comparing `sourceBranchUrl` with this, so every entity that names a branch uses it. Very long branch
+/// names make URLs Jira refuses: those fall back to the branch list.
+fn branch_url(p: &Project, branch: &str) -> String {
+    Some(format!("{}/-/commits/{}", p.web_url, branch))
+        .filter(|u| u.chars().count() <= jira::MAX_URL_CHARS)
+        .unwrap_or_else(|| format!("{}/-/branches", p.web_url))
+}
+
+/// GitLab's new-merge-request page for the branch; optional, so dropped when too long for Jira.
+fn create_pull_request_url(p: &Project, branch: &str) -> Option<String> {
+    Some(format!(
+        "{}/-/merge_requests/new?merge_request%5Bsource_branch%5D={}",
+        p.web_url,
+        url::form_urlencoded::byte_serialize(branch.as_bytes()).collect::<String>()
+    ))
+    .filter(|u| u.chars().count() <= jira::MAX_URL_CHARS)
+}
+
+/// `url` when Jira can store it, else `fallback` (a shorter page of the same object).
+fn url_or(url: String, fallback: impl FnOnce() -> String) -> String {
+    if url.chars().count() <= jira::MAX_URL_CHARS {
+        url
+    } else {
+        fallback()
+    }
+}
+
+/// `group/project`: `path_with_namespace`, or the path of `web_url` when a payload left it out.
+fn full_path(p: &Project) -> String {
+    if !p.path_with_namespace.is_empty() {
+        return p.path_with_namespace.clone();
+    }
+    url::Url::parse(&p.web_url)
+        .map(|u| u.path().trim_matches('/').to_owned())
+        .unwrap_or_default()
+}
+
+/// The first 8 characters of a SHA, as GitLab shortens them.
+fn short_sha(sha: &str) -> String {
+    sha.chars().take(8).collect()
+}
+
+/// The time Jira shows for a build, deployment, flag or pull request, all of which require one: GitLab's
+/// own when it sent one we can read, else the update sequence, which is microseconds since the epoch when
+/// the event arrived (the server's `SequenceClock`) and so the best stand-in. A sequence outside years
+/// 1970–9999 (only in tests) gives the epoch, so that the result is always a valid RFC 3339 date-time.
+fn time_or_seq(t: Option<GitLabTime>, seq: i64) -> String {
+    t.map(|t| t.rfc3339()).unwrap_or_else(|| {
+        let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(seq) * 1000)
+            .ok()
+            .filter(|at| (1970..=9999).contains(&at.year()))
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        GitLabTime::from(at).rfc3339()
+    })
 }
 
 fn devinfo(repo: Repository, operation_type: OperationType) -> DevinfoRequest {

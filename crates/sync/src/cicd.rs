@@ -1,0 +1,180 @@
+//! Merge requests, pipelines, deployments and feature flags: what their webhooks mean for Jira. Pushes
+//! stay in `handlers` (they predate this module and share the tip-commit fetch).
+//!
+//! GitLab reads happen before any Jira call, so a GitLab outage never holds a Jira site's slot, and
+//! every Jira call runs under `at_site` (429 pause, credential flag).
+
+use gfj_core::gitlab::{DeploymentEvent, FeatureFlagEvent, WebhookEvent};
+use gfj_core::issue_keys;
+use gfj_core::mapping::deployment::{DeploymentFacts, map_deployment};
+use gfj_core::mapping::feature_flag::{FlagFacts, flag_properties, map_feature_flag};
+use gfj_core::mapping::merge_request::{MergeRequestAction, map_merge_request};
+use gfj_core::mapping::pipeline::map_pipeline;
+use gfj_jira_client::Site;
+use gfj_store::subscriptions::Subscription;
+
+use crate::JobError;
+use crate::handlers::Handlers;
+
+impl Handlers {
+    pub(crate) async fn cicd_event(
+        &self,
+        sub: &Subscription,
+        site: &Site,
+        event: WebhookEvent,
+        seq: i64,
+    ) -> Result<(), JobError> {
+        let ck = &sub.client_key;
+        match event {
+            WebhookEvent::MergeRequest(ev) => {
+                match map_merge_request(&ev, seq, self.merge_request_options) {
+                    MergeRequestAction::Nothing => Ok(()),
+                    MergeRequestAction::Store {
+                        request,
+                        dropped_keys,
+                    } => {
+                        self.at_site(ck, self.store_entities(ck, site, request, dropped_keys))
+                            .await
+                    }
+                }
+            }
+            WebhookEvent::Pipeline(ev) => match map_pipeline(&ev, seq) {
+                None => Ok(()),
+                Some(build) => {
+                    self.at_site(ck, self.send_builds(ck, site, vec![build]))
+                        .await
+                }
+            },
+            WebhookEvent::Deployment(ev) => {
+                let Some(facts) = self.deployment_facts(sub, &ev).await? else {
+                    return Ok(());
+                };
+                match map_deployment(&facts, seq) {
+                    None => Ok(()),
+                    Some(d) => {
+                        self.at_site(ck, self.send_deployments(ck, site, vec![d]))
+                            .await
+                    }
+                }
+            }
+            WebhookEvent::FeatureFlag(ev) => {
+                let facts = self.flag_facts(sub, &ev).await?;
+                match map_feature_flag(&facts, seq) {
+                    None => Ok(()),
+                    Some(flag) => {
+                        let properties = flag_properties(facts.project.id);
+                        self.at_site(
+                            ck,
+                            self.send_feature_flags(ck, site, properties, vec![flag]),
+                        )
+                        .await
+                    }
+                }
+            }
+            other => {
+                tracing::debug!(kind = ?other.kind(), "event kind not synced yet");
+                Ok(())
+            }
+        }
+    }
+
+    /// The deployment as GitLab's REST API knows it (the webhook has no iid and no full SHA), with the
+    /// commits it brings to its environment. `None` when the deployment is gone.
+    async fn deployment_facts(
+        &self,
+        sub: &Subscription,
+        ev: &DeploymentEvent,
+    ) -> Result<Option<DeploymentFacts>, JobError> {
+        let gitlab = self
+            .gitlab
+            .client_for(&self.store, sub, self.clock.now_ms())
+            .await?;
+        let project_id = ev.project.id;
+        let Some(d) = gitlab.deployment(project_id, ev.deployment_id).await? else {
+            tracing::info!(
+                project = project_id,
+                deployment = ev.deployment_id,
+                "deployment no longer exists in GitLab"
+            );
+            return Ok(None);
+        };
+        let commits = gitlab.deployment_commits(project_id, &d).await?;
+        // The deployed commit first, then the newest of the others: key order follows relevance.
+        let mut key_texts: Vec<String> = Vec::with_capacity(commits.len());
+        if let Some(own) = commits.iter().find(|c| c.id == d.sha) {
+            key_texts.push(own.message.clone());
+        }
+        key_texts.extend(
+            commits
+                .iter()
+                .rev()
+                .filter(|c| c.id != d.sha)
+                .map(|c| c.message.clone()),
+        );
+        let facts = DeploymentFacts {
+            project: ev.project.clone(),
+            deployment_id: d.id,
+            iid: d.iid,
+            // The status this delivery reported: it belongs with the delivery's sequence number.
+            status: ev.status.clone(),
+            git_ref: d.git_ref.clone(),
+            sha: d.sha.clone(),
+            environment_id: d.environment.id,
+            environment_name: d.environment.name.clone(),
+            environment_tier: d
+                .environment
+                .tier
+                .clone()
+                .or_else(|| ev.environment_tier.clone()),
+            job: d.deployable.as_ref().map(|j| (j.id, j.name.clone())),
+            pipeline: d
+                .deployable
+                .as_ref()
+                .and_then(|j| j.pipeline.as_ref())
+                .map(|p| (p.id, p.iid)),
+            updated_at: ev
+                .status_changed_at
+                .as_ref()
+                .map(|t| t.rfc3339())
+                .or(d.updated_at.clone())
+                .unwrap_or_default(),
+            key_texts,
+            service_ids: Vec::new(),
+            gating: false,
+        };
+        if issue_keys::extract(facts.key_texts.iter().map(String::as_str)).is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(facts))
+    }
+
+    /// The flag with its strategies, read from GitLab (the webhook carries none).
+    async fn flag_facts(
+        &self,
+        sub: &Subscription,
+        ev: &FeatureFlagEvent,
+    ) -> Result<FlagFacts, JobError> {
+        let gitlab = self
+            .gitlab
+            .client_for(&self.store, sub, self.clock.now_ms())
+            .await?;
+        let attrs = &ev.object_attributes;
+        let rest = gitlab.feature_flag(ev.project.id, &attrs.name).await?;
+        Ok(FlagFacts {
+            project: ev.project.clone(),
+            id: attrs.id,
+            name: attrs.name.clone(),
+            description: rest
+                .as_ref()
+                .and_then(|f| f.description.clone())
+                .or_else(|| attrs.description.clone())
+                .unwrap_or_default(),
+            active: attrs.active,
+            strategies: rest
+                .as_ref()
+                .map(|f| f.strategies.clone())
+                .unwrap_or_default(),
+            updated_at: rest.and_then(|f| f.updated_at).unwrap_or_default(),
+        })
+    }
+}

@@ -1,0 +1,171 @@
+//! Every GitLab event kind end to end: merge requests, pipelines (builds), deployments and feature
+//! flags, from the GitLab simulator's webhooks to the Jira simulator's panel, in both Jira connection
+//! modes (Connect and OAuth credentials) on both databases.
+
+use gfj_sim::gitlab::Plan;
+use gfj_sim::gitlab::ci::JobSpec;
+use gfj_store::test_on_both_databases;
+use gfj_store::testing::TestDatabase;
+use gitlab_for_jira::commands::link::{self, HookMode, LinkRequest};
+use gitlab_for_jira::commands::sites;
+use serde_json::json;
+
+use crate::helpers::{TestApp, World, now_ms};
+
+/// Links a Free group with one project to the Jira site, in Connect or OAuth-credentials mode.
+async fn linked(app: &TestApp, oauth: bool) -> World {
+    let site = if oauth {
+        let (id, secret) = app.jira.oauth_credentials();
+        sites::add_oauth(
+            &app.settings,
+            &app.store,
+            &app.jira.base_url,
+            &id,
+            &secret,
+            now_ms(),
+        )
+        .await
+        .unwrap();
+        app.jira.base_url.clone()
+    } else {
+        app.install().await;
+        app.jira.client_key().to_owned()
+    };
+    let w = app.world(Plan::Free, 40, 1);
+    let req = LinkRequest {
+        site,
+        group: "acme".into(),
+        gitlab_url: app.gitlab.base_url.clone(),
+        gitlab_token: w.token.clone(),
+        gitlab_connection: None,
+        hook_mode: HookMode::Auto,
+    };
+    link::link(&app.settings, &app.store, req, now_ms())
+        .await
+        .unwrap();
+    w
+}
+
+async fn every_event_kind_reaches_the_panel(app: &TestApp, w: &World) {
+    let p = w.projects[0];
+
+    // A merge request: keys from its title/description and (by default) its source branch name.
+    app.gitlab
+        .push(p, "feature/MR-1-login", &["start the login form"], w.user)
+        .await;
+    let mr = app
+        .gitlab
+        .open_merge_request(
+            p,
+            "feature/MR-1-login",
+            "main",
+            "Login form",
+            "Implements MR-2.",
+            w.user,
+        )
+        .await;
+    app.drained().await;
+    for key in ["MR-1", "MR-2"] {
+        let prs = app.jira.issue(key).pull_requests;
+        assert_eq!(prs.len(), 1, "{key}");
+        assert_eq!(prs[0]["id"], mr.id.to_string());
+        assert_eq!(prs[0]["displayId"], format!("acme/p0!{}", mr.iid));
+        assert_eq!(prs[0]["status"], "OPEN");
+    }
+    assert_eq!(
+        app.jira.issue("MR-2").branches.len(),
+        1,
+        "the open MR's branch carries its keys"
+    );
+    app.gitlab.merge_merge_request(p, mr.iid, w.user).await;
+    app.drained().await;
+    assert_eq!(app.jira.issue("MR-2").pull_requests[0]["status"], "MERGED");
+
+    // A pipeline with a deployment job: a build, then a deployment.
+    app.gitlab
+        .push(p, "main", &["BLD-7 ship the login form"], w.user)
+        .await;
+    app.gitlab.add_environment(p, "production", "production");
+    let pipeline = app
+        .gitlab
+        .run_pipeline(
+            p,
+            "main",
+            &[
+                JobSpec::new("test", "test"),
+                JobSpec::deploy("deploy", "production", "production", false),
+            ],
+        )
+        .await;
+    for job in &pipeline.job_ids {
+        app.gitlab.set_job_status(p, *job, "running").await;
+        app.gitlab.set_job_status(p, *job, "success").await;
+    }
+    app.drained().await;
+    let builds = app.jira.issue("BLD-7").builds;
+    assert_eq!(builds.len(), 1, "one Jira pipeline per project and ref");
+    assert_eq!(builds[0]["buildNumber"], pipeline.iid);
+    assert_eq!(builds[0]["state"], "successful");
+    assert_eq!(builds[0]["testInfo"]["numberPassed"], 2);
+    let deployments = app.jira.issue("BLD-7").deployments;
+    assert_eq!(deployments.len(), 1);
+    let d = &deployments[0];
+    assert_eq!(d["state"], "successful");
+    assert_eq!(d["environment"]["type"], "production");
+    assert_eq!(d["pipeline"]["id"], pipeline.id.to_string());
+    let deployed = app.gitlab.deployments_of(p);
+    assert_eq!(d["deploymentSequenceNumber"], deployed[0].1);
+
+    // A feature flag: created silently, then toggled (the only change GitLab reports).
+    app.gitlab
+        .create_feature_flag(
+            p,
+            "new_login",
+            "Rolls out FF-3",
+            false,
+            vec![json!({"name": "flexibleRollout", "parameters": {"groupId": "default", "rollout": "25", "stickiness": "default"}, "scopes": [{"environment_scope": "production"}]})],
+        )
+        .await;
+    assert!(app.jira.issue("FF-3").feature_flags.is_empty());
+    app.gitlab
+        .update_feature_flag(p, "new_login", None, Some(true))
+        .await;
+    app.drained().await;
+    let flags = app.jira.issue("FF-3").feature_flags;
+    assert_eq!(flags.len(), 1);
+    assert_eq!(flags[0]["key"], "new_login");
+    assert_eq!(flags[0]["summary"]["status"]["enabled"], true);
+    assert_eq!(flags[0]["details"][0]["environment"]["type"], "production");
+
+    // Every body Jira accepted passed its OpenAPI validation; nothing was refused.
+    assert!(app.store.rejections().await.unwrap().is_empty());
+}
+
+async fn every_event_kind_reaches_a_connect_site(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    let w = linked(&app, false).await;
+    every_event_kind_reaches_the_panel(&app, &w).await;
+    app.stop().await;
+}
+
+async fn every_event_kind_reaches_an_oauth_site(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    let w = linked(&app, true).await;
+    every_event_kind_reaches_the_panel(&app, &w).await;
+    assert!(
+        app.jira
+            .requests()
+            .iter()
+            .filter(|r| r.path.contains("/0.1/"))
+            .all(|r| r
+                .path
+                .contains(&format!("/0.1/cloud/{}/", app.jira.cloud_id()))),
+        "every API call went through the OAuth paths"
+    );
+    app.stop().await;
+}
+
+test_on_both_databases!(
+    every_event_kind_reaches_a_connect_site,
+    every_event_kind_reaches_an_oauth_site,
+);
