@@ -168,14 +168,7 @@ mod tests {
 
     fn facts() -> DeploymentFacts {
         DeploymentFacts {
-            project: Project {
-                id: 15,
-                name: "api".into(),
-                web_url: "https://gitlab.example/g/api".into(),
-                path_with_namespace: "g/api".into(),
-                default_branch: Some("main".into()),
-                avatar_url: None,
-            },
+            project: crate::mapping::test_project(),
             deployment_id: 700,
             iid: 3,
             status: "success".into(),

@@ -161,14 +161,7 @@ mod tests {
 
     fn facts(description: &str, strategies: Vec<Value>) -> FlagFacts {
         FlagFacts {
-            project: Project {
-                id: 15,
-                name: "api".into(),
-                web_url: "https://gitlab.example/g/api".into(),
-                path_with_namespace: "g/api".into(),
-                default_branch: Some("main".into()),
-                avatar_url: None,
-            },
+            project: crate::mapping::test_project(),
             id: 77,
             name: "new_login".into(),
             description: description.into(),

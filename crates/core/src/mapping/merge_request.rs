@@ -7,8 +7,8 @@ use crate::jira::{
 };
 
 use super::{
-    DroppedKeys, KeyCaps, branch_id, branch_url, commit, create_pull_request_url, devinfo,
-    full_path, repository, time_or_seq, url_or,
+    DroppedKeys, KeyCaps, branch_entity, branch_url, devinfo, full_path, repository, time_or_seq,
+    url_or,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,20 +131,14 @@ pub fn map_merge_request_with(
     if status == PullRequestStatus::Open && same_project {
         let branch_keys = issue_keys::extract([source, a.title.as_str(), description]);
         if let (false, Some(tip)) = (branch_keys.is_empty(), a.last_commit.as_ref()) {
-            let mut tip_keys = issue_keys::extract([tip.message.as_str()]);
-            issue_keys::merge(&mut tip_keys, &branch_keys);
-            let tip_keys = caps.cap("commit", &tip.id, tip_keys);
-            let id = branch_id(source);
-            let issue_keys = caps.cap("branch", &id, branch_keys);
-            branches.push(jira::Branch {
-                id,
-                issue_keys,
-                update_sequence_id: seq,
-                name: jira::cap(source, jira::MAX_BRANCH_NAME_CHARS),
-                last_commit: commit(tip, tip_keys, seq),
-                url: branch_url(project, source),
-                create_pull_request_url: create_pull_request_url(project, source),
-            });
+            branches.push(branch_entity(
+                project,
+                source,
+                branch_keys,
+                tip,
+                seq,
+                &mut caps,
+            ));
         }
     }
 
@@ -221,9 +215,10 @@ fn display_id(path: &str, iid: i64) -> String {
 mod tests {
     use super::*;
     use crate::gitlab::{
-        Commit, CommitAuthor, GitLabTime, MergeRequestAttributes, MergeRequestEvent, Project,
+        Commit, CommitAuthor, GitLabTime, MergeRequestAttributes, MergeRequestEvent,
     };
     use crate::jira::Repository;
+    use crate::mapping::branch_id;
 
     fn user(id: i64, name: &str, email: Option<&str>) -> User {
         User {
@@ -239,14 +234,7 @@ mod tests {
         MergeRequestEvent {
             object_kind: "merge_request".into(),
             user: Some(user(5, "Ada", Some("ada@example.com"))),
-            project: Project {
-                id: 15,
-                name: "api".into(),
-                web_url: "https://gitlab.example/g/api".into(),
-                path_with_namespace: "g/api".into(),
-                default_branch: Some("main".into()),
-                avatar_url: None,
-            },
+            project: crate::mapping::test_project(),
             object_attributes: MergeRequestAttributes {
                 id: 9001,
                 iid: 12,

@@ -130,20 +130,14 @@ pub fn map_push(
         let Some(tip) = tip else {
             return Err(NeedsTipCommit(tip_sha));
         };
-        let mut tip_keys = issue_keys::extract([tip.message.as_str()]);
-        issue_keys::merge(&mut tip_keys, &keys);
-        let tip_keys = caps.cap("commit", &tip.id, tip_keys);
-        let id = branch_id(branch);
-        let keys = caps.cap("branch", &id, keys);
-        branches.push(jira::Branch {
-            id,
-            issue_keys: keys,
-            update_sequence_id: seq,
-            name: jira::cap(branch, jira::MAX_BRANCH_NAME_CHARS),
-            last_commit: commit(tip, tip_keys, seq),
-            url: branch_url(&push.project, branch),
-            create_pull_request_url: create_pull_request_url(&push.project, branch),
-        });
+        branches.push(branch_entity(
+            &push.project,
+            branch,
+            keys,
+            tip,
+            seq,
+            &mut caps,
+        ));
     }
     if commits.is_empty() && branches.is_empty() {
         return Ok(PushAction::Nothing);
@@ -157,6 +151,44 @@ pub fn map_push(
         ),
         dropped_keys: caps.0,
     })
+}
+
+/// The project every mapping test uses.
+#[cfg(test)]
+pub(crate) fn test_project() -> Project {
+    Project {
+        id: 15,
+        name: "api".into(),
+        web_url: "https://gitlab.example/g/api".into(),
+        path_with_namespace: "g/api".into(),
+        default_branch: Some("main".into()),
+        avatar_url: None,
+    }
+}
+
+/// A branch on `keys`, with its tip commit, which carries the branch's keys too (the tip is that work).
+fn branch_entity(
+    project: &Project,
+    name: &str,
+    keys: Vec<String>,
+    tip: &GlCommit,
+    seq: i64,
+    caps: &mut KeyCaps,
+) -> jira::Branch {
+    let mut tip_keys = issue_keys::extract([tip.message.as_str()]);
+    issue_keys::merge(&mut tip_keys, &keys);
+    let tip_keys = caps.cap("commit", &tip.id, tip_keys);
+    let id = branch_id(name);
+    let issue_keys = caps.cap("branch", &id, keys);
+    jira::Branch {
+        id,
+        issue_keys,
+        update_sequence_id: seq,
+        name: jira::cap(name, jira::MAX_BRANCH_NAME_CHARS),
+        last_commit: commit(tip, tip_keys, seq),
+        url: branch_url(project, name),
+        create_pull_request_url: create_pull_request_url(project, name),
+    }
 }
 
 fn repository(
@@ -309,14 +341,7 @@ mod tests {
             checkout_sha: Some(after),
             user_username: None,
             project_id: 15,
-            project: Project {
-                id: 15,
-                name: "api".into(),
-                web_url: "https://gitlab.example/g/api".into(),
-                path_with_namespace: "g/api".into(),
-                default_branch: Some("main".into()),
-                avatar_url: None,
-            },
+            project: crate::mapping::test_project(),
             total_commits_count: commits.len() as i64,
             commits,
         }

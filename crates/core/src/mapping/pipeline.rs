@@ -95,7 +95,6 @@ mod tests {
     use super::*;
     use crate::gitlab::{
         Commit, CommitAuthor, GitLabTime, PipelineAttributes, PipelineBuild, PipelineMergeRequest,
-        Project,
     };
 
     fn build(id: i64, status: &str) -> PipelineBuild {
@@ -141,14 +140,7 @@ mod tests {
             },
             merge_request: None,
             user: None,
-            project: Project {
-                id: 15,
-                name: "api".into(),
-                web_url: "https://gitlab.example/g/api".into(),
-                path_with_namespace: "g/api".into(),
-                default_branch: Some("main".into()),
-                avatar_url: None,
-            },
+            project: crate::mapping::test_project(),
             commit: Some(Commit {
                 id: "a".repeat(40),
                 message: message.into(),
