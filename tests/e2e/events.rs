@@ -165,7 +165,32 @@ async fn every_event_kind_reaches_an_oauth_site(db: TestDatabase) {
     app.stop().await;
 }
 
+/// GitLab puts only the newest 20 commits in a push; the rest are read from GitLab, so none is lost.
+async fn a_push_of_more_than_twenty_commits_sends_them_all(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    let w = linked(&app, false).await;
+    let messages: Vec<String> = (1..=25).map(|n| format!("BIG-{n} step {n}")).collect();
+    let refs: Vec<&str> = messages.iter().map(String::as_str).collect();
+    let shas = app.gitlab.push(w.projects[0], "main", &refs, w.user).await;
+    assert_eq!(shas.len(), 25);
+    app.drained().await;
+    for (n, sha) in shas.iter().enumerate() {
+        let commits = app.jira.issue(&format!("BIG-{}", n + 1)).commits;
+        assert_eq!(commits.len(), 1, "BIG-{}", n + 1);
+        assert_eq!(commits[0]["id"], sha.as_str());
+    }
+    // And on a new branch, the commits not on the default branch.
+    let more: Vec<String> = (1..=22).map(|n| format!("NEW-{n} more {n}")).collect();
+    let refs: Vec<&str> = more.iter().map(String::as_str).collect();
+    app.gitlab.push(w.projects[0], "topic", &refs, w.user).await;
+    app.drained().await;
+    assert_eq!(app.jira.issue("NEW-1").commits.len(), 1);
+    assert_eq!(app.jira.issue("NEW-22").commits.len(), 1);
+    app.stop().await;
+}
+
 test_on_both_databases!(
+    a_push_of_more_than_twenty_commits_sends_them_all,
     every_event_kind_reaches_a_connect_site,
     every_event_kind_reaches_an_oauth_site,
 );

@@ -425,7 +425,36 @@ impl GitLabClient {
                 encode_path(sha)
             ))
             .await?;
-        Ok(hooks::Commit {
+        Ok(c.into())
+    }
+
+    /// The commits between two revisions (`from` excluded), oldest first, in the shape push hooks
+    /// use: a push holds at most 20 commits, this gives the rest.
+    pub async fn compare(
+        &self,
+        project_id: i64,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<hooks::Commit>, GitLabError> {
+        #[derive(Deserialize)]
+        struct Compare {
+            #[serde(default)]
+            commits: Vec<RestCommit>,
+        }
+        let c: Compare = self
+            .get(&format!(
+                "/projects/{project_id}/repository/compare?from={}&to={}",
+                encode_path(from),
+                encode_path(to)
+            ))
+            .await?;
+        Ok(c.commits.into_iter().map(Into::into).collect())
+    }
+}
+
+impl From<RestCommit> for hooks::Commit {
+    fn from(c: RestCommit) -> Self {
+        hooks::Commit {
             id: c.id,
             message: c.message,
             title: c.title,
@@ -438,7 +467,7 @@ impl GitLabClient {
             added: vec![],
             modified: vec![],
             removed: vec![],
-        })
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use gfj_jira_client::{JiraClient, Site, SiteAuth};
 use gfj_store::installations::Installation;
 use gfj_store::queue::Job;
 use gfj_store::sites::Rejection;
+use gfj_store::subscriptions::Subscription;
 use gfj_store::{Clock, Store};
 
 use crate::JobError;
@@ -33,6 +34,9 @@ pub struct Handlers {
     /// How merge requests are mapped (`GFJ_MR_KEYS_FROM_BRANCH`).
     pub merge_request_options: mapping::merge_request::MergeRequestOptions,
 }
+
+/// At most this many commits of one push are sent (GitLab's own app stops at 100).
+const MAX_PUSH_COMMITS: usize = 5_000;
 
 /// How long a job waits when Jira refuses our credentials, so a broken site is not retried hot.
 const CREDENTIALS_RETRY_MS: i64 = 5 * 60 * 1000;
@@ -77,22 +81,7 @@ impl Handlers {
             EventKind::Push => {
                 let push: PushEvent = serde_json::from_str(event.body.get())
                     .map_err(|e| JobError::Permanent(format!("unreadable push event: {e}")))?;
-                let action = match mapping::map_push(&push, event.seq, None) {
-                    Ok(a) => a,
-                    Err(mapping::NeedsTipCommit(sha)) => {
-                        let gitlab = self
-                            .gitlab
-                            .client_for(&self.store, &sub, self.clock.now_ms())
-                            .await?;
-                        let tip = gitlab.commit(push.project.id, &sha).await?;
-                        mapping::map_push(&push, event.seq, Some(&tip)).map_err(|e| {
-                            JobError::Permanent(format!(
-                                "tip commit {} not returned by GitLab",
-                                e.0
-                            ))
-                        })?
-                    }
-                };
+                let action = self.map_push(&sub, push, event.seq).await?;
                 self.at_site(
                     &sub.client_key,
                     self.apply_push(&sub.client_key, &site, action, event.seq),
@@ -103,6 +92,41 @@ impl Handlers {
                 let parsed = WebhookEvent::parse(kind, event.body.get().as_bytes())
                     .map_err(|e| JobError::Permanent(format!("unreadable {}: {e}", event.event)))?;
                 self.cicd_event(&sub, &site, parsed, event.seq).await
+            }
+        }
+    }
+
+    /// Maps a push, reading from GitLab what the payload leaves out: the commits beyond its 20, and a
+    /// branch tip it does not hold.
+    async fn map_push(
+        &self,
+        sub: &Subscription,
+        mut push: PushEvent,
+        seq: i64,
+    ) -> Result<PushAction, JobError> {
+        if let Some(base) = push.missing_commits_base() {
+            let gitlab = self
+                .gitlab
+                .client_for(&self.store, sub, self.clock.now_ms())
+                .await?;
+            let mut all = gitlab.compare(push.project.id, &base, &push.after).await?;
+            // The newest commits matter most when a huge push must be cut.
+            if all.len() > MAX_PUSH_COMMITS {
+                all.drain(..all.len() - MAX_PUSH_COMMITS);
+            }
+            push = push.with_all_commits(all);
+        }
+        match mapping::map_push(&push, seq, None) {
+            Ok(a) => Ok(a),
+            Err(mapping::NeedsTipCommit(sha)) => {
+                let gitlab = self
+                    .gitlab
+                    .client_for(&self.store, sub, self.clock.now_ms())
+                    .await?;
+                let tip = gitlab.commit(push.project.id, &sha).await?;
+                mapping::map_push(&push, seq, Some(&tip)).map_err(|e| {
+                    JobError::Permanent(format!("tip commit {} not returned by GitLab", e.0))
+                })
             }
         }
     }

@@ -175,6 +175,32 @@ impl PushEvent {
     pub fn deletes_ref(&self) -> bool {
         self.after == NULL_SHA
     }
+
+    /// GitLab puts at most 20 commits in a push; when it pushed more, the revision to compare `after`
+    /// with to get them all: `before`, or for a new branch the default branch it was cut from. `None`
+    /// when the payload is complete, or for a new default branch (whose whole history is the backfill's).
+    pub fn missing_commits_base(&self) -> Option<String> {
+        if self.deletes_ref() || self.total_commits_count <= self.commits.len() as i64 {
+            return None;
+        }
+        if self.before != NULL_SHA {
+            return Some(self.before.clone());
+        }
+        let default = self.project.default_branch.as_deref()?;
+        (self.branch() != Some(default)).then(|| default.to_owned())
+    }
+
+    /// Replaces the payload's commits with the complete list (oldest first), keeping the payload's own
+    /// version of a commit where it has one (it lists the changed files).
+    pub fn with_all_commits(mut self, all: Vec<Commit>) -> Self {
+        let mut from_payload: std::collections::HashMap<String, Commit> =
+            self.commits.drain(..).map(|c| (c.id.clone(), c)).collect();
+        self.commits = all
+            .into_iter()
+            .map(|c| from_payload.remove(&c.id).unwrap_or(c))
+            .collect();
+        self
+    }
 }
 
 /// Hex SHA-256 of a webhook secret token: the only form in which tokens are stored or compared.
@@ -184,6 +210,39 @@ pub fn webhook_token_hash(token: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_push_beyond_twenty_commits_names_the_base_to_compare_with() {
+        let mut p: super::PushEvent = serde_json::from_str(
+            r#"{"before":"b","after":"a","ref":"refs/heads/PROJ-1-x","project_id":1,
+                "project":{"id":1,"name":"p","web_url":"http://gl/p","default_branch":"main"},
+                "commits":[{"id":"c20","message":"m","timestamp":"t","url":"u","author":{"name":"n"},"added":["f"]}],
+                "total_commits_count":25}"#,
+        )
+        .unwrap();
+        assert_eq!(p.missing_commits_base().as_deref(), Some("b"));
+        p.before = super::NULL_SHA.to_owned();
+        assert_eq!(p.missing_commits_base().as_deref(), Some("main"));
+        p.git_ref = "refs/heads/main".into();
+        assert_eq!(p.missing_commits_base(), None, "a new default branch");
+        p.total_commits_count = 1;
+        assert_eq!(p.missing_commits_base(), None, "complete payload");
+
+        let plain = |id: &str| super::Commit {
+            id: id.to_owned(),
+            added: vec![],
+            ..p.commits[0].clone()
+        };
+        let all = vec![plain("c19"), plain("c20")];
+        let merged = p.clone().with_all_commits(all);
+        let ids: Vec<&str> = merged.commits.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["c19", "c20"]);
+        assert_eq!(
+            merged.commits[1].added,
+            ["f"],
+            "the payload's version is kept"
+        );
+    }
+
     use super::*;
 
     #[test]

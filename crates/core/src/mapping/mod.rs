@@ -142,8 +142,7 @@ pub fn map_push(
     if commits.is_empty() && branches.is_empty() {
         return Ok(PushAction::Nothing);
     }
-    // Pushes carry at most 20 commits, far below Jira's 400 per type; keep the invariant anyway.
-    commits.truncate(jira::MAX_PER_TYPE_PER_REPOSITORY);
+    // More than Jira's 400 per type (a push completed from GitLab) is fine: `batching` splits requests.
     Ok(PushAction::Store {
         request: devinfo(
             repository(&push.project, seq, commits, branches),
