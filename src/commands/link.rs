@@ -1,10 +1,12 @@
 //! `link` and `unlink`: connect a GitLab group to a Jira site, registering webhooks.
 
+use gfj_core::jobs::{CleanupScope, JiraCleanup};
 use gfj_core::url_pattern::normalize_base_url;
 use gfj_gitlab_client::{GitLabClient, GitLabError, HookScope, MAINTAINER};
 use gfj_store::Store;
 use gfj_store::installations::Installation;
 use gfj_store::subscriptions::{Hook, NewSubscription};
+use gfj_sync::handlers::queue_jira_cleanup;
 use gfj_sync::hooks::{HookSecrets, webhook_url};
 use serde::Serialize;
 
@@ -287,6 +289,14 @@ pub async fn unlink(
         "could not remove webhooks: {}",
         failures.join("; ")
     );
+    // What the subscription sent leaves Jira too; queued, so that a Jira outage only delays it.
+    let cleanup = JiraCleanup {
+        client_key: sub.client_key.clone(),
+        scope: CleanupScope::Subscription {
+            subscription_id: sub.id,
+        },
+    };
+    queue_jira_cleanup(store, &cleanup, now_ms).await?;
     store.delete_subscription(sub.id).await?;
     Ok(hooks.len())
 }

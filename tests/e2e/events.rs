@@ -139,6 +139,30 @@ async fn every_event_kind_reaches_the_panel(app: &TestApp, w: &World) {
 
     // Every body Jira accepted passed its OpenAPI validation; nothing was refused.
     assert!(app.store.rejections().await.unwrap().is_empty());
+
+    // Unlinking deletes from Jira everything the subscription sent, in every API.
+    link::unlink(
+        &app.settings,
+        &app.store,
+        &app.jira.base_url,
+        "acme",
+        now_ms(),
+    )
+    .await
+    .unwrap();
+    app.drained().await;
+    for key in ["MR-1", "MR-2", "BLD-7", "FF-3"] {
+        let v = app.jira.issue(key);
+        assert!(
+            v.commits.is_empty()
+                && v.branches.is_empty()
+                && v.pull_requests.is_empty()
+                && v.builds.is_empty()
+                && v.deployments.is_empty()
+                && v.feature_flags.is_empty(),
+            "{key} still shows {v:?}"
+        );
+    }
 }
 
 async fn every_event_kind_reaches_a_connect_site(db: TestDatabase) {

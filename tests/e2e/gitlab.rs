@@ -226,7 +226,12 @@ async fn hooks_gitlab_disabled_or_lost_are_restored_and_the_gaps_recorded(db: Te
     app.gitlab.delete_hook_externally(hooks[1].hook_id);
     // A project added to the group: on Free no webhook says so.
     let newcomer = app.gitlab.add_project(w.group, "newcomer");
-    // A project that left the group.
+    // A project that left the group, after it sent something to Jira.
+    app.gitlab
+        .push(w.projects[2], "main", &["GONE-1 soon elsewhere"], w.user)
+        .await;
+    app.drained().await;
+    assert_eq!(app.jira.issue("GONE-1").commits.len(), 1);
     app.gitlab.remove_project(w.projects[2]);
 
     let interval = 300_000;
@@ -292,6 +297,10 @@ async fn hooks_gitlab_disabled_or_lost_are_restored_and_the_gaps_recorded(db: Te
     ];
     want.sort();
     assert_eq!(reasons, want);
+    assert!(
+        app.jira.issue("GONE-1").commits.is_empty(),
+        "the departed project's data left Jira"
+    );
     assert!(gaps.iter().all(|g| g.until_ms >= g.since_ms));
     let report = gitlab_for_jira::commands::status::status(&app.store, now_ms(), false)
         .await

@@ -457,7 +457,7 @@ async fn builds_go_in_batches_of_the_configured_size_and_unknown_keys_are_record
         })
         .collect();
     handlers
-        .send_builds(&client_key, &site, builds)
+        .send_builds(&client_key, &site, Default::default(), builds)
         .await
         .unwrap();
     let sizes: Vec<usize> = app
@@ -544,7 +544,7 @@ async fn unknown_service_associations_are_recorded() {
         commands: vec![],
     };
     handlers
-        .send_deployments(&client_key, &site, vec![deployment])
+        .send_deployments(&client_key, &site, Default::default(), vec![deployment])
         .await
         .unwrap();
     assert_eq!(app.jira.issue("OPS-1").deployments.len(), 1);

@@ -389,7 +389,7 @@ mod mapped {
         BuildsRequest, DeploymentsRequest, FeatureFlagsRequest, ProviderMetadata,
     };
     use gfj_core::mapping::deployment::{DeploymentFacts, map_deployment};
-    use gfj_core::mapping::feature_flag::{FlagFacts, flag_properties, map_feature_flag};
+    use gfj_core::mapping::feature_flag::{FlagFacts, map_feature_flag};
     use gfj_core::mapping::merge_request::{
         MergeRequestAction, MergeRequestOptions, map_merge_request,
     };
@@ -783,7 +783,7 @@ mod mapped {
         #[test]
         fn mapped_feature_flags_are_valid(f in flag()) {
             if let Some(flag) = map_feature_flag(&f, SEQ) {
-                let body = FeatureFlagsRequest { properties: flag_properties(f.project.id), flags: vec![flag], provider_metadata: ProviderMetadata::ours() };
+                let body = FeatureFlagsRequest { properties: gfj_core::mapping::properties(1, f.project.id), flags: vec![flag], provider_metadata: ProviderMetadata::ours() };
                 check("/rest/featureflags/0.1/bulk", serde_json::to_value(&body).unwrap())?;
             }
         }

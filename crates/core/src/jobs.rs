@@ -30,3 +30,24 @@ pub struct HookCheck {
 impl HookCheck {
     pub const KIND: &'static str = "hook_check";
 }
+
+/// Deleting from Jira what no longer belongs there: everything one subscription sent (after unlink), or
+/// everything that came from one project (it left the linked group). Queued, so that a Jira outage
+/// delays the deletion instead of losing it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JiraCleanup {
+    /// The Jira site.
+    pub client_key: String,
+    pub scope: CleanupScope,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CleanupScope {
+    Subscription { subscription_id: i64 },
+    Project { project_id: i64 },
+}
+
+impl JiraCleanup {
+    pub const KIND: &'static str = "jira_cleanup";
+}

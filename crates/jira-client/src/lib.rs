@@ -621,6 +621,13 @@ pub enum JiraApi {
 }
 
 impl JiraApi {
+    pub const ALL: [JiraApi; 4] = [
+        Self::Devinfo,
+        Self::Builds,
+        Self::Deployments,
+        Self::FeatureFlags,
+    ];
+
     fn prefix(self) -> &'static str {
         match self {
             Self::Devinfo => "/rest/devinfo/0.10",

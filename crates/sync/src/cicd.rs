@@ -6,8 +6,9 @@
 
 use gfj_core::gitlab::{DeploymentEvent, FeatureFlagEvent, WebhookEvent};
 use gfj_core::issue_keys;
+use gfj_core::mapping;
 use gfj_core::mapping::deployment::{DeploymentFacts, map_deployment};
-use gfj_core::mapping::feature_flag::{FlagFacts, flag_properties, map_feature_flag};
+use gfj_core::mapping::feature_flag::{FlagFacts, map_feature_flag};
 use gfj_core::mapping::merge_request::{MergeRequestAction, map_merge_request};
 use gfj_core::mapping::pipeline::map_pipeline;
 use gfj_jira_client::Site;
@@ -25,14 +26,16 @@ impl Handlers {
         seq: i64,
     ) -> Result<(), JobError> {
         let ck = &sub.client_key;
+        let properties = |project_id: i64| mapping::properties(sub.id, project_id);
         match event {
             WebhookEvent::MergeRequest(ev) => {
                 match map_merge_request(&ev, seq, self.merge_request_options) {
                     MergeRequestAction::Nothing => Ok(()),
                     MergeRequestAction::Store {
-                        request,
+                        mut request,
                         dropped_keys,
                     } => {
+                        request.properties = properties(ev.project.id);
                         self.at_site(ck, self.store_entities(ck, site, request, dropped_keys))
                             .await
                     }
@@ -41,7 +44,8 @@ impl Handlers {
             WebhookEvent::Pipeline(ev) => match map_pipeline(&ev, seq) {
                 None => Ok(()),
                 Some(build) => {
-                    self.at_site(ck, self.send_builds(ck, site, vec![build]))
+                    let props = properties(ev.project.id);
+                    self.at_site(ck, self.send_builds(ck, site, props, vec![build]))
                         .await
                 }
             },
@@ -52,7 +56,8 @@ impl Handlers {
                 match map_deployment(&facts, seq) {
                     None => Ok(()),
                     Some(d) => {
-                        self.at_site(ck, self.send_deployments(ck, site, vec![d]))
+                        let props = properties(facts.project.id);
+                        self.at_site(ck, self.send_deployments(ck, site, props, vec![d]))
                             .await
                     }
                 }
@@ -62,12 +67,9 @@ impl Handlers {
                 match map_feature_flag(&facts, seq) {
                     None => Ok(()),
                     Some(flag) => {
-                        let properties = flag_properties(facts.project.id);
-                        self.at_site(
-                            ck,
-                            self.send_feature_flags(ck, site, properties, vec![flag]),
-                        )
-                        .await
+                        let props = properties(facts.project.id);
+                        self.at_site(ck, self.send_feature_flags(ck, site, props, vec![flag]))
+                            .await
                     }
                 }
             }

@@ -1,5 +1,7 @@
 //! What each job kind does.
 
+use std::collections::BTreeMap;
+
 use crate::gitlab_access::GitLabAccess;
 use gfj_core::batching;
 use gfj_core::gitlab::{EventKind, PushEvent, WebhookEvent};
@@ -7,13 +9,13 @@ use gfj_core::jira::{
     Build, BuildsRequest, Deployment, DeploymentsRequest, DevinfoRequest, FeatureFlag,
     FeatureFlagsRequest, ProviderMetadata,
 };
-use gfj_core::jobs::{GitlabEvent, HookCheck};
+use gfj_core::jobs::{CleanupScope, GitlabEvent, HookCheck, JiraCleanup};
 use gfj_core::mapping::{self, PushAction};
 use gfj_core::url_pattern::UrlAllowList;
-use gfj_jira_client::JiraError;
+use gfj_jira_client::{JiraApi, JiraError};
 use gfj_jira_client::{JiraClient, Site, SiteAuth};
 use gfj_store::installations::Installation;
-use gfj_store::queue::Job;
+use gfj_store::queue::{DEFAULT_MAX_ATTEMPTS, Job, NewJob};
 use gfj_store::sites::Rejection;
 use gfj_store::subscriptions::Subscription;
 use gfj_store::{Clock, Store};
@@ -35,6 +37,22 @@ pub struct Handlers {
     pub merge_request_options: mapping::merge_request::MergeRequestOptions,
 }
 
+/// Queues a deletion from Jira (see [`JiraCleanup`]).
+pub async fn queue_jira_cleanup(
+    store: &Store,
+    cleanup: &JiraCleanup,
+    now_ms: i64,
+) -> Result<(), gfj_store::StoreError> {
+    let job = NewJob {
+        kind: JiraCleanup::KIND.to_owned(),
+        payload: serde_json::to_string(cleanup).expect("job payload serialises"),
+        dedup_key: None,
+        run_at: now_ms,
+        max_attempts: DEFAULT_MAX_ATTEMPTS,
+    };
+    store.enqueue(&[job], now_ms).await.map(drop)
+}
+
 /// At most this many commits of one push are sent (GitLab's own app stops at 100).
 const MAX_PUSH_COMMITS: usize = 5_000;
 
@@ -48,6 +66,11 @@ impl Handlers {
                 let event: GitlabEvent = serde_json::from_str(&job.payload)
                     .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
                 self.gitlab_event(&event).await
+            }
+            JiraCleanup::KIND => {
+                let cleanup: JiraCleanup = serde_json::from_str(&job.payload)
+                    .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
+                self.cleanup(&cleanup).await
             }
             HookCheck::KIND => {
                 let check: HookCheck = serde_json::from_str(&job.payload)
@@ -81,10 +104,11 @@ impl Handlers {
             EventKind::Push => {
                 let push: PushEvent = serde_json::from_str(event.body.get())
                     .map_err(|e| JobError::Permanent(format!("unreadable push event: {e}")))?;
+                let properties = mapping::properties(sub.id, push.project.id);
                 let action = self.map_push(&sub, push, event.seq).await?;
                 self.at_site(
                     &sub.client_key,
-                    self.apply_push(&sub.client_key, &site, action, event.seq),
+                    self.apply_push(&sub.client_key, &site, action, event.seq, properties),
                 )
                 .await
             }
@@ -94,6 +118,38 @@ impl Handlers {
                 self.cicd_event(&sub, &site, parsed, event.seq).await
             }
         }
+    }
+
+    /// Deletes from Jira what a removed subscription sent, or what came from a project that left its
+    /// group. Nothing to do when the site was uninstalled: Jira deletes the app's data itself then.
+    async fn cleanup(&self, c: &JiraCleanup) -> Result<(), JobError> {
+        let Some(install) = self.store.installation(&c.client_key).await? else {
+            return Ok(());
+        };
+        let site = site_of(install);
+        let jira = &self.jira;
+        let calls = async {
+            match c.scope {
+                CleanupScope::Subscription { subscription_id } => {
+                    let id = subscription_id.to_string();
+                    let props = [(mapping::SUBSCRIPTION_PROPERTY, id.as_str())];
+                    for api in JiraApi::ALL {
+                        jira.delete_by_properties(&site, api, &props, None).await?;
+                    }
+                }
+                CleanupScope::Project { project_id } => {
+                    jira.delete_repository(&site, &project_id.to_string(), None)
+                        .await?;
+                    let project = mapping::project_property(project_id);
+                    let props = [(mapping::PROJECT_PROPERTY, project.as_str())];
+                    for api in [JiraApi::Builds, JiraApi::Deployments, JiraApi::FeatureFlags] {
+                        jira.delete_by_properties(&site, api, &props, None).await?;
+                    }
+                }
+            }
+            Ok(())
+        };
+        self.at_site(&c.client_key, calls).await
     }
 
     /// Maps a push, reading from GitLab what the payload leaves out: the commits beyond its 20, and a
@@ -186,6 +242,7 @@ impl Handlers {
         site: &Site,
         action: PushAction,
         seq: i64,
+        properties: BTreeMap<String, String>,
     ) -> Result<(), JiraError> {
         match action {
             PushAction::Nothing => Ok(()),
@@ -198,9 +255,10 @@ impl Handlers {
                     .await
             }
             PushAction::Store {
-                request,
+                mut request,
                 dropped_keys,
             } => {
+                request.properties = properties;
                 self.store_entities(client_key, site, request, dropped_keys)
                     .await
             }
@@ -306,11 +364,12 @@ impl Handlers {
         &self,
         client_key: &str,
         site: &Site,
+        properties: BTreeMap<String, String>,
         builds: Vec<Build>,
     ) -> Result<(), JiraError> {
         for chunk in builds.chunks(self.cicd_batch_size.max(1)) {
             let body = BuildsRequest {
-                properties: Default::default(),
+                properties: properties.clone(),
                 builds: chunk.to_vec(),
                 provider_metadata: ProviderMetadata::ours(),
             };
@@ -325,11 +384,12 @@ impl Handlers {
         &self,
         client_key: &str,
         site: &Site,
+        properties: BTreeMap<String, String>,
         deployments: Vec<Deployment>,
     ) -> Result<(), JiraError> {
         for chunk in deployments.chunks(self.cicd_batch_size.max(1)) {
             let body = DeploymentsRequest {
-                properties: Default::default(),
+                properties: properties.clone(),
                 deployments: chunk.to_vec(),
                 provider_metadata: ProviderMetadata::ours(),
             };
@@ -346,7 +406,7 @@ impl Handlers {
         &self,
         client_key: &str,
         site: &Site,
-        properties: std::collections::BTreeMap<String, String>,
+        properties: BTreeMap<String, String>,
         flags: Vec<FeatureFlag>,
     ) -> Result<(), JiraError> {
         for chunk in flags.chunks(self.cicd_batch_size.max(1)) {

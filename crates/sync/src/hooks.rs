@@ -5,14 +5,14 @@
 
 use std::collections::HashSet;
 
-use gfj_core::jobs::HookCheck;
+use gfj_core::jobs::{CleanupScope, HookCheck, JiraCleanup};
 use gfj_gitlab_client::{GitLabClient, GitLabError, HookInfo, HookScope};
 use gfj_store::queue::{DEFAULT_MAX_ATTEMPTS, NewJob};
 use gfj_store::subscriptions::{Hook, Subscription};
 use gfj_store::{Store, StoreError};
 
 use crate::JobError;
-use crate::handlers::Handlers;
+use crate::handlers::{Handlers, queue_jira_cleanup};
 
 /// Where GitLab delivers webhooks, given `GFJ_BASE_URL`.
 pub fn webhook_url(base_url: &str) -> String {
@@ -167,10 +167,15 @@ impl Handlers {
             self.store
                 .remove_subscription_hook(sub.id, "project", *gone)
                 .await?;
+            let cleanup = JiraCleanup {
+                client_key: sub.client_key.clone(),
+                scope: CleanupScope::Project { project_id: *gone },
+            };
+            queue_jira_cleanup(&self.store, &cleanup, self.clock.now_ms()).await?;
             tracing::info!(
                 subscription = sub.id,
                 project = gone,
-                "project left the group; its hook is removed"
+                "project left the group; its hook is removed and its data deleted from Jira"
             );
         }
         Ok(())

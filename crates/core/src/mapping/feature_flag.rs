@@ -1,8 +1,6 @@
 //! Feature flag → Jira feature flag. The webhook carries only id, name, description and `active`; the
 //! caller reads the strategies from GitLab's REST API (whose entity has no id).
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
 use crate::gitlab::{GitLabTime, Project};
@@ -93,11 +91,6 @@ pub fn map_feature_flag(f: &FlagFacts, seq: i64) -> Option<FeatureFlag> {
         },
         details,
     })
-}
-
-/// The request `properties` that let `bulkByProperties` find a project's flags again.
-pub fn flag_properties(project_id: i64) -> BTreeMap<String, String> {
-    BTreeMap::from([("projectId".to_owned(), format!("project-{project_id}"))])
 }
 
 fn status(enabled: bool, percentage: Option<f64>, strategies: &[&Value]) -> FlagStatus {
@@ -337,13 +330,5 @@ mod tests {
         assert_eq!(flag.issue_keys.len(), jira::MAX_KEYS_PER_CICD_ENTITY);
         assert_eq!(flag.key.chars().count(), jira::MAX_SHORT_TEXT_CHARS);
         assert_eq!(flag.details.len(), 1);
-    }
-
-    #[test]
-    fn properties_name_the_project() {
-        assert_eq!(
-            flag_properties(15),
-            BTreeMap::from([("projectId".to_owned(), "project-15".to_owned())])
-        );
     }
 }

@@ -152,6 +152,29 @@ pub fn map_push(
     })
 }
 
+/// The `properties` every request to Jira carries, so that `bulkByProperties` can later delete what one
+/// subscription sent (unlink) or what came from one project (the project left the group). `projectId`
+/// is also what GitLab's own app sends with feature flags.
+pub fn properties(
+    subscription_id: i64,
+    project_id: i64,
+) -> std::collections::BTreeMap<String, String> {
+    std::collections::BTreeMap::from([
+        (PROJECT_PROPERTY.to_owned(), project_property(project_id)),
+        (
+            SUBSCRIPTION_PROPERTY.to_owned(),
+            subscription_id.to_string(),
+        ),
+    ])
+}
+
+pub const PROJECT_PROPERTY: &str = "projectId";
+pub const SUBSCRIPTION_PROPERTY: &str = "gitlabForJiraSubscription";
+
+pub fn project_property(project_id: i64) -> String {
+    format!("project-{project_id}")
+}
+
 /// The project every mapping test uses.
 #[cfg(test)]
 pub(crate) fn test_project() -> Project {
