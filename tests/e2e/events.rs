@@ -77,6 +77,19 @@ async fn every_event_kind_reaches_the_panel(app: &TestApp, w: &World) {
         1,
         "the open MR's branch carries its keys"
     );
+    // A later push to the branch keeps the keys the open MR gave it.
+    let polished = app
+        .gitlab
+        .push(p, "feature/MR-1-login", &["polish"], w.user)
+        .await;
+    app.drained().await;
+    let branches = app.jira.issue("MR-2").branches;
+    assert_eq!(
+        branches.len(),
+        1,
+        "the push did not take MR-2 off the branch"
+    );
+    assert_eq!(branches[0]["lastCommit"]["id"], polished[0].as_str());
     app.gitlab.merge_merge_request(p, mr.iid, w.user).await;
     app.drained().await;
     assert_eq!(app.jira.issue("MR-2").pull_requests[0]["status"], "MERGED");

@@ -645,3 +645,31 @@ impl GitLabClient {
         .await
     }
 }
+
+impl GitLabClient {
+    /// Title and description of each open merge request from `branch` (GitLab's branch entity takes
+    /// their issue keys too).
+    pub async fn open_merge_request_texts(
+        &self,
+        project_id: i64,
+        branch: &str,
+    ) -> Result<Vec<String>, GitLabError> {
+        #[derive(Deserialize)]
+        struct Mr {
+            #[serde(default)]
+            title: String,
+            #[serde(default)]
+            description: Option<String>,
+        }
+        let mrs: Vec<Mr> = self
+            .get(&format!(
+                "/projects/{project_id}/merge_requests?state=opened&source_branch={}&per_page=100",
+                encode_path(branch)
+            ))
+            .await?;
+        Ok(mrs
+            .into_iter()
+            .flat_map(|m| [m.title, m.description.unwrap_or_default()])
+            .collect())
+    }
+}

@@ -152,35 +152,49 @@ impl Handlers {
         self.at_site(&c.client_key, calls).await
     }
 
-    /// Maps a push, reading from GitLab what the payload leaves out: the commits beyond its 20, and a
-    /// branch tip it does not hold.
+    /// Maps a push, reading from GitLab what the payload leaves out: the commits beyond its 20, the open
+    /// merge requests of the branch (whose keys the branch carries), and a branch tip it does not hold.
     async fn map_push(
         &self,
         sub: &Subscription,
         mut push: PushEvent,
         seq: i64,
     ) -> Result<PushAction, JobError> {
-        if let Some(base) = push.missing_commits_base() {
-            let gitlab = self
-                .gitlab
+        let Some(branch) = push.branch().map(str::to_owned) else {
+            return Ok(PushAction::Nothing);
+        };
+        if push.deletes_ref() {
+            return Ok(mapping::map_push(&push, seq, None).unwrap_or(PushAction::Nothing));
+        }
+        // Pushes to the default branch with their commits complete (the hot path) never ask GitLab.
+        let gitlab = || {
+            self.gitlab
                 .client_for(&self.store, sub, self.clock.now_ms())
+        };
+        if let Some(base) = push.missing_commits_base() {
+            let mut all = gitlab()
+                .await?
+                .compare(push.project.id, &base, &push.after)
                 .await?;
-            let mut all = gitlab.compare(push.project.id, &base, &push.after).await?;
             // The newest commits matter most when a huge push must be cut.
             if all.len() > MAX_PUSH_COMMITS {
                 all.drain(..all.len() - MAX_PUSH_COMMITS);
             }
             push = push.with_all_commits(all);
         }
-        match mapping::map_push(&push, seq, None) {
+        let open_mr_texts = if push.project.default_branch.as_deref() == Some(branch.as_str()) {
+            Vec::new()
+        } else {
+            gitlab()
+                .await?
+                .open_merge_request_texts(push.project.id, &branch)
+                .await?
+        };
+        match mapping::map_push_with(&push, seq, None, &open_mr_texts) {
             Ok(a) => Ok(a),
             Err(mapping::NeedsTipCommit(sha)) => {
-                let gitlab = self
-                    .gitlab
-                    .client_for(&self.store, sub, self.clock.now_ms())
-                    .await?;
-                let tip = gitlab.commit(push.project.id, &sha).await?;
-                mapping::map_push(&push, seq, Some(&tip)).map_err(|e| {
+                let tip = gitlab().await?.commit(push.project.id, &sha).await?;
+                mapping::map_push_with(&push, seq, Some(&tip), &open_mr_texts).map_err(|e| {
                     JobError::Permanent(format!("tip commit {} not returned by GitLab", e.0))
                 })
             }

@@ -88,6 +88,18 @@ pub fn map_push(
     seq: i64,
     tip: Option<&GlCommit>,
 ) -> Result<PushAction, NeedsTipCommit> {
+    map_push_with(push, seq, tip, &[])
+}
+
+/// Like [`map_push`], for a branch with open merge requests: like GitLab, the branch also carries the
+/// keys of their titles and descriptions (`open_mr_texts`), so a push does not take away from the branch
+/// what the MR gave it.
+pub fn map_push_with(
+    push: &PushEvent,
+    seq: i64,
+    tip: Option<&GlCommit>,
+    open_mr_texts: &[String],
+) -> Result<PushAction, NeedsTipCommit> {
     let Some(branch) = push.branch() else {
         return Ok(PushAction::Nothing);
     };
@@ -113,6 +125,10 @@ pub fn map_push(
     }
     let is_default = push.project.default_branch.as_deref() == Some(branch);
     let mut keys = branch_keys.clone();
+    issue_keys::merge(
+        &mut keys,
+        &issue_keys::extract(open_mr_texts.iter().map(String::as_str)),
+    );
     if !is_default {
         issue_keys::merge(&mut keys, &keys_from_commits);
     }
@@ -413,6 +429,16 @@ mod tests {
             ("22222222", 3, "2026-11-27T08:00:00Z")
         );
         assert_eq!(c.update_sequence_id, 42);
+    }
+
+    #[test]
+    fn an_open_merge_requests_keys_stay_on_its_branch() {
+        let p = push("topic", vec![gl_commit(&"1".repeat(40), "tidy up")]);
+        assert_eq!(map_push(&p, 1, None).unwrap(), PushAction::Nothing);
+        let texts = ["Login form".to_owned(), "Implements PROJ-31.".to_owned()];
+        let repo = stored(map_push_with(&p, 1, None, &texts).unwrap());
+        assert!(repo.commits.is_empty(), "commits keep their own keys");
+        assert_eq!(repo.branches[0].issue_keys, ["PROJ-31"]);
     }
 
     #[test]
