@@ -83,6 +83,15 @@ enum SitesCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Send a site only the issue keys of these Jira projects (drops look-alikes such as UTF-8).
+    SetProjectKeys {
+        /// The Jira site: a Connect clientKey or a Jira base URL.
+        #[arg(long)]
+        site: String,
+        /// Comma-separated Jira project keys, e.g. PROJ,OPS; empty to send every key again.
+        #[arg(long, default_value = "")]
+        keys: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -157,6 +166,9 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
         Command::Sites {
             command: SitesCommand::List { json },
         } => status::sites(&settings.open_store().await?, json).await,
+        Command::Sites {
+            command: SitesCommand::SetProjectKeys { site, keys },
+        } => sites::set_project_keys(&settings.open_store().await?, &site, &keys).await,
         Command::Status { json } => status::status(&settings.open_store().await?, now, json).await,
     }
 }

@@ -58,3 +58,41 @@ pub async fn add_oauth(
         &json!({ "site": site.client_key, "mode": "oauth", "base_url": url, "cloud_id": cloud_id }),
     )?)
 }
+
+/// `sites set-project-keys`: which Jira projects' issue keys a site gets.
+pub async fn set_project_keys(store: &Store, site: &str, keys: &str) -> anyhow::Result<String> {
+    let install = store.find_installation(site).await?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no Jira site {site:?} is installed (give its clientKey or base URL; see `sites list`)"
+        )
+    })?;
+    let keys: Vec<String> = keys
+        .split(',')
+        .map(|k| k.trim().to_owned())
+        .filter(|k| !k.is_empty())
+        .collect();
+    // Jira project keys as GitLab's issue-key rule sees them: [A-Z][A-Z_0-9]+.
+    let valid = |k: &str| {
+        k.len() >= 2
+            && k.starts_with(|c: char| c.is_ascii_uppercase())
+            && k.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    };
+    if let Some(bad) = keys.iter().find(|k| !valid(k)) {
+        anyhow::bail!(
+            "{bad:?} is not a Jira project key (two or more of A-Z, 0-9, _; starting with a letter)"
+        );
+    }
+    store
+        .set_site_project_keys(&install.client_key, &keys)
+        .await?;
+    Ok(if keys.is_empty() {
+        format!("{}: every issue key is sent", install.base_url)
+    } else {
+        format!(
+            "{}: only issue keys of {} are sent",
+            install.base_url,
+            keys.join(", ")
+        )
+    })
+}

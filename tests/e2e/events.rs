@@ -226,7 +226,49 @@ async fn a_push_of_more_than_twenty_commits_sends_them_all(db: TestDatabase) {
     app.stop().await;
 }
 
+/// A site that names its Jira projects gets only their issue keys: `UTF-8` is not an issue.
+async fn a_sites_project_keys_drop_look_alike_keys(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    let w = linked(&app, false).await;
+    let bad = sites::set_project_keys(&app.store, &app.jira.base_url, "PROJ,utf")
+        .await
+        .unwrap_err();
+    assert!(bad.to_string().contains("\"utf\""), "{bad}");
+    let said = sites::set_project_keys(&app.store, &app.jira.base_url, "PROJ")
+        .await
+        .unwrap();
+    assert!(said.contains("only issue keys of PROJ"), "{said}");
+    let shas = app
+        .gitlab
+        .push(
+            w.projects[0],
+            "main",
+            &["Switch to UTF-8 for PROJ-4", "Use SHA-256 everywhere"],
+            w.user,
+        )
+        .await;
+    app.drained().await;
+    let commits = app.jira.issue("PROJ-4").commits;
+    assert_eq!(commits.len(), 1);
+    assert_eq!(commits[0]["id"], shas[0].as_str());
+    assert_eq!(commits[0]["issueKeys"], json!(["PROJ-4"]));
+    assert!(app.jira.issue("UTF-8").commits.is_empty());
+    assert!(app.jira.issue("SHA-256").commits.is_empty());
+
+    // Cleared, every key is sent again.
+    sites::set_project_keys(&app.store, &app.jira.base_url, "")
+        .await
+        .unwrap();
+    app.gitlab
+        .push(w.projects[0], "main", &["Adopt ISO-8601 dates"], w.user)
+        .await;
+    app.drained().await;
+    assert_eq!(app.jira.issue("ISO-8601").commits.len(), 1);
+    app.stop().await;
+}
+
 test_on_both_databases!(
+    a_sites_project_keys_drop_look_alike_keys,
     a_push_of_more_than_twenty_commits_sends_them_all,
     every_event_kind_reaches_a_connect_site,
     every_event_kind_reaches_an_oauth_site,

@@ -168,6 +168,41 @@ impl Store {
         Ok(())
     }
 
+    /// Restricts the issue keys sent to a site to these Jira projects; an empty list sends all.
+    pub async fn set_site_project_keys(
+        &self,
+        client_key: &str,
+        project_keys: &[String],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM site_settings WHERE client_key = $1")
+            .bind(client_key)
+            .execute(&mut *tx)
+            .await?;
+        if !project_keys.is_empty() {
+            sqlx::query("INSERT INTO site_settings (client_key, project_keys) VALUES ($1, $2)")
+                .bind(client_key)
+                .bind(project_keys.join(","))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The Jira project keys a site accepts issue keys of; empty for all.
+    pub async fn site_project_keys(&self, client_key: &str) -> Result<Vec<String>, StoreError> {
+        let keys: Option<Option<String>> =
+            sqlx::query_scalar("SELECT project_keys FROM site_settings WHERE client_key = $1")
+                .bind(client_key)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(keys
+            .flatten()
+            .map(|k| k.split(',').map(str::to_owned).collect())
+            .unwrap_or_default())
+    }
+
     pub async fn site_states(&self) -> Result<Vec<SiteState>, StoreError> {
         let rows = sqlx::query(
             "SELECT client_key, paused_until, pause_reason, attention, attention_since FROM site_state ORDER BY client_key",

@@ -11,6 +11,7 @@ use gfj_core::mapping::deployment::{DeploymentFacts, map_deployment};
 use gfj_core::mapping::feature_flag::{FlagFacts, map_feature_flag};
 use gfj_core::mapping::merge_request::{MergeRequestAction, map_merge_request};
 use gfj_core::mapping::pipeline::map_pipeline;
+use gfj_core::mapping::project_keys::ProjectKeys;
 use gfj_jira_client::Site;
 use gfj_store::subscriptions::Subscription;
 
@@ -22,6 +23,7 @@ impl Handlers {
         &self,
         sub: &Subscription,
         site: &Site,
+        keys: &ProjectKeys,
         event: WebhookEvent,
         seq: i64,
     ) -> Result<(), JobError> {
@@ -36,24 +38,30 @@ impl Handlers {
                         dropped_keys,
                     } => {
                         request.properties = properties(ev.project.id);
+                        keys.filter_devinfo(&mut request);
+                        if request.repositories.is_empty() {
+                            return Ok(());
+                        }
                         self.at_site(ck, self.store_entities(ck, site, request, dropped_keys))
                             .await
                     }
                 }
             }
-            WebhookEvent::Pipeline(ev) => match map_pipeline(&ev, seq) {
-                None => Ok(()),
-                Some(build) => {
-                    let props = properties(ev.project.id);
-                    self.at_site(ck, self.send_builds(ck, site, props, vec![build]))
-                        .await
+            WebhookEvent::Pipeline(ev) => {
+                match map_pipeline(&ev, seq).and_then(|b| keys.filter_build(b)) {
+                    None => Ok(()),
+                    Some(build) => {
+                        let props = properties(ev.project.id);
+                        self.at_site(ck, self.send_builds(ck, site, props, vec![build]))
+                            .await
+                    }
                 }
-            },
+            }
             WebhookEvent::Deployment(ev) => {
                 let Some(facts) = self.deployment_facts(sub, &ev).await? else {
                     return Ok(());
                 };
-                match map_deployment(&facts, seq) {
+                match map_deployment(&facts, seq).and_then(|d| keys.filter_deployment(d)) {
                     None => Ok(()),
                     Some(d) => {
                         let props = properties(facts.project.id);
@@ -64,7 +72,7 @@ impl Handlers {
             }
             WebhookEvent::FeatureFlag(ev) => {
                 let facts = self.flag_facts(sub, &ev).await?;
-                match map_feature_flag(&facts, seq) {
+                match map_feature_flag(&facts, seq).and_then(|f| keys.filter_flag(f)) {
                     None => Ok(()),
                     Some(flag) => {
                         let props = properties(facts.project.id);

@@ -10,6 +10,7 @@ use gfj_core::jira::{
     FeatureFlagsRequest, ProviderMetadata,
 };
 use gfj_core::jobs::{CleanupScope, GitlabEvent, HookCheck, JiraCleanup};
+use gfj_core::mapping::project_keys::ProjectKeys;
 use gfj_core::mapping::{self, PushAction};
 use gfj_core::url_pattern::UrlAllowList;
 use gfj_jira_client::{JiraApi, JiraError};
@@ -100,12 +101,28 @@ impl Handlers {
             )));
         }
         let site = site_of(install);
+        let keys = ProjectKeys::new(self.store.site_project_keys(&sub.client_key).await?);
         match EventKind::from_header(&event.event) {
             EventKind::Push => {
                 let push: PushEvent = serde_json::from_str(event.body.get())
                     .map_err(|e| JobError::Permanent(format!("unreadable push event: {e}")))?;
                 let properties = mapping::properties(sub.id, push.project.id);
-                let action = self.map_push(&sub, push, event.seq).await?;
+                let action = match self.map_push(&sub, push, event.seq).await? {
+                    PushAction::Store {
+                        mut request,
+                        dropped_keys,
+                    } => {
+                        keys.filter_devinfo(&mut request);
+                        if request.repositories.is_empty() {
+                            return Ok(());
+                        }
+                        PushAction::Store {
+                            request,
+                            dropped_keys,
+                        }
+                    }
+                    other => other,
+                };
                 self.at_site(
                     &sub.client_key,
                     self.apply_push(&sub.client_key, &site, action, event.seq, properties),
@@ -115,7 +132,7 @@ impl Handlers {
             kind => {
                 let parsed = WebhookEvent::parse(kind, event.body.get().as_bytes())
                     .map_err(|e| JobError::Permanent(format!("unreadable {}: {e}", event.event)))?;
-                self.cicd_event(&sub, &site, parsed, event.seq).await
+                self.cicd_event(&sub, &site, &keys, parsed, event.seq).await
             }
         }
     }

@@ -5,6 +5,7 @@ pub mod deployment;
 pub mod feature_flag;
 pub mod merge_request;
 pub mod pipeline;
+pub mod project_keys;
 
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
