@@ -61,6 +61,9 @@ enum Command {
     Status {
         #[arg(long)]
         json: bool,
+        /// Why is (or isn't) this issue key in Jira: what was sent under it, and Jira's verdicts.
+        #[arg(long)]
+        issue: Option<String>,
     },
     /// Run against the built-in GitLab and Jira simulators and print what Jira shows per issue key.
     Demo,
@@ -169,6 +172,20 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
         Command::Sites {
             command: SitesCommand::SetProjectKeys { site, keys },
         } => sites::set_project_keys(&settings.open_store().await?, &site, &keys).await,
-        Command::Status { json } => status::status(&settings.open_store().await?, now, json).await,
+        Command::Status {
+            json,
+            issue: Some(key),
+        } => {
+            status::issue(
+                &settings.open_store().await?,
+                &key,
+                settings.audit_days,
+                json,
+            )
+            .await
+        }
+        Command::Status { json, issue: None } => {
+            status::status(&settings.open_store().await?, now, json).await
+        }
     }
 }

@@ -82,6 +82,8 @@ pub struct Settings {
     pub gitlab_oauth_apps: Vec<OAuthApp>,
     /// Whether a merge request also carries the issue keys of its source branch name.
     pub mr_keys_from_branch: bool,
+    /// How long the audit trail of what was sent to Jira is kept.
+    pub audit_days: i64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -107,7 +109,7 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-pub const NAMES: [&str; 20] = [
+pub const NAMES: [&str; 21] = [
     "GFJ_LISTEN",
     "GFJ_BASE_URL",
     "GFJ_DATABASE_URL",
@@ -128,6 +130,7 @@ pub const NAMES: [&str; 20] = [
     "GFJ_HOOK_CHECK_SECS",
     "GFJ_GITLAB_OAUTH_APPS",
     "GFJ_MR_KEYS_FROM_BRANCH",
+    "GFJ_AUDIT_DAYS",
 ];
 
 fn scalar(v: &toml::Value) -> Option<String> {
@@ -248,6 +251,7 @@ impl Settings {
                 1 << 30,
             )? as usize,
             hook_check_secs: number("GFJ_HOOK_CHECK_SECS", 300, 5, 86_400)?,
+            audit_days: number("GFJ_AUDIT_DAYS", 30, 1, 3650)?,
             listen: get("GFJ_LISTEN", "127.0.0.1:8080"),
             base_url,
             database_url: get("GFJ_DATABASE_URL", "sqlite://gitlab-for-jira.db"),

@@ -82,10 +82,11 @@ impl Service {
                 self.handlers(),
                 config,
             );
-            tokio::spawn(schedule_hook_checks(
+            tokio::spawn(periodic_upkeep(
                 self.store.clone(),
                 self.clock.clone(),
                 self.settings.hook_check_secs * 1000,
+                self.settings.audit_days * 86_400_000,
                 stop_rx.clone(),
             ));
             Some(tokio::spawn(runner.run(stop_rx)))
@@ -109,12 +110,13 @@ impl Service {
     }
 }
 
-/// Queues every subscription's hook check once per interval (the first one at start, which catches
-/// hooks GitLab disabled while the service was down), until shutdown.
-async fn schedule_hook_checks(
+/// Once per hook-check interval (the first time at start, which catches hooks GitLab disabled while the
+/// service was down): queues every subscription's hook check, and forgets audit entries past retention.
+async fn periodic_upkeep(
     store: Store,
     clock: Arc<dyn Clock>,
     interval_ms: i64,
+    audit_retention_ms: i64,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut ticker = tokio::time::interval(std::time::Duration::from_millis(interval_ms as u64));
@@ -123,10 +125,12 @@ async fn schedule_hook_checks(
             _ = ticker.tick() => {}
             _ = stop.changed() => return,
         }
-        if let Err(e) =
-            gfj_sync::hooks::schedule_hook_checks(&store, clock.now_ms(), interval_ms).await
-        {
+        let now = clock.now_ms();
+        if let Err(e) = gfj_sync::hooks::schedule_hook_checks(&store, now, interval_ms).await {
             tracing::warn!(error = %e, "could not queue hook checks; trying again next interval");
+        }
+        if let Err(e) = store.prune_audit(now - audit_retention_ms).await {
+            tracing::warn!(error = %e, "could not prune the audit trail; trying again next interval");
         }
     }
 }

@@ -111,3 +111,71 @@ pub async fn status(store: &Store, now_ms: i64, as_json: bool) -> anyhow::Result
     out.push(format!("entities Jira refused: {rejected}"));
     Ok(out.join("\n"))
 }
+
+/// `status --issue KEY`: what was sent to Jira under an issue key, with Jira's verdicts, and why nothing
+/// may have been.
+pub async fn issue(
+    store: &Store,
+    key: &str,
+    audit_days: i64,
+    as_json: bool,
+) -> anyhow::Result<String> {
+    const SHOWN: i64 = 200;
+    let entries = store.audit_for_issue(key, SHOWN).await?;
+    let project = key.rsplit_once('-').map(|(p, _)| p).unwrap_or(key);
+    let mut notes = Vec::new();
+    for site in store.installations().await? {
+        if store
+            .unknown_keys(&site.client_key)
+            .await?
+            .iter()
+            .any(|k| k == key)
+        {
+            notes.push(format!(
+                "{} answered that it does not know {key} (unknownIssueKeys): check the key, or that the Jira project exists",
+                site.base_url
+            ));
+        }
+        let allowed = store.site_project_keys(&site.client_key).await?;
+        if !allowed.is_empty() && !allowed.iter().any(|p| p == project) {
+            notes.push(format!(
+                "{} only gets issue keys of {} (sites set-project-keys), so {key} is not sent there",
+                site.base_url,
+                allowed.join(", ")
+            ));
+        }
+    }
+    if as_json {
+        return Ok(serde_json::to_string_pretty(
+            &json!({ "issue_key": key, "sent": entries, "notes": notes }),
+        )?);
+    }
+    let mut out = Vec::new();
+    if entries.is_empty() {
+        out.push(format!(
+            "nothing was sent to Jira under {key} in the last {audit_days} days: no linked GitLab activity mentioned it"
+        ));
+    } else {
+        out.push(format!("sent to Jira under {key} (newest first):"));
+        for e in &entries {
+            let when =
+                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(e.at) * 1_000_000)
+                    .ok()
+                    .and_then(|t| {
+                        t.format(&time::format_description::well_known::Rfc3339)
+                            .ok()
+                    })
+                    .unwrap_or_else(|| e.at.to_string());
+            let verdict = match &e.message {
+                Some(m) => format!("{}: {m}", e.verdict),
+                None => e.verdict.clone(),
+            };
+            out.push(format!(
+                "  {when}  {:<12} {}  seq {}  {verdict}",
+                e.entity_type, e.entity_id, e.seq
+            ));
+        }
+    }
+    out.extend(notes.into_iter().map(|n| format!("note: {n}")));
+    Ok(out.join("\n"))
+}

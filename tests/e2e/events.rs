@@ -7,7 +7,7 @@ use gfj_sim::gitlab::ci::JobSpec;
 use gfj_store::test_on_both_databases;
 use gfj_store::testing::TestDatabase;
 use gitlab_for_jira::commands::link::{self, HookMode, LinkRequest};
-use gitlab_for_jira::commands::sites;
+use gitlab_for_jira::commands::{sites, status};
 use serde_json::json;
 
 use crate::helpers::{TestApp, World, now_ms};
@@ -267,7 +267,66 @@ async fn a_sites_project_keys_drop_look_alike_keys(db: TestDatabase) {
     app.stop().await;
 }
 
+/// `status --issue` answers "why is (or isn't) this on PROJ-7?" from the audit trail.
+async fn status_explains_what_was_sent_under_an_issue_key(db: TestDatabase) {
+    let app = TestApp::start_custom(
+        db,
+        true,
+        gfj_sim::jira::JiraSimConfig {
+            known_issue_keys: Some(vec!["PROJ-7".into()]),
+            ..Default::default()
+        },
+    )
+    .await;
+    let w = linked(&app, false).await;
+    let shas = app
+        .gitlab
+        .push(
+            w.projects[0],
+            "main",
+            &["PROJ-7 login form", "PORJ-7 typo"],
+            w.user,
+        )
+        .await;
+    app.drained().await;
+    let report = status::issue(&app.store, "PROJ-7", 30, false)
+        .await
+        .unwrap();
+    assert!(report.contains("sent to Jira under PROJ-7"), "{report}");
+    assert!(report.contains(&shas[0]), "{report}");
+    assert!(report.contains("accepted"), "{report}");
+    let json: serde_json::Value =
+        serde_json::from_str(&status::issue(&app.store, "PROJ-7", 30, true).await.unwrap())
+            .unwrap();
+    assert_eq!(json["sent"][0]["entity_type"], "commit");
+    assert_eq!(json["sent"][0]["verdict"], "accepted");
+
+    let typo = status::issue(&app.store, "PORJ-7", 30, false)
+        .await
+        .unwrap();
+    assert!(typo.contains("does not know PORJ-7"), "{typo}");
+    let never = status::issue(&app.store, "NONE-1", 30, false)
+        .await
+        .unwrap();
+    assert!(
+        never.contains("nothing was sent to Jira under NONE-1"),
+        "{never}"
+    );
+
+    // Entries past retention are forgotten.
+    assert!(app.store.prune_audit(now_ms() + 1).await.unwrap() >= 2);
+    assert!(
+        app.store
+            .audit_for_issue("PROJ-7", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    app.stop().await;
+}
+
 test_on_both_databases!(
+    status_explains_what_was_sent_under_an_issue_key,
     a_sites_project_keys_drop_look_alike_keys,
     a_push_of_more_than_twenty_commits_sends_them_all,
     every_event_kind_reaches_a_connect_site,

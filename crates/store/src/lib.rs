@@ -10,6 +10,7 @@
 //! Both engines run the same statements through sqlx's `Any` driver; the few places where the dialects
 //! differ (`FOR UPDATE SKIP LOCKED`, `BEGIN IMMEDIATE`) branch on [`Backend`].
 
+pub mod audit;
 pub mod clock;
 pub mod crypto;
 mod db;

@@ -340,7 +340,15 @@ impl Handlers {
         while let Some(request) = pending.pop() {
             match self.jira.store_devinfo(site, &request).await {
                 Ok(result) => {
-                    for (repository_id, entity_type, entity_id, reason) in result.failures() {
+                    let failures = result.failures();
+                    self.record_audit(crate::audit::devinfo(
+                        client_key,
+                        &request,
+                        &failures,
+                        self.clock.now_ms(),
+                    ))
+                    .await;
+                    for (repository_id, entity_type, entity_id, reason) in failures {
                         self.reject(
                             client_key,
                             &repository_id,
@@ -405,6 +413,14 @@ impl Handlers {
                 provider_metadata: ProviderMetadata::ours(),
             };
             let result = self.jira.submit_builds(site, &body).await?;
+            let now = self.clock.now_ms();
+            self.record_audit(crate::audit::builds(
+                client_key,
+                chunk,
+                &result.rejected(),
+                now,
+            ))
+            .await;
             self.record_bulk_result(client_key, "build", &result).await;
         }
         Ok(())
@@ -425,6 +441,14 @@ impl Handlers {
                 provider_metadata: ProviderMetadata::ours(),
             };
             let result = self.jira.submit_deployments(site, &body).await?;
+            let now = self.clock.now_ms();
+            self.record_audit(crate::audit::deployments(
+                client_key,
+                chunk,
+                &result.rejected(),
+                now,
+            ))
+            .await;
             self.record_bulk_result(client_key, "deployment", &result)
                 .await;
         }
@@ -447,10 +471,25 @@ impl Handlers {
                 provider_metadata: ProviderMetadata::ours(),
             };
             let result = self.jira.submit_feature_flags(site, &body).await?;
+            let now = self.clock.now_ms();
+            self.record_audit(crate::audit::flags(
+                client_key,
+                chunk,
+                &result.rejected(),
+                now,
+            ))
+            .await;
             self.record_bulk_result(client_key, "feature_flag", &result)
                 .await;
         }
         Ok(())
+    }
+
+    /// The audit trail is for answering questions later; failing to write it must not resend to Jira.
+    async fn record_audit(&self, entries: Vec<gfj_store::audit::AuditEntry>) {
+        if let Err(e) = self.store.record_audit(&entries).await {
+            tracing::error!(error = %e, entries = entries.len(), "could not record the audit trail");
+        }
     }
 
     async fn record_bulk_result(

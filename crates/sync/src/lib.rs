@@ -4,6 +4,7 @@
 //! done (row deleted), retry with backoff, postponed (Jira asked us to wait), or dead after the last
 //! attempt. It never holds a database transaction across a network call.
 
+mod audit;
 mod cicd;
 pub mod gitlab_access;
 pub mod handlers;
