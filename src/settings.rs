@@ -84,6 +84,8 @@ pub struct Settings {
     pub mr_keys_from_branch: bool,
     /// How long the audit trail of what was sent to Jira is kept.
     pub audit_days: i64,
+    /// How often each subscription's projects are reconciled with GitLab.
+    pub reconcile_secs: i64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -109,7 +111,7 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-pub const NAMES: [&str; 21] = [
+pub const NAMES: [&str; 22] = [
     "GFJ_LISTEN",
     "GFJ_BASE_URL",
     "GFJ_DATABASE_URL",
@@ -131,6 +133,7 @@ pub const NAMES: [&str; 21] = [
     "GFJ_GITLAB_OAUTH_APPS",
     "GFJ_MR_KEYS_FROM_BRANCH",
     "GFJ_AUDIT_DAYS",
+    "GFJ_RECONCILE_SECS",
 ];
 
 fn scalar(v: &toml::Value) -> Option<String> {
@@ -252,6 +255,7 @@ impl Settings {
             )? as usize,
             hook_check_secs: number("GFJ_HOOK_CHECK_SECS", 300, 5, 86_400)?,
             audit_days: number("GFJ_AUDIT_DAYS", 30, 1, 3650)?,
+            reconcile_secs: number("GFJ_RECONCILE_SECS", 900, 10, 7 * 86_400)?,
             listen: get("GFJ_LISTEN", "127.0.0.1:8080"),
             base_url,
             database_url: get("GFJ_DATABASE_URL", "sqlite://gitlab-for-jira.db"),

@@ -85,8 +85,11 @@ impl Service {
             tokio::spawn(periodic_upkeep(
                 self.store.clone(),
                 self.clock.clone(),
-                self.settings.hook_check_secs * 1000,
-                self.settings.audit_days * 86_400_000,
+                Upkeep {
+                    hook_check_ms: self.settings.hook_check_secs * 1000,
+                    reconcile_ms: self.settings.reconcile_secs * 1000,
+                    audit_retention_ms: self.settings.audit_days * 86_400_000,
+                },
                 stop_rx.clone(),
             ));
             Some(tokio::spawn(runner.run(stop_rx)))
@@ -110,27 +113,51 @@ impl Service {
     }
 }
 
-/// Once per hook-check interval (the first time at start, which catches hooks GitLab disabled while the
-/// service was down): queues every subscription's hook check, and forgets audit entries past retention.
+/// How often the periodic jobs run.
+struct Upkeep {
+    hook_check_ms: i64,
+    reconcile_ms: i64,
+    audit_retention_ms: i64,
+}
+
+/// Queues each subscription's hook check (the first at start: it catches hooks GitLab disabled while
+/// the service was down) and reconciliation once per their intervals, and forgets audit entries past
+/// retention. Replicas ticking together queue each job once (dedup key per interval).
 async fn periodic_upkeep(
     store: Store,
     clock: Arc<dyn Clock>,
-    interval_ms: i64,
-    audit_retention_ms: i64,
+    every: Upkeep,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut ticker = tokio::time::interval(std::time::Duration::from_millis(interval_ms as u64));
+    let tick = every.hook_check_ms.min(every.reconcile_ms).max(1000);
+    let mut ticker = tokio::time::interval(std::time::Duration::from_millis(tick as u64));
+    let mut hooks_done = None;
+    // Reconciliation starts one interval after start: its cursors already cover the downtime, and
+    // a restart does not resend the recent past.
+    let mut next_reconcile = clock.now_ms() + every.reconcile_ms;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = stop.changed() => return,
         }
         let now = clock.now_ms();
-        if let Err(e) = gfj_sync::hooks::schedule_hook_checks(&store, now, interval_ms).await {
-            tracing::warn!(error = %e, "could not queue hook checks; trying again next interval");
+        let bucket = Some(now / every.hook_check_ms);
+        if bucket != hooks_done {
+            match gfj_sync::hooks::schedule_hook_checks(&store, now, every.hook_check_ms).await {
+                Ok(_) => hooks_done = bucket,
+                Err(e) => tracing::warn!(error = %e, "could not queue hook checks; trying again"),
+            }
+            if let Err(e) = store.prune_audit(now - every.audit_retention_ms).await {
+                tracing::warn!(error = %e, "could not prune the audit trail; trying again");
+            }
         }
-        if let Err(e) = store.prune_audit(now - audit_retention_ms).await {
-            tracing::warn!(error = %e, "could not prune the audit trail; trying again next interval");
+        if now >= next_reconcile {
+            match gfj_sync::reconcile::schedule_reconciles(&store, now, every.reconcile_ms).await {
+                Ok(_) => next_reconcile = now + every.reconcile_ms,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not queue reconciliation; trying again")
+                }
+            }
         }
     }
 }

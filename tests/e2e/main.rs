@@ -11,3 +11,4 @@ mod oauth;
 mod payloads;
 mod process;
 mod push;
+mod reconcile;

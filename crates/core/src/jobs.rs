@@ -51,3 +51,15 @@ pub enum CleanupScope {
 impl JiraCleanup {
     pub const KIND: &'static str = "jira_cleanup";
 }
+
+/// A periodic pass over one subscription's projects that reads from GitLab what changed since the last
+/// pass (and over any recorded gap) and sends it: what no webhook reports (pushes of more than 3 refs,
+/// deployments waiting for approval, anything missed while a hook was disabled or the service down).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Reconcile {
+    pub subscription_id: i64,
+}
+
+impl Reconcile {
+    pub const KIND: &'static str = "reconcile";
+}

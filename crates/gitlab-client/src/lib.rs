@@ -673,3 +673,76 @@ impl GitLabClient {
             .collect())
     }
 }
+
+/// A branch as the branches API lists it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BranchSummary {
+    pub name: String,
+    pub commit: BranchTip,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct BranchTip {
+    pub id: String,
+    #[serde(default)]
+    pub committed_date: Option<String>,
+}
+
+/// What a reconciliation pass reads. Times are ISO 8601, as GitLab's filters take them.
+impl GitLabClient {
+    /// A project in the shape webhooks describe it.
+    pub async fn project(&self, project_id: i64) -> Result<Option<hooks::Project>, GitLabError> {
+        self.get_optional(&format!("/projects/{project_id}")).await
+    }
+
+    /// Every branch (GitLab sorts them by name and cannot filter by date).
+    pub async fn branches(&self, project_id: i64) -> Result<Vec<BranchSummary>, GitLabError> {
+        self.get_all(&format!("/projects/{project_id}/repository/branches"))
+            .await
+    }
+
+    /// Commits on `branch` since a time, oldest first, at most `limit` (the newest kept).
+    pub async fn commits_since(
+        &self,
+        project_id: i64,
+        branch: &str,
+        since: &str,
+        limit: usize,
+    ) -> Result<Vec<hooks::Commit>, GitLabError> {
+        let mut commits: Vec<RestCommit> = self
+            .get_all(&format!(
+                "/projects/{project_id}/repository/commits?ref_name={}&since={}",
+                encode_path(branch),
+                encode_path(since)
+            ))
+            .await?;
+        commits.truncate(limit);
+        Ok(commits.into_iter().rev().map(Into::into).collect())
+    }
+
+    /// Merge requests updated since a time, as GitLab's REST entity (JSON).
+    pub async fn merge_requests_updated_after(
+        &self,
+        project_id: i64,
+        since: &str,
+    ) -> Result<Vec<serde_json::Value>, GitLabError> {
+        self.get_all(&format!(
+            "/projects/{project_id}/merge_requests?updated_after={}&order_by=updated_at&sort=asc",
+            encode_path(since)
+        ))
+        .await
+    }
+
+    /// Deployments updated since a time, whatever their status (blocked included).
+    pub async fn deployments_updated_after(
+        &self,
+        project_id: i64,
+        since: &str,
+    ) -> Result<Vec<DeploymentDetails>, GitLabError> {
+        self.get_all(&format!(
+            "/projects/{project_id}/deployments?updated_after={}&order_by=updated_at&sort=asc",
+            encode_path(since)
+        ))
+        .await
+    }
+}

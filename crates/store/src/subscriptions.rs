@@ -420,6 +420,64 @@ impl Store {
             .collect()
     }
 
+    /// Until when a project has been reconciled with GitLab, if ever.
+    pub async fn reconcile_cursor(
+        &self,
+        subscription_id: i64,
+        project_id: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT cursor_ms FROM reconcile_cursors WHERE subscription_id = $1 AND project_id = $2",
+        )
+        .bind(subscription_id)
+        .bind(project_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Moves a project's reconciliation cursor, and marks the gaps it covered as reconciled.
+    pub async fn advance_reconcile_cursor(
+        &self,
+        subscription_id: i64,
+        project_id: i64,
+        cursor_ms: i64,
+        gaps: &[i64],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM reconcile_cursors WHERE subscription_id = $1 AND project_id = $2")
+            .bind(subscription_id)
+            .bind(project_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO reconcile_cursors (subscription_id, project_id, cursor_ms) VALUES ($1, $2, $3)")
+            .bind(subscription_id)
+            .bind(project_id)
+            .bind(cursor_ms)
+            .execute(&mut *tx)
+            .await?;
+        for id in gaps {
+            sqlx::query("UPDATE gitlab_gaps SET reconciled_at = $1 WHERE id = $2")
+                .bind(cursor_ms)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks gaps as covered by a reconciliation pass.
+    pub async fn mark_gaps_reconciled(&self, gaps: &[i64], at_ms: i64) -> Result<(), StoreError> {
+        for id in gaps {
+            sqlx::query("UPDATE gitlab_gaps SET reconciled_at = $1 WHERE id = $2")
+                .bind(at_ms)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     pub async fn subscription_hooks(&self, id: i64) -> Result<Vec<Hook>, StoreError> {
         let rows = sqlx::query("SELECT scope, target_id, hook_id FROM subscription_hooks WHERE subscription_id = $1 ORDER BY target_id")
             .bind(id)

@@ -9,7 +9,7 @@ use gfj_core::jira::{
     Build, BuildsRequest, Deployment, DeploymentsRequest, DevinfoRequest, FeatureFlag,
     FeatureFlagsRequest, ProviderMetadata,
 };
-use gfj_core::jobs::{CleanupScope, GitlabEvent, HookCheck, JiraCleanup};
+use gfj_core::jobs::{CleanupScope, GitlabEvent, HookCheck, JiraCleanup, Reconcile};
 use gfj_core::mapping::project_keys::ProjectKeys;
 use gfj_core::mapping::{self, PushAction};
 use gfj_core::url_pattern::UrlAllowList;
@@ -73,6 +73,11 @@ impl Handlers {
                     .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
                 self.cleanup(&cleanup).await
             }
+            Reconcile::KIND => {
+                let r: Reconcile = serde_json::from_str(&job.payload)
+                    .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
+                self.reconcile(&r).await
+            }
             HookCheck::KIND => {
                 let check: HookCheck = serde_json::from_str(&job.payload)
                     .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
@@ -106,28 +111,7 @@ impl Handlers {
             EventKind::Push => {
                 let push: PushEvent = serde_json::from_str(event.body.get())
                     .map_err(|e| JobError::Permanent(format!("unreadable push event: {e}")))?;
-                let properties = mapping::properties(sub.id, push.project.id);
-                let action = match self.map_push(&sub, push, event.seq).await? {
-                    PushAction::Store {
-                        mut request,
-                        dropped_keys,
-                    } => {
-                        keys.filter_devinfo(&mut request);
-                        if request.repositories.is_empty() {
-                            return Ok(());
-                        }
-                        PushAction::Store {
-                            request,
-                            dropped_keys,
-                        }
-                    }
-                    other => other,
-                };
-                self.at_site(
-                    &sub.client_key,
-                    self.apply_push(&sub.client_key, &site, action, event.seq, properties),
-                )
-                .await
+                self.push_event(&sub, &site, &keys, push, event.seq).await
             }
             kind => {
                 let parsed = WebhookEvent::parse(kind, event.body.get().as_bytes())
@@ -167,6 +151,39 @@ impl Handlers {
             Ok(())
         };
         self.at_site(&c.client_key, calls).await
+    }
+
+    /// A push (from a webhook, or made up by reconciliation from what GitLab lists) into Jira.
+    pub(crate) async fn push_event(
+        &self,
+        sub: &Subscription,
+        site: &Site,
+        keys: &ProjectKeys,
+        push: PushEvent,
+        seq: i64,
+    ) -> Result<(), JobError> {
+        let properties = mapping::properties(sub.id, push.project.id);
+        let action = match self.map_push(sub, push, seq).await? {
+            PushAction::Store {
+                mut request,
+                dropped_keys,
+            } => {
+                keys.filter_devinfo(&mut request);
+                if request.repositories.is_empty() {
+                    return Ok(());
+                }
+                PushAction::Store {
+                    request,
+                    dropped_keys,
+                }
+            }
+            other => other,
+        };
+        self.at_site(
+            &sub.client_key,
+            self.apply_push(&sub.client_key, site, action, seq, properties),
+        )
+        .await
     }
 
     /// Maps a push, reading from GitLab what the payload leaves out: the commits beyond its 20, the open

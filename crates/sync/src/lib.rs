@@ -9,6 +9,7 @@ mod cicd;
 pub mod gitlab_access;
 pub mod handlers;
 pub mod hooks;
+pub mod reconcile;
 mod runner;
 
 pub use runner::{Runner, RunnerConfig};

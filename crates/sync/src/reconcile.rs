@@ -1,0 +1,244 @@
+//! Reconciliation: what webhooks never say. GitLab sends no push webhook when one push touches more than
+//! three refs, none for a deployment waiting for approval, and nothing at all while a hook is disabled
+//! or this service is down. A periodic `reconcile` job per subscription reads, per project, what changed
+//! in GitLab since that project's cursor (and since the start of any recorded gap), and sends it through
+//! the same paths as live events. Its sequence number is the pass's start, so a live event that arrives
+//! later still wins, and an older queued one cannot overwrite what the pass sent.
+
+use gfj_core::gitlab::{EventKind, GitLabTime, NULL_SHA, PushEvent, WebhookEvent};
+use gfj_core::jobs::Reconcile;
+use gfj_core::mapping::project_keys::ProjectKeys;
+use gfj_gitlab_client::GitLabClient;
+use gfj_jira_client::Site;
+use gfj_store::queue::{DEFAULT_MAX_ATTEMPTS, NewJob};
+use gfj_store::subscriptions::Subscription;
+use gfj_store::{Store, StoreError};
+use serde_json::{Value, json};
+
+use crate::JobError;
+use crate::handlers::{Handlers, site_of};
+
+/// Changes are read from a little before the cursor, so that clock skew between GitLab and us loses
+/// nothing (resending is harmless: Jira keeps the newest by sequence number).
+const OVERLAP_MS: i64 = 60_000;
+/// At most this many commits of one branch per pass.
+const MAX_COMMITS_PER_BRANCH: usize = 5_000;
+
+/// Queues one `reconcile` per subscription for the current interval.
+pub async fn schedule_reconciles(
+    store: &Store,
+    now_ms: i64,
+    interval_ms: i64,
+) -> Result<u64, StoreError> {
+    let bucket = now_ms / interval_ms.max(1);
+    let jobs: Vec<NewJob> = store
+        .subscriptions()
+        .await?
+        .iter()
+        .map(|s| NewJob {
+            kind: Reconcile::KIND.to_owned(),
+            payload: serde_json::to_string(&Reconcile {
+                subscription_id: s.id,
+            })
+            .expect("job payload serialises"),
+            dedup_key: Some(format!("{}:{}:{bucket}", Reconcile::KIND, s.id)),
+            run_at: now_ms,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        })
+        .collect();
+    store.enqueue(&jobs, now_ms).await
+}
+
+fn iso(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms.max(0)) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
+}
+
+impl Handlers {
+    pub(crate) async fn reconcile(&self, r: &Reconcile) -> Result<(), JobError> {
+        let Some(sub) = self.store.subscription(r.subscription_id).await? else {
+            return Ok(());
+        };
+        let Some(install) = self.store.installation(&sub.client_key).await? else {
+            return Ok(());
+        };
+        let site = site_of(install);
+        let keys = ProjectKeys::new(self.store.site_project_keys(&sub.client_key).await?);
+        let started = self.clock.now_ms();
+        let seq = started.saturating_mul(1000);
+        let gitlab = self.gitlab.client_for(&self.store, &sub, started).await?;
+        let projects: Vec<i64> = if sub.hook_mode == "project" {
+            self.store
+                .subscription_hooks(sub.id)
+                .await?
+                .into_iter()
+                .filter(|h| h.scope == "project")
+                .map(|h| h.target_id)
+                .collect()
+        } else {
+            gitlab
+                .group_projects(sub.group_id)
+                .await?
+                .into_iter()
+                .map(|p| p.id)
+                .collect()
+        };
+        let gaps = self.store.open_gaps(sub.id).await?;
+        for project_id in projects {
+            let covering: Vec<_> = gaps
+                .iter()
+                .filter(|g| g.scope == "group" || g.target_id == project_id)
+                .collect();
+            let cursor = self
+                .store
+                .reconcile_cursor(sub.id, project_id)
+                .await?
+                .unwrap_or(sub.created_at);
+            let since = covering.iter().map(|g| g.since_ms).fold(cursor, i64::min) - OVERLAP_MS;
+            self.reconcile_project(&sub, &site, &keys, &gitlab, project_id, since, seq)
+                .await?;
+            let project_gaps: Vec<i64> = covering
+                .iter()
+                .filter(|g| g.scope == "project")
+                .map(|g| g.id)
+                .collect();
+            self.store
+                .advance_reconcile_cursor(sub.id, project_id, started, &project_gaps)
+                .await?;
+        }
+        let group_gaps: Vec<i64> = gaps
+            .iter()
+            .filter(|g| g.scope == "group")
+            .map(|g| g.id)
+            .collect();
+        self.store
+            .mark_gaps_reconciled(&group_gaps, started)
+            .await?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn reconcile_project(
+        &self,
+        sub: &Subscription,
+        site: &Site,
+        keys: &ProjectKeys,
+        gitlab: &GitLabClient,
+        project_id: i64,
+        since_ms: i64,
+        seq: i64,
+    ) -> Result<(), JobError> {
+        let Some(project) = gitlab.project(project_id).await? else {
+            return Ok(()); // gone; the hook check forgets it
+        };
+        let since = iso(since_ms);
+        // Branches and their new commits: pushes that sent no webhook, or whose webhook was missed.
+        for branch in gitlab.branches(project_id).await? {
+            let changed = branch
+                .commit
+                .committed_date
+                .as_deref()
+                .and_then(GitLabTime::parse)
+                .is_none_or(|t| t.unix_ms() >= since_ms);
+            if !changed {
+                continue;
+            }
+            let commits = gitlab
+                .commits_since(project_id, &branch.name, &since, MAX_COMMITS_PER_BRANCH)
+                .await?;
+            let push = PushEvent {
+                object_kind: "push".into(),
+                before: NULL_SHA.into(),
+                after: branch.commit.id.clone(),
+                git_ref: format!("refs/heads/{}", branch.name),
+                checkout_sha: Some(branch.commit.id.clone()),
+                user_username: None,
+                project_id,
+                project: project.clone(),
+                total_commits_count: commits.len() as i64,
+                commits,
+            };
+            self.push_event(sub, site, keys, push, seq).await?;
+        }
+        let project_json = serde_json::to_value(&project).expect("project serialises");
+        // Merge requests edited, opened, merged or closed.
+        for mr in gitlab
+            .merge_requests_updated_after(project_id, &since)
+            .await?
+        {
+            let hook = merge_request_hook(&project_json, &mr);
+            self.replay(sub, site, keys, EventKind::MergeRequest, &hook, seq)
+                .await?;
+        }
+        // Deployments, blocked ones (waiting for approval) included.
+        for d in gitlab.deployments_updated_after(project_id, &since).await? {
+            let hook = json!({
+                "object_kind": "deployment",
+                "status": d.status,
+                "status_changed_at": d.updated_at,
+                "deployment_id": d.id,
+                "environment": d.environment.name,
+                "environment_tier": d.environment.tier,
+                "project": project_json,
+                "short_sha": d.sha.chars().take(8).collect::<String>(),
+                "ref": d.git_ref,
+            });
+            self.replay(sub, site, keys, EventKind::Deployment, &hook, seq)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a webhook-shaped body made up from the REST API through the live path.
+    async fn replay(
+        &self,
+        sub: &Subscription,
+        site: &Site,
+        keys: &ProjectKeys,
+        kind: EventKind,
+        body: &Value,
+        seq: i64,
+    ) -> Result<(), JobError> {
+        let bytes = serde_json::to_vec(body).expect("JSON serialises");
+        match WebhookEvent::parse(kind, &bytes) {
+            Ok(event) => self.cicd_event(sub, site, keys, event, seq).await,
+            Err(e) => {
+                tracing::warn!(subscription = sub.id, kind = ?kind, error = %e, "GitLab listed something reconciliation cannot read; skipped");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A REST merge request in the Merge Request Hook's shape.
+fn merge_request_hook(project: &Value, mr: &Value) -> Value {
+    json!({
+        "object_kind": "merge_request",
+        "project": project,
+        "user": mr["author"],
+        "reviewers": mr["reviewers"],
+        "object_attributes": {
+            "id": mr["id"],
+            "iid": mr["iid"],
+            "title": mr["title"],
+            "description": mr["description"],
+            "state": mr["state"],
+            "source_branch": mr["source_branch"],
+            "target_branch": mr["target_branch"],
+            "source_project_id": mr["source_project_id"],
+            "target_project_id": mr["target_project_id"],
+            "author_id": mr["author"]["id"],
+            "created_at": mr["created_at"],
+            "updated_at": mr["updated_at"],
+            "merged_at": mr["merged_at"],
+            "url": mr["web_url"],
+            "draft": mr["draft"],
+            "merge_commit_sha": mr["merge_commit_sha"],
+        },
+    })
+}

@@ -1,0 +1,121 @@
+//! Reconciliation catches what no webhook reports: a push of more than three refs, a deployment
+//! waiting for approval, and events GitLab held back while a hook was disabled.
+
+use gfj_sim::gitlab::ci::JobSpec;
+use gfj_store::test_on_both_databases;
+use gfj_store::testing::TestDatabase;
+
+use crate::helpers::{TestApp, now_ms};
+
+async fn reconcile(app: &TestApp) {
+    gfj_sync::reconcile::schedule_reconciles(&app.store, now_ms(), 900_000)
+        .await
+        .unwrap();
+    app.drained().await;
+}
+
+async fn what_webhooks_never_say_is_reconciled(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    let w = app.linked_world(1).await;
+    let p = w.projects[0];
+    let deliveries = app.gitlab.deliveries().len();
+
+    // One push of four branches: GitLab sends no webhook at all.
+    let messages = [
+        ["REF-1 one"],
+        ["REF-2 two"],
+        ["REF-3 three"],
+        ["REF-4 four"],
+    ];
+    let updates: Vec<(&str, &[&str])> = ["a", "b", "c", "d"]
+        .into_iter()
+        .zip(messages.iter().map(|m| &m[..]))
+        .collect();
+    let shas = app.gitlab.push_refs(p, &updates, w.user).await;
+    assert_eq!(
+        app.gitlab.deliveries().len(),
+        deliveries,
+        "GitLab stayed silent"
+    );
+
+    // A deployment to a protected environment waits for approval: blocked, and no webhook.
+    app.gitlab
+        .push(p, "main", &["DEP-9 release the login form"], w.user)
+        .await;
+    app.gitlab.add_environment(p, "production", "production");
+    let approver = app.gitlab.add_user("approver", "glpat-approver");
+    app.gitlab
+        .protect_environment(p, "production", &[approver], 1);
+    app.gitlab
+        .run_pipeline(
+            p,
+            "main",
+            &[JobSpec::deploy("deploy", "production", "production", false)],
+        )
+        .await;
+    assert!(
+        app.gitlab
+            .deployments_of(p)
+            .iter()
+            .any(|d| d.2 == "blocked")
+    );
+    app.drained().await;
+    assert!(app.jira.issue("REF-1").commits.is_empty());
+    assert!(app.jira.issue("DEP-9").deployments.is_empty());
+
+    reconcile(&app).await;
+    for (n, sha) in shas.iter().enumerate() {
+        let commits = app.jira.issue(&format!("REF-{}", n + 1)).commits;
+        assert_eq!(commits.len(), 1, "REF-{}", n + 1);
+        assert_eq!(commits[0]["id"], sha[0].as_str());
+    }
+    let deployments = app.jira.issue("DEP-9").deployments;
+    assert_eq!(deployments.len(), 1);
+    assert_eq!(deployments[0]["state"], "pending", "waiting for approval");
+    app.stop().await;
+}
+
+async fn a_window_gitlab_held_back_is_reconciled_and_the_gap_closed(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    let w = app.linked_world(1).await;
+    let sub = app.store.subscriptions().await.unwrap()[0].clone();
+    let hook = app.store.subscription_hooks(sub.id).await.unwrap()[0].clone();
+    // A first pass sets the cursor.
+    reconcile(&app).await;
+    app.gitlab.disable_hook(hook.hook_id);
+    let shas = app
+        .gitlab
+        .push(w.projects[0], "topic", &["HELD-1 while disabled"], w.user)
+        .await;
+    assert!(
+        app.gitlab.deliveries().last().unwrap().skipped,
+        "GitLab did not deliver while the hook was disabled"
+    );
+    app.drained().await;
+    assert!(app.jira.issue("HELD-1").commits.is_empty());
+
+    // The hook check re-enables the hook and records the gap; the next pass fills it.
+    gfj_sync::hooks::schedule_hook_checks(&app.store, now_ms(), 300_000)
+        .await
+        .unwrap();
+    app.drained().await;
+    assert_eq!(app.store.open_gaps(sub.id).await.unwrap().len(), 1);
+    assert!(
+        app.jira.issue("HELD-1").commits.is_empty(),
+        "GitLab's test delivery (the default branch) did not carry it"
+    );
+    reconcile(&app).await;
+    let commits = app.jira.issue("HELD-1").commits;
+    assert_eq!(commits.len(), 1);
+    assert_eq!(commits[0]["id"], shas[0].as_str());
+    assert!(
+        app.store.open_gaps(sub.id).await.unwrap().is_empty(),
+        "the gap is reconciled"
+    );
+    app.stop().await;
+}
+
+test_on_both_databases!(
+    what_webhooks_never_say_is_reconciled,
+    a_window_gitlab_held_back_is_reconciled_and_the_gap_closed,
+);
