@@ -7,7 +7,6 @@ use std::collections::HashSet;
 
 use gfj_core::jobs::{CleanupScope, HookCheck, JiraCleanup};
 use gfj_gitlab_client::{GitLabClient, GitLabError, HookInfo, HookScope};
-use gfj_store::queue::{DEFAULT_MAX_ATTEMPTS, NewJob};
 use gfj_store::subscriptions::{Hook, Subscription};
 use gfj_store::{Store, StoreError};
 
@@ -58,30 +57,19 @@ impl HookSecrets {
     }
 }
 
-/// Queues one `hook_check` per subscription for the current interval. The dedup key names the
-/// interval, so replicas that tick together queue each check once.
+/// Queues one `hook_check` per subscription for the current interval.
 pub async fn schedule_hook_checks(
     store: &Store,
     now_ms: i64,
     interval_ms: i64,
 ) -> Result<u64, StoreError> {
-    let bucket = now_ms / interval_ms.max(1);
-    let jobs: Vec<NewJob> = store
-        .subscriptions()
-        .await?
-        .iter()
-        .map(|s| NewJob {
-            kind: HookCheck::KIND.to_owned(),
-            payload: serde_json::to_string(&HookCheck {
-                subscription_id: s.id,
-            })
-            .expect("job payload serialises"),
-            dedup_key: Some(format!("{}:{}:{bucket}", HookCheck::KIND, s.id)),
-            run_at: now_ms,
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
+    crate::queue_per_subscription(store, HookCheck::KIND, now_ms, interval_ms, |id| {
+        serde_json::to_string(&HookCheck {
+            subscription_id: id,
         })
-        .collect();
-    store.enqueue(&jobs, now_ms).await
+        .expect("job payload serialises")
+    })
+    .await
 }
 
 impl Handlers {

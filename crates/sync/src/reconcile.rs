@@ -10,7 +10,6 @@ use gfj_core::jobs::Reconcile;
 use gfj_core::mapping::project_keys::ProjectKeys;
 use gfj_gitlab_client::GitLabClient;
 use gfj_jira_client::Site;
-use gfj_store::queue::{DEFAULT_MAX_ATTEMPTS, NewJob};
 use gfj_store::subscriptions::Subscription;
 use gfj_store::{Store, StoreError};
 use serde_json::{Value, json};
@@ -30,23 +29,13 @@ pub async fn schedule_reconciles(
     now_ms: i64,
     interval_ms: i64,
 ) -> Result<u64, StoreError> {
-    let bucket = now_ms / interval_ms.max(1);
-    let jobs: Vec<NewJob> = store
-        .subscriptions()
-        .await?
-        .iter()
-        .map(|s| NewJob {
-            kind: Reconcile::KIND.to_owned(),
-            payload: serde_json::to_string(&Reconcile {
-                subscription_id: s.id,
-            })
-            .expect("job payload serialises"),
-            dedup_key: Some(format!("{}:{}:{bucket}", Reconcile::KIND, s.id)),
-            run_at: now_ms,
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
+    crate::queue_per_subscription(store, Reconcile::KIND, now_ms, interval_ms, |id| {
+        serde_json::to_string(&Reconcile {
+            subscription_id: id,
         })
-        .collect();
-    store.enqueue(&jobs, now_ms).await
+        .expect("job payload serialises")
+    })
+    .await
 }
 
 fn iso(ms: i64) -> String {
