@@ -115,7 +115,47 @@ async fn a_window_gitlab_held_back_is_reconciled_and_the_gap_closed(db: TestData
     app.stop().await;
 }
 
+/// GitLab reports a feature flag only when it is toggled; edits and deletions are found by
+/// reconciliation.
+async fn feature_flag_edits_and_deletions_are_reconciled(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    let w = app.linked_world(1).await;
+    let p = w.projects[0];
+    let strategy = serde_json::json!({"name": "default", "parameters": {}, "scopes": [{"environment_scope": "*"}]});
+    app.gitlab
+        .create_feature_flag(p, "new_login", "Rolls out FF-5", false, vec![strategy])
+        .await;
+    app.gitlab
+        .update_feature_flag(p, "new_login", None, Some(true))
+        .await;
+    app.drained().await;
+    assert_eq!(app.jira.issue("FF-5").feature_flags.len(), 1);
+
+    let deliveries = app.gitlab.deliveries().len();
+    app.gitlab
+        .update_feature_flag(p, "new_login", Some("Rolls out FF-6 now"), None)
+        .await;
+    assert_eq!(
+        app.gitlab.deliveries().len(),
+        deliveries,
+        "no webhook for an edit"
+    );
+    reconcile(&app).await;
+    let flags = app.jira.issue("FF-6").feature_flags;
+    assert_eq!(flags.len(), 1, "the edit reached Jira");
+    assert!(app.jira.issue("FF-5").feature_flags.is_empty());
+
+    app.gitlab.delete_feature_flag(p, "new_login").await;
+    reconcile(&app).await;
+    assert!(
+        app.jira.issue("FF-6").feature_flags.is_empty(),
+        "the deleted flag left Jira"
+    );
+    app.stop().await;
+}
+
 test_on_both_databases!(
+    feature_flag_edits_and_deletions_are_reconciled,
     what_webhooks_never_say_is_reconciled,
     a_window_gitlab_held_back_is_reconciled_and_the_gap_closed,
 );

@@ -746,3 +746,14 @@ impl GitLabClient {
         .await
     }
 }
+
+impl GitLabClient {
+    /// Every feature flag of a project (without ids: the REST entity has none).
+    pub async fn feature_flags(
+        &self,
+        project_id: i64,
+    ) -> Result<Vec<FeatureFlagDetails>, GitLabError> {
+        self.get_all(&format!("/projects/{project_id}/feature_flags"))
+            .await
+    }
+}

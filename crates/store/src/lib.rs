@@ -14,6 +14,7 @@ pub mod audit;
 pub mod clock;
 pub mod crypto;
 mod db;
+pub mod feature_flags;
 pub mod gitlab_connections;
 pub mod installations;
 pub mod intake;

@@ -71,11 +71,32 @@ impl Handlers {
                 }
             }
             WebhookEvent::FeatureFlag(ev) => {
-                let facts = self.flag_facts(sub, &ev).await?;
+                let attrs = &ev.object_attributes;
+                self.store
+                    .remember_feature_flag(ev.project.id, &attrs.name, attrs.id)
+                    .await?;
+                let mut props = properties(ev.project.id);
+                props.insert(mapping::FLAG_PROPERTY.to_owned(), attrs.id.to_string());
+                let Some(facts) = self.flag_facts(sub, &ev).await? else {
+                    // Deleted in GitLab since: delete it from Jira too.
+                    self.store
+                        .forget_feature_flag(ev.project.id, &attrs.name)
+                        .await?;
+                    let props: Vec<(&str, &str)> = props
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
+                    let delete = self.jira.delete_by_properties(
+                        site,
+                        gfj_jira_client::JiraApi::FeatureFlags,
+                        &props,
+                        None,
+                    );
+                    return self.at_site(ck, delete).await;
+                };
                 match map_feature_flag(&facts, seq).and_then(|f| keys.filter_flag(f)) {
                     None => Ok(()),
                     Some(flag) => {
-                        let props = properties(facts.project.id);
                         self.at_site(ck, self.send_feature_flags(ck, site, props, vec![flag]))
                             .await
                     }
@@ -158,33 +179,33 @@ impl Handlers {
         Ok(Some(facts))
     }
 
-    /// The flag with its strategies, read from GitLab (the webhook carries none).
+    /// The flag with its strategies, read from GitLab (the webhook carries none); `None` once the flag
+    /// was deleted.
     async fn flag_facts(
         &self,
         sub: &Subscription,
         ev: &FeatureFlagEvent,
-    ) -> Result<FlagFacts, JobError> {
+    ) -> Result<Option<FlagFacts>, JobError> {
         let gitlab = self
             .gitlab
             .client_for(&self.store, sub, self.clock.now_ms())
             .await?;
         let attrs = &ev.object_attributes;
-        let rest = gitlab.feature_flag(ev.project.id, &attrs.name).await?;
-        Ok(FlagFacts {
+        let Some(rest) = gitlab.feature_flag(ev.project.id, &attrs.name).await? else {
+            return Ok(None);
+        };
+        Ok(Some(FlagFacts {
             project: ev.project.clone(),
             id: attrs.id,
             name: attrs.name.clone(),
             description: rest
-                .as_ref()
-                .and_then(|f| f.description.clone())
+                .description
                 .or_else(|| attrs.description.clone())
                 .unwrap_or_default(),
-            active: attrs.active,
-            strategies: rest
-                .as_ref()
-                .map(|f| f.strategies.clone())
-                .unwrap_or_default(),
-            updated_at: rest.and_then(|f| f.updated_at).unwrap_or_default(),
-        })
+            // GitLab's current state, like the strategies (a reconciliation replay carries it too).
+            active: rest.active,
+            strategies: rest.strategies,
+            updated_at: rest.updated_at.unwrap_or_default(),
+        }))
     }
 }

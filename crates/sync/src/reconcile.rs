@@ -180,6 +180,31 @@ impl Handlers {
             self.replay(sub, site, keys, EventKind::Deployment, &hook, seq)
                 .await?;
         }
+        // Feature flags: GitLab reports only toggles. Edits and deletions of flags whose id a webhook
+        // taught us are found here; the live path re-reads each one (and deletes it when gone).
+        let known = self.store.known_feature_flags(project_id).await?;
+        if !known.is_empty() {
+            let listed = gitlab.feature_flags(project_id).await?;
+            for (name, id) in known {
+                let changed = match listed.iter().find(|f| f.name == name) {
+                    None => true,
+                    Some(f) => f
+                        .updated_at
+                        .as_deref()
+                        .and_then(GitLabTime::parse)
+                        .is_none_or(|t| t.unix_ms() >= since_ms),
+                };
+                if changed {
+                    let hook = json!({
+                        "object_kind": "feature_flag",
+                        "project": project_json,
+                        "object_attributes": { "id": id, "name": name, "active": false },
+                    });
+                    self.replay(sub, site, keys, EventKind::FeatureFlag, &hook, seq)
+                        .await?;
+                }
+            }
+        }
         Ok(())
     }
 

@@ -186,6 +186,8 @@ pub fn properties(
 }
 
 pub const PROJECT_PROPERTY: &str = "projectId";
+/// Feature flags also carry their id, so one deleted flag can be deleted from Jira by properties.
+pub const FLAG_PROPERTY: &str = "gitlabFeatureFlag";
 pub const SUBSCRIPTION_PROPERTY: &str = "gitlabForJiraSubscription";
 
 pub fn project_property(project_id: i64) -> String {

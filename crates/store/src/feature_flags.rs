@@ -1,0 +1,54 @@
+//! GitLab feature flag ids, learned from webhooks (the REST API does not show them).
+
+use sqlx::Row;
+
+use crate::{Store, StoreError};
+
+impl Store {
+    pub async fn remember_feature_flag(
+        &self,
+        project_id: i64,
+        name: &str,
+        flag_id: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM feature_flag_ids WHERE project_id = $1 AND name = $2")
+            .bind(project_id)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO feature_flag_ids (project_id, name, flag_id) VALUES ($1, $2, $3)")
+            .bind(project_id)
+            .bind(name)
+            .bind(flag_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The flags of a project whose ids are known, as (name, id).
+    pub async fn known_feature_flags(
+        &self,
+        project_id: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, flag_id FROM feature_flag_ids WHERE project_id = $1 ORDER BY name",
+        )
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("name")?, r.try_get("flag_id")?)))
+            .collect()
+    }
+
+    pub async fn forget_feature_flag(&self, project_id: i64, name: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM feature_flag_ids WHERE project_id = $1 AND name = $2")
+            .bind(project_id)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
