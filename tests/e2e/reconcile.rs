@@ -154,7 +154,47 @@ async fn feature_flag_edits_and_deletions_are_reconciled(db: TestDatabase) {
     app.stop().await;
 }
 
+/// A project that joins the group brings its history: sent as a backfill (`operationType: BACKFILL`,
+/// `preventTransitions`), while later live events are NORMAL.
+async fn a_new_projects_history_is_backfilled_without_transitions(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    let w = app.linked_world(1).await;
+    let newcomer = app.gitlab.add_project(w.group, "newcomer");
+    app.gitlab
+        .push(newcomer, "main", &["HIST-1 work from before"], w.user)
+        .await;
+    gfj_sync::hooks::schedule_hook_checks(&app.store, now_ms(), 300_000)
+        .await
+        .unwrap();
+    app.drained().await;
+    reconcile(&app).await;
+    assert_eq!(app.jira.issue("HIST-1").commits.len(), 1);
+    let sent_with = |key: &str| {
+        app.jira
+            .requests()
+            .into_iter()
+            .filter_map(|r| r.body)
+            .find(|b| b.to_string().contains(key))
+            .map(|b| (b["operationType"].clone(), b["preventTransitions"].clone()))
+    };
+    assert_eq!(
+        sent_with("HIST-1"),
+        Some((serde_json::json!("BACKFILL"), serde_json::json!(true)))
+    );
+
+    app.gitlab
+        .push(newcomer, "main", &["LIVE-1 new work"], w.user)
+        .await;
+    app.drained().await;
+    assert_eq!(
+        sent_with("LIVE-1"),
+        Some((serde_json::json!("NORMAL"), serde_json::json!(false)))
+    );
+    app.stop().await;
+}
+
 test_on_both_databases!(
+    a_new_projects_history_is_backfilled_without_transitions,
     feature_flag_edits_and_deletions_are_reconciled,
     what_webhooks_never_say_is_reconciled,
     a_window_gitlab_held_back_is_reconciled_and_the_gap_closed,

@@ -11,22 +11,22 @@ use gfj_core::mapping::deployment::{DeploymentFacts, map_deployment};
 use gfj_core::mapping::feature_flag::{FlagFacts, map_feature_flag};
 use gfj_core::mapping::merge_request::{MergeRequestAction, map_merge_request};
 use gfj_core::mapping::pipeline::map_pipeline;
-use gfj_core::mapping::project_keys::ProjectKeys;
 use gfj_jira_client::Site;
 use gfj_store::subscriptions::Subscription;
 
 use crate::JobError;
-use crate::handlers::Handlers;
+use crate::handlers::{Handlers, SendOptions};
 
 impl Handlers {
     pub(crate) async fn cicd_event(
         &self,
         sub: &Subscription,
         site: &Site,
-        keys: &ProjectKeys,
+        opts: &SendOptions,
         event: WebhookEvent,
         seq: i64,
     ) -> Result<(), JobError> {
+        let keys = &opts.keys;
         let ck = &sub.client_key;
         let properties = |project_id: i64| mapping::properties(sub.id, project_id);
         match event {
@@ -38,8 +38,7 @@ impl Handlers {
                         dropped_keys,
                     } => {
                         request.properties = properties(ev.project.id);
-                        keys.filter_devinfo(&mut request);
-                        if request.repositories.is_empty() {
+                        if !opts.prepare(&mut request) {
                             return Ok(());
                         }
                         self.at_site(ck, self.store_entities(ck, site, request, dropped_keys))

@@ -38,6 +38,32 @@ pub struct Handlers {
     pub merge_request_options: mapping::merge_request::MergeRequestOptions,
 }
 
+/// How entities are sent: the site's project keys, and whether they are history (backfilled:
+/// `operationType: BACKFILL`, `preventTransitions`, so old work does not move issues) or live.
+pub struct SendOptions {
+    pub keys: ProjectKeys,
+    pub history: bool,
+}
+
+impl SendOptions {
+    pub fn live(keys: ProjectKeys) -> Self {
+        Self {
+            keys,
+            history: false,
+        }
+    }
+
+    /// Applies the options to a devinfo request; `false` when nothing is left to send.
+    pub fn prepare(&self, request: &mut DevinfoRequest) -> bool {
+        self.keys.filter_devinfo(request);
+        if self.history {
+            request.operation_type = gfj_core::jira::OperationType::Backfill;
+            request.prevent_transitions = true;
+        }
+        !request.repositories.is_empty()
+    }
+}
+
 /// Queues a deletion from Jira (see [`JiraCleanup`]).
 pub async fn queue_jira_cleanup(
     store: &Store,
@@ -106,17 +132,19 @@ impl Handlers {
             )));
         }
         let site = site_of(install);
-        let keys = ProjectKeys::new(self.store.site_project_keys(&sub.client_key).await?);
+        let opts = SendOptions::live(ProjectKeys::new(
+            self.store.site_project_keys(&sub.client_key).await?,
+        ));
         match EventKind::from_header(&event.event) {
             EventKind::Push => {
                 let push: PushEvent = serde_json::from_str(event.body.get())
                     .map_err(|e| JobError::Permanent(format!("unreadable push event: {e}")))?;
-                self.push_event(&sub, &site, &keys, push, event.seq).await
+                self.push_event(&sub, &site, &opts, push, event.seq).await
             }
             kind => {
                 let parsed = WebhookEvent::parse(kind, event.body.get().as_bytes())
                     .map_err(|e| JobError::Permanent(format!("unreadable {}: {e}", event.event)))?;
-                self.cicd_event(&sub, &site, &keys, parsed, event.seq).await
+                self.cicd_event(&sub, &site, &opts, parsed, event.seq).await
             }
         }
     }
@@ -158,7 +186,7 @@ impl Handlers {
         &self,
         sub: &Subscription,
         site: &Site,
-        keys: &ProjectKeys,
+        opts: &SendOptions,
         push: PushEvent,
         seq: i64,
     ) -> Result<(), JobError> {
@@ -168,8 +196,7 @@ impl Handlers {
                 mut request,
                 dropped_keys,
             } => {
-                keys.filter_devinfo(&mut request);
-                if request.repositories.is_empty() {
+                if !opts.prepare(&mut request) {
                     return Ok(());
                 }
                 PushAction::Store {

@@ -15,7 +15,7 @@ use gfj_store::{Store, StoreError};
 use serde_json::{Value, json};
 
 use crate::JobError;
-use crate::handlers::{Handlers, site_of};
+use crate::handlers::{Handlers, SendOptions, site_of};
 
 /// Changes are read from a little before the cursor, so that clock skew between GitLab and us loses
 /// nothing (resending is harmless: Jira keeps the newest by sequence number).
@@ -58,6 +58,11 @@ impl Handlers {
         };
         let site = site_of(install);
         let keys = ProjectKeys::new(self.store.site_project_keys(&sub.client_key).await?);
+        let live = SendOptions::live(keys.clone());
+        let history = SendOptions {
+            keys,
+            history: true,
+        };
         let started = self.clock.now_ms();
         let seq = started.saturating_mul(1000);
         let gitlab = self.gitlab.client_for(&self.store, &sub, started).await?;
@@ -89,7 +94,13 @@ impl Handlers {
                 .await?
                 .unwrap_or(sub.created_at);
             let since = covering.iter().map(|g| g.since_ms).fold(cursor, i64::min) - OVERLAP_MS;
-            self.reconcile_project(&sub, &site, &keys, &gitlab, project_id, since, seq)
+            // A window reaching back before the link (a project that joined the group) is history.
+            let opts = if since + OVERLAP_MS < sub.created_at {
+                &history
+            } else {
+                &live
+            };
+            self.reconcile_project(&sub, &site, opts, &gitlab, project_id, since, seq)
                 .await?;
             let project_gaps: Vec<i64> = covering
                 .iter()
@@ -116,7 +127,7 @@ impl Handlers {
         &self,
         sub: &Subscription,
         site: &Site,
-        keys: &ProjectKeys,
+        opts: &SendOptions,
         gitlab: &GitLabClient,
         project_id: i64,
         since_ms: i64,
@@ -152,7 +163,7 @@ impl Handlers {
                 total_commits_count: commits.len() as i64,
                 commits,
             };
-            self.push_event(sub, site, keys, push, seq).await?;
+            self.push_event(sub, site, opts, push, seq).await?;
         }
         let project_json = serde_json::to_value(&project).expect("project serialises");
         // Merge requests edited, opened, merged or closed.
@@ -161,7 +172,7 @@ impl Handlers {
             .await?
         {
             let hook = merge_request_hook(&project_json, &mr);
-            self.replay(sub, site, keys, EventKind::MergeRequest, &hook, seq)
+            self.replay(sub, site, opts, EventKind::MergeRequest, &hook, seq)
                 .await?;
         }
         // Deployments, blocked ones (waiting for approval) included.
@@ -177,7 +188,7 @@ impl Handlers {
                 "short_sha": d.sha.chars().take(8).collect::<String>(),
                 "ref": d.git_ref,
             });
-            self.replay(sub, site, keys, EventKind::Deployment, &hook, seq)
+            self.replay(sub, site, opts, EventKind::Deployment, &hook, seq)
                 .await?;
         }
         // Feature flags: GitLab reports only toggles. Edits and deletions of flags whose id a webhook
@@ -200,7 +211,7 @@ impl Handlers {
                         "project": project_json,
                         "object_attributes": { "id": id, "name": name, "active": false },
                     });
-                    self.replay(sub, site, keys, EventKind::FeatureFlag, &hook, seq)
+                    self.replay(sub, site, opts, EventKind::FeatureFlag, &hook, seq)
                         .await?;
                 }
             }
@@ -213,14 +224,14 @@ impl Handlers {
         &self,
         sub: &Subscription,
         site: &Site,
-        keys: &ProjectKeys,
+        opts: &SendOptions,
         kind: EventKind,
         body: &Value,
         seq: i64,
     ) -> Result<(), JobError> {
         let bytes = serde_json::to_vec(body).expect("JSON serialises");
         match WebhookEvent::parse(kind, &bytes) {
-            Ok(event) => self.cicd_event(sub, site, keys, event, seq).await,
+            Ok(event) => self.cicd_event(sub, site, opts, event, seq).await,
             Err(e) => {
                 tracing::warn!(subscription = sub.id, kind = ?kind, error = %e, "GitLab listed something reconciliation cannot read; skipped");
                 Ok(())
