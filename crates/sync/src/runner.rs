@@ -133,9 +133,32 @@ impl Runner {
         let clock = self.clock.clone();
         let handlers = self.handlers.clone();
         let worker = self.worker_id.clone();
+        let lease_ms = self.config.lease_ms;
         let span = tracing::info_span!("job", job.id = job.id, job.kind = %job.kind, job.attempt = job.attempts);
         async move {
-            let outcome = handlers.run(&job).await;
+            // A long job (a reconciliation pass, a large push) keeps its lease while it runs, so that no
+            // other worker starts it again; a crashed worker stops renewing and the lease expires.
+            let heartbeat = async {
+                let every = std::time::Duration::from_millis((lease_ms / 3).max(100) as u64);
+                loop {
+                    tokio::time::sleep(every).await;
+                    match store
+                        .extend_lease(job.id, &worker, clock.now_ms() + lease_ms)
+                        .await
+                    {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(job.id = job.id, "lease lost while running");
+                            std::future::pending::<()>().await;
+                        }
+                        Err(e) => tracing::warn!(job.id = job.id, error = %e, "could not extend the lease"),
+                    }
+                }
+            };
+            let outcome = tokio::select! {
+                outcome = handlers.run(&job) => outcome,
+                () = heartbeat => unreachable!("the heartbeat never ends"),
+            };
             let now = clock.now_ms();
             let recorded = match &outcome {
                 Ok(()) => store.complete(job.id, &worker).await,
