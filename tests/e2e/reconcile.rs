@@ -193,7 +193,47 @@ async fn a_new_projects_history_is_backfilled_without_transitions(db: TestDataba
     app.stop().await;
 }
 
+/// A pipeline that ran while GitLab held the hook's deliveries back reaches Jira as a build.
+async fn a_pipeline_gitlab_held_back_is_reconciled(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    let w = app.linked_world(1).await;
+    let p = w.projects[0];
+    let sub = app.store.subscriptions().await.unwrap()[0].clone();
+    let hook = app.store.subscription_hooks(sub.id).await.unwrap()[0].clone();
+    reconcile(&app).await;
+    app.gitlab.disable_hook(hook.hook_id);
+    app.gitlab
+        .push(p, "main", &["PIPE-1 faster tests"], w.user)
+        .await;
+    let pipeline = app
+        .gitlab
+        .run_pipeline(p, "main", &[JobSpec::new("test", "test")])
+        .await;
+    app.gitlab
+        .set_job_status(p, pipeline.job_ids[0], "running")
+        .await;
+    app.gitlab
+        .set_job_status(p, pipeline.job_ids[0], "success")
+        .await;
+    gfj_sync::hooks::schedule_hook_checks(&app.store, now_ms(), 300_000)
+        .await
+        .unwrap();
+    app.drained().await;
+    assert!(
+        app.jira.issue("PIPE-1").builds.is_empty(),
+        "no webhook said so"
+    );
+    reconcile(&app).await;
+    let builds = app.jira.issue("PIPE-1").builds;
+    assert_eq!(builds.len(), 1);
+    assert_eq!(builds[0]["state"], "successful");
+    assert_eq!(builds[0]["buildNumber"], pipeline.iid);
+    assert_eq!(builds[0]["testInfo"]["numberPassed"], 1);
+    app.stop().await;
+}
+
 test_on_both_databases!(
+    a_pipeline_gitlab_held_back_is_reconciled,
     a_new_projects_history_is_backfilled_without_transitions,
     feature_flag_edits_and_deletions_are_reconciled,
     what_webhooks_never_say_is_reconciled,

@@ -757,3 +757,30 @@ impl GitLabClient {
             .await
     }
 }
+
+impl GitLabClient {
+    /// Pipelines updated since a time, as GitLab's REST entity (JSON).
+    pub async fn pipelines_updated_after(
+        &self,
+        project_id: i64,
+        since: &str,
+    ) -> Result<Vec<serde_json::Value>, GitLabError> {
+        self.get_all(&format!(
+            "/projects/{project_id}/pipelines?updated_after={}&order_by=updated_at&sort=asc",
+            encode_path(since)
+        ))
+        .await
+    }
+
+    /// A pipeline's jobs, as GitLab's REST entity (JSON).
+    pub async fn pipeline_jobs(
+        &self,
+        project_id: i64,
+        pipeline_id: i64,
+    ) -> Result<Vec<serde_json::Value>, GitLabError> {
+        self.get_all(&format!(
+            "/projects/{project_id}/pipelines/{pipeline_id}/jobs"
+        ))
+        .await
+    }
+}

@@ -191,6 +191,23 @@ impl Handlers {
             self.replay(sub, site, opts, EventKind::Deployment, &hook, seq)
                 .await?;
         }
+        // Pipelines whose webhooks were missed: their jobs and commit are read too (the build's test
+        // counts and issue keys come from them).
+        for pipeline in gitlab.pipelines_updated_after(project_id, &since).await? {
+            let Some(id) = pipeline["id"].as_i64() else {
+                continue;
+            };
+            let jobs = gitlab.pipeline_jobs(project_id, id).await?;
+            let sha = pipeline["sha"].as_str().unwrap_or_default();
+            let commit = match gitlab.commit(project_id, sha).await {
+                Ok(c) => Some(c),
+                Err(gfj_gitlab_client::GitLabError::NotFound(_)) => None,
+                Err(e) => return Err(e.into()),
+            };
+            let hook = pipeline_hook(&project_json, &pipeline, &jobs, commit.as_ref());
+            self.replay(sub, site, opts, EventKind::Pipeline, &hook, seq)
+                .await?;
+        }
         // Feature flags: GitLab reports only toggles. Edits and deletions of flags whose id a webhook
         // taught us are found here; the live path re-reads each one (and deletes it when gone).
         let known = self.store.known_feature_flags(project_id).await?;
@@ -265,5 +282,42 @@ fn merge_request_hook(project: &Value, mr: &Value) -> Value {
             "draft": mr["draft"],
             "merge_commit_sha": mr["merge_commit_sha"],
         },
+    })
+}
+
+/// A REST pipeline, its jobs and its commit in the Pipeline Hook's shape.
+fn pipeline_hook(
+    project: &Value,
+    pipeline: &Value,
+    jobs: &[Value],
+    commit: Option<&gfj_core::gitlab::Commit>,
+) -> Value {
+    json!({
+        "object_kind": "pipeline",
+        "project": project,
+        "object_attributes": {
+            "id": pipeline["id"],
+            "iid": pipeline["iid"],
+            "ref": pipeline["ref"],
+            "tag": pipeline["tag"].as_bool().unwrap_or(false),
+            "sha": pipeline["sha"],
+            "source": pipeline["source"],
+            "status": pipeline["status"],
+            "created_at": pipeline["created_at"],
+            "finished_at": pipeline["finished_at"],
+            "url": pipeline["web_url"],
+        },
+        "commit": commit,
+        "builds": jobs.iter().map(|j| json!({
+            "id": j["id"],
+            "stage": j["stage"],
+            "name": j["name"],
+            "status": j["status"],
+            "created_at": j["created_at"],
+            "started_at": j["started_at"],
+            "finished_at": j["finished_at"],
+            "allow_failure": j["allow_failure"].as_bool().unwrap_or(false),
+            "manual": j["status"] == "manual",
+        })).collect::<Vec<_>>(),
     })
 }
