@@ -325,7 +325,58 @@ async fn status_explains_what_was_sent_under_an_issue_key(db: TestDatabase) {
     app.stop().await;
 }
 
+/// Queued updates of one merge request coalesce: only the newest is sent.
+async fn queued_updates_of_one_entity_coalesce_into_the_newest(db: TestDatabase) {
+    let app = TestApp::start_with(db, false).await;
+    let w = linked(&app, false).await;
+    let p = w.projects[0];
+    app.gitlab.push(p, "feature/CO-1", &["start"], w.user).await;
+    let mr = app
+        .gitlab
+        .open_merge_request(p, "feature/CO-1", "main", "CO-1 draft", "", w.user)
+        .await;
+    for n in 2..=4 {
+        app.gitlab
+            .update_merge_request(p, mr.iid, Some(&format!("CO-1 take {n}")), None)
+            .await;
+    }
+    let clock: std::sync::Arc<dyn gfj_store::Clock> = std::sync::Arc::new(gfj_store::SystemClock);
+    let runner = gfj_sync::Runner::new(
+        app.store.clone(),
+        clock.clone(),
+        gitlab_for_jira::commands::serve::handlers(&app.settings, &app.store, clock),
+        gfj_sync::RunnerConfig {
+            concurrency: 1,
+            ..Default::default()
+        },
+    );
+    while runner.run_due().await > 0 {}
+    let titles: Vec<serde_json::Value> = app
+        .jira
+        .requests()
+        .into_iter()
+        .filter_map(|r| r.body)
+        .flat_map(|b| {
+            b["repositories"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .flat_map(|r| r["pullRequests"].as_array().cloned().unwrap_or_default())
+                .map(|pr| pr["title"].clone())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        titles,
+        [json!("CO-1 take 4")],
+        "only the newest update was sent"
+    );
+    app.stop().await;
+}
+
 test_on_both_databases!(
+    queued_updates_of_one_entity_coalesce_into_the_newest,
     status_explains_what_was_sent_under_an_issue_key,
     a_sites_project_keys_drop_look_alike_keys,
     a_push_of_more_than_twenty_commits_sends_them_all,

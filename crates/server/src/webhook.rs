@@ -100,9 +100,10 @@ pub async fn receive(
     }
     // Strict about what routes the event (kind, ids), lenient about the rest; a refused body is never
     // queued, and the reason shows in the hook's "Recent events" in GitLab.
-    if let Err(e) = WebhookEvent::parse(kind, &body) {
-        return (StatusCode::BAD_REQUEST, e.to_string());
-    }
+    let parsed = match WebhookEvent::parse(kind, &body) {
+        Ok(p) => p,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()),
+    };
     let Ok(body) = std::str::from_utf8(&body)
         .map(str::to_owned)
         .map_err(drop)
@@ -128,6 +129,9 @@ pub async fn receive(
         dedup_key,
         run_at: now,
         max_attempts: DEFAULT_MAX_ATTEMPTS,
+        coalesce_key: parsed
+            .entity_key()
+            .map(|k| format!("{subscription_id}:{k}")),
     };
     match state.intake.submit(new).await {
         Ok(()) => (StatusCode::ACCEPTED, "queued".into()),

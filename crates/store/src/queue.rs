@@ -19,6 +19,8 @@ pub struct NewJob {
     pub dedup_key: Option<String>,
     pub run_at: i64,
     pub max_attempts: i64,
+    /// Jobs with the same key update the same entity: an older one defers to a newer one.
+    pub coalesce_key: Option<String>,
 }
 
 /// A claimed job.
@@ -31,6 +33,7 @@ pub struct Job {
     pub attempts: i64,
     pub max_attempts: i64,
     pub created_at: i64,
+    pub coalesce_key: Option<String>,
 }
 
 /// What the queue holds right now.
@@ -68,20 +71,21 @@ impl Store {
         for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
             let values: Vec<String> = (0..chunk.len())
                 .map(|i| {
-                    let b = i * 6;
+                    let b = i * 7;
                     format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${})",
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
                         b + 1,
                         b + 2,
                         b + 3,
                         b + 4,
                         b + 5,
-                        b + 6
+                        b + 6,
+                        b + 7
                     )
                 })
                 .collect();
             let sql = format!(
-                "INSERT INTO jobs (kind, payload, dedup_key, run_at, max_attempts, created_at) VALUES {} \
+                "INSERT INTO jobs (kind, payload, dedup_key, run_at, max_attempts, created_at, coalesce_key) VALUES {} \
                  ON CONFLICT (dedup_key) DO NOTHING",
                 values.join(", ")
             );
@@ -93,7 +97,8 @@ impl Store {
                     .bind(&j.dedup_key)
                     .bind(j.run_at)
                     .bind(j.max_attempts)
-                    .bind(now_ms);
+                    .bind(now_ms)
+                    .bind(&j.coalesce_key);
             }
             inserted += q.execute(&mut *tx).await?.rows_affected();
         }
@@ -121,7 +126,7 @@ impl Store {
              WHERE id IN (SELECT id FROM jobs
                           WHERE dead_at IS NULL AND run_at <= $3 AND (locked_until IS NULL OR locked_until < $3)
                           ORDER BY run_at, id LIMIT $4 {lock})
-             RETURNING id, kind, payload, attempts, max_attempts, created_at"
+             RETURNING id, kind, payload, attempts, max_attempts, created_at, coalesce_key"
         );
         let rows = sqlx::query(&sql)
             .bind(worker)
@@ -140,11 +145,28 @@ impl Store {
                     attempts: r.try_get("attempts")?,
                     max_attempts: r.try_get("max_attempts")?,
                     created_at: r.try_get("created_at")?,
+                    coalesce_key: r.try_get("coalesce_key")?,
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         jobs.sort_by_key(|j| j.id);
         Ok(jobs)
+    }
+
+    /// Whether a newer job for the same entity is queued (or running): this one's update is then
+    /// superseded and need not be sent.
+    pub async fn superseded(&self, job: &Job) -> Result<bool, StoreError> {
+        let Some(key) = &job.coalesce_key else {
+            return Ok(false);
+        };
+        let newer: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE coalesce_key = $1 AND id > $2 AND dead_at IS NULL",
+        )
+        .bind(key)
+        .bind(job.id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(newer > 0)
     }
 
     /// Extends a running job's lease. Returns false when the lease was lost.

@@ -16,6 +16,7 @@ fn job(payload: &str, dedup: Option<&str>, run_at: i64) -> NewJob {
         dedup_key: dedup.map(Into::into),
         run_at,
         max_attempts: 3,
+        coalesce_key: None,
     }
 }
 

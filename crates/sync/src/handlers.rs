@@ -76,6 +76,7 @@ pub async fn queue_jira_cleanup(
         dedup_key: None,
         run_at: now_ms,
         max_attempts: DEFAULT_MAX_ATTEMPTS,
+        coalesce_key: None,
     };
     store.enqueue(&[job], now_ms).await.map(drop)
 }
@@ -90,6 +91,13 @@ impl Handlers {
     pub async fn run(&self, job: &Job) -> Result<(), JobError> {
         match job.kind.as_str() {
             GitlabEvent::KIND => {
+                if self.store.superseded(job).await? {
+                    tracing::debug!(
+                        job.id = job.id,
+                        "a newer update of the same entity is queued"
+                    );
+                    return Ok(());
+                }
                 let event: GitlabEvent = serde_json::from_str(&job.payload)
                     .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
                 self.gitlab_event(&event).await

@@ -100,6 +100,7 @@ pub(crate) async fn queue_per_subscription(
             dedup_key: Some(format!("{kind}:{}:{bucket}", s.id)),
             run_at: now_ms,
             max_attempts: gfj_store::queue::DEFAULT_MAX_ATTEMPTS,
+            coalesce_key: None,
         })
         .collect();
     store.enqueue(&jobs, now_ms).await

@@ -234,6 +234,21 @@ fn typed<T: DeserializeOwned>(
 }
 
 impl WebhookEvent {
+    /// The Jira entity this event's state replaces, for events that carry a whole entity's state
+    /// (merge request, pipeline, deployment, feature flag): a newer event with the same key makes an
+    /// older, still queued one redundant. Pushes and jobs add to what Jira has and have none.
+    pub fn entity_key(&self) -> Option<String> {
+        match self {
+            Self::MergeRequest(e) => Some(format!("mr:{}", e.object_attributes.id)),
+            Self::Pipeline(e) => Some(format!("pipeline:{}", e.object_attributes.id)),
+            Self::Deployment(e) => Some(format!("deployment:{}:{}", e.project.id, e.deployment_id)),
+            Self::FeatureFlag(e) => {
+                Some(format!("flag:{}:{}", e.project.id, e.object_attributes.id))
+            }
+            _ => None,
+        }
+    }
+
     pub fn parse(kind: EventKind, body: &[u8]) -> Result<Self, PayloadError> {
         let kind_field = KindField::of(kind).ok_or(PayloadError::UnsupportedEvent)?;
         let header = kind.header();
