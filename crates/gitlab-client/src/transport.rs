@@ -17,6 +17,8 @@ use crate::GitLabError;
 const ATTEMPTS: u32 = 4;
 /// First backoff window; doubled per attempt.
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
+/// Rate-limit waits one request sits through in-line before its caller postpones the work instead.
+const MAX_THROTTLED: u32 = 5;
 /// A rate-limit wait longer than this is not slept through in-line: the caller gets `RateLimited` and
 /// postpones its work instead of holding a worker.
 pub const MAX_INLINE_WAIT: Duration = Duration::from_secs(10);
@@ -123,9 +125,9 @@ pub(crate) async fn send(
     call: Call<'_>,
 ) -> Result<reqwest::Response, GitLabError> {
     let idempotent = call.method != Method::POST;
-    let mut attempt = 0;
+    // Failures and throttling are counted apart: waiting out a rate limit is not a failed attempt.
+    let (mut attempt, mut throttled) = (0, 0);
     loop {
-        attempt += 1;
         gate.wait().await?;
         let mut req = http
             .request(call.method.clone(), &call.url)
@@ -143,7 +145,8 @@ pub(crate) async fn send(
                 if status == 429 {
                     let wait = retry_after(resp.headers());
                     gate.pause(Instant::now() + wait);
-                    if wait > MAX_INLINE_WAIT || attempt >= ATTEMPTS {
+                    throttled += 1;
+                    if wait > MAX_INLINE_WAIT || throttled > MAX_THROTTLED {
                         return Err(GitLabError::RateLimited {
                             retry_after_ms: wait.as_millis() as i64,
                         });
@@ -154,6 +157,7 @@ pub(crate) async fn send(
             }
             Err(e) => GitLabError::Transient(e.without_url().to_string()),
         };
+        attempt += 1;
         let retryable = matches!(outcome, GitLabError::Transient(_)) && idempotent;
         if !retryable || attempt >= ATTEMPTS {
             return Err(outcome);
