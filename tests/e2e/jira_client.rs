@@ -83,6 +83,8 @@ fn commit(n: usize, key: &str, message: String, url: String) -> Commit {
         file_count: 1,
         url,
         author_timestamp: "2026-11-27T10:00:00Z".into(),
+        files: vec![],
+        flags: vec![],
     }
 }
 

@@ -55,6 +55,32 @@ async fn push_reaches_the_development_panel(db: TestDatabase) {
     let mut both = shas.clone();
     both.sort();
     assert_eq!(ids(&proj7.commits, "id"), both);
+    // Files with line counts, read from GitLab (the push lists paths only).
+    let c = &app.jira.issue("PROJ-8").commits[0];
+    assert_eq!(c["fileCount"], 2);
+    let files: Vec<(String, String, i64, i64)> = c["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_owned(),
+                f["changeType"].as_str().unwrap().to_owned(),
+                f["linesAdded"].as_i64().unwrap(),
+                f["linesRemoved"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(
+        files[0].0.starts_with("src/file")
+            && (files[0].1.as_str(), files[0].2, files[0].3) == ("ADDED", 1, 0),
+        "{files:?}"
+    );
+    assert_eq!(
+        files[1],
+        ("README.md".to_owned(), "MODIFIED".to_owned(), 1, 0)
+    );
     assert_eq!(
         ids(&app.jira.issue("PROJ-8").commits, "id"),
         [shas[1].clone()]

@@ -154,6 +154,8 @@ mod tests {
             file_count: 1,
             url: "https://g/c".into(),
             author_timestamp: "2026-11-27T10:00:00Z".into(),
+            files: vec![],
+            flags: vec![],
         }
     }
 

@@ -101,7 +101,28 @@ pub struct Commit {
     pub file_count: i32,
     pub url: String,
     pub author_timestamp: String,
+    /// Up to 10 changed files, with line counts (read from GitLab when it answers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<CommitFile>,
+    /// `MERGE_COMMIT` for a commit with several parents.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
 }
+
+/// A file a commit changed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CommitFile {
+    pub path: String,
+    pub url: String,
+    /// ADDED, DELETED, MODIFIED, MOVED.
+    pub change_type: String,
+    pub lines_added: i32,
+    pub lines_removed: i32,
+}
+
+/// Jira shows at most this many files per commit.
+pub const MAX_FILES_PER_COMMIT: usize = 10;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]

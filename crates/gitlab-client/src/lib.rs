@@ -207,6 +207,8 @@ pub struct GitLabClient {
     api: String,
     token: String,
     gate: Arc<transport::Gate>,
+    /// Retries and in-line rate-limit waits; off for best-effort reads (see `best_effort`).
+    patient: bool,
 }
 
 impl std::fmt::Debug for GitLabClient {
@@ -245,6 +247,16 @@ impl GitLabClient {
             gate: transport::Gate::of(&api),
             api,
             token: token.to_owned(),
+            patient: true,
+        }
+    }
+
+    /// The same client for reads that only add detail: one attempt, no waiting, so that an
+    /// unavailable or throttled GitLab costs nothing but the detail.
+    pub fn best_effort(&self) -> Self {
+        Self {
+            patient: false,
+            ..self.clone()
         }
     }
 
@@ -258,6 +270,7 @@ impl GitLabClient {
             method,
             url: format!("{}{path}", self.api),
             json,
+            patient: self.patient,
         };
         transport::send(&self.http, &self.gate, &self.token, call).await
     }
@@ -293,6 +306,7 @@ impl GitLabClient {
                 method: Method::GET,
                 url: url.clone(),
                 json: None,
+                patient: self.patient,
             };
             let resp = transport::send(&self.http, &self.gate, &self.token, call).await?;
             let next = transport::next_page_url(resp.headers(), &url);
@@ -782,5 +796,30 @@ impl GitLabClient {
             "/projects/{project_id}/pipelines/{pipeline_id}/jobs"
         ))
         .await
+    }
+}
+
+impl GitLabClient {
+    /// How many parents a commit has, and the files it changed (GitLab's diff, per file).
+    pub async fn commit_changes(
+        &self,
+        project_id: i64,
+        sha: &str,
+    ) -> Result<(usize, Vec<hooks::DiffFile>), GitLabError> {
+        #[derive(Deserialize)]
+        struct Parents {
+            #[serde(default)]
+            parent_ids: Vec<String>,
+        }
+        let sha = encode_path(sha);
+        let c: Parents = self
+            .get(&format!("/projects/{project_id}/repository/commits/{sha}"))
+            .await?;
+        let diffs: Vec<hooks::DiffFile> = self
+            .get(&format!(
+                "/projects/{project_id}/repository/commits/{sha}/diff?per_page=100"
+            ))
+            .await?;
+        Ok((c.parent_ids.len(), diffs))
     }
 }

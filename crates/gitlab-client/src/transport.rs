@@ -53,7 +53,7 @@ impl Gate {
     }
 
     /// Waits while the instance is paused; a wait beyond `MAX_INLINE_WAIT` is returned as an error.
-    async fn wait(&self) -> Result<(), GitLabError> {
+    async fn wait(&self, max_inline: Duration) -> Result<(), GitLabError> {
         let until = *self.paused_until.lock().expect("gate lock");
         let Some(until) = until else { return Ok(()) };
         let now = Instant::now();
@@ -61,7 +61,7 @@ impl Gate {
             return Ok(());
         }
         let wait = until - now;
-        if wait > MAX_INLINE_WAIT {
+        if wait > max_inline {
             return Err(GitLabError::RateLimited {
                 retry_after_ms: wait.as_millis() as i64,
             });
@@ -116,6 +116,8 @@ pub(crate) struct Call<'a> {
     pub method: Method,
     pub url: String,
     pub json: Option<&'a serde_json::Value>,
+    /// Retry and wait out rate limits in-line; `false` for best-effort calls that must fail fast.
+    pub patient: bool,
 }
 
 pub(crate) async fn send(
@@ -127,8 +129,13 @@ pub(crate) async fn send(
     let idempotent = call.method != Method::POST;
     // Failures and throttling are counted apart: waiting out a rate limit is not a failed attempt.
     let (mut attempt, mut throttled) = (0, 0);
+    let (attempts, max_throttled, max_inline) = if call.patient {
+        (ATTEMPTS, MAX_THROTTLED, MAX_INLINE_WAIT)
+    } else {
+        (1, 0, Duration::ZERO)
+    };
     loop {
-        gate.wait().await?;
+        gate.wait(max_inline).await?;
         let mut req = http
             .request(call.method.clone(), &call.url)
             .bearer_auth(auth);
@@ -146,7 +153,7 @@ pub(crate) async fn send(
                     let wait = retry_after(resp.headers());
                     gate.pause(Instant::now() + wait);
                     throttled += 1;
-                    if wait > MAX_INLINE_WAIT || throttled > MAX_THROTTLED {
+                    if wait > max_inline || throttled > max_throttled {
                         return Err(GitLabError::RateLimited {
                             retry_after_ms: wait.as_millis() as i64,
                         });
@@ -159,7 +166,7 @@ pub(crate) async fn send(
         };
         attempt += 1;
         let retryable = matches!(outcome, GitLabError::Transient(_)) && idempotent;
-        if !retryable || attempt >= ATTEMPTS {
+        if !retryable || attempt >= attempts {
             return Err(outcome);
         }
         let window = BACKOFF_BASE * 2u32.pow(attempt - 1);
@@ -292,7 +299,7 @@ mod tests {
             ("ratelimit-remaining", "0"),
             ("ratelimit-reset", &(now + 120).to_string()),
         ]));
-        match gate.wait().await {
+        match gate.wait(MAX_INLINE_WAIT).await {
             Err(GitLabError::RateLimited { retry_after_ms }) => {
                 assert!(retry_after_ms > 100_000, "{retry_after_ms}")
             }
@@ -300,6 +307,6 @@ mod tests {
         }
         let fresh = Gate::default();
         fresh.observe(&headers(&[("ratelimit-remaining", "5")]));
-        assert!(fresh.wait().await.is_ok());
+        assert!(fresh.wait(MAX_INLINE_WAIT).await.is_ok());
     }
 }

@@ -81,6 +81,9 @@ pub async fn queue_jira_cleanup(
     store.enqueue(&[job], now_ms).await.map(drop)
 }
 
+/// At most this many commits of one push get their files read from GitLab (two reads each).
+const MAX_ENRICHED_COMMITS: usize = 50;
+
 /// At most this many commits of one push are sent (GitLab's own app stops at 100).
 const MAX_PUSH_COMMITS: usize = 5_000;
 
@@ -207,6 +210,7 @@ impl Handlers {
                 if !opts.prepare(&mut request) {
                     return Ok(());
                 }
+                self.enrich_commits(sub, &mut request).await;
                 PushAction::Store {
                     request,
                     dropped_keys,
@@ -219,6 +223,35 @@ impl Handlers {
             self.apply_push(&sub.client_key, site, action, seq, properties),
         )
         .await
+    }
+
+    /// Adds files with line counts and the merge flag to the commits about to be sent, reading GitLab
+    /// best-effort: the first failure (GitLab down or throttling) stops it, and the commits go without.
+    async fn enrich_commits(&self, sub: &Subscription, request: &mut DevinfoRequest) {
+        let Ok(gitlab) = self
+            .gitlab
+            .client_for(&self.store, sub, self.clock.now_ms())
+            .await
+        else {
+            return;
+        };
+        let gitlab = gitlab.best_effort();
+        for repo in &mut request.repositories {
+            let Ok(project_id) = repo.id.parse::<i64>() else {
+                continue;
+            };
+            for commit in repo.commits.iter_mut().take(MAX_ENRICHED_COMMITS) {
+                match gitlab.commit_changes(project_id, &commit.id).await {
+                    Ok((parents, diffs)) => {
+                        mapping::enrich_commit(commit, &repo.url, parents, &diffs);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "commit details not read from GitLab; sent without files");
+                        return;
+                    }
+                }
+            }
+        }
     }
 
     /// Maps a push, reading from GitLab what the payload leaves out: the commits beyond its 20, the open

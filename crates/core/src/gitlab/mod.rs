@@ -203,6 +203,24 @@ impl PushEvent {
     }
 }
 
+/// One file of `GET /projects/:id/repository/commits/:sha/diff`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DiffFile {
+    #[serde(default)]
+    pub old_path: String,
+    #[serde(default)]
+    pub new_path: String,
+    #[serde(default)]
+    pub new_file: bool,
+    #[serde(default)]
+    pub renamed_file: bool,
+    #[serde(default)]
+    pub deleted_file: bool,
+    /// The unified diff of this file (hunks only).
+    #[serde(default)]
+    pub diff: String,
+}
+
 /// Hex SHA-256 of a webhook secret token: the only form in which tokens are stored or compared.
 pub fn webhook_token_hash(token: &[u8]) -> String {
     crate::qsh::hex(&Sha256::digest(token))

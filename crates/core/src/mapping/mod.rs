@@ -194,6 +194,68 @@ pub fn project_property(project_id: i64) -> String {
     format!("project-{project_id}")
 }
 
+/// Adds what GitLab's REST API knows about a commit and a push does not: its changed files (the first
+/// ten, with line counts, as Jira shows them; `fileCount` counts them all) and whether it is a merge.
+pub fn enrich_commit(
+    commit: &mut jira::Commit,
+    project_web_url: &str,
+    parent_count: usize,
+    diffs: &[crate::gitlab::DiffFile],
+) {
+    if parent_count > 1 {
+        commit.flags = vec!["MERGE_COMMIT".to_owned()];
+    }
+    commit.file_count = diffs.len().try_into().unwrap_or(i32::MAX);
+    commit.files = diffs
+        .iter()
+        .take(jira::MAX_FILES_PER_COMMIT)
+        .map(|d| {
+            let (added, removed) = d.diff.lines().fold((0i32, 0i32), |(a, r), line| {
+                if line.starts_with('+') && !line.starts_with("+++") {
+                    (a.saturating_add(1), r)
+                } else if line.starts_with('-') && !line.starts_with("---") {
+                    (a, r.saturating_add(1))
+                } else {
+                    (a, r)
+                }
+            });
+            let (path, change_type) = if d.new_file {
+                (&d.new_path, "ADDED")
+            } else if d.deleted_file {
+                (&d.old_path, "DELETED")
+            } else if d.renamed_file {
+                (&d.new_path, "MOVED")
+            } else {
+                (&d.new_path, "MODIFIED")
+            };
+            // A deleted file has no blob at this commit; the commit itself shows the deletion.
+            let url = if d.deleted_file {
+                commit.url.clone()
+            } else {
+                blob_url(project_web_url, &commit.id, path).unwrap_or_else(|| commit.url.clone())
+            };
+            jira::CommitFile {
+                path: jira::cap(path, jira::MAX_MESSAGE_CHARS),
+                url,
+                change_type: change_type.to_owned(),
+                lines_added: added,
+                lines_removed: removed,
+            }
+        })
+        .collect();
+}
+
+fn blob_url(project_web_url: &str, sha: &str, path: &str) -> Option<String> {
+    let mut url = url::Url::parse(project_web_url).ok()?;
+    url.path_segments_mut()
+        .ok()?
+        .pop_if_empty()
+        .extend(["-", "blob", sha])
+        .extend(path.split('/'));
+    let url = String::from(url);
+    (url.chars().count() <= 2000).then_some(url)
+}
+
 /// The project every mapping test uses.
 #[cfg(test)]
 pub(crate) fn test_project() -> Project {
@@ -335,6 +397,8 @@ pub fn commit(c: &GlCommit, issue_keys: Vec<String>, seq: i64) -> jira::Commit {
             .unwrap_or(i32::MAX),
         url: c.url.clone(),
         author_timestamp: to_utc_iso8601(&c.timestamp),
+        files: vec![],
+        flags: vec![],
     }
 }
 
@@ -432,6 +496,51 @@ mod tests {
             ("22222222", 3, "2026-11-27T08:00:00Z")
         );
         assert_eq!(c.update_sequence_id, 42);
+    }
+
+    #[test]
+    fn enriched_commits_carry_files_line_counts_and_the_merge_flag() {
+        let p = push("main", vec![gl_commit(&"1".repeat(40), "PROJ-1 fix")]);
+        let mut repo = stored(map_push(&p, 1, None).unwrap());
+        let c = &mut repo.commits[0];
+        let diff = |path: &str, new: bool, deleted: bool, text: &str| crate::gitlab::DiffFile {
+            old_path: path.into(),
+            new_path: path.into(),
+            new_file: new,
+            renamed_file: false,
+            deleted_file: deleted,
+            diff: text.into(),
+        };
+        let mut diffs = vec![
+            diff("src/a b.rs", true, false, "@@ -0,0 +1,2 @@\n+one\n+two\n"),
+            diff("old.txt", false, true, "@@ -1 +0,0 @@\n-gone\n"),
+            diff("README.md", false, false, "@@ -1,2 +1,2 @@\n-a\n+b\n c\n"),
+        ];
+        diffs.extend((0..9).map(|n| diff(&format!("f{n}"), false, false, "")));
+        enrich_commit(c, "https://gitlab.example/g/api", 2, &diffs);
+        assert_eq!(c.flags, ["MERGE_COMMIT"]);
+        assert_eq!(c.file_count, 12);
+        assert_eq!(c.files.len(), jira::MAX_FILES_PER_COMMIT);
+        let f = |i: usize| {
+            let f = &c.files[i];
+            (
+                f.path.as_str(),
+                f.change_type.as_str(),
+                f.lines_added,
+                f.lines_removed,
+            )
+        };
+        assert_eq!(f(0), ("src/a b.rs", "ADDED", 2, 0));
+        assert_eq!(f(1), ("old.txt", "DELETED", 0, 1));
+        assert_eq!(f(2), ("README.md", "MODIFIED", 1, 1));
+        assert_eq!(
+            c.files[0].url,
+            format!(
+                "https://gitlab.example/g/api/-/blob/{}/src/a%20b.rs",
+                "1".repeat(40)
+            )
+        );
+        assert_eq!(c.files[1].url, c.url, "a deleted file links to its commit");
     }
 
     #[test]
