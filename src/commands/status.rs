@@ -158,14 +158,8 @@ pub async fn issue(
     } else {
         out.push(format!("sent to Jira under {key} (newest first):"));
         for e in &entries {
-            let when =
-                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(e.at) * 1_000_000)
-                    .ok()
-                    .and_then(|t| {
-                        t.format(&time::format_description::well_known::Rfc3339)
-                            .ok()
-                    })
-                    .unwrap_or_else(|| e.at.to_string());
+            let when = gfj_core::gitlab::GitLabTime::from_unix_ms(e.at)
+                .map_or_else(|| e.at.to_string(), |t| t.rfc3339());
             let verdict = match &e.message {
                 Some(m) => format!("{}: {m}", e.verdict),
                 None => e.verdict.clone(),

@@ -39,12 +39,8 @@ pub async fn schedule_reconciles(
 }
 
 fn iso(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms.max(0)) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+    GitLabTime::from_unix_ms(ms.max(0))
+        .map(|t| t.rfc3339())
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
 }
 

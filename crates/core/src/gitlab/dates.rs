@@ -39,6 +39,13 @@ impl GitLabTime {
         ))
     }
 
+    /// The instant `ms` milliseconds after the Unix epoch (UTC); `None` outside the years `time` supports.
+    pub fn from_unix_ms(ms: i64) -> Option<Self> {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .ok()
+            .map(Self)
+    }
+
     /// Milliseconds since the Unix epoch.
     pub fn unix_ms(&self) -> i64 {
         self.0.unix_timestamp() * 1000 + i64::from(self.0.millisecond())

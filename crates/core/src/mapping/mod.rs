@@ -360,13 +360,12 @@ fn short_sha(sha: &str) -> String {
 /// the event arrived (the server's `SequenceClock`) and so the best stand-in. A sequence outside years
 /// 1970–9999 (only in tests) gives the epoch, so that the result is always a valid RFC 3339 date-time.
 fn time_or_seq(t: Option<GitLabTime>, seq: i64) -> String {
-    t.map(|t| t.rfc3339()).unwrap_or_else(|| {
-        let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(seq) * 1000)
-            .ok()
-            .filter(|at| (1970..=9999).contains(&at.year()))
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        GitLabTime::from(at).rfc3339()
+    t.or_else(|| {
+        GitLabTime::from_unix_ms(seq / 1000)
+            .filter(|at| (0..=253_402_300_799_999).contains(&at.unix_ms()))
     })
+    .unwrap_or_else(|| GitLabTime::from(OffsetDateTime::UNIX_EPOCH))
+    .rfc3339()
 }
 
 fn devinfo(repo: Repository, operation_type: OperationType) -> DevinfoRequest {
