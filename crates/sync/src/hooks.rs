@@ -110,16 +110,18 @@ impl Handlers {
         secrets: Option<&HookSecrets>,
     ) -> Result<(), JobError> {
         let projects = client.group_projects(sub.group_id).await?;
-        let hooked: HashSet<i64> = self
+        let hooked: Vec<Hook> = self
             .store
             .subscription_hooks(sub.id)
             .await?
             .into_iter()
             .filter(|h| h.scope == "project")
-            .map(|h| h.target_id)
             .collect();
         let current: HashSet<i64> = projects.iter().map(|p| p.id).collect();
-        for p in projects.iter().filter(|p| !hooked.contains(&p.id)) {
+        for p in projects
+            .iter()
+            .filter(|p| !hooked.iter().any(|h| h.target_id == p.id))
+        {
             let Some(secrets) = secrets else {
                 tracing::warn!(subscription = sub.id, project = %p.path_with_namespace,
                     "new project not hooked: this subscription predates stored hook secrets; link the group again");
@@ -140,17 +142,14 @@ impl Handlers {
                 .await?;
             tracing::info!(subscription = sub.id, project = %p.path_with_namespace, "hooked a new project of the group");
         }
-        for gone in hooked.difference(&current) {
-            for h in self.store.subscription_hooks(sub.id).await? {
-                if h.scope == "project" && h.target_id == *gone {
-                    match client
-                        .delete_hook(HookScope::Project, h.target_id, h.hook_id)
-                        .await
-                    {
-                        Ok(()) | Err(GitLabError::Forbidden(_)) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
+        for h in hooked.iter().filter(|h| !current.contains(&h.target_id)) {
+            let gone = &h.target_id;
+            match client
+                .delete_hook(HookScope::Project, h.target_id, h.hook_id)
+                .await
+            {
+                Ok(()) | Err(GitLabError::Forbidden(_)) => {}
+                Err(e) => return Err(e.into()),
             }
             self.store
                 .remove_subscription_hook(sub.id, "project", *gone)
