@@ -13,6 +13,7 @@ use gfj_core::jobs::{CleanupScope, GitlabEvent, HookCheck, JiraCleanup, Reconcil
 use gfj_core::mapping::project_keys::ProjectKeys;
 use gfj_core::mapping::{self, PushAction};
 use gfj_core::url_pattern::UrlAllowList;
+use gfj_gitlab_client::GitLabClient;
 use gfj_jira_client::{JiraApi, JiraError};
 use gfj_jira_client::{JiraClient, Site, SiteAuth};
 use gfj_store::installations::Installation;
@@ -36,6 +37,58 @@ pub struct Handlers {
     pub webhook_url: String,
     /// How merge requests are mapped (`GFJ_MR_KEYS_FROM_BRANCH`).
     pub merge_request_options: mapping::merge_request::MergeRequestOptions,
+}
+
+/// The GitLab client acting for a subscription, made on first use (reading and, for an OAuth sign-in,
+/// perhaps refreshing its credentials) and then shared by every read of one job.
+pub(crate) struct LazyGitLab<'a> {
+    handlers: &'a Handlers,
+    sub: &'a Subscription,
+    client: tokio::sync::OnceCell<GitLabClient>,
+}
+
+impl<'a> LazyGitLab<'a> {
+    pub(crate) fn new(handlers: &'a Handlers, sub: &'a Subscription) -> Self {
+        Self {
+            handlers,
+            sub,
+            client: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    pub(crate) async fn get(&self) -> Result<&GitLabClient, JobError> {
+        self.client
+            .get_or_try_init(|| {
+                let h = self.handlers;
+                h.gitlab.client_for(&h.store, self.sub, h.clock.now_ms())
+            })
+            .await
+    }
+}
+
+/// Adds files with line counts and the merge flag to the commits about to be sent, reading GitLab
+/// best-effort: the first failure (GitLab down or throttling) stops it, and the commits go without.
+async fn enrich_commits(gitlab: &LazyGitLab<'_>, request: &mut DevinfoRequest) {
+    let Ok(gitlab) = gitlab.get().await else {
+        return;
+    };
+    let gitlab = gitlab.best_effort();
+    for repo in &mut request.repositories {
+        let Ok(project_id) = repo.id.parse::<i64>() else {
+            continue;
+        };
+        for commit in repo.commits.iter_mut().take(MAX_ENRICHED_COMMITS) {
+            match gitlab.commit_changes(project_id, &commit.id).await {
+                Ok((parents, diffs)) => {
+                    mapping::enrich_commit(commit, &repo.url, parents, &diffs);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "commit details not read from GitLab; sent without files");
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// How entities are sent: the site's project keys, and whether they are history (backfilled:
@@ -202,7 +255,8 @@ impl Handlers {
         seq: i64,
     ) -> Result<(), JobError> {
         let properties = mapping::properties(sub.id, push.project.id);
-        let action = match self.map_push(sub, push, seq).await? {
+        let gitlab = LazyGitLab::new(self, sub);
+        let action = match self.map_push(&gitlab, push, seq).await? {
             PushAction::Store {
                 mut request,
                 dropped_keys,
@@ -210,7 +264,7 @@ impl Handlers {
                 if !opts.prepare(&mut request) {
                     return Ok(());
                 }
-                self.enrich_commits(sub, &mut request).await;
+                enrich_commits(&gitlab, &mut request).await;
                 PushAction::Store {
                     request,
                     dropped_keys,
@@ -225,40 +279,11 @@ impl Handlers {
         .await
     }
 
-    /// Adds files with line counts and the merge flag to the commits about to be sent, reading GitLab
-    /// best-effort: the first failure (GitLab down or throttling) stops it, and the commits go without.
-    async fn enrich_commits(&self, sub: &Subscription, request: &mut DevinfoRequest) {
-        let Ok(gitlab) = self
-            .gitlab
-            .client_for(&self.store, sub, self.clock.now_ms())
-            .await
-        else {
-            return;
-        };
-        let gitlab = gitlab.best_effort();
-        for repo in &mut request.repositories {
-            let Ok(project_id) = repo.id.parse::<i64>() else {
-                continue;
-            };
-            for commit in repo.commits.iter_mut().take(MAX_ENRICHED_COMMITS) {
-                match gitlab.commit_changes(project_id, &commit.id).await {
-                    Ok((parents, diffs)) => {
-                        mapping::enrich_commit(commit, &repo.url, parents, &diffs);
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "commit details not read from GitLab; sent without files");
-                        return;
-                    }
-                }
-            }
-        }
-    }
-
     /// Maps a push, reading from GitLab what the payload leaves out: the commits beyond its 20, the open
     /// merge requests of the branch (whose keys the branch carries), and a branch tip it does not hold.
     async fn map_push(
         &self,
-        sub: &Subscription,
+        gitlab: &LazyGitLab<'_>,
         mut push: PushEvent,
         seq: i64,
     ) -> Result<PushAction, JobError> {
@@ -268,13 +293,9 @@ impl Handlers {
         if push.deletes_ref() {
             return Ok(mapping::map_push(&push, seq, None).unwrap_or(PushAction::Nothing));
         }
-        // Pushes to the default branch with their commits complete (the hot path) never ask GitLab.
-        let gitlab = || {
-            self.gitlab
-                .client_for(&self.store, sub, self.clock.now_ms())
-        };
         if let Some(base) = push.missing_commits_base() {
-            let mut all = gitlab()
+            let mut all = gitlab
+                .get()
                 .await?
                 .compare(push.project.id, &base, &push.after)
                 .await?;
@@ -287,7 +308,8 @@ impl Handlers {
         let open_mr_texts = if push.project.default_branch.as_deref() == Some(branch.as_str()) {
             Vec::new()
         } else {
-            gitlab()
+            gitlab
+                .get()
                 .await?
                 .open_merge_request_texts(push.project.id, &branch)
                 .await?
@@ -295,7 +317,7 @@ impl Handlers {
         match mapping::map_push_with(&push, seq, None, &open_mr_texts) {
             Ok(a) => Ok(a),
             Err(mapping::NeedsTipCommit(sha)) => {
-                let tip = gitlab().await?.commit(push.project.id, &sha).await?;
+                let tip = gitlab.get().await?.commit(push.project.id, &sha).await?;
                 mapping::map_push_with(&push, seq, Some(&tip), &open_mr_texts).map_err(|e| {
                     JobError::Permanent(format!("tip commit {} not returned by GitLab", e.0))
                 })
@@ -498,15 +520,10 @@ impl Handlers {
                 provider_metadata: ProviderMetadata::ours(),
             };
             let result = self.jira.submit_builds(site, &body).await?;
-            let now = self.clock.now_ms();
-            self.record_audit(crate::audit::builds(
-                client_key,
-                chunk,
-                &result.rejected(),
-                now,
-            ))
+            self.record_bulk_result(client_key, "build", &result, |rejected, now| {
+                crate::audit::builds(client_key, chunk, rejected, now)
+            })
             .await;
-            self.record_bulk_result(client_key, "build", &result).await;
         }
         Ok(())
     }
@@ -526,16 +543,10 @@ impl Handlers {
                 provider_metadata: ProviderMetadata::ours(),
             };
             let result = self.jira.submit_deployments(site, &body).await?;
-            let now = self.clock.now_ms();
-            self.record_audit(crate::audit::deployments(
-                client_key,
-                chunk,
-                &result.rejected(),
-                now,
-            ))
+            self.record_bulk_result(client_key, "deployment", &result, |rejected, now| {
+                crate::audit::deployments(client_key, chunk, rejected, now)
+            })
             .await;
-            self.record_bulk_result(client_key, "deployment", &result)
-                .await;
         }
         Ok(())
     }
@@ -556,16 +567,10 @@ impl Handlers {
                 provider_metadata: ProviderMetadata::ours(),
             };
             let result = self.jira.submit_feature_flags(site, &body).await?;
-            let now = self.clock.now_ms();
-            self.record_audit(crate::audit::flags(
-                client_key,
-                chunk,
-                &result.rejected(),
-                now,
-            ))
+            self.record_bulk_result(client_key, "feature_flag", &result, |rejected, now| {
+                crate::audit::flags(client_key, chunk, rejected, now)
+            })
             .await;
-            self.record_bulk_result(client_key, "feature_flag", &result)
-                .await;
         }
         Ok(())
     }
@@ -577,13 +582,19 @@ impl Handlers {
         }
     }
 
+    /// Records what Jira said about a builds, deployments or flags request: the audit trail (built by
+    /// `audit` from Jira's rejections), the rejected entities, and unknown keys and associations.
     async fn record_bulk_result(
         &self,
         client_key: &str,
         entity_type: &str,
         result: &gfj_jira_client::BulkResult,
+        audit: impl FnOnce(&crate::audit::Rejections, i64) -> Vec<gfj_store::audit::AuditEntry>,
     ) {
-        for (key, reason) in result.rejected() {
+        let rejected = result.rejected();
+        self.record_audit(audit(&rejected, self.clock.now_ms()))
+            .await;
+        for (key, reason) in rejected {
             self.reject(client_key, "", entity_type, &key, &reason)
                 .await;
         }
