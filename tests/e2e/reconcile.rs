@@ -232,7 +232,51 @@ async fn a_pipeline_gitlab_held_back_is_reconciled(db: TestDatabase) {
     app.stop().await;
 }
 
+/// GitLab sends no webhook when a merge request is deleted: reconciliation finds it missing from
+/// GitLab's list and deletes it from Jira, leaving the other merge requests alone.
+async fn a_deleted_merge_request_leaves_jira(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    let w = app.linked_world(1).await;
+    let p = w.projects[0];
+    for branch in ["gone", "kept"] {
+        app.gitlab
+            .push(p, branch, &["work without keys"], w.user)
+            .await;
+    }
+    let gone = app
+        .gitlab
+        .open_merge_request(p, "gone", "main", "DEL-1 a mistake", "", w.user)
+        .await;
+    app.gitlab
+        .open_merge_request(p, "kept", "main", "DEL-2 the real change", "", w.user)
+        .await;
+    app.drained().await;
+    assert_eq!(app.jira.issue("DEL-1").pull_requests.len(), 1);
+
+    let deliveries = app.gitlab.deliveries().len();
+    app.gitlab.delete_merge_request(p, gone.iid);
+    assert_eq!(app.gitlab.deliveries().len(), deliveries, "no webhook");
+    reconcile(&app).await;
+    assert!(
+        app.jira.issue("DEL-1").pull_requests.is_empty(),
+        "the deleted merge request left Jira"
+    );
+    assert_eq!(app.jira.issue("DEL-2").pull_requests.len(), 1);
+    let sub = app.store.subscriptions().await.unwrap()[0].clone();
+    assert_eq!(
+        app.store
+            .sent_merge_requests(sub.id, p)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "only the remaining one is remembered"
+    );
+    app.stop().await;
+}
+
 test_on_both_databases!(
+    a_deleted_merge_request_leaves_jira,
     a_pipeline_gitlab_held_back_is_reconciled,
     a_new_projects_history_is_backfilled_without_transitions,
     feature_flag_edits_and_deletions_are_reconciled,

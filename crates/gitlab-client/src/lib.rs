@@ -747,6 +747,19 @@ impl GitLabClient {
         .await
     }
 
+    /// The global ids of every merge request of a project, whatever its state (GitLab reports no
+    /// deletions; what is missing from this list was deleted).
+    pub async fn merge_request_ids(&self, project_id: i64) -> Result<Vec<i64>, GitLabError> {
+        #[derive(serde::Deserialize)]
+        struct Id {
+            id: i64,
+        }
+        let ids: Vec<Id> = self
+            .get_all(&format!("/projects/{project_id}/merge_requests?state=all"))
+            .await?;
+        Ok(ids.into_iter().map(|m| m.id).collect())
+    }
+
     /// Deployments updated since a time, whatever their status (blocked included).
     pub async fn deployments_updated_after(
         &self,

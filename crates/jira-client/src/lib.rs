@@ -451,17 +451,21 @@ impl JiraClient {
             .map_err(|e| JiraError::Transport(format!("unreadable devinfo response: {e}")))
     }
 
-    /// `DELETE /rest/devinfo/0.10/repository/{repositoryId}/branch/{branchId}`; only data with an
-    /// `updateSequenceId` up to `seq` is removed, so a later re-creation of the branch survives.
-    pub async fn delete_branch(
+    /// `DELETE /rest/devinfo/0.10/repository/{repositoryId}/{entityType}/{entityId}`; only data with an
+    /// `updateSequenceId` up to `seq` is removed, so a later re-creation of the entity survives.
+    pub async fn delete_devinfo_entity(
         &self,
         site: &Site,
         repository_id: &str,
-        branch_id: &str,
+        entity: DevinfoEntity,
+        entity_id: &str,
         seq: i64,
     ) -> Result<(), JiraError> {
         let path = format!(
-            "/rest/devinfo/0.10/repository/{repository_id}/branch/{branch_id}?_updateSequenceId={seq}"
+            "/rest/devinfo/0.10/repository/{}/{}/{}?_updateSequenceId={seq}",
+            encode(repository_id),
+            entity.path_segment(),
+            encode(entity_id)
         );
         self.call::<()>(site, reqwest::Method::DELETE, &path, None)
             .await
@@ -608,6 +612,24 @@ impl JiraClient {
         body: &FeatureFlagsRequest,
     ) -> Result<BulkResult, JiraError> {
         self.bulk(site, "/rest/featureflags/0.1/bulk", body).await
+    }
+}
+
+/// The kinds of development information Jira deletes one by one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DevinfoEntity {
+    Branch,
+    Commit,
+    PullRequest,
+}
+
+impl DevinfoEntity {
+    fn path_segment(self) -> &'static str {
+        match self {
+            DevinfoEntity::Branch => "branch",
+            DevinfoEntity::Commit => "commit",
+            DevinfoEntity::PullRequest => "pull_request",
+        }
     }
 }
 

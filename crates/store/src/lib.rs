@@ -6,6 +6,7 @@
 //! - [`gitlab_connections`]: GitLab users signed in with OAuth (rotating token pairs).
 //! - [`queue`]: the durable job queue (enqueue, claim with a lease, complete, retry, dead-letter).
 //! - [`intake`]: group commit of webhook deliveries into the queue.
+//! - [`audit`], [`feature_flags`], [`merge_requests`]: what was sent where (for "why", edits and deletions).
 //!
 //! Both engines run the same statements through sqlx's `Any` driver; the few places where the dialects
 //! differ (`FOR UPDATE SKIP LOCKED`, `BEGIN IMMEDIATE`) branch on [`Backend`].
@@ -18,6 +19,7 @@ pub mod feature_flags;
 pub mod gitlab_connections;
 pub mod installations;
 pub mod intake;
+pub mod merge_requests;
 pub mod queue;
 pub mod sites;
 pub mod subscriptions;

@@ -41,8 +41,23 @@ impl Handlers {
                         if !opts.prepare(&mut request) {
                             return Ok(());
                         }
+                        let sends_pull_request = request
+                            .repositories
+                            .iter()
+                            .any(|r| !r.pull_requests.is_empty());
                         self.at_site(ck, self.store_entities(ck, site, request, dropped_keys))
-                            .await
+                            .await?;
+                        if sends_pull_request {
+                            // Reconciliation compares these with GitLab's list to find deletions.
+                            self.store
+                                .remember_sent_merge_request(
+                                    sub.id,
+                                    ev.project.id,
+                                    ev.object_attributes.id,
+                                )
+                                .await?;
+                        }
+                        Ok(())
                     }
                 }
             }

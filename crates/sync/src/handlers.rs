@@ -14,7 +14,7 @@ use gfj_core::mapping::project_keys::ProjectKeys;
 use gfj_core::mapping::{self, PushAction};
 use gfj_core::url_pattern::UrlAllowList;
 use gfj_gitlab_client::GitLabClient;
-use gfj_jira_client::{JiraApi, JiraError};
+use gfj_jira_client::{DevinfoEntity, JiraApi, JiraError};
 use gfj_jira_client::{JiraClient, Site, SiteAuth};
 use gfj_store::installations::Installation;
 use gfj_store::queue::{DEFAULT_MAX_ATTEMPTS, Job, NewJob};
@@ -389,7 +389,13 @@ impl Handlers {
                 branch_id,
             } => {
                 self.jira
-                    .delete_branch(site, &repository_id, &branch_id, seq)
+                    .delete_devinfo_entity(
+                        site,
+                        &repository_id,
+                        DevinfoEntity::Branch,
+                        &branch_id,
+                        seq,
+                    )
                     .await
             }
             PushAction::Store {

@@ -5,11 +5,13 @@
 //! the same paths as live events. Its sequence number is the pass's start, so a live event that arrives
 //! later still wins, and an older queued one cannot overwrite what the pass sent.
 
+use std::collections::HashSet;
+
 use gfj_core::gitlab::{EventKind, GitLabTime, NULL_SHA, PushEvent, WebhookEvent};
 use gfj_core::jobs::Reconcile;
 use gfj_core::mapping::project_keys::ProjectKeys;
 use gfj_gitlab_client::GitLabClient;
-use gfj_jira_client::Site;
+use gfj_jira_client::{DevinfoEntity, Site};
 use gfj_store::subscriptions::Subscription;
 use gfj_store::{Store, StoreError};
 use serde_json::{Value, json};
@@ -170,6 +172,30 @@ impl Handlers {
             let hook = merge_request_hook(&project_json, &mr);
             self.replay(sub, site, opts, EventKind::MergeRequest, &hook, seq)
                 .await?;
+        }
+        // Merge requests deleted in GitLab (which sends no webhook for it) leave Jira.
+        let sent = self.store.sent_merge_requests(sub.id, project_id).await?;
+        if !sent.is_empty() {
+            let existing: HashSet<i64> = gitlab
+                .merge_request_ids(project_id)
+                .await?
+                .into_iter()
+                .collect();
+            let repository_id = project_id.to_string();
+            for mr_id in sent.into_iter().filter(|id| !existing.contains(id)) {
+                let entity_id = mr_id.to_string();
+                let delete = self.jira.delete_devinfo_entity(
+                    site,
+                    &repository_id,
+                    DevinfoEntity::PullRequest,
+                    &entity_id,
+                    seq,
+                );
+                self.at_site(&sub.client_key, delete).await?;
+                self.store
+                    .forget_sent_merge_request(sub.id, project_id, mr_id)
+                    .await?;
+            }
         }
         // Deployments, blocked ones (waiting for approval) included.
         for d in gitlab.deployments_updated_after(project_id, &since).await? {

@@ -730,6 +730,14 @@ impl GitLabSim {
             .await;
     }
 
+    /// Deletes a merge request as an owner can (`DELETE /projects/:id/merge_requests/:iid`): GitLab sends no
+    /// webhook for it.
+    pub fn delete_merge_request(&self, project_id: i64, iid: i64) {
+        let mut i = self.shared.inner.lock().unwrap();
+        let n = mr_index(&i, project_id, iid);
+        i.merge_requests.remove(n);
+    }
+
     /// Requests a review (acting as the author) and delivers `action: update` with a `reviewers` change.
     pub async fn add_reviewer(&self, project_id: i64, iid: i64, user_id: i64) {
         let now = clock(&self.shared);
