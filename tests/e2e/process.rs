@@ -2,6 +2,7 @@
 
 use std::process::{Child, Command, Stdio};
 
+use gfj_sim::gitlab::ci::JobSpec;
 use gfj_sim::gitlab::{GitLabSim, Plan};
 use gfj_sim::jira::{Fault, JiraSim, JiraSimConfig};
 use gfj_store::test_on_both_databases;
@@ -174,6 +175,11 @@ struct Expected {
     /// Issue key of a flag's current description → the flag's name; `gone` keys must show no flag.
     flags: std::collections::BTreeMap<String, String>,
     gone_flag_keys: Vec<String>,
+    /// Issue key of a pipeline's commit → the pipeline's iid; its build must show it successful.
+    builds: std::collections::BTreeMap<String, i64>,
+    /// Issue keys of commits deployed to an environment that waits for approval (GitLab sends no
+    /// webhook for a blocked deployment): a pending deployment must show on each.
+    pending_deployments: Vec<String>,
 }
 
 impl Expected {
@@ -217,6 +223,25 @@ impl Expected {
                 out.push(format!("flag {name} missing on {key}"));
             }
         }
+        for (key, iid) in &self.builds {
+            let builds = jira.issue(key).builds;
+            if !builds
+                .iter()
+                .any(|b| b["buildNumber"] == *iid && b["state"] == "successful")
+            {
+                out.push(format!(
+                    "build {iid} on {key} missing or not successful: {builds:?}"
+                ));
+            }
+        }
+        for key in &self.pending_deployments {
+            let deployments = jira.issue(key).deployments;
+            if !deployments.iter().any(|d| d["state"] == "pending") {
+                out.push(format!(
+                    "pending deployment missing on {key}: {deployments:?}"
+                ));
+            }
+        }
         for key in &self.gone_flag_keys {
             if !jira.issue(key).feature_flags.is_empty() {
                 out.push(format!("stale flag still on {key}"));
@@ -252,6 +277,10 @@ async fn chaos_loses_nothing_and_leaves_nothing_stale(db: TestDatabase) {
         gitlab.add_project(group, "api"),
         gitlab.add_project(group, "web"),
     ];
+    // Deployments of "web" to production wait for an approval that never comes.
+    gitlab.add_environment(projects[1], "production", "production");
+    let approver = gitlab.add_user("approver", "glpat-approver");
+    gitlab.protect_environment(projects[1], "production", &[approver], 1);
     let settings = Settings::from_map(&vars.iter().cloned().collect()).unwrap();
     let store = settings.open_store().await.unwrap();
     let req = LinkRequest {
@@ -362,13 +391,32 @@ async fn chaos_loses_nothing_and_leaves_nothing_stale(db: TestDatabase) {
                     want.gone_flag_keys.push(first);
                     events += 3;
                 }
-                _ => {
-                    let key = next("CH");
-                    let sha = gitlab
-                        .push(p, "topic", &[&format!("{key} elsewhere")], user)
+                // A deployment to "web"'s protected production: blocked, and no webhook says so.
+                9 if i % 20 == 9 => {
+                    let key = next("DEP");
+                    gitlab
+                        .push(p, "main", &[&format!("{key} release")], user)
                         .await;
-                    want.commits.push((key, sha[0].clone()));
-                    events += 1;
+                    let deploy = JobSpec::deploy("deploy", "production", "production", false);
+                    gitlab.run_pipeline(p, "main", &[deploy]).await;
+                    want.pending_deployments.push(key);
+                    events += 2;
+                }
+                // A pipeline on a branch of its own, running its test job to success.
+                _ => {
+                    let key = next("PL");
+                    let sha = gitlab
+                        .push(p, "ci", &[&format!("{key} faster tests")], user)
+                        .await;
+                    want.commits.push((key.clone(), sha[0].clone()));
+                    let pipeline = gitlab
+                        .run_pipeline(p, "ci", &[JobSpec::new("test", "test")])
+                        .await;
+                    for status in ["running", "success"] {
+                        gitlab.set_job_status(p, pipeline.job_ids[0], status).await;
+                    }
+                    want.builds.insert(key, pipeline.iid);
+                    events += 4;
                 }
             }
             // Twice, in the middle of the stream: kill -9, keep GitLab busy meanwhile, restart.
