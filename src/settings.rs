@@ -86,6 +86,10 @@ pub struct Settings {
     pub audit_days: i64,
     /// How often each subscription's projects are reconciled with GitLab.
     pub reconcile_secs: i64,
+    /// How far back a backfill reads history; `None` for all of it.
+    pub backfill_window_ms: Option<i64>,
+    /// Backfill tasks (project × kind of history) running at once.
+    pub backfill_tasks: usize,
 }
 
 impl std::fmt::Debug for Settings {
@@ -111,7 +115,7 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-pub const NAMES: [&str; 22] = [
+pub const NAMES: [&str; 24] = [
     "GFJ_LISTEN",
     "GFJ_BASE_URL",
     "GFJ_DATABASE_URL",
@@ -134,6 +138,8 @@ pub const NAMES: [&str; 22] = [
     "GFJ_MR_KEYS_FROM_BRANCH",
     "GFJ_AUDIT_DAYS",
     "GFJ_RECONCILE_SECS",
+    "GFJ_BACKFILL_DAYS",
+    "GFJ_BACKFILL_TASKS",
 ];
 
 fn scalar(v: &toml::Value) -> Option<String> {
@@ -239,9 +245,24 @@ impl Settings {
             "false" | "0" | "no" => false,
             other => anyhow::bail!("GFJ_MR_KEYS_FROM_BRANCH must be true or false, got {other:?}"),
         };
+        let backfill_window_ms = match get("GFJ_BACKFILL_DAYS", "180").trim() {
+            "all" => None,
+            days => {
+                let d: i64 = days.parse().map_err(|_| {
+                    anyhow::anyhow!("GFJ_BACKFILL_DAYS must be a number of days or all, got {days:?}")
+                })?;
+                anyhow::ensure!(
+                    (1..=36_500).contains(&d),
+                    "GFJ_BACKFILL_DAYS must be between 1 and 36500, or all, got {d}"
+                );
+                Some(d * 86_400_000)
+            }
+        };
         Ok(Self {
             gitlab_oauth_apps,
             mr_keys_from_branch,
+            backfill_window_ms,
+            backfill_tasks: number("GFJ_BACKFILL_TASKS", 8, 1, 1024)? as usize,
             worker_concurrency: number("GFJ_WORKER_CONCURRENCY", 16, 1, 1024)? as usize,
             job_lease_secs: number("GFJ_JOB_LEASE_SECS", 120, 1, 86_400)?,
             jira_site_concurrency: number("GFJ_JIRA_SITE_CONCURRENCY", 8, 1, 1024)? as usize,
@@ -282,6 +303,7 @@ impl Settings {
             http: gfj_gitlab_client::http_client(),
             urls: self.gitlab_urls.clone(),
             oauth_apps: self.gitlab_oauth_apps.clone(),
+            refreshing: Default::default(),
         }
     }
 

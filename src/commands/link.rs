@@ -151,6 +151,11 @@ pub async fn link(
             return Err(e.into());
         }
     };
+    // The history follows as jobs; a link whose backfill could not be queued still works live, and
+    // `resync` queues it again.
+    if let Err(e) = gfj_sync::backfill::queue_backfill_plan(store, sub.id, now_ms).await {
+        tracing::warn!(subscription = sub.id, error = %e, "backfill not queued; run resync");
+    }
     Ok(LinkedSubscription {
         id: sub.id,
         site: install.client_key,

@@ -89,6 +89,7 @@ impl Service {
                     hook_check_ms: self.settings.hook_check_secs * 1000,
                     reconcile_ms: self.settings.reconcile_secs * 1000,
                     audit_retention_ms: self.settings.audit_days * 86_400_000,
+                    backfill_tasks: self.settings.backfill_tasks as i64,
                 },
                 stop_rx.clone(),
             ));
@@ -118,6 +119,7 @@ struct Upkeep {
     hook_check_ms: i64,
     reconcile_ms: i64,
     audit_retention_ms: i64,
+    backfill_tasks: i64,
 }
 
 /// Queues each subscription's hook check (the first at start: it catches hooks GitLab disabled while
@@ -151,6 +153,10 @@ async fn periodic_upkeep(
                 tracing::warn!(error = %e, "could not prune the audit trail; trying again");
             }
         }
+        // Tasks start as others finish; this catches those a `resync` queued from the command line.
+        if let Err(e) = store.start_backfill_tasks(every.backfill_tasks, now).await {
+            tracing::warn!(error = %e, "could not start backfill tasks; trying again");
+        }
         if now >= next_reconcile {
             match gfj_sync::reconcile::schedule_reconciles(&store, now, every.reconcile_ms).await {
                 Ok(_) => next_reconcile = now + every.reconcile_ms,
@@ -183,6 +189,11 @@ pub fn handlers(settings: &Settings, store: &Store, clock: Arc<dyn Clock>) -> Ha
         merge_request_options: gfj_core::mapping::merge_request::MergeRequestOptions {
             keys_from_source_branch: settings.mr_keys_from_branch,
         },
+        backfill: gfj_sync::backfill::BackfillSettings {
+            window_ms: settings.backfill_window_ms,
+            max_running: settings.backfill_tasks as i64,
+        },
+        projects: Default::default(),
     }
 }
 

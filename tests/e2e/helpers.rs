@@ -23,6 +23,7 @@ pub struct TestApp {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     db: Option<TestDatabase>,
+    run_workers: bool,
 }
 
 /// A GitLab user with a group and projects, ready to link.
@@ -98,6 +99,7 @@ impl TestApp {
             stop: Some(stop),
             server: Some(server),
             db: Some(db),
+            run_workers,
         }
     }
 
@@ -133,7 +135,8 @@ impl TestApp {
         assert_eq!(self.jira.install(&self.base_url).await.unwrap(), 204);
     }
 
-    pub async fn link(
+    /// Links without waiting for the backfill the link queues.
+    pub async fn link_only(
         &self,
         group: &str,
         token: &str,
@@ -148,6 +151,35 @@ impl TestApp {
             hook_mode: mode,
         };
         link::link(&self.settings, &self.store, req, 1).await
+    }
+
+    pub async fn link(
+        &self,
+        group: &str,
+        token: &str,
+        mode: HookMode,
+    ) -> anyhow::Result<LinkedSubscription> {
+        let linked = self.link_only(group, token, mode).await?;
+        // Tests start from a linked group whose backfill is done.
+        if self.run_workers {
+            self.drained().await;
+        } else {
+            self.run_queue_once_through().await;
+        }
+        Ok(linked)
+    }
+
+    /// Runs due jobs in this task until none is left (for tests that run no background workers).
+    pub async fn run_queue_once_through(&self) {
+        let clock: std::sync::Arc<dyn gfj_store::Clock> =
+            std::sync::Arc::new(gfj_store::SystemClock);
+        let runner = gfj_sync::Runner::new(
+            self.store.clone(),
+            clock.clone(),
+            gitlab_for_jira::commands::serve::handlers(&self.settings, &self.store, clock),
+            gfj_sync::RunnerConfig::default(),
+        );
+        while runner.run_due().await > 0 {}
     }
 
     /// Waits (bounded) until the queue holds nothing that is due, running or scheduled.

@@ -104,6 +104,15 @@ async fn sigkill_mid_job_loses_nothing_and_sigterm_exits_cleanly(db: TestDatabas
         hook_mode: HookMode::Auto,
     };
     link::link(&settings, &store, req, now_ms()).await.unwrap();
+    // The (empty) project's backfill first, so that the held write is the push's.
+    eventually("the backfill is done", || async {
+        let tasks = store.backfill_tasks(None).await.unwrap();
+        !tasks.is_empty()
+            && tasks
+                .iter()
+                .all(|t| t.state == gfj_store::backfill::TaskState::Done)
+    })
+    .await;
 
     // The delivery is acknowledged, the worker is inside the Jira call: kill -9.
     jira.hold_next_writes(1);

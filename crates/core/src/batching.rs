@@ -95,6 +95,58 @@ pub fn pack_devinfo(request: DevinfoRequest) -> Vec<DevinfoRequest> {
     out
 }
 
+/// Combines many requests (one per branch, merge request or commit page of a backfill) into one, to be
+/// packed by [`pack_devinfo`]: repositories with the same id become one, and an entity sent twice (a
+/// commit at the tip of several branches) becomes one whose issue keys are the union, capped at Jira's
+/// limit. `None` when nothing is left. The first request's flags and properties apply to all.
+pub fn combine_devinfo(requests: Vec<DevinfoRequest>) -> Option<DevinfoRequest> {
+    let mut requests = requests.into_iter();
+    let mut out = requests.next()?;
+    let mut repositories: Vec<Repository> = Vec::new();
+    for repo in out
+        .repositories
+        .drain(..)
+        .chain(requests.flat_map(|r| r.repositories))
+    {
+        let i = match repositories.iter().position(|r| r.id == repo.id) {
+            Some(i) => i,
+            None => {
+                repositories.push(empty_like(&repo));
+                repositories.len() - 1
+            }
+        };
+        let into = &mut repositories[i];
+        into.update_sequence_id = into.update_sequence_id.max(repo.update_sequence_id);
+        for c in repo.commits {
+            match into.commits.iter_mut().find(|x| x.id == c.id) {
+                Some(existing) => {
+                    crate::issue_keys::merge(&mut existing.issue_keys, &c.issue_keys);
+                    existing.issue_keys.truncate(jira::MAX_ASSOCIATION_VALUES);
+                }
+                None => into.commits.push(c),
+            }
+        }
+        for b in repo.branches {
+            match into.branches.iter_mut().find(|x| x.id == b.id) {
+                Some(existing) => *existing = b,
+                None => into.branches.push(b),
+            }
+        }
+        for p in repo.pull_requests {
+            match into.pull_requests.iter_mut().find(|x| x.id == p.id) {
+                Some(existing) => *existing = p,
+                None => into.pull_requests.push(p),
+            }
+        }
+    }
+    repositories.retain(|r| entity_count(r) > 0);
+    if repositories.is_empty() {
+        return None;
+    }
+    out.repositories = repositories;
+    Some(out)
+}
+
 /// Splits a request into two with about half the entities each, or `None` when it holds one entity.
 pub fn split_devinfo(request: &DevinfoRequest) -> Option<(DevinfoRequest, DevinfoRequest)> {
     let total: usize = request.repositories.iter().map(entity_count).sum();
@@ -139,6 +191,45 @@ pub fn devinfo_entities(request: &DevinfoRequest) -> usize {
 mod tests {
     use super::*;
     use crate::jira::{Author, OperationType, ProviderMetadata};
+
+
+    #[test]
+    fn combining_merges_repositories_and_unites_the_keys_of_a_commit_sent_twice() {
+        let repo = |commits: Vec<jira::Commit>| Repository {
+            id: "15".into(),
+            name: "api".into(),
+            url: "https://g/api".into(),
+            update_sequence_id: 1,
+            avatar: None,
+            commits,
+            branches: vec![],
+            pull_requests: vec![],
+        };
+        let request = |repos: Vec<Repository>| DevinfoRequest {
+            repositories: repos,
+            prevent_transitions: true,
+            operation_type: OperationType::Backfill,
+            properties: Default::default(),
+            provider_metadata: ProviderMetadata {
+                product: "GitLab".into(),
+            },
+        };
+        let mut shared = commit(1);
+        shared.issue_keys = vec!["B-2".into()];
+        let combined = combine_devinfo(vec![
+            request(vec![repo(vec![commit(1)])]),
+            request(vec![repo(vec![shared, commit(2)])]),
+            request(vec![repo(vec![])]),
+        ])
+        .unwrap();
+        assert_eq!(combined.repositories.len(), 1);
+        let commits = &combined.repositories[0].commits;
+        assert_eq!(commits.len(), 2);
+        assert_eq!(commits[0].issue_keys, ["PROJ-1", "B-2"]);
+        assert_eq!(pack_devinfo(combined).len(), 1, "one Jira request");
+        assert!(combine_devinfo(vec![request(vec![repo(vec![])])]).is_none());
+        assert!(combine_devinfo(Vec::new()).is_none());
+    }
 
     fn commit(n: usize) -> jira::Commit {
         jira::Commit {

@@ -63,3 +63,91 @@ pub struct Reconcile {
 impl Reconcile {
     pub const KIND: &'static str = "reconcile";
 }
+
+/// Plans the backfill of a subscription: lists its projects and records one task per project and kind of
+/// history (queued by `link`; reconciliation plans projects that joined the group later).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BackfillPlan {
+    pub subscription_id: i64,
+}
+
+impl BackfillPlan {
+    pub const KIND: &'static str = "backfill_plan";
+}
+
+/// One page of one project's history of one kind. The task's cursor lives in the store, not here: the
+/// job names the page it expects, and a job whose page was already done (a replay after SIGKILL) does
+/// nothing.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BackfillPage {
+    pub subscription_id: i64,
+    pub project_id: i64,
+    pub entity: BackfillEntity,
+    /// The task's run (its start time): a resync starts a new run, and jobs of the old one stop.
+    pub run: i64,
+    pub page: i64,
+}
+
+impl BackfillPage {
+    pub const KIND: &'static str = "backfill_page";
+}
+
+/// The kinds of history a backfill reads, one task each per project, in the order they are started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackfillEntity {
+    MergeRequests,
+    Branches,
+    Commits,
+    Pipelines,
+    Deployments,
+    FeatureFlags,
+}
+
+impl BackfillEntity {
+    pub const ALL: [BackfillEntity; 6] = [
+        BackfillEntity::MergeRequests,
+        BackfillEntity::Branches,
+        BackfillEntity::Commits,
+        BackfillEntity::Pipelines,
+        BackfillEntity::Deployments,
+        BackfillEntity::FeatureFlags,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackfillEntity::MergeRequests => "merge_requests",
+            BackfillEntity::Branches => "branches",
+            BackfillEntity::Commits => "commits",
+            BackfillEntity::Pipelines => "pipelines",
+            BackfillEntity::Deployments => "deployments",
+            BackfillEntity::FeatureFlags => "feature_flags",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+
+    /// Its place in [`Self::ALL`].
+    pub fn rank(self) -> i64 {
+        Self::ALL.iter().position(|e| *e == self).unwrap_or(0) as i64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backfill_entities_round_trip_through_their_names() {
+        for e in BackfillEntity::ALL {
+            assert_eq!(BackfillEntity::parse(e.as_str()), Some(e));
+            assert_eq!(
+                serde_json::to_value(e).unwrap(),
+                serde_json::json!(e.as_str())
+            );
+        }
+        assert_eq!(BackfillEntity::parse("issues"), None);
+    }
+}

@@ -686,6 +686,32 @@ impl GitLabClient {
             .flat_map(|m| [m.title, m.description.unwrap_or_default()])
             .collect())
     }
+
+    /// The titles and descriptions of every open merge request of a project, by source branch (one
+    /// list for all branches: what a backfill page of branches needs).
+    pub async fn open_merge_request_texts_by_branch(
+        &self,
+        project_id: i64,
+    ) -> Result<std::collections::HashMap<String, Vec<String>>, GitLabError> {
+        #[derive(Deserialize)]
+        struct Mr {
+            source_branch: String,
+            #[serde(default)]
+            title: String,
+            #[serde(default)]
+            description: Option<String>,
+        }
+        let mrs: Vec<Mr> = self
+            .get_all(&format!("/projects/{project_id}/merge_requests?state=opened"))
+            .await?;
+        let mut by_branch: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for m in mrs {
+            let texts = by_branch.entry(m.source_branch).or_default();
+            texts.push(m.title);
+            texts.push(m.description.unwrap_or_default());
+        }
+        Ok(by_branch)
+    }
 }
 
 /// A branch as the branches API lists it.
@@ -700,6 +726,167 @@ pub struct BranchTip {
     pub id: String,
     #[serde(default)]
     pub committed_date: Option<String>,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub authored_date: Option<String>,
+    #[serde(default)]
+    pub author_name: String,
+    #[serde(default)]
+    pub author_email: String,
+    #[serde(default)]
+    pub web_url: String,
+}
+
+impl From<BranchTip> for hooks::Commit {
+    fn from(c: BranchTip) -> Self {
+        hooks::Commit {
+            id: c.id,
+            message: c.message,
+            title: c.title,
+            timestamp: c.authored_date.or(c.committed_date).unwrap_or_default(),
+            url: c.web_url,
+            author: hooks::CommitAuthor {
+                name: c.author_name,
+                email: c.author_email,
+            },
+            added: vec![],
+            modified: vec![],
+            removed: vec![],
+        }
+    }
+}
+
+/// One page of a list, with GitLab's next page number and total count when it gives them (it stops
+/// counting above 10,000 records).
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_page: Option<i64>,
+    pub total: Option<i64>,
+}
+
+/// What a backfill reads: one page at a time, in an order that new records cannot shift (they come
+/// last), so that a stored page number is a safe cursor. Times are ISO 8601.
+impl GitLabClient {
+    async fn get_page<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        page: i64,
+    ) -> Result<Page<T>, GitLabError> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let resp = self
+            .call(
+                Method::GET,
+                &format!("{path}{sep}per_page=100&page={page}"),
+                None,
+            )
+            .await?;
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<i64>().ok())
+        };
+        let next_page = header("x-next-page");
+        let total = header("x-total");
+        let items: Vec<T> = resp.json().await.map_err(unreadable)?;
+        Ok(Page {
+            next_page: next_page.filter(|_| !items.is_empty()),
+            items,
+            total,
+        })
+    }
+
+    /// Merge requests in every state, updated since `since` (all when `None`), oldest first.
+    pub async fn merge_requests_page(
+        &self,
+        project_id: i64,
+        since: Option<&str>,
+        page: i64,
+    ) -> Result<Page<serde_json::Value>, GitLabError> {
+        let since = since
+            .map(|s| format!("&updated_after={}", encode_path(s)))
+            .unwrap_or_default();
+        self.get_page(
+            &format!(
+                "/projects/{project_id}/merge_requests?state=all&order_by=created_at&sort=asc{since}"
+            ),
+            page,
+        )
+        .await
+    }
+
+    /// Branches with their tip commits, by name.
+    pub async fn branches_page(
+        &self,
+        project_id: i64,
+        page: i64,
+    ) -> Result<Page<BranchSummary>, GitLabError> {
+        self.get_page(&format!("/projects/{project_id}/repository/branches"), page)
+            .await
+    }
+
+    /// Commits of every branch, newest first, committed between `since` (the beginning when `None`) and
+    /// `until` (which pins the list while it is read).
+    pub async fn commits_page(
+        &self,
+        project_id: i64,
+        since: Option<&str>,
+        until: &str,
+        page: i64,
+    ) -> Result<Page<hooks::Commit>, GitLabError> {
+        let since = since
+            .map(|s| format!("&since={}", encode_path(s)))
+            .unwrap_or_default();
+        let p: Page<RestCommit> = self
+            .get_page(
+                &format!(
+                    "/projects/{project_id}/repository/commits?all=true&until={}{since}",
+                    encode_path(until)
+                ),
+                page,
+            )
+            .await?;
+        Ok(Page {
+            items: p.items.into_iter().map(Into::into).collect(),
+            next_page: p.next_page,
+            total: p.total,
+        })
+    }
+
+    /// Pipelines updated since `since` (all when `None`), by id.
+    pub async fn pipelines_page(
+        &self,
+        project_id: i64,
+        since: Option<&str>,
+        page: i64,
+    ) -> Result<Page<serde_json::Value>, GitLabError> {
+        let since = since
+            .map(|s| format!("&updated_after={}", encode_path(s)))
+            .unwrap_or_default();
+        self.get_page(
+            &format!("/projects/{project_id}/pipelines?order_by=id&sort=asc{since}"),
+            page,
+        )
+        .await
+    }
+
+    /// Deployments by id (GitLab sorts by update time whenever a time filter is given, which new updates
+    /// would shift; the caller filters by time).
+    pub async fn deployments_page(
+        &self,
+        project_id: i64,
+        page: i64,
+    ) -> Result<Page<DeploymentDetails>, GitLabError> {
+        self.get_page(
+            &format!("/projects/{project_id}/deployments?order_by=id&sort=asc"),
+            page,
+        )
+        .await
+    }
 }
 
 /// What a reconciliation pass reads. Times are ISO 8601, as GitLab's filters take them.

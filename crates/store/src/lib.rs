@@ -4,6 +4,7 @@
 //! - [`crypto`]: AES-256-GCM for secrets at rest.
 //! - [`installations`], [`subscriptions`]: Jira sites and linked GitLab groups.
 //! - [`gitlab_connections`]: GitLab users signed in with OAuth (rotating token pairs).
+//! - [`backfill`]: per project and kind of history, the backfill's cursor and progress.
 //! - [`queue`]: the durable job queue (enqueue, claim with a lease, complete, retry, dead-letter).
 //! - [`intake`]: group commit of webhook deliveries into the queue.
 //! - [`audit`], [`feature_flags`], [`merge_requests`]: what was sent where (for "why", edits and deletions).
@@ -12,6 +13,7 @@
 //! differ (`FOR UPDATE SKIP LOCKED`, `BEGIN IMMEDIATE`) branch on [`Backend`].
 
 pub mod audit;
+pub mod backfill;
 pub mod clock;
 pub mod crypto;
 mod db;
@@ -43,6 +45,8 @@ pub enum StoreError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
+    #[error("unreadable stored data: {0}")]
+    Corrupt(String),
     #[error("the store is shutting down")]
     Closed,
 }

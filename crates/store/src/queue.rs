@@ -65,43 +65,8 @@ impl Store {
     /// rows were new (duplicates by `dedup_key` are skipped). Rows go in multi-row statements, so a batch
     /// costs a few round trips to PostgreSQL, not one per job.
     pub async fn enqueue(&self, jobs: &[NewJob], now_ms: i64) -> Result<u64, StoreError> {
-        const ROWS_PER_STATEMENT: usize = 256;
         let mut tx = self.begin_write().await?;
-        let mut inserted = 0;
-        for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let b = i * 7;
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                        b + 1,
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5,
-                        b + 6,
-                        b + 7
-                    )
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO jobs (kind, payload, dedup_key, run_at, max_attempts, created_at, coalesce_key) VALUES {} \
-                 ON CONFLICT (dedup_key) DO NOTHING",
-                values.join(", ")
-            );
-            let mut q = sqlx::query(&sql);
-            for j in chunk {
-                q = q
-                    .bind(&j.kind)
-                    .bind(&j.payload)
-                    .bind(&j.dedup_key)
-                    .bind(j.run_at)
-                    .bind(j.max_attempts)
-                    .bind(now_ms)
-                    .bind(&j.coalesce_key);
-            }
-            inserted += q.execute(&mut *tx).await?.rows_affected();
-        }
+        let inserted = insert_jobs(&mut tx, jobs, now_ms).await?;
         tx.commit().await?;
         if inserted > 0 {
             self.wake_workers();
@@ -306,7 +271,7 @@ impl Store {
             .collect()
     }
 
-    fn wake_workers(&self) {
+    pub(crate) fn wake_workers(&self) {
         // `notify_one` keeps a permit when no worker is waiting at this instant, so a worker that is busy
         // claiming still sees the wake-up; `notify_waiters` wakes the others that are waiting.
         self.wake.notify_one();
@@ -317,6 +282,52 @@ impl Store {
     pub async fn enqueued(&self) {
         self.wake.notified().await;
     }
+}
+
+/// Inserts jobs within a caller's write transaction (which must wake the workers after committing).
+/// Rows go in multi-row statements, so a batch costs a few round trips to PostgreSQL, not one per job.
+pub(crate) async fn insert_jobs(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    jobs: &[NewJob],
+    now_ms: i64,
+) -> Result<u64, StoreError> {
+    const ROWS_PER_STATEMENT: usize = 256;
+    let mut inserted = 0;
+    for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = i * 7;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO jobs (kind, payload, dedup_key, run_at, max_attempts, created_at, coalesce_key) VALUES {} \
+             ON CONFLICT (dedup_key) DO NOTHING",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for j in chunk {
+            q = q
+                .bind(&j.kind)
+                .bind(&j.payload)
+                .bind(&j.dedup_key)
+                .bind(j.run_at)
+                .bind(j.max_attempts)
+                .bind(now_ms)
+                .bind(&j.coalesce_key);
+        }
+        inserted += q.execute(&mut **tx).await?.rows_affected();
+    }
+    Ok(inserted)
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {

@@ -2,6 +2,8 @@
 //! in with OAuth. OAuth pairs are refreshed shortly before they expire and the rotated pair is persisted
 //! (compare-and-swap) before it is used, so a crash never strands a revoked refresh token.
 
+use std::collections::HashMap;
+
 use gfj_core::url_pattern::UrlAllowList;
 use gfj_gitlab_client::GitLabClient;
 use gfj_gitlab_client::oauth::{self, OAuthApp, OAuthTokens};
@@ -17,6 +19,26 @@ pub struct GitLabAccess {
     pub http: reqwest::Client,
     pub urls: UrlAllowList,
     pub oauth_apps: Vec<OAuthApp>,
+    /// One refresh at a time per sign-in in this process: GitLab rotates the refresh token, so two
+    /// concurrent refreshes with the same one would see the second refused.
+    pub refreshing: RefreshLocks,
+}
+
+/// Per GitLab sign-in, the lock its refreshes take.
+#[derive(Clone, Default)]
+pub struct RefreshLocks(
+    std::sync::Arc<std::sync::Mutex<HashMap<i64, std::sync::Arc<tokio::sync::Mutex<()>>>>>,
+);
+
+impl RefreshLocks {
+    fn of(&self, connection_id: i64) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        self.0
+            .lock()
+            .unwrap()
+            .entry(connection_id)
+            .or_default()
+            .clone()
+    }
 }
 
 impl GitLabAccess {
@@ -63,6 +85,8 @@ impl GitLabAccess {
         connection_id: i64,
         now_ms: i64,
     ) -> Result<(GitLabClient, GitLabConnection), JobError> {
+        let lock = self.refreshing.of(connection_id);
+        let _one_refresh_at_a_time = lock.lock().await;
         let (conn, stored) = store
             .gitlab_connection(connection_id)
             .await?

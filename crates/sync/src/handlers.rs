@@ -9,7 +9,9 @@ use gfj_core::jira::{
     Build, BuildsRequest, Deployment, DeploymentsRequest, DevinfoRequest, FeatureFlag,
     FeatureFlagsRequest, ProviderMetadata,
 };
-use gfj_core::jobs::{CleanupScope, GitlabEvent, HookCheck, JiraCleanup, Reconcile};
+use gfj_core::jobs::{
+    BackfillPage, BackfillPlan, CleanupScope, GitlabEvent, HookCheck, JiraCleanup, Reconcile,
+};
 use gfj_core::mapping::project_keys::ProjectKeys;
 use gfj_core::mapping::{self, PushAction};
 use gfj_core::url_pattern::UrlAllowList;
@@ -37,6 +39,10 @@ pub struct Handlers {
     pub webhook_url: String,
     /// How merge requests are mapped (`GFJ_MR_KEYS_FROM_BRANCH`).
     pub merge_request_options: mapping::merge_request::MergeRequestOptions,
+    /// How backfills run (`GFJ_BACKFILL_DAYS`, `GFJ_BACKFILL_TASKS`).
+    pub backfill: crate::backfill::BackfillSettings,
+    /// Projects read for backfill pages.
+    pub projects: crate::backfill::ProjectCache,
 }
 
 /// The GitLab client acting for a subscription, made on first use (reading and, for an OAuth sign-in,
@@ -167,6 +173,16 @@ impl Handlers {
                 let r: Reconcile = serde_json::from_str(&job.payload)
                     .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
                 self.reconcile(&r).await
+            }
+            BackfillPlan::KIND => {
+                let plan: BackfillPlan = serde_json::from_str(&job.payload)
+                    .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
+                self.plan_backfill(&plan).await
+            }
+            BackfillPage::KIND => {
+                let page: BackfillPage = serde_json::from_str(&job.payload)
+                    .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
+                self.backfill_page(job, &page).await
             }
             HookCheck::KIND => {
                 let check: HookCheck = serde_json::from_str(&job.payload)

@@ -102,7 +102,7 @@ impl Handlers {
     }
 
     /// Project-hook mode: hooks projects that joined the group (or a subgroup) and forgets those that
-    /// left. A new project's whole history is a gap.
+    /// left. A new project's history is backfilled.
     async fn follow_group_projects(
         &self,
         sub: &Subscription,
@@ -110,6 +110,8 @@ impl Handlers {
         secrets: Option<&HookSecrets>,
     ) -> Result<(), JobError> {
         let projects = client.group_projects(sub.group_id).await?;
+        self.plan_projects(sub, &projects, self.clock.now_ms())
+            .await?;
         let hooked: Vec<Hook> = self
             .store
             .subscription_hooks(sub.id)
@@ -137,9 +139,6 @@ impl Handlers {
                 hook_id: info.id,
             };
             self.store.put_subscription_hook(sub.id, &hook, now).await?;
-            self.store
-                .record_gap(sub.id, "project", p.id, 0, now, "project joined the group")
-                .await?;
             tracing::info!(subscription = sub.id, project = %p.path_with_namespace, "hooked a new project of the group");
         }
         for h in hooked.iter().filter(|h| !current.contains(&h.target_id)) {

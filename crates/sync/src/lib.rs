@@ -5,6 +5,7 @@
 //! attempt. It never holds a database transaction across a network call.
 
 mod audit;
+pub mod backfill;
 mod cicd;
 pub mod gitlab_access;
 pub mod handlers;

@@ -73,12 +73,10 @@ impl Handlers {
                 .map(|h| h.target_id)
                 .collect()
         } else {
-            gitlab
-                .group_projects(sub.group_id)
-                .await?
-                .into_iter()
-                .map(|p| p.id)
-                .collect()
+            let listed = gitlab.group_projects(sub.group_id).await?;
+            // Projects that joined the group since the link get their history too.
+            self.plan_projects(&sub, &listed, started).await?;
+            listed.into_iter().map(|p| p.id).collect()
         };
         let gaps = self.store.open_gaps(sub.id).await?;
         for project_id in projects {
@@ -199,67 +197,118 @@ impl Handlers {
         }
         // Deployments, blocked ones (waiting for approval) included.
         for d in gitlab.deployments_updated_after(project_id, &since).await? {
-            let hook = json!({
-                "object_kind": "deployment",
-                "status": d.status,
-                "status_changed_at": d.updated_at,
-                "deployment_id": d.id,
-                "environment": d.environment.name,
-                "environment_tier": d.environment.tier,
-                "project": project_json,
-                "short_sha": d.sha.chars().take(8).collect::<String>(),
-                "ref": d.git_ref,
-            });
-            self.replay(sub, site, opts, EventKind::Deployment, &hook, seq)
+            self.replay_deployment(sub, site, opts, &project_json, &d, seq)
                 .await?;
         }
-        // Pipelines whose webhooks were missed: their jobs and commit are read too (the build's test
-        // counts and issue keys come from them).
+        // Pipelines whose webhooks were missed.
         for pipeline in gitlab.pipelines_updated_after(project_id, &since).await? {
-            let Some(id) = pipeline["id"].as_i64() else {
-                continue;
-            };
-            let jobs = gitlab.pipeline_jobs(project_id, id).await?;
-            let sha = pipeline["sha"].as_str().unwrap_or_default();
-            let commit = match gitlab.commit(project_id, sha).await {
-                Ok(c) => Some(c),
-                Err(gfj_gitlab_client::GitLabError::NotFound(_)) => None,
-                Err(e) => return Err(e.into()),
-            };
-            let hook = pipeline_hook(&project_json, &pipeline, &jobs, commit.as_ref());
-            self.replay(sub, site, opts, EventKind::Pipeline, &hook, seq)
+            self.replay_pipeline(sub, site, opts, gitlab, &project_json, &pipeline, seq)
                 .await?;
         }
-        // Feature flags: GitLab reports only toggles. Edits and deletions of flags whose id a webhook
-        // taught us are found here; the live path re-reads each one (and deletes it when gone).
+        self.replay_known_flags(sub, site, opts, gitlab, &project_json, Some(since_ms), seq)
+            .await
+    }
+
+    /// A deployment as the REST API lists it, through the live path.
+    pub(crate) async fn replay_deployment(
+        &self,
+        sub: &Subscription,
+        site: &Site,
+        opts: &SendOptions,
+        project_json: &Value,
+        d: &gfj_gitlab_client::DeploymentDetails,
+        seq: i64,
+    ) -> Result<(), JobError> {
+        let hook = json!({
+            "object_kind": "deployment",
+            "status": d.status,
+            "status_changed_at": d.updated_at,
+            "deployment_id": d.id,
+            "environment": d.environment.name,
+            "environment_tier": d.environment.tier,
+            "project": project_json,
+            "short_sha": d.sha.chars().take(8).collect::<String>(),
+            "ref": d.git_ref,
+        });
+        self.replay(sub, site, opts, EventKind::Deployment, &hook, seq)
+            .await
+    }
+
+    /// A pipeline as the REST API lists it, through the live path; its jobs and commit are read too (the
+    /// build's test counts and issue keys come from them).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn replay_pipeline(
+        &self,
+        sub: &Subscription,
+        site: &Site,
+        opts: &SendOptions,
+        gitlab: &GitLabClient,
+        project_json: &Value,
+        pipeline: &Value,
+        seq: i64,
+    ) -> Result<(), JobError> {
+        let (Some(id), Some(project_id)) = (pipeline["id"].as_i64(), project_json["id"].as_i64())
+        else {
+            return Ok(());
+        };
+        let jobs = gitlab.pipeline_jobs(project_id, id).await?;
+        let sha = pipeline["sha"].as_str().unwrap_or_default();
+        let commit = match gitlab.commit(project_id, sha).await {
+            Ok(c) => Some(c),
+            Err(gfj_gitlab_client::GitLabError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let hook = pipeline_hook(project_json, pipeline, &jobs, commit.as_ref());
+        self.replay(sub, site, opts, EventKind::Pipeline, &hook, seq)
+            .await
+    }
+
+    /// Feature flags: GitLab reports only toggles. Flags whose id a webhook taught us, edited since
+    /// `since_ms` (all when `None`) or deleted, go through the live path, which re-reads each one (and
+    /// deletes it from Jira when gone).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn replay_known_flags(
+        &self,
+        sub: &Subscription,
+        site: &Site,
+        opts: &SendOptions,
+        gitlab: &GitLabClient,
+        project_json: &Value,
+        since_ms: Option<i64>,
+        seq: i64,
+    ) -> Result<(), JobError> {
+        let Some(project_id) = project_json["id"].as_i64() else {
+            return Ok(());
+        };
         let known = self.store.known_feature_flags(project_id).await?;
-        if !known.is_empty() {
-            let listed = gitlab.feature_flags(project_id).await?;
-            for (name, id) in known {
-                let changed = match listed.iter().find(|f| f.name == name) {
-                    None => true,
-                    Some(f) => f
-                        .updated_at
-                        .as_deref()
-                        .and_then(GitLabTime::parse)
-                        .is_none_or(|t| t.unix_ms() >= since_ms),
-                };
-                if changed {
-                    let hook = json!({
-                        "object_kind": "feature_flag",
-                        "project": project_json,
-                        "object_attributes": { "id": id, "name": name, "active": false },
-                    });
-                    self.replay(sub, site, opts, EventKind::FeatureFlag, &hook, seq)
-                        .await?;
-                }
+        if known.is_empty() {
+            return Ok(());
+        }
+        let listed = gitlab.feature_flags(project_id).await?;
+        for (name, id) in known {
+            let changed = match listed.iter().find(|f| f.name == name) {
+                None => true,
+                Some(f) => f
+                    .updated_at
+                    .as_deref()
+                    .and_then(GitLabTime::parse)
+                    .is_none_or(|t| since_ms.is_none_or(|s| t.unix_ms() >= s)),
+            };
+            if changed {
+                let hook = json!({
+                    "object_kind": "feature_flag",
+                    "project": project_json,
+                    "object_attributes": { "id": id, "name": name, "active": false },
+                });
+                self.replay(sub, site, opts, EventKind::FeatureFlag, &hook, seq)
+                    .await?;
             }
         }
         Ok(())
     }
 
     /// Sends a webhook-shaped body made up from the REST API through the live path.
-    async fn replay(
+    pub(crate) async fn replay(
         &self,
         sub: &Subscription,
         site: &Site,
@@ -280,7 +329,7 @@ impl Handlers {
 }
 
 /// A REST merge request in the Merge Request Hook's shape.
-fn merge_request_hook(project: &Value, mr: &Value) -> Value {
+pub(crate) fn merge_request_hook(project: &Value, mr: &Value) -> Value {
     json!({
         "object_kind": "merge_request",
         "project": project,

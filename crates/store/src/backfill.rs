@@ -1,0 +1,418 @@
+//! Backfill tasks: one per subscription, project and kind of history, each a chain of page jobs whose
+//! cursor (the next GitLab page) is stored here, so that a backfill resumes where it stopped after a
+//! crash. A bounded number run at a time, so that live events always find free workers.
+
+use gfj_core::jobs::{BackfillEntity, BackfillPage};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::queue::{DEFAULT_MAX_ATTEMPTS, NewJob, insert_jobs};
+use crate::{Store, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    Pending,
+    Running,
+    Done,
+    Failed,
+}
+
+impl TaskState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Pending => "pending",
+            TaskState::Running => "running",
+            TaskState::Done => "done",
+            TaskState::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "running" => TaskState::Running,
+            "done" => TaskState::Done,
+            "failed" => TaskState::Failed,
+            _ => TaskState::Pending,
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackfillTask {
+    pub subscription_id: i64,
+    pub project_id: i64,
+    pub project_path: String,
+    pub entity: BackfillEntity,
+    pub state: TaskState,
+    /// History from this time (epoch ms); `None`: all of it.
+    pub since_ms: Option<i64>,
+    /// Lists that grow while the task runs are read up to this time.
+    pub until_ms: Option<i64>,
+    pub next_page: i64,
+    /// Items read from GitLab.
+    pub items_done: i64,
+    /// Items that mentioned issue keys and were sent to Jira.
+    pub items_sent: i64,
+    /// How many items GitLab says there are, when it says.
+    pub items_total: Option<i64>,
+    /// Why it failed, or the last error it is retrying after.
+    pub error: Option<String>,
+    pub queued_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+impl BackfillTask {
+    /// The job that reads this task's next page.
+    fn page_job(&self, run: i64, now_ms: i64) -> NewJob {
+        let page = BackfillPage {
+            subscription_id: self.subscription_id,
+            project_id: self.project_id,
+            entity: self.entity,
+            run,
+            page: self.next_page,
+        };
+        NewJob {
+            kind: BackfillPage::KIND.to_owned(),
+            payload: serde_json::to_string(&page).expect("job payload serialises"),
+            dedup_key: Some(format!(
+                "backfill:{}:{}:{}:{run}:{}",
+                self.subscription_id,
+                self.project_id,
+                self.entity.as_str(),
+                self.next_page
+            )),
+            run_at: now_ms,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            coalesce_key: None,
+        }
+    }
+}
+
+const COLUMNS: &str = "subscription_id, project_id, project_path, entity, state, since_ms, until_ms, next_page, \
+     items_done, items_sent, items_total, error, queued_at, started_at, finished_at, updated_at";
+
+fn task(r: &AnyRow) -> Result<BackfillTask, StoreError> {
+    let entity: String = r.try_get("entity")?;
+    let state: String = r.try_get("state")?;
+    Ok(BackfillTask {
+        subscription_id: r.try_get("subscription_id")?,
+        project_id: r.try_get("project_id")?,
+        project_path: r.try_get("project_path")?,
+        entity: BackfillEntity::parse(&entity).ok_or_else(|| {
+            StoreError::Corrupt(format!("unknown backfill entity {entity:?}"))
+        })?,
+        state: TaskState::parse(&state),
+        since_ms: r.try_get("since_ms")?,
+        until_ms: r.try_get("until_ms")?,
+        next_page: r.try_get("next_page")?,
+        items_done: r.try_get("items_done")?,
+        items_sent: r.try_get("items_sent")?,
+        items_total: r.try_get("items_total")?,
+        error: r.try_get("error")?,
+        queued_at: r.try_get("queued_at")?,
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+/// Which task a page job belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskKey {
+    pub subscription_id: i64,
+    pub project_id: i64,
+    pub entity: BackfillEntity,
+}
+
+impl From<&BackfillPage> for TaskKey {
+    fn from(p: &BackfillPage) -> Self {
+        Self {
+            subscription_id: p.subscription_id,
+            project_id: p.project_id,
+            entity: p.entity,
+        }
+    }
+}
+
+/// Where a page left its task.
+#[derive(Debug, Clone, Copy)]
+pub struct PageOutcome {
+    /// The next GitLab page, or `None` when this was the last.
+    pub next_page: Option<i64>,
+    pub items_read: i64,
+    pub items_sent: i64,
+    pub items_total: Option<i64>,
+}
+
+impl Store {
+    /// Records pending tasks for every kind of history of these projects (`(id, full path)`), leaving
+    /// tasks that already exist alone. Returns how many were new.
+    pub async fn plan_backfill(
+        &self,
+        subscription_id: i64,
+        projects: &[(i64, String)],
+        since_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut inserted = 0;
+        for (project_id, path) in projects {
+            for entity in BackfillEntity::ALL {
+                inserted += sqlx::query(
+                    "INSERT INTO backfill_tasks (subscription_id, project_id, project_path, entity, entity_rank, state, \
+                     since_ms, next_page, items_done, items_sent, queued_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, 'pending', $6, 1, 0, 0, $7, $7) ON CONFLICT DO NOTHING",
+                )
+                .bind(subscription_id)
+                .bind(project_id)
+                .bind(path)
+                .bind(entity.as_str())
+                .bind(entity.rank())
+                .bind(since_ms)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    /// Starts pending tasks, oldest first, until `max_running` run; each gets the job for its first page.
+    /// Returns how many started.
+    pub async fn start_backfill_tasks(
+        &self,
+        max_running: i64,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let running: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM backfill_tasks WHERE state = 'running'")
+                .fetch_one(&mut *tx)
+                .await?;
+        let room = max_running - running;
+        if room <= 0 {
+            return Ok(0);
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM backfill_tasks WHERE state = 'pending' \
+             ORDER BY queued_at, project_id, entity_rank LIMIT $1"
+        ))
+        .bind(room)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut jobs = Vec::new();
+        for row in &rows {
+            let t = task(row)?;
+            // The state check makes a replica that raced us here start nothing twice.
+            let n = sqlx::query(
+                "UPDATE backfill_tasks SET state = 'running', started_at = $1, until_ms = $1, updated_at = $1, \
+                 error = NULL WHERE subscription_id = $2 AND project_id = $3 AND entity = $4 AND state = 'pending'",
+            )
+            .bind(now_ms)
+            .bind(t.subscription_id)
+            .bind(t.project_id)
+            .bind(t.entity.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n == 1 {
+                jobs.push(t.page_job(now_ms, now_ms));
+            }
+        }
+        insert_jobs(&mut tx, &jobs, now_ms).await?;
+        tx.commit().await?;
+        if !jobs.is_empty() {
+            self.wake_workers();
+        }
+        Ok(jobs.len() as u64)
+    }
+
+    pub async fn backfill_task(&self, key: TaskKey) -> Result<Option<BackfillTask>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM backfill_tasks WHERE subscription_id = $1 AND project_id = $2 AND entity = $3"
+        ))
+        .bind(key.subscription_id)
+        .bind(key.project_id)
+        .bind(key.entity.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(task)
+        .transpose()
+    }
+
+    /// Every task, of one subscription or of all, by subscription, project and kind.
+    pub async fn backfill_tasks(
+        &self,
+        subscription_id: Option<i64>,
+    ) -> Result<Vec<BackfillTask>, StoreError> {
+        let rows = match subscription_id {
+            Some(id) => {
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM backfill_tasks WHERE subscription_id = $1 \
+                     ORDER BY subscription_id, project_path, entity_rank"
+                ))
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM backfill_tasks ORDER BY subscription_id, project_path, entity_rank"
+                ))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(task).collect()
+    }
+
+    /// Records a page as done: moves the cursor and queues the next page's job, or marks the task done,
+    /// in one transaction. Only the page the task expects, of its current run, counts: a replayed job
+    /// changes nothing and gets `false`.
+    pub async fn advance_backfill(
+        &self,
+        key: TaskKey,
+        run: i64,
+        page: i64,
+        outcome: PageOutcome,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let (state, finished) = match outcome.next_page {
+            Some(_) => ("running", None),
+            None => ("done", Some(now_ms)),
+        };
+        let n = sqlx::query(
+            "UPDATE backfill_tasks SET next_page = $1, items_done = items_done + $2, items_sent = items_sent + $3, \
+             items_total = COALESCE($4, items_total), error = NULL, state = $5, finished_at = $6, updated_at = $7 \
+             WHERE subscription_id = $8 AND project_id = $9 AND entity = $10 AND state = 'running' \
+             AND started_at = $11 AND next_page = $12",
+        )
+        .bind(outcome.next_page.unwrap_or(page))
+        .bind(outcome.items_read)
+        .bind(outcome.items_sent)
+        .bind(outcome.items_total)
+        .bind(state)
+        .bind(finished)
+        .bind(now_ms)
+        .bind(key.subscription_id)
+        .bind(key.project_id)
+        .bind(key.entity.as_str())
+        .bind(run)
+        .bind(page)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n != 1 {
+            return Ok(false);
+        }
+        let mut queued = false;
+        if let Some(next) = outcome.next_page {
+            let t = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM backfill_tasks WHERE subscription_id = $1 AND project_id = $2 AND entity = $3"
+            ))
+            .bind(key.subscription_id)
+            .bind(key.project_id)
+            .bind(key.entity.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            let t = task(&t)?;
+            debug_assert_eq!(t.next_page, next);
+            queued = insert_jobs(&mut tx, &[t.page_job(run, now_ms)], now_ms).await? > 0;
+        }
+        tx.commit().await?;
+        if queued {
+            self.wake_workers();
+        }
+        Ok(true)
+    }
+
+    /// Notes the error a running task's page is being retried after (progress shows it).
+    pub async fn note_backfill_error(
+        &self,
+        key: TaskKey,
+        error: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE backfill_tasks SET error = $1, updated_at = $2 \
+             WHERE subscription_id = $3 AND project_id = $4 AND entity = $5 AND state = 'running'",
+        )
+        .bind(error)
+        .bind(now_ms)
+        .bind(key.subscription_id)
+        .bind(key.project_id)
+        .bind(key.entity.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Ends a task as failed, with the reason.
+    pub async fn fail_backfill(
+        &self,
+        key: TaskKey,
+        run: i64,
+        error: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE backfill_tasks SET state = 'failed', error = $1, finished_at = $2, updated_at = $2 \
+             WHERE subscription_id = $3 AND project_id = $4 AND entity = $5 AND state = 'running' AND started_at = $6",
+        )
+        .bind(error)
+        .bind(now_ms)
+        .bind(key.subscription_id)
+        .bind(key.project_id)
+        .bind(key.entity.as_str())
+        .bind(run)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Queues tasks of a subscription again from their first page: all of them, one project's, or only
+    /// the failed ones; from `since_ms` when given (else each keeps its window). Returns how many.
+    pub async fn reset_backfill(
+        &self,
+        subscription_id: i64,
+        project_id: Option<i64>,
+        since_ms: Option<i64>,
+        only_failed: bool,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let mut sql = String::from(
+            "UPDATE backfill_tasks SET state = 'pending', next_page = 1, items_done = 0, items_sent = 0, \
+             items_total = NULL, error = NULL, started_at = NULL, until_ms = NULL, finished_at = NULL, \
+             queued_at = $1, updated_at = $1",
+        );
+        if since_ms.is_some() {
+            sql.push_str(", since_ms = $3");
+        }
+        sql.push_str(" WHERE subscription_id = $2");
+        if only_failed {
+            sql.push_str(" AND state = 'failed'");
+        }
+        if project_id.is_some() {
+            sql.push_str(if since_ms.is_some() {
+                " AND project_id = $4"
+            } else {
+                " AND project_id = $3"
+            });
+        }
+        let mut q = sqlx::query(&sql).bind(now_ms).bind(subscription_id);
+        if let Some(s) = since_ms {
+            q = q.bind(s);
+        }
+        if let Some(p) = project_id {
+            q = q.bind(p);
+        }
+        Ok(q.execute(&self.pool).await?.rows_affected())
+    }
+}

@@ -1,0 +1,523 @@
+//! Backfill: a linked group's history, all of it (within the configured window), as fast as GitLab's and
+//! Jira's rate limits allow, resumable and visible.
+//!
+//! `backfill_plan` lists the group's projects and records one task per project and kind of history
+//! (`gfj_store::backfill`). A bounded number of tasks run at a time; each is a chain of `backfill_page`
+//! jobs, one GitLab page (100 records) each, whose entities go to Jira in as few requests as Jira's
+//! limits allow, as `operationType: BACKFILL` with `preventTransitions`, so that old work does not move
+//! issues. The cursor moves in the same transaction that queues the next page, so a crash repeats at
+//! most one page (harmless: Jira keeps the newest by sequence number). How fast it goes is set by the
+//! GitLab client's gate (`RateLimit-Remaining`, 429) and the Jira site's budget, which every page passes
+//! through; the running-task cap only keeps workers free for live events.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use gfj_core::batching;
+use gfj_core::gitlab::{EventKind, GitLabTime, NULL_SHA, Project, PushEvent, WebhookEvent};
+use gfj_core::jobs::{BackfillEntity, BackfillPage, BackfillPlan};
+use gfj_core::mapping::merge_request::{MergeRequestAction, map_merge_request};
+use gfj_core::mapping::project_keys::ProjectKeys;
+use gfj_core::mapping::{self, PushAction};
+use gfj_gitlab_client::{GitLabClient, GitLabError, ProjectSummary};
+use gfj_jira_client::Site;
+use gfj_store::backfill::{BackfillTask, PageOutcome, TaskKey, TaskState};
+use gfj_store::queue::{DEFAULT_MAX_ATTEMPTS, Job, NewJob};
+use gfj_store::subscriptions::Subscription;
+use gfj_store::{Store, StoreError};
+
+use crate::JobError;
+use crate::handlers::{Handlers, SendOptions, site_of};
+use crate::reconcile::merge_request_hook;
+
+/// How backfills run (`GFJ_BACKFILL_DAYS`, `GFJ_BACKFILL_TASKS`).
+#[derive(Debug, Clone, Copy)]
+pub struct BackfillSettings {
+    /// History older than this is not read; `None`: all of it.
+    pub window_ms: Option<i64>,
+    /// Tasks (project × kind of history) running at once, over all subscriptions.
+    pub max_running: i64,
+}
+
+impl Default for BackfillSettings {
+    fn default() -> Self {
+        Self {
+            window_ms: Some(180 * 24 * 3600 * 1000),
+            max_running: 8,
+        }
+    }
+}
+
+/// Queues the planning of a subscription's backfill (after `link`).
+pub async fn queue_backfill_plan(
+    store: &Store,
+    subscription_id: i64,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let job = NewJob {
+        kind: BackfillPlan::KIND.to_owned(),
+        payload: serde_json::to_string(&BackfillPlan { subscription_id })
+            .expect("job payload serialises"),
+        dedup_key: Some(format!("backfill_plan:{subscription_id}")),
+        run_at: now_ms,
+        max_attempts: DEFAULT_MAX_ATTEMPTS,
+        coalesce_key: None,
+    };
+    store.enqueue(&[job], now_ms).await.map(drop)
+}
+
+/// Projects as webhooks describe them, read once per project and kept a few minutes: every page of a
+/// backfill needs one, and reading it per page would double the GitLab requests.
+#[derive(Default)]
+pub struct ProjectCache {
+    entries: Mutex<HashMap<i64, (i64, Project)>>,
+}
+
+const PROJECT_CACHE_MS: i64 = 5 * 60 * 1000;
+const PROJECT_CACHE_MAX: usize = 4096;
+
+impl ProjectCache {
+    async fn get(
+        &self,
+        gitlab: &GitLabClient,
+        project_id: i64,
+        now_ms: i64,
+    ) -> Result<Option<Project>, GitLabError> {
+        if let Some((at, p)) = self.entries.lock().unwrap().get(&project_id)
+            && now_ms - at < PROJECT_CACHE_MS
+        {
+            return Ok(Some(p.clone()));
+        }
+        let Some(p) = gitlab.project(project_id).await? else {
+            return Ok(None);
+        };
+        let mut entries = self.entries.lock().unwrap();
+        if entries.len() >= PROJECT_CACHE_MAX {
+            entries.clear();
+        }
+        entries.insert(project_id, (now_ms, p.clone()));
+        Ok(Some(p))
+    }
+}
+
+fn iso(ms: i64) -> String {
+    GitLabTime::from_unix_ms(ms.max(0))
+        .map(|t| t.rfc3339())
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
+}
+
+/// GitLab answers that will not change by retrying: the project is gone or out of reach.
+fn final_gitlab_error(e: &GitLabError) -> bool {
+    matches!(
+        e,
+        GitLabError::NotFound(_) | GitLabError::Forbidden(_) | GitLabError::Unauthorized
+    )
+}
+
+/// History is sent with the sequence number of the moment its task was queued, so that anything a live
+/// event sent since (more complete: a push knows which branch a commit was on) wins. Within that
+/// millisecond, kinds that know more about an entity come later: a commit's own message (commits) <
+/// a merge request's view of its source branch < the branch itself (its name, tip and open merge
+/// requests).
+fn sequence_number(task: &BackfillTask) -> i64 {
+    let rank = match task.entity {
+        BackfillEntity::Commits => 0,
+        BackfillEntity::MergeRequests => 1,
+        BackfillEntity::Branches => 2,
+        BackfillEntity::Pipelines => 3,
+        BackfillEntity::Deployments => 4,
+        BackfillEntity::FeatureFlags => 5,
+    };
+    task.queued_at.saturating_mul(1000) + rank
+}
+
+/// What one page read from GitLab and sent.
+struct PageRead {
+    next_page: Option<i64>,
+    read: i64,
+    sent: i64,
+    total: Option<i64>,
+}
+
+impl Handlers {
+    pub(crate) async fn plan_backfill(&self, plan: &BackfillPlan) -> Result<(), JobError> {
+        let Some(sub) = self.store.subscription(plan.subscription_id).await? else {
+            return Ok(());
+        };
+        let now = self.clock.now_ms();
+        let gitlab = self.gitlab.client_for(&self.store, &sub, now).await?;
+        let projects = gitlab.group_projects(sub.group_id).await?;
+        self.plan_projects(&sub, &projects, now).await?;
+        Ok(())
+    }
+
+    /// Records backfill tasks for projects that have none (the group's at link, and projects that join
+    /// later) and starts what the cap allows.
+    pub(crate) async fn plan_projects(
+        &self,
+        sub: &Subscription,
+        projects: &[ProjectSummary],
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let listed: Vec<(i64, String)> = projects
+            .iter()
+            .map(|p| (p.id, p.path_with_namespace.clone()))
+            .collect();
+        let since = self.backfill.window_ms.map(|w| now_ms - w);
+        let planned = self
+            .store
+            .plan_backfill(sub.id, &listed, since, now_ms)
+            .await?;
+        if planned > 0 {
+            tracing::info!(
+                subscription = sub.id,
+                tasks = planned,
+                "backfill planned"
+            );
+        }
+        self.store
+            .start_backfill_tasks(self.backfill.max_running, now_ms)
+            .await?;
+        Ok(planned)
+    }
+
+    pub(crate) async fn backfill_page(
+        &self,
+        job: &Job,
+        page: &BackfillPage,
+    ) -> Result<(), JobError> {
+        let key = TaskKey::from(page);
+        let Some(task) = self.store.backfill_task(key).await? else {
+            return Ok(()); // unlinked
+        };
+        if task.state != TaskState::Running
+            || task.started_at != Some(page.run)
+            || task.next_page != page.page
+        {
+            return Ok(()); // a page already done, or a run a resync replaced
+        }
+        let Some(sub) = self.store.subscription(page.subscription_id).await? else {
+            return Ok(());
+        };
+        let Some(install) = self.store.installation(&sub.client_key).await? else {
+            return Ok(());
+        };
+        let site = site_of(install);
+        let result = self.read_and_send_page(&sub, &site, &task).await;
+        let now = self.clock.now_ms();
+        match result {
+            Ok(read) => {
+                let outcome = PageOutcome {
+                    next_page: read.next_page,
+                    items_read: read.read,
+                    items_sent: read.sent,
+                    items_total: read.total,
+                };
+                self.store
+                    .advance_backfill(key, page.run, page.page, outcome, now)
+                    .await?;
+                if read.next_page.is_none() {
+                    self.store
+                        .start_backfill_tasks(self.backfill.max_running, now)
+                        .await?;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let last = job.attempts >= job.max_attempts;
+                let message = e.to_string();
+                if last || matches!(e, JobError::Permanent(_)) {
+                    tracing::warn!(project = %task.project_path, entity = task.entity.as_str(), error = %message, "backfill task failed");
+                    self.store
+                        .fail_backfill(key, page.run, &message, now)
+                        .await?;
+                    self.store
+                        .start_backfill_tasks(self.backfill.max_running, now)
+                        .await?;
+                    Ok(())
+                } else {
+                    self.store.note_backfill_error(key, &message, now).await?;
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    async fn read_and_send_page(
+        &self,
+        sub: &Subscription,
+        site: &Site,
+        task: &BackfillTask,
+    ) -> Result<PageRead, JobError> {
+        let now = self.clock.now_ms();
+        let gitlab = self.gitlab.client_for(&self.store, sub, now).await?;
+        let opts = SendOptions {
+            keys: ProjectKeys::new(self.store.site_project_keys(&sub.client_key).await?),
+            history: true,
+        };
+        let seq = sequence_number(task);
+        let gone = |e: GitLabError| -> JobError {
+            if final_gitlab_error(&e) {
+                JobError::Permanent(format!(
+                    "GitLab: {e} (the project was deleted, or the linking user lost access)"
+                ))
+            } else {
+                e.into()
+            }
+        };
+        let project = self
+            .projects
+            .get(&gitlab, task.project_id, now)
+            .await
+            .map_err(gone)?
+            .ok_or_else(|| {
+                JobError::Permanent(
+                    "GitLab: the project no longer exists or is out of the linking user's reach"
+                        .into(),
+                )
+            })?;
+        let since = task.since_ms.map(iso);
+        let since = since.as_deref();
+        let n = task.next_page;
+        let project_json = serde_json::to_value(&project).expect("project serialises");
+        let props = mapping::properties(sub.id, project.id);
+        match task.entity {
+            BackfillEntity::MergeRequests => {
+                let page = gitlab
+                    .merge_requests_page(project.id, since, n)
+                    .await
+                    .map_err(gone)?;
+                let mut requests = Vec::new();
+                let mut dropped = Vec::new();
+                let mut sent_ids = Vec::new();
+                for mr in &page.items {
+                    let hook = merge_request_hook(&project_json, mr);
+                    let bytes = serde_json::to_vec(&hook).expect("JSON serialises");
+                    let Ok(WebhookEvent::MergeRequest(ev)) =
+                        WebhookEvent::parse(EventKind::MergeRequest, &bytes)
+                    else {
+                        tracing::warn!(project = project.id, "a merge request GitLab listed could not be read; skipped");
+                        continue;
+                    };
+                    if let MergeRequestAction::Store {
+                        request,
+                        dropped_keys,
+                    } = map_merge_request(&ev, seq, self.merge_request_options)
+                    {
+                        if request.repositories.iter().any(|r| !r.pull_requests.is_empty()) {
+                            sent_ids.push(ev.object_attributes.id);
+                        }
+                        requests.push(request);
+                        dropped.extend(dropped_keys);
+                    }
+                }
+                let sent = self
+                    .send_devinfo_page(sub, site, &opts, props, requests, dropped)
+                    .await?;
+                for id in sent_ids {
+                    self.store
+                        .remember_sent_merge_request(sub.id, project.id, id)
+                        .await?;
+                }
+                Ok(PageRead {
+                    next_page: page.next_page,
+                    read: page.items.len() as i64,
+                    sent,
+                    total: page.total,
+                })
+            }
+            BackfillEntity::Branches => {
+                let page = gitlab
+                    .branches_page(project.id, n)
+                    .await
+                    .map_err(gone)?;
+                let read = page.items.len() as i64;
+                // Like GitLab, a branch also carries the keys of its open merge requests.
+                let open_mr_texts = if page.items.is_empty() {
+                    Default::default()
+                } else {
+                    gitlab
+                        .open_merge_request_texts_by_branch(project.id)
+                        .await
+                        .map_err(gone)?
+                };
+                let mut requests = Vec::new();
+                let mut dropped = Vec::new();
+                for branch in page.items {
+                    let recent = branch
+                        .commit
+                        .committed_date
+                        .as_deref()
+                        .and_then(GitLabTime::parse)
+                        .is_none_or(|t| task.since_ms.is_none_or(|s| t.unix_ms() >= s));
+                    if !recent {
+                        continue;
+                    }
+                    let texts = open_mr_texts
+                        .get(&branch.name)
+                        .map(Vec::as_slice)
+                        .unwrap_or_default();
+                    let tip: gfj_core::gitlab::Commit = branch.commit.into();
+                    let push = PushEvent {
+                        object_kind: "push".into(),
+                        before: NULL_SHA.into(),
+                        after: tip.id.clone(),
+                        git_ref: format!("refs/heads/{}", branch.name),
+                        checkout_sha: Some(tip.id.clone()),
+                        user_username: None,
+                        project_id: project.id,
+                        project: project.clone(),
+                        total_commits_count: 1,
+                        commits: vec![tip],
+                    };
+                    if let Ok(PushAction::Store {
+                        request,
+                        dropped_keys,
+                    }) = mapping::map_push_with(&push, seq, None, texts)
+                    {
+                        requests.push(request);
+                        dropped.extend(dropped_keys);
+                    }
+                }
+                let sent = self
+                    .send_devinfo_page(sub, site, &opts, props, requests, dropped)
+                    .await?;
+                Ok(PageRead {
+                    next_page: page.next_page,
+                    read,
+                    sent,
+                    total: page.total,
+                })
+            }
+            BackfillEntity::Commits => {
+                let until = iso(task.until_ms.unwrap_or(now));
+                let page = gitlab
+                    .commits_page(project.id, since, &until, n)
+                    .await
+                    .map_err(gone)?;
+                let read = page.items.len() as i64;
+                let default_branch = project
+                    .default_branch
+                    .clone()
+                    .unwrap_or_else(|| "main".into());
+                // Commits of every branch, as if pushed to the default branch: each is sent on the keys of
+                // its own message (branch names are the branches task's).
+                let push = PushEvent {
+                    object_kind: "push".into(),
+                    before: NULL_SHA.into(),
+                    after: page
+                        .items
+                        .first()
+                        .map(|c| c.id.clone())
+                        .unwrap_or_else(|| NULL_SHA.into()),
+                    git_ref: format!("refs/heads/{default_branch}"),
+                    checkout_sha: None,
+                    user_username: None,
+                    project_id: project.id,
+                    project: project.clone(),
+                    total_commits_count: read,
+                    commits: page.items,
+                };
+                let mut requests = Vec::new();
+                let mut dropped = Vec::new();
+                if read > 0
+                    && let Ok(PushAction::Store {
+                        request,
+                        dropped_keys,
+                    }) = mapping::map_push(&push, seq, None)
+                {
+                    requests.push(request);
+                    dropped.extend(dropped_keys);
+                }
+                let sent = self
+                    .send_devinfo_page(sub, site, &opts, props, requests, dropped)
+                    .await?;
+                Ok(PageRead {
+                    next_page: page.next_page,
+                    read,
+                    sent,
+                    total: page.total,
+                })
+            }
+            BackfillEntity::Pipelines => {
+                let page = gitlab
+                    .pipelines_page(project.id, since, n)
+                    .await
+                    .map_err(gone)?;
+                for pipeline in &page.items {
+                    self.replay_pipeline(sub, site, &opts, &gitlab, &project_json, pipeline, seq)
+                        .await?;
+                }
+                Ok(PageRead {
+                    next_page: page.next_page,
+                    read: page.items.len() as i64,
+                    sent: page.items.len() as i64,
+                    total: page.total,
+                })
+            }
+            BackfillEntity::Deployments => {
+                let page = gitlab
+                    .deployments_page(project.id, n)
+                    .await
+                    .map_err(gone)?;
+                let mut sent = 0;
+                for d in &page.items {
+                    let recent = d
+                        .updated_at
+                        .as_deref()
+                        .and_then(GitLabTime::parse)
+                        .is_none_or(|t| task.since_ms.is_none_or(|s| t.unix_ms() >= s));
+                    if recent {
+                        self.replay_deployment(sub, site, &opts, &project_json, d, seq)
+                            .await?;
+                        sent += 1;
+                    }
+                }
+                Ok(PageRead {
+                    next_page: page.next_page,
+                    read: page.items.len() as i64,
+                    sent,
+                    total: page.total,
+                })
+            }
+            BackfillEntity::FeatureFlags => {
+                // GitLab's REST API lists flags without the ids Jira knows them by; only flags whose id a
+                // toggle webhook taught us can be sent.
+                let known = self.store.known_feature_flags(project.id).await?.len() as i64;
+                self.replay_known_flags(sub, site, &opts, &gitlab, &project_json, task.since_ms, seq)
+                    .await?;
+                Ok(PageRead {
+                    next_page: None,
+                    read: known,
+                    sent: known,
+                    total: Some(known),
+                })
+            }
+        }
+    }
+
+    /// Sends a page's development information in as few Jira requests as the limits allow; returns how
+    /// many entities went.
+    async fn send_devinfo_page(
+        &self,
+        sub: &Subscription,
+        site: &Site,
+        opts: &SendOptions,
+        properties: std::collections::BTreeMap<String, String>,
+        requests: Vec<gfj_core::jira::DevinfoRequest>,
+        dropped: Vec<mapping::DroppedKeys>,
+    ) -> Result<i64, JobError> {
+        let Some(mut request) = batching::combine_devinfo(requests) else {
+            return Ok(0);
+        };
+        request.properties = properties;
+        if !opts.prepare(&mut request) {
+            return Ok(0);
+        }
+        let sent = batching::devinfo_entities(&request) as i64;
+        let ck = &sub.client_key;
+        self.at_site(ck, self.store_entities(ck, site, request, dropped))
+            .await?;
+        Ok(sent)
+    }
+}
