@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use gfj_store::{Clock, SystemClock};
 use gitlab_for_jira::Settings;
-use gitlab_for_jira::commands::{demo, link, serve, sites, status};
+use gitlab_for_jira::commands::{demo, link, resync, serve, sites, status};
 
 #[derive(Parser)]
 #[command(
@@ -64,6 +64,24 @@ enum Command {
         /// Why is (or isn't) this issue key in Jira: what was sent under it, and Jira's verdicts.
         #[arg(long)]
         issue: Option<String>,
+    },
+    /// Backfill a linked group again: all of it, one project, from a date, or only what failed.
+    Resync {
+        /// The Jira site: a Connect clientKey or a Jira base URL.
+        #[arg(long)]
+        site: String,
+        /// Full path of the linked group or subgroup.
+        #[arg(long)]
+        group: String,
+        /// Full path of one project of the group.
+        #[arg(long)]
+        project: Option<String>,
+        /// Read history from this day (YYYY-MM-DD, UTC) instead of the configured window.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only the tasks that failed.
+        #[arg(long)]
+        failed: bool,
     },
     /// Run against the built-in GitLab and Jira simulators and print what Jira shows per issue key.
     Demo,
@@ -185,7 +203,26 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
             .await
         }
         Command::Status { json, issue: None } => {
-            status::status(&settings.open_store().await?, now, json).await
+            use std::io::IsTerminal;
+            let bars = std::io::stdout().is_terminal();
+            status::status(&settings.open_store().await?, now, json, bars).await
+        }
+        Command::Resync {
+            site,
+            group,
+            project,
+            since,
+            failed,
+        } => {
+            let store = settings.open_store().await?;
+            let req = resync::ResyncRequest {
+                site,
+                group,
+                project,
+                since,
+                only_failed: failed,
+            };
+            resync::resync(&settings, &store, &req, now).await
         }
     }
 }

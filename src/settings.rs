@@ -249,7 +249,9 @@ impl Settings {
             "all" => None,
             days => {
                 let d: i64 = days.parse().map_err(|_| {
-                    anyhow::anyhow!("GFJ_BACKFILL_DAYS must be a number of days or all, got {days:?}")
+                    anyhow::anyhow!(
+                        "GFJ_BACKFILL_DAYS must be a number of days or all, got {days:?}"
+                    )
                 })?;
                 anyhow::ensure!(
                     (1..=36_500).contains(&d),

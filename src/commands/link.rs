@@ -48,7 +48,7 @@ pub struct LinkedSubscription {
     pub created_at: i64,
 }
 
-async fn site(store: &Store, site: &str) -> anyhow::Result<Installation> {
+pub(crate) async fn site(store: &Store, site: &str) -> anyhow::Result<Installation> {
     store.find_installation(site).await?.ok_or_else(|| {
         anyhow::anyhow!(
             "no Jira site {site:?} is installed (give its clientKey or base URL; see `sites list`)"

@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod link;
+pub mod resync;
 pub mod serve;
 pub mod sites;
 pub mod status;

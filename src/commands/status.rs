@@ -1,6 +1,7 @@
 //! `sites list` and `status`: what is installed, linked and queued.
 
 use gfj_store::Store;
+use gfj_store::backfill::{BackfillTask, Progress, TaskState};
 use serde_json::json;
 
 pub async fn sites(store: &Store, as_json: bool) -> anyhow::Result<String> {
@@ -22,7 +23,13 @@ pub async fn sites(store: &Store, as_json: bool) -> anyhow::Result<String> {
         .join("\n"))
 }
 
-pub async fn status(store: &Store, now_ms: i64, as_json: bool) -> anyhow::Result<String> {
+/// `bars`: draw progress bars (on a terminal) rather than plain counts.
+pub async fn status(
+    store: &Store,
+    now_ms: i64,
+    as_json: bool,
+    bars: bool,
+) -> anyhow::Result<String> {
     let sites = store.installations().await?;
     let subs = store.subscriptions().await?;
     let queue = store.queue_stats(now_ms).await?;
@@ -39,6 +46,7 @@ pub async fn status(store: &Store, now_ms: i64, as_json: bool) -> anyhow::Result
             .collect();
         hooks.push((unhealthy, store.open_gaps(s.id).await?));
     }
+    let tasks = store.backfill_tasks(None).await?;
     if as_json {
         return Ok(serde_json::to_string_pretty(&json!({
             "sites": sites.iter().map(|i| {
@@ -58,6 +66,7 @@ pub async fn status(store: &Store, now_ms: i64, as_json: bool) -> anyhow::Result
             }).collect::<Vec<_>>(),
             "queue": queue,
             "rejected_entities": rejected,
+            "backfill": subs.iter().map(|s| backfill_json(s.id, &tasks, now_ms)).collect::<Vec<_>>(),
         }))?);
     }
     let mut out = vec![format!("sites: {}", sites.len())];
@@ -103,6 +112,7 @@ pub async fn status(store: &Store, now_ms: i64, as_json: bool) -> anyhow::Result
             ));
         }
         out.push(line);
+        backfill_lines(&mut out, s.id, &tasks, now_ms, bars);
     }
     out.push(format!(
         "queue: {} ready, {} scheduled for retry, {} running, {} failed permanently; oldest ready {} ms",
@@ -172,4 +182,155 @@ pub async fn issue(
     }
     out.extend(notes.into_iter().map(|n| format!("note: {n}")));
     Ok(out.join("\n"))
+}
+
+/// One subscription's backfill, per project and kind of history, for `status --json`.
+fn backfill_json(subscription_id: i64, tasks: &[BackfillTask], now_ms: i64) -> serde_json::Value {
+    let mine: Vec<BackfillTask> = tasks
+        .iter()
+        .filter(|t| t.subscription_id == subscription_id)
+        .cloned()
+        .collect();
+    let overall = Progress::of(&mine, now_ms);
+    let projects: Vec<serde_json::Value> = by_project(&mine)
+        .into_iter()
+        .map(|(path, tasks)| {
+            let p = Progress::of(&tasks, now_ms);
+            json!({
+                "project_id": tasks[0].project_id,
+                "project_path": path,
+                "state": p.state(),
+                "progress": p,
+                "tasks": tasks.iter().map(|t| json!({
+                    "entity": t.entity.as_str(),
+                    "state": t.state,
+                    "items_done": t.items_done,
+                    "items_sent": t.items_sent,
+                    "items_total": t.items_total,
+                    "error": t.error,
+                    "eta_ms": Progress::of(std::slice::from_ref(t), now_ms).eta_ms,
+                    "started_at": t.started_at,
+                    "finished_at": t.finished_at,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "subscription_id": subscription_id,
+        "state": overall.state(),
+        "progress": overall,
+        "projects": projects,
+    })
+}
+
+/// Tasks grouped by project, in path order.
+fn by_project(tasks: &[BackfillTask]) -> Vec<(String, Vec<BackfillTask>)> {
+    let mut out: Vec<(String, Vec<BackfillTask>)> = Vec::new();
+    for t in tasks {
+        match out.iter_mut().find(|(p, _)| *p == t.project_path) {
+            Some((_, list)) => list.push(t.clone()),
+            None => out.push((t.project_path.clone(), vec![t.clone()])),
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn backfill_lines(
+    out: &mut Vec<String>,
+    subscription_id: i64,
+    tasks: &[BackfillTask],
+    now_ms: i64,
+    bars: bool,
+) {
+    let mine: Vec<BackfillTask> = tasks
+        .iter()
+        .filter(|t| t.subscription_id == subscription_id)
+        .cloned()
+        .collect();
+    if mine.is_empty() {
+        out.push("    backfill: not planned yet".into());
+        return;
+    }
+    let overall = Progress::of(&mine, now_ms);
+    out.push(format!(
+        "    backfill {}: {}/{} tasks done, {} running, {} pending, {} failed; {} items read, {} sent{}",
+        overall.state(),
+        overall.done,
+        overall.tasks,
+        overall.running,
+        overall.pending,
+        overall.failed,
+        overall.items_done,
+        overall.items_sent,
+        eta_text(&overall)
+    ));
+    for (path, tasks) in by_project(&mine) {
+        let p = Progress::of(&tasks, now_ms);
+        let head = if bars {
+            format!("      {path:<40} {} {}", bar(p.fraction(), 24), p.state())
+        } else {
+            format!("      {path}: {}", p.state())
+        };
+        let detail: Vec<String> = tasks
+            .iter()
+            .map(|t| {
+                let count = match t.items_total {
+                    Some(total) if t.state != TaskState::Done => {
+                        format!("{}/{total}", t.items_done)
+                    }
+                    _ => t.items_done.to_string(),
+                };
+                let mut d = format!("{} {} {count}", t.entity.as_str(), t.state.as_str());
+                if let Some(e) = &t.error {
+                    d.push_str(&format!(" ({e})"));
+                }
+                d
+            })
+            .collect();
+        out.push(format!("{head}{}  {}", eta_text(&p), detail.join(" · ")));
+    }
+}
+
+fn eta_text(p: &Progress) -> String {
+    match (p.state(), p.eta_ms) {
+        ("running" | "pending", Some(ms)) => format!("; about {} left", human_duration(ms)),
+        _ => String::new(),
+    }
+}
+
+fn human_duration(ms: i64) -> String {
+    let s = (ms + 999) / 1000;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", (s + 59) / 60),
+        _ => format!("{:.1} h", s as f64 / 3600.0),
+    }
+}
+
+/// A text progress bar: `[######------]  50%`.
+fn bar(fraction: f64, width: usize) -> String {
+    let f = fraction.clamp(0.0, 1.0);
+    let filled = (f * width as f64).round() as usize;
+    format!(
+        "[{}{}] {:>3}%",
+        "#".repeat(filled),
+        "-".repeat(width - filled),
+        (f * 100.0).floor() as u32
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_and_durations_read_well() {
+        assert_eq!(bar(0.5, 10), "[#####-----]  50%");
+        assert_eq!(bar(1.5, 4), "[####] 100%");
+        assert_eq!(bar(0.0, 4), "[----]   0%");
+        assert_eq!(human_duration(1), "1 s");
+        assert_eq!(human_duration(90_000), "2 min");
+        assert_eq!(human_duration(5_400_000), "1.5 h");
+    }
 }

@@ -43,6 +43,7 @@ async fn linked(app: &TestApp, oauth: bool) -> World {
     link::link(&app.settings, &app.store, req, now_ms())
         .await
         .unwrap();
+    app.backfilled().await;
     w
 }
 

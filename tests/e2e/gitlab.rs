@@ -331,7 +331,7 @@ async fn hooks_gitlab_disabled_or_lost_are_restored_and_the_gaps_recorded(db: Te
         "the departed project's data left Jira"
     );
     assert!(gaps.iter().all(|g| g.until_ms >= g.since_ms));
-    let report = gitlab_for_jira::commands::status::status(&app.store, now_ms(), false)
+    let report = gitlab_for_jira::commands::status::status(&app.store, now_ms(), false, false)
         .await
         .unwrap();
     assert!(

@@ -160,13 +160,17 @@ impl TestApp {
         mode: HookMode,
     ) -> anyhow::Result<LinkedSubscription> {
         let linked = self.link_only(group, token, mode).await?;
-        // Tests start from a linked group whose backfill is done.
+        self.backfilled().await;
+        Ok(linked)
+    }
+
+    /// Waits until the link's backfill is done: tests start from a linked group whose history is in.
+    pub async fn backfilled(&self) {
         if self.run_workers {
             self.drained().await;
         } else {
             self.run_queue_once_through().await;
         }
-        Ok(linked)
     }
 
     /// Runs due jobs in this task until none is left (for tests that run no background workers).

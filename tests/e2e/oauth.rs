@@ -87,6 +87,7 @@ async fn oauth_site_gets_the_same_development_panel(db: TestDatabase) {
     gitlab_for_jira::commands::link::link(&app.settings, &app.store, req, now_ms())
         .await
         .unwrap();
+    app.backfilled().await;
     let shas = app
         .gitlab
         .push(w.projects[0], "feature/OA-1-login", &["OA-2 first"], w.user)

@@ -320,10 +320,14 @@ async fn rejected_credentials_flag_the_site_instead_of_retrying_hot(db: TestData
         "and it waits minutes before trying again"
     );
     assert_eq!(app.jira.requests().len(), 1);
-    let status =
-        gitlab_for_jira::commands::status::status(&app.store, crate::helpers::now_ms(), false)
-            .await
-            .unwrap();
+    let status = gitlab_for_jira::commands::status::status(
+        &app.store,
+        crate::helpers::now_ms(),
+        false,
+        false,
+    )
+    .await
+    .unwrap();
     assert!(status.contains("NEEDS ATTENTION"), "{status}");
     app.stop().await;
 }
@@ -401,10 +405,14 @@ async fn keys_jira_does_not_know_are_recorded_and_slow_jira_is_waited_for(db: Te
     let mut unknown = app.store.unknown_keys(&ck).await.unwrap();
     unknown.sort();
     assert_eq!(unknown, ["PROJ-99", "TYPO-1"]);
-    let status =
-        gitlab_for_jira::commands::status::status(&app.store, crate::helpers::now_ms(), false)
-            .await
-            .unwrap();
+    let status = gitlab_for_jira::commands::status::status(
+        &app.store,
+        crate::helpers::now_ms(),
+        false,
+        false,
+    )
+    .await
+    .unwrap();
     assert!(status.contains("issue keys Jira does not know"), "{status}");
     assert_eq!(
         app.jira.requests().len(),

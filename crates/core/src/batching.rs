@@ -192,7 +192,6 @@ mod tests {
     use super::*;
     use crate::jira::{Author, OperationType, ProviderMetadata};
 
-
     #[test]
     fn combining_merges_repositories_and_unites_the_keys_of_a_commit_sent_twice() {
         let repo = |commits: Vec<jira::Commit>| Repository {

@@ -702,7 +702,9 @@ impl GitLabClient {
             description: Option<String>,
         }
         let mrs: Vec<Mr> = self
-            .get_all(&format!("/projects/{project_id}/merge_requests?state=opened"))
+            .get_all(&format!(
+                "/projects/{project_id}/merge_requests?state=opened"
+            ))
             .await?;
         let mut by_branch: std::collections::HashMap<String, Vec<String>> = Default::default();
         for m in mrs {

@@ -101,9 +101,8 @@ fn task(r: &AnyRow) -> Result<BackfillTask, StoreError> {
         subscription_id: r.try_get("subscription_id")?,
         project_id: r.try_get("project_id")?,
         project_path: r.try_get("project_path")?,
-        entity: BackfillEntity::parse(&entity).ok_or_else(|| {
-            StoreError::Corrupt(format!("unknown backfill entity {entity:?}"))
-        })?,
+        entity: BackfillEntity::parse(&entity)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown backfill entity {entity:?}")))?,
         state: TaskState::parse(&state),
         since_ms: r.try_get("since_ms")?,
         until_ms: r.try_get("until_ms")?,
@@ -414,5 +413,144 @@ impl Store {
             q = q.bind(p);
         }
         Ok(q.execute(&self.pool).await?.rows_affected())
+    }
+}
+
+/// Where a set of tasks stands (one project's, one subscription's): what the status command, the
+/// configuration page and the admin page show.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Progress {
+    pub tasks: usize,
+    pub pending: usize,
+    pub running: usize,
+    pub done: usize,
+    pub failed: usize,
+    pub items_done: i64,
+    pub items_sent: i64,
+    /// Items GitLab counted, for the tasks where it did.
+    pub items_total: i64,
+    /// Estimated time to finish, from the pace so far; `None` until there is a pace to go by.
+    pub eta_ms: Option<i64>,
+}
+
+impl Progress {
+    pub fn of(tasks: &[BackfillTask], now_ms: i64) -> Self {
+        let mut p = Progress {
+            tasks: tasks.len(),
+            ..Default::default()
+        };
+        let mut remaining = 0;
+        for t in tasks {
+            match t.state {
+                TaskState::Pending => p.pending += 1,
+                TaskState::Running => p.running += 1,
+                TaskState::Done => p.done += 1,
+                TaskState::Failed => p.failed += 1,
+            }
+            p.items_done += t.items_done;
+            p.items_sent += t.items_sent;
+            let total = match t.state {
+                TaskState::Done => t.items_done,
+                _ => t.items_total.unwrap_or(t.items_done).max(t.items_done),
+            };
+            p.items_total += total;
+            if matches!(t.state, TaskState::Pending | TaskState::Running) {
+                remaining += total - t.items_done;
+            }
+        }
+        // The pace: items read per millisecond since the first task started.
+        let started = tasks.iter().filter_map(|t| t.started_at).min();
+        p.eta_ms = match (started, p.pending + p.running) {
+            (_, 0) => Some(0),
+            (Some(s), _) if p.items_done > 0 && now_ms > s => {
+                let per_ms = p.items_done as f64 / (now_ms - s) as f64;
+                Some((remaining as f64 / per_ms).round() as i64)
+            }
+            _ => None,
+        };
+        p
+    }
+
+    /// `done`, `failed`, `running` or `pending`: the state of the whole.
+    pub fn state(&self) -> &'static str {
+        if self.pending + self.running > 0 {
+            if self.running > 0 || self.done + self.failed > 0 {
+                "running"
+            } else {
+                "pending"
+            }
+        } else if self.failed > 0 {
+            "failed"
+        } else {
+            "done"
+        }
+    }
+
+    /// Done as a fraction of the known work (tasks finished count whole).
+    pub fn fraction(&self) -> f64 {
+        if self.tasks == 0 {
+            return 1.0;
+        }
+        if self.items_total > 0 {
+            self.items_done as f64 / self.items_total as f64
+        } else {
+            (self.done + self.failed) as f64 / self.tasks as f64
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(state: TaskState, done: i64, total: Option<i64>, started: Option<i64>) -> BackfillTask {
+        BackfillTask {
+            subscription_id: 1,
+            project_id: 2,
+            project_path: "acme/api".into(),
+            entity: BackfillEntity::Commits,
+            state,
+            since_ms: None,
+            until_ms: None,
+            next_page: 1,
+            items_done: done,
+            items_sent: done / 2,
+            items_total: total,
+            error: None,
+            queued_at: 0,
+            started_at: started,
+            finished_at: None,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn progress_counts_states_and_estimates_from_the_pace_so_far() {
+        // 300 of 1,000 items in 3 s since the first start: 700 more take 7 s.
+        let tasks = [
+            t(TaskState::Done, 100, Some(100), Some(1_000)),
+            t(TaskState::Running, 200, Some(500), Some(2_000)),
+            t(TaskState::Pending, 0, None, None),
+            t(TaskState::Failed, 0, Some(400), Some(1_500)),
+        ];
+        let p = Progress::of(&tasks[..2], 4_000);
+        assert_eq!(
+            (p.done, p.running, p.items_done, p.items_total),
+            (1, 1, 300, 600)
+        );
+        assert_eq!(p.eta_ms, Some(3_000 * 300 / 300), "300 left at 0.1 per ms");
+        assert_eq!(p.state(), "running");
+        assert!((p.fraction() - 0.5).abs() < 1e-9);
+
+        let all = Progress::of(&tasks, 4_000);
+        assert_eq!((all.pending, all.failed), (1, 1));
+        assert_eq!(all.state(), "running");
+
+        let waiting = Progress::of(&tasks[2..3], 4_000);
+        assert_eq!((waiting.state(), waiting.eta_ms), ("pending", None));
+
+        let finished = Progress::of(&[tasks[0].clone(), tasks[3].clone()], 4_000);
+        assert_eq!((finished.state(), finished.eta_ms), ("failed", Some(0)));
+        assert_eq!(Progress::of(&tasks[..1], 4_000).state(), "done");
     }
 }

@@ -169,11 +169,7 @@ impl Handlers {
             .plan_backfill(sub.id, &listed, since, now_ms)
             .await?;
         if planned > 0 {
-            tracing::info!(
-                subscription = sub.id,
-                tasks = planned,
-                "backfill planned"
-            );
+            tracing::info!(subscription = sub.id, tasks = planned, "backfill planned");
         }
         self.store
             .start_backfill_tasks(self.backfill.max_running, now_ms)
@@ -296,7 +292,10 @@ impl Handlers {
                     let Ok(WebhookEvent::MergeRequest(ev)) =
                         WebhookEvent::parse(EventKind::MergeRequest, &bytes)
                     else {
-                        tracing::warn!(project = project.id, "a merge request GitLab listed could not be read; skipped");
+                        tracing::warn!(
+                            project = project.id,
+                            "a merge request GitLab listed could not be read; skipped"
+                        );
                         continue;
                     };
                     if let MergeRequestAction::Store {
@@ -304,7 +303,11 @@ impl Handlers {
                         dropped_keys,
                     } = map_merge_request(&ev, seq, self.merge_request_options)
                     {
-                        if request.repositories.iter().any(|r| !r.pull_requests.is_empty()) {
+                        if request
+                            .repositories
+                            .iter()
+                            .any(|r| !r.pull_requests.is_empty())
+                        {
                             sent_ids.push(ev.object_attributes.id);
                         }
                         requests.push(request);
@@ -327,10 +330,7 @@ impl Handlers {
                 })
             }
             BackfillEntity::Branches => {
-                let page = gitlab
-                    .branches_page(project.id, n)
-                    .await
-                    .map_err(gone)?;
+                let page = gitlab.branches_page(project.id, n).await.map_err(gone)?;
                 let read = page.items.len() as i64;
                 // Like GitLab, a branch also carries the keys of its open merge requests.
                 let open_mr_texts = if page.items.is_empty() {
@@ -456,10 +456,7 @@ impl Handlers {
                 })
             }
             BackfillEntity::Deployments => {
-                let page = gitlab
-                    .deployments_page(project.id, n)
-                    .await
-                    .map_err(gone)?;
+                let page = gitlab.deployments_page(project.id, n).await.map_err(gone)?;
                 let mut sent = 0;
                 for d in &page.items {
                     let recent = d
@@ -484,8 +481,16 @@ impl Handlers {
                 // GitLab's REST API lists flags without the ids Jira knows them by; only flags whose id a
                 // toggle webhook taught us can be sent.
                 let known = self.store.known_feature_flags(project.id).await?.len() as i64;
-                self.replay_known_flags(sub, site, &opts, &gitlab, &project_json, task.since_ms, seq)
-                    .await?;
+                self.replay_known_flags(
+                    sub,
+                    site,
+                    &opts,
+                    &gitlab,
+                    &project_json,
+                    task.since_ms,
+                    seq,
+                )
+                .await?;
                 Ok(PageRead {
                     next_page: None,
                     read: known,
