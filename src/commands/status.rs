@@ -1,7 +1,7 @@
 //! `sites list` and `status`: what is installed, linked and queued.
 
 use gfj_store::Store;
-use gfj_store::backfill::{BackfillTask, Progress, TaskState};
+use gfj_store::backfill::{BackfillTask, OutboxState, Progress, TaskState};
 use serde_json::json;
 
 pub async fn sites(store: &Store, as_json: bool) -> anyhow::Result<String> {
@@ -47,6 +47,10 @@ pub async fn status(
         hooks.push((unhealthy, store.open_gaps(s.id).await?));
     }
     let tasks = store.backfill_tasks(None).await?;
+    let mut outboxes = Vec::with_capacity(subs.len());
+    for s in &subs {
+        outboxes.push(store.outbox_state(s.id).await?);
+    }
     if as_json {
         return Ok(serde_json::to_string_pretty(&json!({
             "sites": sites.iter().map(|i| {
@@ -66,7 +70,7 @@ pub async fn status(
             }).collect::<Vec<_>>(),
             "queue": queue,
             "rejected_entities": rejected,
-            "backfill": subs.iter().map(|s| backfill_json(s.id, &tasks, now_ms)).collect::<Vec<_>>(),
+            "backfill": subs.iter().zip(&outboxes).map(|(s, o)| backfill_json(s.id, &tasks, o, now_ms)).collect::<Vec<_>>(),
         }))?);
     }
     let mut out = vec![format!("sites: {}", sites.len())];
@@ -94,7 +98,7 @@ pub async fn status(
         out.push(line);
     }
     out.push(format!("subscriptions: {}", subs.len()));
-    for (s, (unhealthy, gaps)) in subs.iter().zip(&hooks) {
+    for ((s, (unhealthy, gaps)), outbox) in subs.iter().zip(&hooks).zip(&outboxes) {
         let mut line = format!(
             "  #{} {} {} → {} ({} hooks)",
             s.id, s.gitlab_url, s.group_path, s.client_key, s.hook_mode
@@ -112,7 +116,7 @@ pub async fn status(
             ));
         }
         out.push(line);
-        backfill_lines(&mut out, s.id, &tasks, now_ms, bars);
+        backfill_lines(&mut out, s.id, &tasks, outbox, now_ms, bars);
     }
     out.push(format!(
         "queue: {} ready, {} scheduled for retry, {} running, {} failed permanently; oldest ready {} ms",
@@ -185,7 +189,12 @@ pub async fn issue(
 }
 
 /// One subscription's backfill, per project and kind of history, for `status --json`.
-fn backfill_json(subscription_id: i64, tasks: &[BackfillTask], now_ms: i64) -> serde_json::Value {
+fn backfill_json(
+    subscription_id: i64,
+    tasks: &[BackfillTask],
+    outbox: &OutboxState,
+    now_ms: i64,
+) -> serde_json::Value {
     let mine: Vec<BackfillTask> = tasks
         .iter()
         .filter(|t| t.subscription_id == subscription_id)
@@ -217,8 +226,9 @@ fn backfill_json(subscription_id: i64, tasks: &[BackfillTask], now_ms: i64) -> s
         .collect();
     json!({
         "subscription_id": subscription_id,
-        "state": overall.state(),
+        "state": state_with_outbox(&overall, outbox),
         "progress": overall,
+        "unsent_entities": outbox.entities,
         "projects": projects,
     })
 }
@@ -236,10 +246,19 @@ fn by_project(tasks: &[BackfillTask]) -> Vec<(String, Vec<BackfillTask>)> {
     out
 }
 
+/// The backfill is done once what it read has also reached Jira.
+fn state_with_outbox(p: &Progress, outbox: &OutboxState) -> &'static str {
+    match p.state() {
+        "done" | "failed" if outbox.entities > 0 => "running",
+        s => s,
+    }
+}
+
 fn backfill_lines(
     out: &mut Vec<String>,
     subscription_id: i64,
     tasks: &[BackfillTask],
+    outbox: &OutboxState,
     now_ms: i64,
     bars: bool,
 ) {
@@ -254,8 +273,8 @@ fn backfill_lines(
     }
     let overall = Progress::of(&mine, now_ms);
     out.push(format!(
-        "    backfill {}: {}/{} tasks done, {} running, {} pending, {} failed; {} items read, {} sent{}",
-        overall.state(),
+        "    backfill {}: {}/{} tasks done, {} running, {} pending, {} failed; {} items read, {} for Jira ({} still to send){}",
+        state_with_outbox(&overall, outbox),
         overall.done,
         overall.tasks,
         overall.running,
@@ -263,6 +282,7 @@ fn backfill_lines(
         overall.failed,
         overall.items_done,
         overall.items_sent,
+        outbox.entities,
         eta_text(&overall)
     ));
     for (path, tasks) in by_project(&mine) {

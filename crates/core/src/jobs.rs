@@ -92,6 +92,17 @@ impl BackfillPage {
     pub const KIND: &'static str = "backfill_page";
 }
 
+/// Sends a subscription's backfill outbox to Jira: the development information pages have read, packed
+/// into as few requests as Jira's limits allow. One is queued at a time per subscription.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BackfillFlush {
+    pub subscription_id: i64,
+}
+
+impl BackfillFlush {
+    pub const KIND: &'static str = "backfill_flush";
+}
+
 /// The kinds of history a backfill reads, one task each per project, in the order they are started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

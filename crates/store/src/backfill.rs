@@ -2,7 +2,7 @@
 //! cursor (the next GitLab page) is stored here, so that a backfill resumes where it stopped after a
 //! crash. A bounded number run at a time, so that live events always find free workers.
 
-use gfj_core::jobs::{BackfillEntity, BackfillPage};
+use gfj_core::jobs::{BackfillEntity, BackfillFlush, BackfillPage};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -137,13 +137,46 @@ impl From<&BackfillPage> for TaskKey {
 }
 
 /// Where a page left its task.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PageOutcome {
     /// The next GitLab page, or `None` when this was the last.
     pub next_page: Option<i64>,
     pub items_read: i64,
     pub items_sent: i64,
     pub items_total: Option<i64>,
+    /// Development information for the outbox: (entities, the request as JSON).
+    pub outbox: Option<(i64, String)>,
+}
+
+/// One outbox row: a page's development information, waiting to be sent.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub entities: i64,
+    pub request: String,
+}
+
+/// What a subscription's outbox holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct OutboxState {
+    pub rows: i64,
+    pub entities: i64,
+    /// When the oldest row was written.
+    pub oldest_ms: Option<i64>,
+}
+
+fn flush_job(subscription_id: i64, now_ms: i64) -> NewJob {
+    NewJob {
+        kind: BackfillFlush::KIND.to_owned(),
+        payload: serde_json::to_string(&BackfillFlush { subscription_id })
+            .expect("job payload serialises"),
+        dedup_key: None,
+        run_at: now_ms,
+        max_attempts: DEFAULT_MAX_ATTEMPTS,
+        // Every page queues one; an older one finds the newest behind it and leaves the work to it, so
+        // that a flush always runs after the last page was written.
+        coalesce_key: Some(format!("backfill_flush:{subscription_id}")),
+    }
 }
 
 impl Store {
@@ -312,6 +345,19 @@ impl Store {
             return Ok(false);
         }
         let mut queued = false;
+        if let Some((entities, request)) = &outcome.outbox {
+            sqlx::query(
+                "INSERT INTO backfill_outbox (subscription_id, entities, request, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(key.subscription_id)
+            .bind(entities)
+            .bind(request)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+            queued |=
+                insert_jobs(&mut tx, &[flush_job(key.subscription_id, now_ms)], now_ms).await? > 0;
+        }
         if let Some(next) = outcome.next_page {
             let t = sqlx::query(&format!(
                 "SELECT {COLUMNS} FROM backfill_tasks WHERE subscription_id = $1 AND project_id = $2 AND entity = $3"
@@ -323,13 +369,95 @@ impl Store {
             .await?;
             let t = task(&t)?;
             debug_assert_eq!(t.next_page, next);
-            queued = insert_jobs(&mut tx, &[t.page_job(run, now_ms)], now_ms).await? > 0;
+            queued |= insert_jobs(&mut tx, &[t.page_job(run, now_ms)], now_ms).await? > 0;
         }
         tx.commit().await?;
         if queued {
             self.wake_workers();
         }
         Ok(true)
+    }
+
+    /// What a subscription's outbox holds.
+    pub async fn outbox_state(&self, subscription_id: i64) -> Result<OutboxState, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(entities), 0) AS BIGINT) AS entities, MIN(created_at) AS oldest \
+             FROM backfill_outbox WHERE subscription_id = $1",
+        )
+        .bind(subscription_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(OutboxState {
+            rows: row.try_get("n")?,
+            entities: row.try_get("entities")?,
+            oldest_ms: row.try_get("oldest")?,
+        })
+    }
+
+    /// The oldest outbox rows of a subscription, up to `max_entities` (at least one row).
+    pub async fn outbox_batch(
+        &self,
+        subscription_id: i64,
+        max_entities: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, entities, request FROM backfill_outbox WHERE subscription_id = $1 ORDER BY id LIMIT $2",
+        )
+        .bind(subscription_id)
+        .bind(max_entities.max(1))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        let mut total = 0;
+        for r in &rows {
+            let entities: i64 = r.try_get("entities")?;
+            if !out.is_empty() && total + entities > max_entities {
+                break;
+            }
+            total += entities;
+            out.push(OutboxRow {
+                id: r.try_get("id")?,
+                entities,
+                request: r.try_get("request")?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Removes rows Jira took.
+    pub async fn remove_from_outbox(&self, ids: &[i64]) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for id in ids {
+            sqlx::query("DELETE FROM backfill_outbox WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Queues the subscription's outbox flush.
+    pub async fn queue_outbox_flush(
+        &self,
+        subscription_id: i64,
+        run_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut job = flush_job(subscription_id, now_ms);
+        job.run_at = run_at_ms;
+        self.enqueue(&[job], now_ms).await.map(drop)
+    }
+
+    /// Whether any backfill task of the subscription is still pending or running.
+    pub async fn backfill_active(&self, subscription_id: i64) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM backfill_tasks WHERE subscription_id = $1 AND state IN ('pending', 'running')",
+        )
+        .bind(subscription_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
     }
 
     /// Notes the error a running task's page is being retried after (progress shows it).

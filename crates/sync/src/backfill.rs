@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use gfj_core::batching;
 use gfj_core::gitlab::{EventKind, GitLabTime, NULL_SHA, Project, PushEvent, WebhookEvent};
-use gfj_core::jobs::{BackfillEntity, BackfillPage, BackfillPlan};
+use gfj_core::jobs::{BackfillEntity, BackfillFlush, BackfillPage, BackfillPlan};
 use gfj_core::mapping::merge_request::{MergeRequestAction, map_merge_request};
 use gfj_core::mapping::project_keys::ProjectKeys;
 use gfj_core::mapping::{self, PushAction};
@@ -137,6 +137,8 @@ struct PageRead {
     read: i64,
     sent: i64,
     total: Option<i64>,
+    /// Development information for the outbox: (entities, request JSON).
+    outbox: Option<(i64, String)>,
 }
 
 impl Handlers {
@@ -208,6 +210,7 @@ impl Handlers {
                     items_read: read.read,
                     items_sent: read.sent,
                     items_total: read.total,
+                    outbox: read.outbox,
                 };
                 self.store
                     .advance_backfill(key, page.run, page.page, outcome, now)
@@ -276,7 +279,6 @@ impl Handlers {
         let since = since.as_deref();
         let n = task.next_page;
         let project_json = serde_json::to_value(&project).expect("project serialises");
-        let props = mapping::properties(sub.id, project.id);
         match task.entity {
             BackfillEntity::MergeRequests => {
                 let page = gitlab
@@ -314,9 +316,7 @@ impl Handlers {
                         dropped.extend(dropped_keys);
                     }
                 }
-                let sent = self
-                    .send_devinfo_page(sub, site, &opts, props, requests, dropped)
-                    .await?;
+                let (sent, outbox) = self.devinfo_for_outbox(sub, &opts, requests, dropped).await;
                 for id in sent_ids {
                     self.store
                         .remember_sent_merge_request(sub.id, project.id, id)
@@ -327,6 +327,7 @@ impl Handlers {
                     read: page.items.len() as i64,
                     sent,
                     total: page.total,
+                    outbox,
                 })
             }
             BackfillEntity::Branches => {
@@ -379,14 +380,13 @@ impl Handlers {
                         dropped.extend(dropped_keys);
                     }
                 }
-                let sent = self
-                    .send_devinfo_page(sub, site, &opts, props, requests, dropped)
-                    .await?;
+                let (sent, outbox) = self.devinfo_for_outbox(sub, &opts, requests, dropped).await;
                 Ok(PageRead {
                     next_page: page.next_page,
                     read,
                     sent,
                     total: page.total,
+                    outbox,
                 })
             }
             BackfillEntity::Commits => {
@@ -429,14 +429,13 @@ impl Handlers {
                     requests.push(request);
                     dropped.extend(dropped_keys);
                 }
-                let sent = self
-                    .send_devinfo_page(sub, site, &opts, props, requests, dropped)
-                    .await?;
+                let (sent, outbox) = self.devinfo_for_outbox(sub, &opts, requests, dropped).await;
                 Ok(PageRead {
                     next_page: page.next_page,
                     read,
                     sent,
                     total: page.total,
+                    outbox,
                 })
             }
             BackfillEntity::Pipelines => {
@@ -453,6 +452,7 @@ impl Handlers {
                     read: page.items.len() as i64,
                     sent: page.items.len() as i64,
                     total: page.total,
+                    outbox: None,
                 })
             }
             BackfillEntity::Deployments => {
@@ -475,6 +475,7 @@ impl Handlers {
                     read: page.items.len() as i64,
                     sent,
                     total: page.total,
+                    outbox: None,
                 })
             }
             BackfillEntity::FeatureFlags => {
@@ -496,33 +497,96 @@ impl Handlers {
                     read: known,
                     sent: known,
                     total: Some(known),
+                    outbox: None,
                 })
             }
         }
     }
 
-    /// Sends a page's development information in as few Jira requests as the limits allow; returns how
-    /// many entities went.
-    async fn send_devinfo_page(
+    /// A page's development information, combined into one request for the outbox (with the site's
+    /// project keys and the history flags applied), and how many entities it holds. Keys beyond Jira's
+    /// limit are recorded now.
+    async fn devinfo_for_outbox(
         &self,
         sub: &Subscription,
-        site: &Site,
         opts: &SendOptions,
-        properties: std::collections::BTreeMap<String, String>,
         requests: Vec<gfj_core::jira::DevinfoRequest>,
         dropped: Vec<mapping::DroppedKeys>,
-    ) -> Result<i64, JobError> {
+    ) -> (i64, Option<(i64, String)>) {
         let Some(mut request) = batching::combine_devinfo(requests) else {
-            return Ok(0);
+            return (0, None);
         };
-        request.properties = properties;
-        if !opts.prepare(&mut request) {
-            return Ok(0);
+        if let Some(repo) = request.repositories.first() {
+            let repository_id = repo.id.clone();
+            self.record_dropped_keys(&sub.client_key, &repository_id, dropped)
+                .await;
         }
-        let sent = batching::devinfo_entities(&request) as i64;
-        let ck = &sub.client_key;
-        self.at_site(ck, self.store_entities(ck, site, request, dropped))
-            .await?;
-        Ok(sent)
+        if !opts.prepare(&mut request) {
+            return (0, None);
+        }
+        let entities = batching::devinfo_entities(&request) as i64;
+        let json = serde_json::to_string(&request).expect("devinfo serialises");
+        (entities, Some((entities, json)))
+    }
+
+    /// Sends a subscription's outbox: the pages of all its projects together, so that each Jira request
+    /// carries up to 1,000 entities. While pages are still being read, a short outbox waits a moment for
+    /// more (a later flush job takes over); rows leave the outbox once Jira took them.
+    pub(crate) async fn flush_backfill(&self, flush: &BackfillFlush) -> Result<(), JobError> {
+        let Some(sub) = self.store.subscription(flush.subscription_id).await? else {
+            return Ok(());
+        };
+        let Some(install) = self.store.installation(&sub.client_key).await? else {
+            return Ok(());
+        };
+        let site = site_of(install);
+        loop {
+            let state = self.store.outbox_state(sub.id).await?;
+            if state.entities == 0 {
+                return Ok(());
+            }
+            let now = self.clock.now_ms();
+            let age = now - state.oldest_ms.unwrap_or(now);
+            if state.entities < FLUSH_ENTITIES
+                && age < FLUSH_LINGER_MS
+                && self.store.backfill_active(sub.id).await?
+            {
+                return Err(JobError::Postpone {
+                    message: format!(
+                        "{} entities wait for more to fill a Jira request",
+                        state.entities
+                    ),
+                    after_ms: FLUSH_LINGER_MS - age,
+                });
+            }
+            let rows = self.store.outbox_batch(sub.id, FLUSH_ENTITIES).await?;
+            let mut requests = Vec::with_capacity(rows.len());
+            for row in &rows {
+                match serde_json::from_str::<gfj_core::jira::DevinfoRequest>(&row.request) {
+                    Ok(r) => requests.push(r),
+                    Err(e) => {
+                        tracing::error!(subscription = sub.id, row = row.id, error = %e, "unreadable outbox row dropped")
+                    }
+                }
+            }
+            if let Some(mut request) = batching::combine_devinfo(requests) {
+                // Pages of many projects share a request: only the subscription's property is common
+                // to them (a departed project's data is deleted by repository instead).
+                request.properties = std::collections::BTreeMap::from([(
+                    mapping::SUBSCRIPTION_PROPERTY.to_owned(),
+                    sub.id.to_string(),
+                )]);
+                let ck = &sub.client_key;
+                self.at_site(ck, self.store_devinfo(ck, &site, request))
+                    .await?;
+            }
+            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+            self.store.remove_from_outbox(&ids).await?;
+        }
     }
 }
+
+/// Jira takes at most this many entities per devinfo request.
+const FLUSH_ENTITIES: i64 = gfj_core::jira::MAX_ENTITIES_PER_REQUEST as i64;
+/// How long a part-filled outbox waits for more pages while the backfill is still reading.
+const FLUSH_LINGER_MS: i64 = 1_000;

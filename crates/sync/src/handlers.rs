@@ -10,7 +10,8 @@ use gfj_core::jira::{
     FeatureFlagsRequest, ProviderMetadata,
 };
 use gfj_core::jobs::{
-    BackfillPage, BackfillPlan, CleanupScope, GitlabEvent, HookCheck, JiraCleanup, Reconcile,
+    BackfillFlush, BackfillPage, BackfillPlan, CleanupScope, GitlabEvent, HookCheck, JiraCleanup,
+    Reconcile,
 };
 use gfj_core::mapping::project_keys::ProjectKeys;
 use gfj_core::mapping::{self, PushAction};
@@ -178,6 +179,14 @@ impl Handlers {
                 let plan: BackfillPlan = serde_json::from_str(&job.payload)
                     .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
                 self.plan_backfill(&plan).await
+            }
+            BackfillFlush::KIND => {
+                if self.store.superseded(job).await? {
+                    return Ok(()); // a newer flush is queued behind this one
+                }
+                let flush: BackfillFlush = serde_json::from_str(&job.payload)
+                    .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
+                self.flush_backfill(&flush).await
             }
             BackfillPage::KIND => {
                 let page: BackfillPage = serde_json::from_str(&job.payload)
@@ -438,6 +447,18 @@ impl Handlers {
             .first()
             .map(|r| r.id.clone())
             .unwrap_or_default();
+        self.record_dropped_keys(client_key, &repository_id, dropped_keys)
+            .await;
+        self.store_devinfo(client_key, site, request).await
+    }
+
+    /// Records the issue keys that did not fit on their entities (Jira takes at most 500).
+    pub(crate) async fn record_dropped_keys(
+        &self,
+        client_key: &str,
+        repository_id: &str,
+        dropped_keys: Vec<mapping::DroppedKeys>,
+    ) {
         for d in dropped_keys {
             let reason = format!(
                 "{} issue keys beyond Jira's limit of 500 per entity were not sent",
@@ -445,14 +466,13 @@ impl Handlers {
             );
             self.reject(
                 client_key,
-                &repository_id,
+                repository_id,
                 d.entity_type,
                 &d.entity_id,
                 &reason,
             )
             .await;
         }
-        self.store_devinfo(client_key, site, request).await
     }
 
     /// Sends development information in as few requests as Jira's limits allow. A request Jira finds too
