@@ -10,6 +10,7 @@ mod cicd;
 pub mod gitlab_access;
 pub mod handlers;
 pub mod hooks;
+pub mod linking;
 pub mod reconcile;
 mod runner;
 
