@@ -68,7 +68,20 @@ impl Service {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| anyhow::anyhow!("HTTP client: {e}"))?;
-        let state = AppState::new(self.store.clone(), intake, config, self.clock.clone(), http);
+        let jira = JiraClient::new(
+            gfj_jira_client::http_client(),
+            &self.settings.app_key,
+            &self.settings.atlassian_api_url,
+        );
+        let state = AppState::new(
+            self.store.clone(),
+            intake,
+            config,
+            self.clock.clone(),
+            http,
+            self.settings.gitlab_access(),
+            jira,
+        );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let workers = if self.run_workers {
             let config = RunnerConfig {

@@ -226,7 +226,7 @@ fn backfill_json(
         .collect();
     json!({
         "subscription_id": subscription_id,
-        "state": state_with_outbox(&overall, outbox),
+        "state": overall.state_with_outbox(outbox),
         "progress": overall,
         "unsent_entities": outbox.entities,
         "projects": projects,
@@ -244,14 +244,6 @@ fn by_project(tasks: &[BackfillTask]) -> Vec<(String, Vec<BackfillTask>)> {
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
-}
-
-/// The backfill is done once what it read has also reached Jira.
-fn state_with_outbox(p: &Progress, outbox: &OutboxState) -> &'static str {
-    match p.state() {
-        "done" | "failed" if outbox.entities > 0 => "running",
-        s => s,
-    }
 }
 
 fn backfill_lines(
@@ -274,7 +266,7 @@ fn backfill_lines(
     let overall = Progress::of(&mine, now_ms);
     out.push(format!(
         "    backfill {}: {}/{} tasks done, {} running, {} pending, {} failed; {} items read, {} for Jira ({} still to send){}",
-        state_with_outbox(&overall, outbox),
+        overall.state_with_outbox(outbox),
         overall.done,
         overall.tasks,
         overall.running,

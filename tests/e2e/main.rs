@@ -7,6 +7,7 @@ mod events;
 mod gitlab;
 mod helpers;
 mod jira_client;
+mod jira_config;
 mod link;
 mod oauth;
 mod payloads;

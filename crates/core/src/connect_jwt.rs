@@ -89,6 +89,37 @@ pub fn sign_hs256(
     .expect("HS256 signing with an in-memory key cannot fail")
 }
 
+/// How long the context tokens this app gives its own pages live, like those of Jira's
+/// `AP.context.getToken()`.
+pub const CONTEXT_TOKEN_LIFETIME_SECS: i64 = 15 * 60;
+
+/// A context token, as Jira issues them to an app's page (`AP.context.getToken()`): `iss` = the site's
+/// clientKey, `sub` = the user's Atlassian account id, `qsh` = `context-qsh`, signed with the site's
+/// shared secret. The configuration page gets one from the server when it is rendered, so that it works
+/// without Atlassian's script; the API accepts both kinds alike.
+pub fn sign_context_token(
+    client_key: &str,
+    account_id: &str,
+    secret: &[u8],
+    now_secs: i64,
+    ttl_secs: i64,
+) -> String {
+    let claims = Claims {
+        iss: client_key.to_owned(),
+        iat: now_secs,
+        exp: now_secs + ttl_secs,
+        qsh: Some(qsh::CONTEXT_QSH.to_owned()),
+        sub: Some(account_id.to_owned()),
+        aud: None,
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .expect("HS256 signing with an in-memory key cannot fail")
+}
+
 /// Header and claims, read without checking anything: only to find which key verifies the token.
 pub fn peek(token: &str) -> Result<(Header, Claims), JwtError> {
     if token.len() > MAX_TOKEN_BYTES {
@@ -248,6 +279,23 @@ mod tests {
             query: "",
             base_path: "",
         }
+    }
+
+    #[test]
+    fn context_tokens_verify_only_as_context_tokens() {
+        let now = 1_700_000_000;
+        let t = sign_context_token("site-1", "user-7", b"secret", now, 900);
+        let c = verify_hs256(&t, b"secret", &QshRule::Context, false).unwrap();
+        assert_eq!(
+            (c.iss.as_str(), c.sub.as_deref(), c.exp - c.iat),
+            ("site-1", Some("user-7"), 900)
+        );
+        assert_eq!(
+            verify_hs256(&t, b"secret", &QshRule::Request(req("/jira/config")), false),
+            Err(JwtError::QshMismatch),
+            "not accepted where a request-bound token is required"
+        );
+        assert!(verify_hs256(&t, b"other", &QshRule::Context, false).is_err());
     }
 
     #[test]

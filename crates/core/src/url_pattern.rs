@@ -58,6 +58,20 @@ impl UrlAllowList {
         };
         self.patterns.iter().any(|p| origin_matches(p, &o))
     }
+
+    /// The patterns as CSP source expressions (for `frame-ancestors`), space-separated. CSP wildcards
+    /// only stand for leading labels, so a pattern with `*` in another place is left out.
+    pub fn csp_sources(&self) -> String {
+        self.patterns
+            .iter()
+            .filter(|p| !p.host.split('.').skip(1).any(|l| l == "*"))
+            .map(|p| match &p.port {
+                Some(port) => format!("{}://{}:{port}", p.scheme, p.host),
+                None => format!("{}://{}", p.scheme, p.host),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 }
 
 fn origin_matches(p: &Origin, o: &Origin) -> bool {
@@ -87,6 +101,18 @@ pub fn normalize_base_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patterns_become_csp_sources_where_csp_can_say_them() {
+        let list = UrlAllowList::parse(
+            "https://*.atlassian.net, http://127.0.0.1:*, https://jira.*.example",
+        )
+        .unwrap();
+        assert_eq!(
+            list.csp_sources(),
+            "https://*.atlassian.net http://127.0.0.1:*"
+        );
+    }
 
     #[test]
     fn table() {

@@ -687,6 +687,18 @@ impl GitLabClient {
             .collect())
     }
 
+    /// Groups and subgroups where the user is at least `min_access_level` (directly or through a parent
+    /// group): what a user may link.
+    pub async fn groups_with_access(
+        &self,
+        min_access_level: i64,
+    ) -> Result<Vec<Group>, GitLabError> {
+        self.get_all(&format!(
+            "/groups?min_access_level={min_access_level}&order_by=name&sort=asc"
+        ))
+        .await
+    }
+
     /// The titles and descriptions of every open merge request of a project, by source branch (one
     /// list for all branches: what a backfill page of branches needs).
     pub async fn open_merge_request_texts_by_branch(

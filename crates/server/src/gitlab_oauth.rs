@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use gfj_gitlab_client::GitLabClient;
 use gfj_gitlab_client::oauth;
+use gfj_store::gitlab_connections::{JiraUser, PendingSignIn};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
@@ -50,40 +51,56 @@ pub async fn start(
     if !is_admin(&state, &headers) {
         return (StatusCode::UNAUTHORIZED, "admin token required").into_response();
     }
-    let url = gfj_core::url_pattern::normalize_base_url(&req.gitlab_url);
+    match begin_sign_in(&state, &req.gitlab_url, None).await {
+        Ok(url) => axum::Json(serde_json::json!({ "authorize_url": url })).into_response(),
+        Err(response) => response,
+    }
+}
+
+/// Starts a sign-in to a GitLab instance with an OAuth application: stores the single-use `state` with
+/// its PKCE verifier (and the Jira user who asked, if one did) and returns the URL to send the browser to.
+pub(crate) async fn begin_sign_in(
+    state: &AppState,
+    gitlab_url: &str,
+    jira_user: Option<&JiraUser>,
+) -> Result<String, Response> {
+    let url = gfj_core::url_pattern::normalize_base_url(gitlab_url);
     let Some(app) = state
         .config
         .gitlab_oauth_apps
         .iter()
         .find(|a| a.gitlab_url == url)
     else {
-        return (
+        return Err((
             StatusCode::BAD_REQUEST,
             format!("no OAuth application for {url} in GFJ_GITLAB_OAUTH_APPS"),
         )
-            .into_response();
+            .into_response());
     };
     let (Some(state_bytes), Some(verifier_bytes)) = (random_32(), random_32()) else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "no randomness available").into_response();
+        return Err((StatusCode::SERVICE_UNAVAILABLE, "no randomness available").into_response());
     };
     let oauth_state = oauth::pkce_verifier(&state_bytes);
     let verifier = oauth::pkce_verifier(&verifier_bytes);
     if let Err(e) = state
         .store
-        .put_oauth_pending(&oauth_state, &url, &verifier, state.clock.now_ms())
+        .put_oauth_pending(
+            &oauth_state,
+            &url,
+            &verifier,
+            jira_user,
+            state.clock.now_ms(),
+        )
         .await
     {
         tracing::error!(error = %e, "could not store a GitLab sign-in");
-        return (
+        return Err((
             StatusCode::SERVICE_UNAVAILABLE,
             "storage unavailable, retry",
         )
-            .into_response();
+            .into_response());
     }
-    axum::Json(serde_json::json!({
-        "authorize_url": oauth::authorize_url(app, &oauth_state, &verifier),
-    }))
-    .into_response()
+    Ok(oauth::authorize_url(app, &oauth_state, &verifier))
 }
 
 #[derive(Deserialize)]
@@ -137,7 +154,11 @@ pub async fn callback(State(state): State<Arc<AppState>>, Query(q): Query<Callba
             );
         }
     };
-    let (gitlab_url, verifier) = pending;
+    let PendingSignIn {
+        gitlab_url,
+        verifier,
+        jira_user,
+    } = pending;
     let Some(app) = state
         .config
         .gitlab_oauth_apps
@@ -169,6 +190,26 @@ pub async fn callback(State(state): State<Arc<AppState>>, Query(q): Query<Callba
     {
         Ok(conn) => {
             tracing::info!(connection = conn.id, user = %user.username, gitlab = %gitlab_url, "signed in to GitLab");
+            if let Some(jira_user) = &jira_user {
+                if let Err(e) = state
+                    .store
+                    .remember_jira_sign_in(jira_user, &gitlab_url, conn.id, now)
+                    .await
+                {
+                    tracing::error!(error = %e, "could not store a GitLab sign-in");
+                    return page(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "storage unavailable, retry",
+                    );
+                }
+                return page(
+                    StatusCode::OK,
+                    &format!(
+                        "Signed in to {gitlab_url} as @{}. You can close this window and go back to Jira.",
+                        user.username
+                    ),
+                );
+            }
             page(
                 StatusCode::OK,
                 &format!(

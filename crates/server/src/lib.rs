@@ -1,9 +1,10 @@
 //! The HTTP edge: GitLab webhooks in (durably queued before 2xx), Atlassian Connect lifecycle and
-//! descriptor, health. Handlers stay thin: they authenticate, validate, and hand over to the store.
+//! descriptor, the configuration page inside Jira with its linking API, health. Handlers stay thin: they authenticate, validate, and hand over to the store.
 
 mod descriptor;
 mod gitlab_oauth;
 mod health;
+pub mod jira_config;
 mod lifecycle;
 mod webhook;
 
@@ -11,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use gfj_core::url_pattern::UrlAllowList;
 use gfj_store::intake::Intake;
 use gfj_store::{Clock, Store};
@@ -45,6 +46,10 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// For fetching Connect install keys; no redirects.
     pub http: reqwest::Client,
+    /// GitLab as a subscription or a signed-in user (linking from the pages).
+    pub gitlab: gfj_sync::gitlab_access::GitLabAccess,
+    /// Jira, for the user groups behind the administrator check.
+    pub jira: gfj_jira_client::JiraClient,
     install_keys: Mutex<HashMap<String, Arc<Vec<u8>>>>,
     webhook_tokens: webhook::TokenCache,
     sequence: webhook::SequenceClock,
@@ -57,6 +62,8 @@ impl AppState {
         config: ServerConfig,
         clock: Arc<dyn Clock>,
         http: reqwest::Client,
+        gitlab: gfj_sync::gitlab_access::GitLabAccess,
+        jira: gfj_jira_client::JiraClient,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
@@ -64,6 +71,8 @@ impl AppState {
             config,
             clock,
             http,
+            gitlab,
+            jira,
             install_keys: Mutex::default(),
             webhook_tokens: Default::default(),
             sequence: Default::default(),
@@ -87,6 +96,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/gitlab/oauth/start", post(gitlab_oauth::start))
         .route("/gitlab/oauth/callback", get(gitlab_oauth::callback))
+        .route("/jira/config", get(jira_config::page))
+        .route("/static/config.js", get(jira_config::script))
+        .route("/static/config.css", get(jira_config::style))
+        .route("/jira/gitlab/sign-in", post(jira_config::sign_in))
+        .route("/jira/gitlab/groups", get(jira_config::groups))
+        .route(
+            "/jira/subscriptions",
+            get(jira_config::list).post(jira_config::link),
+        )
+        .route("/jira/subscriptions/{id}", delete(jira_config::unlink))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .with_state(state)

@@ -258,6 +258,68 @@ impl JiraSim {
         format!("{}/connect-keys", self.base_url)
     }
 
+    /// The URL Jira loads in its iframe for an app page (`path` under the app's base URL) shown to a
+    /// user: Jira's context parameters and an HS256 token bound to exactly that request (`qsh`), with
+    /// `iss` = clientKey and `sub` = the user's account id, signed with the shared secret.
+    pub fn page_url(&self, app_base_url: &str, path: &str, account_id: &str) -> String {
+        let query = format!(
+            "xdm_e={}&xdm_c=channel-gitlab-for-jira&cp=&lic=none&cv=1001.0.0-SNAPSHOT",
+            url::form_urlencoded::byte_serialize(self.base_url.as_bytes()).collect::<String>()
+        );
+        let base_path = gfj_core::qsh::split_url(app_base_url)
+            .0
+            .trim_end_matches('/')
+            .to_owned();
+        let full_path = format!("{base_path}{path}");
+        let request = BoundRequest {
+            method: "GET",
+            path: &full_path,
+            query: &query,
+            base_path: &base_path,
+        };
+        let now = unix_now_secs();
+        let claims = connect_jwt::Claims {
+            iss: self.shared.client_key.clone(),
+            iat: now,
+            exp: now + 180,
+            qsh: Some(request.qsh()),
+            sub: Some(account_id.to_owned()),
+            aud: None,
+        };
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(self.shared.shared_secret.as_bytes()),
+        )
+        .expect("HS256 signing");
+        format!(
+            "{}{path}?{query}&jwt={token}",
+            app_base_url.trim_end_matches('/')
+        )
+    }
+
+    /// A context token for a user, as the page gets from `AP.context.getToken()`: `qsh` = `context-qsh`.
+    pub fn context_token(&self, account_id: &str) -> String {
+        connect_jwt::sign_context_token(
+            &self.shared.client_key,
+            account_id,
+            self.shared.shared_secret.as_bytes(),
+            unix_now_secs(),
+            connect_jwt::CONTEXT_TOKEN_LIFETIME_SECS,
+        )
+    }
+
+    /// A context token that expired a while ago.
+    pub fn expired_context_token(&self, account_id: &str) -> String {
+        connect_jwt::sign_context_token(
+            &self.shared.client_key,
+            account_id,
+            self.shared.shared_secret.as_bytes(),
+            unix_now_secs() - 3600,
+            60,
+        )
+    }
+
     /// Installs the app served at `app_base_url`, as Jira does with signed install: fetch the descriptor,
     /// check it, POST the lifecycle payload with an RS256 token. Returns the app's HTTP status.
     pub async fn install(&self, app_base_url: &str) -> anyhow::Result<u16> {
@@ -1341,4 +1403,11 @@ async fn user_info(
     let items: Vec<Value> = groups.iter().map(|g| json!({ "name": g })).collect();
     axum::Json(json!({ "accountId": q.account_id, "displayName": q.account_id, "groups": { "size": items.len(), "items": items } }))
         .into_response()
+}
+
+fn unix_now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }

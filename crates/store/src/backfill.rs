@@ -614,6 +614,14 @@ impl Progress {
         }
     }
 
+    /// The state of a subscription's backfill: done once what it read has also reached Jira.
+    pub fn state_with_outbox(&self, outbox: &OutboxState) -> &'static str {
+        match self.state() {
+            "done" | "failed" if outbox.entities > 0 => "running",
+            s => s,
+        }
+    }
+
     /// Done as a fraction of the known work (tasks finished count whole).
     pub fn fraction(&self) -> f64 {
         if self.tasks == 0 {

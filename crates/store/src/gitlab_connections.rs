@@ -50,13 +50,31 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<GitLabConnection, sqlx::Error> {
     })
 }
 
+/// A Jira user: the site (Connect clientKey) and the Atlassian account id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JiraUser {
+    pub client_key: String,
+    pub account_id: String,
+}
+
+/// A sign-in whose callback came back.
+#[derive(Debug, Clone)]
+pub struct PendingSignIn {
+    pub gitlab_url: String,
+    pub verifier: String,
+    /// Who started it from the Jira configuration page, if a Jira user did.
+    pub jira_user: Option<JiraUser>,
+}
+
 impl Store {
-    /// Remembers a sign-in that was sent to GitLab, until its callback comes back.
+    /// Remembers a sign-in that was sent to GitLab, until its callback comes back; `jira_user` (site
+    /// and account id) when a Jira user started it from the configuration page.
     pub async fn put_oauth_pending(
         &self,
         state: &str,
         gitlab_url: &str,
         verifier: &str,
+        jira_user: Option<&JiraUser>,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let verifier = self
@@ -66,11 +84,13 @@ impl Store {
             .bind(now_ms - PENDING_TTL_MS)
             .execute(&self.pool)
             .await?;
-        sqlx::query("INSERT INTO gitlab_oauth_pending (state, gitlab_url, verifier, created_at) VALUES ($1, $2, $3, $4)")
+        sqlx::query("INSERT INTO gitlab_oauth_pending (state, gitlab_url, verifier, created_at, jira_client_key, jira_account_id) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(state)
             .bind(gitlab_url)
             .bind(verifier)
             .bind(now_ms)
+            .bind(jira_user.map(|u| u.client_key.clone()))
+            .bind(jira_user.map(|u| u.account_id.clone()))
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -82,9 +102,10 @@ impl Store {
         &self,
         state: &str,
         now_ms: i64,
-    ) -> Result<Option<(String, String)>, StoreError> {
+    ) -> Result<Option<PendingSignIn>, StoreError> {
         let row = sqlx::query(
-            "DELETE FROM gitlab_oauth_pending WHERE state = $1 RETURNING gitlab_url, verifier, created_at",
+            "DELETE FROM gitlab_oauth_pending WHERE state = $1 \
+             RETURNING gitlab_url, verifier, created_at, jira_client_key, jira_account_id",
         )
         .bind(state)
         .fetch_optional(&self.pool)
@@ -97,7 +118,66 @@ impl Store {
         let verifier: Vec<u8> = row.try_get("verifier")?;
         let verifier = String::from_utf8(self.cipher.decrypt(&verifier, &verifier_context(state))?)
             .map_err(|_| StoreError::Crypto("verifier is not UTF-8".into()))?;
-        Ok(Some((row.try_get("gitlab_url")?, verifier)))
+        let client_key: Option<String> = row.try_get("jira_client_key")?;
+        let account_id: Option<String> = row.try_get("jira_account_id")?;
+        Ok(Some(PendingSignIn {
+            gitlab_url: row.try_get("gitlab_url")?,
+            verifier,
+            jira_user: client_key
+                .zip(account_id)
+                .map(|(client_key, account_id)| JiraUser {
+                    client_key,
+                    account_id,
+                }),
+        }))
+    }
+
+    /// Records that a Jira user links groups of `gitlab_url` as this GitLab sign-in.
+    pub async fn remember_jira_sign_in(
+        &self,
+        user: &JiraUser,
+        gitlab_url: &str,
+        connection_id: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "DELETE FROM jira_gitlab_sign_ins WHERE client_key = $1 AND account_id = $2 AND gitlab_url = $3",
+        )
+        .bind(&user.client_key)
+        .bind(&user.account_id)
+        .bind(gitlab_url)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO jira_gitlab_sign_ins (client_key, account_id, gitlab_url, connection_id, updated_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&user.client_key)
+        .bind(&user.account_id)
+        .bind(gitlab_url)
+        .bind(connection_id)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The GitLab sign-in a Jira user links groups of `gitlab_url` with, if they signed in.
+    pub async fn jira_sign_in(
+        &self,
+        user: &JiraUser,
+        gitlab_url: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT connection_id FROM jira_gitlab_sign_ins WHERE client_key = $1 AND account_id = $2 AND gitlab_url = $3",
+        )
+        .bind(&user.client_key)
+        .bind(&user.account_id)
+        .bind(gitlab_url)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Stores a signed-in user's tokens; signing in again replaces them. Returns the connection.

@@ -363,29 +363,48 @@ async fn duplicates_are_queued_once_and_intake_commits_in_groups(db: TestDatabas
 async fn gitlab_sign_ins_are_single_use_and_token_swaps_are_compare_and_swap(db: TestDatabase) {
     use gfj_store::gitlab_connections::PENDING_TTL_MS;
     let s = db.open().await;
-    s.put_oauth_pending("st1", "https://gl.example", "verifier-1", 1_000)
+    let jira_user = gfj_store::gitlab_connections::JiraUser {
+        client_key: "site-1".into(),
+        account_id: "user-7".into(),
+    };
+    s.put_oauth_pending("st1", "https://gl.example", "verifier-1", None, 1_000)
         .await
         .unwrap();
-    s.put_oauth_pending("st2", "https://gl.example", "verifier-2", 1_000)
+    s.put_oauth_pending("st2", "https://gl.example", "verifier-2", None, 1_000)
         .await
         .unwrap();
+    s.put_oauth_pending(
+        "st3",
+        "https://gl.example",
+        "verifier-3",
+        Some(&jira_user),
+        1_000,
+    )
+    .await
+    .unwrap();
+    let taken = s.take_oauth_pending("st1", 2_000).await.unwrap().unwrap();
     assert_eq!(
-        s.take_oauth_pending("st1", 2_000).await.unwrap(),
-        Some(("https://gl.example".to_owned(), "verifier-1".to_owned()))
+        (taken.gitlab_url.as_str(), taken.verifier.as_str(), taken.jira_user),
+        ("https://gl.example", "verifier-1", None)
     );
-    assert_eq!(
-        s.take_oauth_pending("st1", 2_000).await.unwrap(),
-        None,
+    assert!(
+        s.take_oauth_pending("st1", 2_000).await.unwrap().is_none(),
         "single use"
     );
+    let taken = s.take_oauth_pending("st3", 2_000).await.unwrap().unwrap();
     assert_eq!(
+        taken.jira_user.as_ref(),
+        Some(&jira_user),
+        "a sign-in started from Jira keeps its Jira user"
+    );
+    assert!(
         s.take_oauth_pending("st2", 1_000 + PENDING_TTL_MS + 1)
             .await
-            .unwrap(),
-        None,
+            .unwrap()
+            .is_none(),
         "expired"
     );
-    assert_eq!(s.take_oauth_pending("unknown", 2_000).await.unwrap(), None);
+    assert!(s.take_oauth_pending("unknown", 2_000).await.unwrap().is_none());
 
     let conn = s
         .upsert_gitlab_connection("https://gl.example", 7, "ada", r#"{"v":1}"#, 10)
@@ -398,6 +417,20 @@ async fn gitlab_sign_ins_are_single_use_and_token_swaps_are_compare_and_swap(db:
     assert_eq!(again.id, conn.id, "signing in again replaces the pair");
     let (_, read) = s.gitlab_connection(conn.id).await.unwrap().unwrap();
     assert_eq!(read.tokens, r#"{"v":2}"#);
+    assert_eq!(
+        s.jira_sign_in(&jira_user, "https://gl.example").await.unwrap(),
+        None
+    );
+    s.remember_jira_sign_in(&jira_user, "https://gl.example", conn.id, 12)
+        .await
+        .unwrap();
+    s.remember_jira_sign_in(&jira_user, "https://gl.example", conn.id, 13)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.jira_sign_in(&jira_user, "https://gl.example").await.unwrap(),
+        Some(conn.id)
+    );
     assert!(
         s.swap_gitlab_connection_tokens(&conn, &read, r#"{"v":3}"#, 12)
             .await

@@ -190,6 +190,7 @@ impl GitLabSim {
         });
         let router = Router::new()
             .route("/api/v4/user", get(current_user))
+            .route("/api/v4/groups", get(all_groups))
             .route("/api/v4/groups/{id}", get(get_group))
             .route("/api/v4/groups/{id}/subgroups", get(subgroups))
             .route(
@@ -772,6 +773,49 @@ async fn descendant_groups(
     raw: RawQuery,
 ) -> Result<Response, Response> {
     list_groups(s, headers, id, q, raw, true).await
+}
+
+/// `GET /groups`: the groups the user is a member of, directly or through a parent group, with
+/// `min_access_level` and `search`, ordered by name.
+async fn all_groups(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, Response> {
+    let u = s.user(&headers)?;
+    let base = s.base();
+    let min_level = q
+        .get("min_access_level")
+        .map(|v| {
+            v.parse::<i64>()
+                .map_err(|_| param_err("min_access_level is invalid"))
+        })
+        .transpose()?;
+    let mut found: Vec<Group> = {
+        let inner = s.inner.lock().unwrap();
+        inner
+            .groups
+            .iter()
+            .filter(|x| group_access(&inner, x.id, u.id) >= min_level.unwrap_or(10).max(10))
+            .filter(|x| {
+                q.get("search")
+                    .is_none_or(|t| x.name.to_lowercase().contains(&t.to_lowercase()))
+            })
+            .cloned()
+            .collect()
+    };
+    found.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    let link = with_query(
+        format!("{base}/api/v4/groups"),
+        &query_without(raw.as_deref(), &["page", "per_page"]),
+    );
+    Ok(paging::offset_page(
+        found.iter().map(|x| group_json(&base, x)).collect(),
+        usize_param(&q, "page")?,
+        usize_param(&q, "per_page")?,
+        &link,
+    ))
 }
 
 /// Subgroups the user can see, ordered like GitLab's default (`order_by=name`, `sort=asc`).

@@ -1,0 +1,155 @@
+// The configuration page's script. It calls this service's API with the context token the page was
+// rendered with (sent as `Authorization: JWT …`, never as a cookie), and works without Atlassian's
+// script; inside Jira with Atlassian's script loaded, it takes fresh tokens from `AP.context.getToken`.
+"use strict";
+
+let token = document.querySelector('meta[name="gfj-token"]').content;
+
+function freshToken() {
+  if (window.AP && AP.context && AP.context.getToken) {
+    return new Promise((resolve) => AP.context.getToken((t) => resolve(t || token)));
+  }
+  return Promise.resolve(token);
+}
+
+async function api(method, path, body) {
+  token = await freshToken();
+  const response = await fetch(path, {
+    method,
+    headers: { Authorization: "JWT " + token, "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
+  return { ok: response.ok, status: response.status, data };
+}
+
+function say(text, isError) {
+  const m = document.getElementById("message");
+  m.textContent = text;
+  m.className = isError ? "error" : "";
+}
+
+function instance() {
+  return document.getElementById("instance").value;
+}
+
+function element(tag, attrs, text) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+async function loadGroups() {
+  const r = await api("GET", "/jira/gitlab/groups?gitlab_url=" + encodeURIComponent(instance()));
+  if (!r.ok) return r;
+  const who = document.getElementById("signed-in");
+  who.hidden = false;
+  who.textContent = "Signed in as @" + r.data.username + ".";
+  const list = document.getElementById("groups");
+  list.replaceChildren();
+  if (r.data.groups.length === 0) {
+    list.append(element("li", { class: "note" }, "You are not Maintainer or Owner of any group."));
+  }
+  for (const g of r.data.groups) {
+    const li = element("li", { "data-group": g.full_path });
+    li.append(element("span", {}, g.full_path));
+    const b = element("button", { type: "button", "data-link": g.full_path }, "Link");
+    b.addEventListener("click", () => link(g.full_path, b));
+    li.append(b);
+    list.append(li);
+  }
+  return r;
+}
+
+async function signIn() {
+  const r = await api("POST", "/jira/gitlab/sign-in", { gitlab_url: instance() });
+  if (!r.ok) return say((r.data && r.data.error) || "Could not start the GitLab sign-in.", true);
+  window.open(r.data.authorize_url, "gitlab-sign-in", "width=640,height=720");
+  say("Finish signing in to GitLab in the new window.");
+  // The sign-in ends in the other window; its groups show once it is done.
+  const started = Date.now();
+  const poll = async () => {
+    const g = await loadGroups();
+    if (g.ok) return say("Signed in to GitLab.");
+    if (g.status !== 409 || Date.now() - started > 5 * 60 * 1000) {
+      return say((g.data && g.data.error) || "GitLab sign-in did not finish.", true);
+    }
+    setTimeout(poll, 1500);
+  };
+  setTimeout(poll, 1500);
+}
+
+async function link(path, button) {
+  button.disabled = true;
+  say("Linking " + path + "…");
+  const r = await api("POST", "/jira/subscriptions", { namespace_path: path, gitlab_url: instance() });
+  button.disabled = false;
+  if (r.status === 201) {
+    say("Linked " + path + ". Its history is on its way.");
+    return loadSubscriptions();
+  }
+  say((r.data && r.data.error) || "Failed to link group. Please try again.", true);
+}
+
+async function unlink(sub, button) {
+  button.disabled = true;
+  const r = await api("DELETE", "/jira/subscriptions/" + sub.id);
+  if (r.status === 204) {
+    say("Unlinked " + sub.group_path + ".");
+    return loadSubscriptions();
+  }
+  button.disabled = false;
+  say((r.data && r.data.error) || "Could not unlink.", true);
+}
+
+function progressCell(b) {
+  const td = element("td", { "data-state": b.state, class: "state-" + b.state });
+  const bar = element("span", { class: "bar" });
+  const fill = element("span");
+  fill.style.width = Math.round(Math.min(1, b.fraction) * 100) + "%";
+  bar.append(fill);
+  td.append(bar);
+  let text = b.state;
+  const p = b.progress;
+  if (p.items_done > 0) text += " · " + p.items_done + " read";
+  if (b.state === "running" && p.eta_ms) text += " · about " + Math.ceil(p.eta_ms / 1000) + " s left";
+  if (b.failures.length > 0) text += " · " + b.failures.length + " failed: " + b.failures[0].error;
+  td.append(document.createTextNode(text));
+  return td;
+}
+
+async function loadSubscriptions() {
+  const r = await api("GET", "/jira/subscriptions");
+  const body = document.querySelector("#subscriptions tbody");
+  if (!r.ok) {
+    body.replaceChildren(element("tr", {}, ""));
+    return say((r.data && r.data.error) || "Could not read the linked groups.", true);
+  }
+  body.replaceChildren();
+  if (r.data.length === 0) {
+    const tr = element("tr");
+    tr.append(element("td", { colspan: "4", class: "note" }, "No group is linked yet."));
+    body.append(tr);
+  }
+  for (const sub of r.data) {
+    const tr = element("tr", { "data-subscription": sub.group_path });
+    tr.append(element("td", {}, sub.group_path));
+    tr.append(element("td", {}, sub.gitlab_url));
+    tr.append(progressCell(sub.backfill));
+    const td = element("td");
+    const b = element("button", { type: "button", class: "secondary", "data-unlink": sub.group_path }, "Unlink");
+    b.addEventListener("click", () => unlink(sub, b));
+    td.append(b);
+    tr.append(td);
+    body.append(tr);
+  }
+}
+
+document.getElementById("sign-in").addEventListener("click", signIn);
+document.getElementById("instance").addEventListener("change", () => loadGroups());
+loadGroups();
+loadSubscriptions();
+setInterval(loadSubscriptions, 3000);
