@@ -63,6 +63,7 @@ impl Service {
             webhook_max_bytes: self.settings.webhook_max_bytes,
             admin_token: self.settings.admin_token.clone(),
             gitlab_oauth_apps: self.settings.gitlab_oauth_apps.clone(),
+            backfill_tasks: self.settings.backfill_tasks as i64,
         };
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

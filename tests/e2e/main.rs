@@ -1,6 +1,7 @@
 //! End-to-end tests: the real service, its real database (SQLite and PostgreSQL), and the GitLab and
 //! Jira simulators, all on loopback. One test binary, modules by area.
 
+mod admin;
 mod backfill;
 mod connect;
 mod events;

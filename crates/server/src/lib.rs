@@ -1,6 +1,8 @@
 //! The HTTP edge: GitLab webhooks in (durably queued before 2xx), Atlassian Connect lifecycle and
-//! descriptor, the configuration page inside Jira with its linking API, health. Handlers stay thin: they authenticate, validate, and hand over to the store.
+//! descriptor, the configuration page inside Jira with its linking API, the standalone admin page,
+//! health. Handlers stay thin: they authenticate, validate, and hand over to the store.
 
+mod admin;
 mod descriptor;
 mod gitlab_oauth;
 mod health;
@@ -36,6 +38,8 @@ pub struct ServerConfig {
     pub admin_token: Option<String>,
     /// `GFJ_GITLAB_OAUTH_APPS`, for signing in to GitLab.
     pub gitlab_oauth_apps: Vec<gfj_gitlab_client::oauth::OAuthApp>,
+    /// `GFJ_BACKFILL_TASKS`: backfill tasks running at once (a resync starts up to this many).
+    pub backfill_tasks: i64,
 }
 
 /// Shared by every handler.
@@ -106,6 +110,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(jira_config::list).post(jira_config::link),
         )
         .route("/jira/subscriptions/{id}", delete(jira_config::unlink))
+        .route("/admin", get(admin::page))
+        .route("/static/admin.js", get(admin::script))
+        .route("/admin/api/overview", get(admin::overview))
+        .route("/admin/api/subscriptions", post(admin::link))
+        .route("/admin/api/subscriptions/{id}", delete(admin::unlink))
+        .route("/admin/api/subscriptions/{id}/resync", post(admin::resync))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .with_state(state)

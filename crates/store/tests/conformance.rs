@@ -384,7 +384,11 @@ async fn gitlab_sign_ins_are_single_use_and_token_swaps_are_compare_and_swap(db:
     .unwrap();
     let taken = s.take_oauth_pending("st1", 2_000).await.unwrap().unwrap();
     assert_eq!(
-        (taken.gitlab_url.as_str(), taken.verifier.as_str(), taken.jira_user),
+        (
+            taken.gitlab_url.as_str(),
+            taken.verifier.as_str(),
+            taken.jira_user
+        ),
         ("https://gl.example", "verifier-1", None)
     );
     assert!(
@@ -404,7 +408,12 @@ async fn gitlab_sign_ins_are_single_use_and_token_swaps_are_compare_and_swap(db:
             .is_none(),
         "expired"
     );
-    assert!(s.take_oauth_pending("unknown", 2_000).await.unwrap().is_none());
+    assert!(
+        s.take_oauth_pending("unknown", 2_000)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     let conn = s
         .upsert_gitlab_connection("https://gl.example", 7, "ada", r#"{"v":1}"#, 10)
@@ -418,7 +427,9 @@ async fn gitlab_sign_ins_are_single_use_and_token_swaps_are_compare_and_swap(db:
     let (_, read) = s.gitlab_connection(conn.id).await.unwrap().unwrap();
     assert_eq!(read.tokens, r#"{"v":2}"#);
     assert_eq!(
-        s.jira_sign_in(&jira_user, "https://gl.example").await.unwrap(),
+        s.jira_sign_in(&jira_user, "https://gl.example")
+            .await
+            .unwrap(),
         None
     );
     s.remember_jira_sign_in(&jira_user, "https://gl.example", conn.id, 12)
@@ -428,7 +439,9 @@ async fn gitlab_sign_ins_are_single_use_and_token_swaps_are_compare_and_swap(db:
         .await
         .unwrap();
     assert_eq!(
-        s.jira_sign_in(&jira_user, "https://gl.example").await.unwrap(),
+        s.jira_sign_in(&jira_user, "https://gl.example")
+            .await
+            .unwrap(),
         Some(conn.id)
     );
     assert!(

@@ -21,7 +21,7 @@ use crate::handlers::queue_jira_cleanup;
 use crate::hooks::{HookSecrets, webhook_url};
 
 /// How webhooks are registered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HookMode {
     /// A group hook when GitLab allows it (Premium, Owner), else one hook per project.

@@ -1,0 +1,139 @@
+// The admin page's script: the admin token lives in this tab's session storage and goes out only as
+// `Authorization: Bearer …` on this service's own API.
+"use strict";
+
+const KEY = "gfj-admin-token";
+
+function say(text, isError) {
+  const m = document.getElementById("message");
+  m.textContent = text;
+  m.className = isError ? "error" : "";
+}
+
+function element(tag, attrs, text) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+async function api(method, path, body) {
+  const response = await fetch(path, {
+    method,
+    headers: {
+      Authorization: "Bearer " + (sessionStorage.getItem(KEY) || ""),
+      "Content-Type": "application/json",
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
+  return { ok: response.ok, status: response.status, data };
+}
+
+function progressCell(b) {
+  const td = element("td", { "data-state": b.state, class: "state-" + b.state });
+  const bar = element("span", { class: "bar" });
+  const fill = element("span");
+  fill.style.width = Math.round(Math.min(1, b.fraction) * 100) + "%";
+  bar.append(fill);
+  td.append(bar);
+  let text = b.state + " · " + b.progress.done + "/" + b.progress.tasks + " tasks";
+  if (b.progress.items_done > 0) text += " · " + b.progress.items_done + " read";
+  if (b.state === "running" && b.progress.eta_ms) text += " · about " + Math.ceil(b.progress.eta_ms / 1000) + " s left";
+  if (b.failures.length > 0) text += " · " + b.failures.length + " failed: " + b.failures[0].error;
+  td.append(document.createTextNode(text));
+  return td;
+}
+
+async function refresh() {
+  const r = await api("GET", "/admin/api/overview");
+  if (r.status === 401) {
+    document.getElementById("admin").hidden = true;
+    document.getElementById("token-section").hidden = false;
+    return false;
+  }
+  if (!r.ok) {
+    say((r.data && r.data.error) || "Could not read the overview.", true);
+    return false;
+  }
+  document.getElementById("token-section").hidden = true;
+  document.getElementById("admin").hidden = false;
+  const sites = document.querySelector("#sites tbody");
+  sites.replaceChildren();
+  const select = document.getElementById("link-site");
+  const chosen = select.value;
+  select.replaceChildren();
+  for (const s of r.data.sites) {
+    const tr = element("tr", { "data-site": s.base_url });
+    tr.append(element("td", {}, s.base_url), element("td", {}, s.mode), element("td", {}, s.client_key));
+    sites.append(tr);
+    select.append(element("option", { value: s.client_key }, s.base_url + " (" + s.mode + ")"));
+  }
+  if (chosen) select.value = chosen;
+  const gitlab = document.getElementById("link-gitlab");
+  if (!gitlab.value && r.data.gitlab_instances.length > 0) gitlab.value = r.data.gitlab_instances[0];
+  const subs = document.querySelector("#subscriptions tbody");
+  subs.replaceChildren();
+  for (const sub of r.data.subscriptions) {
+    const tr = element("tr", { "data-subscription": sub.group_path });
+    tr.append(element("td", {}, sub.site), element("td", {}, sub.group_path), element("td", {}, sub.gitlab_url));
+    tr.append(progressCell(sub.backfill));
+    const actions = element("td");
+    const resync = element("button", { type: "button", class: "secondary", "data-resync": sub.group_path }, "Resync failed");
+    resync.addEventListener("click", async () => {
+      const x = await api("POST", "/admin/api/subscriptions/" + sub.id + "/resync", { failed: true });
+      say(x.ok ? "Queued " + x.data.queued_tasks + " task(s) again." : (x.data && x.data.error) || "Could not resync.", !x.ok);
+      refresh();
+    });
+    const unlink = element("button", { type: "button", class: "secondary", "data-unlink": sub.group_path }, "Unlink");
+    unlink.addEventListener("click", async () => {
+      unlink.disabled = true;
+      const x = await api("DELETE", "/admin/api/subscriptions/" + sub.id);
+      say(x.status === 204 ? "Unlinked " + sub.group_path + "." : (x.data && x.data.error) || "Could not unlink.", x.status !== 204);
+      refresh();
+    });
+    actions.append(resync, unlink);
+    tr.append(actions);
+    subs.append(tr);
+  }
+  return true;
+}
+
+document.getElementById("token-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  sessionStorage.setItem(KEY, document.getElementById("token").value);
+  document.getElementById("token").value = "";
+  if (!(await refresh())) say("That is not the admin token.", true);
+  else say("");
+});
+
+document.getElementById("gitlab-sign-in").addEventListener("click", async () => {
+  const r = await api("POST", "/gitlab/oauth/start", { gitlab_url: document.getElementById("link-gitlab").value });
+  if (!r.ok) return say((r.data && r.data.error) || "Could not start the GitLab sign-in.", true);
+  window.open(r.data.authorize_url, "gitlab-sign-in", "width=640,height=720");
+  say("Sign in to GitLab in the new window, then enter the connection id it shows.");
+});
+
+document.getElementById("link-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const connection = document.getElementById("link-connection").value;
+  const body = {
+    site: document.getElementById("link-site").value,
+    group: document.getElementById("link-group").value,
+    gitlab_url: document.getElementById("link-gitlab").value,
+    hook_mode: document.getElementById("link-hook-mode").value,
+  };
+  if (connection) body.gitlab_connection = Number(connection);
+  else body.gitlab_token = document.getElementById("link-token").value;
+  say("Linking " + body.group + "…");
+  const r = await api("POST", "/admin/api/subscriptions", body);
+  document.getElementById("link-token").value = "";
+  if (r.status === 201) say("Linked " + body.group + ". Its history is on its way.");
+  else say((r.data && r.data.error) || "Could not link.", true);
+  refresh();
+});
+
+refresh();
+setInterval(() => { if (sessionStorage.getItem(KEY)) refresh(); }, 3000);

@@ -1,0 +1,228 @@
+//! The standalone admin page, for sites in OAuth-credentials mode (which have no page inside Jira) and
+//! for operators: sites, linked groups with their backfill progress, link, unlink and resync.
+//!
+//! Everything needs `Authorization: Bearer <GFJ_ADMIN_TOKEN>` (compared in constant time); without the
+//! setting the page and its API are off (404). `GET /admin` without the token answers 401 with a form
+//! that keeps the token in the tab's session storage and sends it as that header, never as a cookie, so
+//! no other site can act through the operator's browser.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use gfj_sync::linking::{GitLabCredentials, HookMode, LinkRequest, Linker};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::AppState;
+use crate::gitlab_oauth::is_admin;
+use crate::jira_config::{link_error, linked_groups};
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({ "error": message }))).into_response()
+}
+
+/// `None` when the caller may go on; else the answer.
+fn guard(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    if state.config.admin_token.is_none() {
+        return Some(error(
+            StatusCode::NOT_FOUND,
+            "the admin page is off (no GFJ_ADMIN_TOKEN)",
+        ));
+    }
+    (!is_admin(state, headers)).then(|| error(StatusCode::UNAUTHORIZED, "admin token required"))
+}
+
+/// `GET /admin`: the page (200 with the token, 401 with the same page asking for it).
+pub async fn page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if state.config.admin_token.is_none() {
+        return error(
+            StatusCode::NOT_FOUND,
+            "the admin page is off (no GFJ_ADMIN_TOKEN)",
+        );
+    }
+    let status = if is_admin(&state, &headers) {
+        StatusCode::OK
+    } else {
+        StatusCode::UNAUTHORIZED
+    };
+    let mut response = (status, Html(include_str!("../assets/admin.html"))).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+pub async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../assets/admin.js"),
+    )
+        .into_response()
+}
+
+/// `GET /admin/api/overview`: sites, linked groups with progress, GitLab instances to sign in to.
+pub async fn overview(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Some(r) = guard(&state, &headers) {
+        return r;
+    }
+    let sites = match state.store.installations().await {
+        Ok(s) => s,
+        Err(e) => return unavailable(e),
+    };
+    let mut subscriptions = Vec::new();
+    for site in &sites {
+        match linked_groups(&state, &site.client_key).await {
+            Ok(list) => subscriptions.extend(list.into_iter().map(|mut s| {
+                s["site"] = json!(site.base_url);
+                s
+            })),
+            Err(e) => return unavailable(e),
+        }
+    }
+    axum::Json(json!({
+        "sites": sites.iter().map(|s| json!({
+            "client_key": s.client_key,
+            "base_url": s.base_url,
+            "mode": s.mode(),
+        })).collect::<Vec<_>>(),
+        "subscriptions": subscriptions,
+        "gitlab_instances": state.config.gitlab_oauth_apps.iter().map(|a| &a.gitlab_url).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
+fn unavailable(e: gfj_store::StoreError) -> Response {
+    tracing::error!(error = %e, "admin page: storage");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage unavailable, retry",
+    )
+}
+
+#[derive(Deserialize)]
+pub struct LinkBody {
+    /// A Connect clientKey or a Jira base URL.
+    site: String,
+    group: String,
+    gitlab_url: String,
+    gitlab_token: Option<String>,
+    gitlab_connection: Option<i64>,
+    hook_mode: Option<HookMode>,
+}
+
+/// `POST /admin/api/subscriptions`: links a group with a GitLab token or a GitLab sign-in.
+pub async fn link(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<LinkBody>,
+) -> Response {
+    if let Some(r) = guard(&state, &headers) {
+        return r;
+    }
+    let install = match state.store.find_installation(body.site.trim()).await {
+        Ok(Some(i)) => i,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "no such Jira site"),
+        Err(e) => return unavailable(e),
+    };
+    let credentials = match (body.gitlab_connection, body.gitlab_token) {
+        (Some(id), _) => GitLabCredentials::Connection(id),
+        (None, Some(t)) if !t.trim().is_empty() => GitLabCredentials::Token(t.trim().to_owned()),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "give a GitLab token or a GitLab sign-in (connection id)",
+            );
+        }
+    };
+    let linker = Linker {
+        store: &state.store,
+        access: &state.gitlab,
+        base_url: &state.config.base_url,
+    };
+    let req = LinkRequest {
+        install: &install,
+        group: body.group.trim(),
+        gitlab_url: body.gitlab_url.trim(),
+        credentials,
+        hook_mode: body.hook_mode.unwrap_or(HookMode::Auto),
+    };
+    match linker.link(req, state.clock.now_ms()).await {
+        Ok(linked) => (StatusCode::CREATED, axum::Json(linked)).into_response(),
+        Err(e) => link_error(&e),
+    }
+}
+
+/// `DELETE /admin/api/subscriptions/{id}`.
+pub async fn unlink(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    if let Some(r) = guard(&state, &headers) {
+        return r;
+    }
+    let sub = match state.store.subscription(id).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "no such subscription"),
+        Err(e) => return unavailable(e),
+    };
+    let linker = Linker {
+        store: &state.store,
+        access: &state.gitlab,
+        base_url: &state.config.base_url,
+    };
+    match linker.unlink(&sub, state.clock.now_ms()).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => link_error(&e),
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct ResyncBody {
+    #[serde(default)]
+    failed: bool,
+}
+
+/// `POST /admin/api/subscriptions/{id}/resync` `{"failed": bool}`: backfills the group again (or only
+/// what failed).
+pub async fn resync(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Option<axum::Json<ResyncBody>>,
+) -> Response {
+    if let Some(r) = guard(&state, &headers) {
+        return r;
+    }
+    let only_failed = body.map(|b| b.failed).unwrap_or(false);
+    let now = state.clock.now_ms();
+    match state.store.subscription(id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return error(StatusCode::NOT_FOUND, "no such subscription"),
+        Err(e) => return unavailable(e),
+    }
+    let queued = match state
+        .store
+        .reset_backfill(id, None, None, only_failed, now)
+        .await
+    {
+        Ok(n) => n,
+        Err(e) => return unavailable(e),
+    };
+    if let Err(e) = state
+        .store
+        .start_backfill_tasks(state.config.backfill_tasks, now)
+        .await
+    {
+        return unavailable(e);
+    }
+    axum::Json(json!({ "subscription_id": id, "queued_tasks": queued })).into_response()
+}

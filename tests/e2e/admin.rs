@@ -1,0 +1,190 @@
+//! The standalone admin page and its API, for sites in OAuth-credentials mode (no page inside Jira):
+//! bearer-only, link with a GitLab token, progress to done, resync, unlink.
+
+use gfj_sim::gitlab::Plan;
+use gfj_store::test_on_both_databases;
+use gfj_store::testing::TestDatabase;
+use gitlab_for_jira::commands::sites;
+use serde_json::{Value, json};
+
+use crate::helpers::{ADMIN_TOKEN, TestApp, now_ms};
+
+async fn call(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new().request(method, format!("{}{path}", app.base_url));
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn an_operator_links_an_oauth_site_from_the_admin_page(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    let (id, secret) = app.jira.oauth_credentials();
+    sites::add_oauth(
+        &app.settings,
+        &app.store,
+        &app.jira.base_url,
+        &id,
+        &secret,
+        now_ms(),
+    )
+    .await
+    .unwrap();
+    let w = app.world(Plan::Free, 40, 1);
+    app.gitlab
+        .push(w.projects[0], "main", &["ADM-1 before the link"], w.user)
+        .await;
+
+    let (status, page) = call(&app, reqwest::Method::GET, "/admin", None, None).await;
+    assert_eq!(status, 401, "the page asks for the token");
+    assert!(page.as_str().unwrap().contains("Admin token"));
+    let (status, page) = call(
+        &app,
+        reqwest::Method::GET,
+        "/admin",
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        !page.as_str().unwrap().contains(ADMIN_TOKEN),
+        "no secret in the page"
+    );
+    for bearer in [None, Some("wrong")] {
+        let (status, _) = call(
+            &app,
+            reqwest::Method::GET,
+            "/admin/api/overview",
+            bearer,
+            None,
+        )
+        .await;
+        assert_eq!(status, 401);
+    }
+
+    let (status, overview) = call(
+        &app,
+        reqwest::Method::GET,
+        "/admin/api/overview",
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(overview["sites"][0]["mode"], "oauth");
+    let site = overview["sites"][0]["client_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let link = json!({
+        "site": site,
+        "group": "acme",
+        "gitlab_url": app.gitlab.base_url,
+        "gitlab_token": w.token,
+    });
+    let (status, _) = call(
+        &app,
+        reqwest::Method::POST,
+        "/admin/api/subscriptions",
+        Some("wrong"),
+        Some(link.clone()),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, linked) = call(
+        &app,
+        reqwest::Method::POST,
+        "/admin/api/subscriptions",
+        Some(ADMIN_TOKEN),
+        Some(link.clone()),
+    )
+    .await;
+    assert_eq!(status, 201, "{linked}");
+    let (status, again) = call(
+        &app,
+        reqwest::Method::POST,
+        "/admin/api/subscriptions",
+        Some(ADMIN_TOKEN),
+        Some(link),
+    )
+    .await;
+    assert_eq!(status, 422, "{again}");
+
+    app.drained().await;
+    assert_eq!(
+        app.jira.issue("ADM-1").commits.len(),
+        1,
+        "the history reached the OAuth site"
+    );
+    let (_, overview) = call(
+        &app,
+        reqwest::Method::GET,
+        "/admin/api/overview",
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    let sub = &overview["subscriptions"][0];
+    assert_eq!(sub["group_path"], "acme");
+    assert_eq!(sub["backfill"]["state"], "done", "{sub}");
+    let id = sub["id"].as_i64().unwrap();
+
+    let (status, resync) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/admin/api/subscriptions/{id}/resync"),
+        Some(ADMIN_TOKEN),
+        Some(json!({ "failed": true })),
+    )
+    .await;
+    assert_eq!(
+        (status, resync["queued_tasks"].as_i64()),
+        (200, Some(0)),
+        "nothing failed"
+    );
+    let (status, resync) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/admin/api/subscriptions/{id}/resync"),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, resync["queued_tasks"].as_i64()),
+        (200, Some(6)),
+        "{resync}"
+    );
+    app.drained().await;
+
+    let (status, _) = call(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/admin/api/subscriptions/{id}"),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert!(app.store.subscriptions().await.unwrap().is_empty());
+    app.stop().await;
+}
+
+test_on_both_databases!(an_operator_links_an_oauth_site_from_the_admin_page);
