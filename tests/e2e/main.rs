@@ -3,6 +3,7 @@
 
 mod admin;
 mod backfill;
+mod browser;
 mod connect;
 mod events;
 mod gitlab;
@@ -15,3 +16,4 @@ mod payloads;
 mod process;
 mod push;
 mod reconcile;
+mod webdriver;

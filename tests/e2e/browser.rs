@@ -1,0 +1,129 @@
+//! The configuration page and the admin page in a real browser (headless Chromium through
+//! chromedriver) against the simulators: sign in to GitLab, link a group, watch its progress reach done.
+//! Screenshots are kept in `target/test-artifacts` (or `GFJ_TEST_ARTIFACTS`).
+
+use std::time::Duration;
+
+use gfj_sim::gitlab::Plan;
+use gfj_store::testing::TestDatabase;
+use gitlab_for_jira::commands::sites;
+
+use crate::helpers::{ADMIN_TOKEN, TestApp, now_ms};
+use crate::webdriver::Browser;
+
+const ADMIN: &str = "557058:browser-admin";
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A Jira administrator opens the app's page in Jira, signs in to GitLab in the window it opens, links
+/// the group, and sees its history arrive.
+async fn the_configuration_page_links_a_group_in_a_browser(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    app.install().await;
+    app.jira.add_user(ADMIN, &["site-admins"]);
+    let w = app.world(Plan::Free, 40, 2);
+    app.gitlab
+        .push(w.projects[0], "main", &["WEB-1 history to bring"], w.user)
+        .await;
+    let browser = Browser::start().await;
+    // The user has a GitLab session (the simulator's sign-in cookie) in this browser.
+    browser
+        .goto(&format!("{}/api/v4/version", app.gitlab.base_url))
+        .await;
+    browser.add_cookie("_gitlab_session", &w.token).await;
+
+    browser
+        .goto(&app.jira.page_url(&app.base_url, "/jira/config", ADMIN))
+        .await;
+    browser.wait_for("#sign-in", WAIT).await;
+    browser.screenshot("config-page-signed-out").await;
+    browser.select("#instance", &app.gitlab.base_url).await;
+    let sign_in = browser.wait_for("#sign-in", WAIT).await;
+    browser.click(&sign_in).await;
+    // GitLab's window signs the user in and comes back to the callback; the page then lists the groups.
+    let link = browser.wait_for("button[data-link=\"acme\"]", WAIT).await;
+    assert!(
+        browser.text_of("#signed-in").await.contains("@user40"),
+        "{}",
+        browser.text_of("body").await
+    );
+    assert!(
+        browser.window_handles().await.len() >= 2,
+        "GitLab's sign-in opened in its own window"
+    );
+    browser.click(&link).await;
+    browser
+        .wait_for(
+            "tr[data-subscription=\"acme\"] td[data-state=\"done\"]",
+            WAIT,
+        )
+        .await;
+    let shot = browser.screenshot("config-page-linked").await;
+    assert!(shot.exists());
+    assert_eq!(app.jira.issue("WEB-1").commits.len(), 1);
+    let sub = app.store.subscriptions().await.unwrap()[0].clone();
+    assert_eq!(sub.group_path, "acme");
+
+    // Unlink from the page.
+    let unlink = browser.wait_for("button[data-unlink=\"acme\"]", WAIT).await;
+    browser.click(&unlink).await;
+    browser.wait_for("#subscriptions td[colspan]", WAIT).await;
+    assert!(app.store.subscriptions().await.unwrap().is_empty());
+    browser.close().await;
+    app.stop().await;
+}
+
+/// An operator opens the admin page, gives the admin token, links a group of an OAuth-credentials site
+/// with a GitLab token, and sees its progress reach done.
+async fn the_admin_page_links_a_group_in_a_browser(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    let (id, secret) = app.jira.oauth_credentials();
+    sites::add_oauth(
+        &app.settings,
+        &app.store,
+        &app.jira.base_url,
+        &id,
+        &secret,
+        now_ms(),
+    )
+    .await
+    .unwrap();
+    let w = app.world(Plan::Free, 40, 1);
+    app.gitlab
+        .push(w.projects[0], "main", &["OPS-1 history to bring"], w.user)
+        .await;
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/admin", app.base_url)).await;
+    let token = browser.wait_for("#token", WAIT).await;
+    browser.screenshot("admin-page-token").await;
+    browser.type_into(&token, ADMIN_TOKEN).await;
+    let open = browser.wait_for("#token-submit", WAIT).await;
+    browser.click(&open).await;
+    browser.wait_for("#sites tr[data-site]", WAIT).await;
+    let group = browser.wait_for("#link-group", WAIT).await;
+    browser.type_into(&group, "acme").await;
+    let gitlab_token = browser.wait_for("#link-token", WAIT).await;
+    browser.type_into(&gitlab_token, &w.token).await;
+    let submit = browser.wait_for("#link-submit", WAIT).await;
+    browser.click(&submit).await;
+    browser
+        .wait_for(
+            "tr[data-subscription=\"acme\"] td[data-state=\"done\"]",
+            WAIT,
+        )
+        .await;
+    browser.screenshot("admin-page-linked").await;
+    assert_eq!(app.jira.issue("OPS-1").commits.len(), 1);
+    browser.close().await;
+    app.stop().await;
+}
+
+// One database is enough here: the browser drives the same HTTP API the other tests cover on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_page_in_chromium() {
+    the_configuration_page_links_a_group_in_a_browser(TestDatabase::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_page_in_chromium() {
+    the_admin_page_links_a_group_in_a_browser(TestDatabase::sqlite().await).await;
+}
