@@ -205,6 +205,18 @@ async fn a_jira_admin_links_and_unlinks_a_group_from_the_page(db: TestDatabase) 
         1,
         "the history arrived"
     );
+    let page = http()
+        .get(app.jira.page_url(&app.base_url, "/jira/config", ADMIN))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("data-subscription=\"acme\"") && page.contains("data-state=\"done\""),
+        "the page is served with the linked group and its state: {page}"
+    );
     let (status, list) = call(
         &app,
         reqwest::Method::GET,

@@ -198,7 +198,30 @@ pub async fn page(State(state): State<Arc<AppState>>, uri: Uri) -> Response {
             format!("<option value=\"{u}\">{u}</option>")
         })
         .collect();
+    // The linked groups are in the page as served (the script keeps them current).
+    let rows = match linked_groups(&state, &install.client_key).await {
+        Ok(list) if list.is_empty() => {
+            "<tr><td colspan=\"4\" class=\"note\">No group is linked yet.</td></tr>".to_owned()
+        }
+        Ok(list) => list
+            .iter()
+            .map(|s| {
+                let state = s["backfill"]["state"].as_str().unwrap_or("pending");
+                format!(
+                    "<tr data-subscription=\"{g}\"><td>{g}</td><td>{u}</td><td data-state=\"{state}\" class=\"state-{state}\">{state}</td><td></td></tr>",
+                    g = escape(s["group_path"].as_str().unwrap_or_default()),
+                    u = escape(s["gitlab_url"].as_str().unwrap_or_default()),
+                )
+            })
+            .collect(),
+        Err(e) => {
+            tracing::error!(error = %e, "could not read subscriptions");
+            "<tr><td colspan=\"4\" class=\"note\">Linked groups could not be read.</td></tr>"
+                .to_owned()
+        }
+    };
     let html = include_str!("../assets/config.html")
+        .replace("{{rows}}", &rows)
         .replace("{{token}}", &escape(&context))
         .replace("{{site}}", &escape(&install.base_url))
         .replace("{{instances}}", &instances);
