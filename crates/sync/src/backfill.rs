@@ -11,7 +11,7 @@
 //! through; the running-task cap only keeps workers free for live events.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use gfj_core::batching;
 use gfj_core::gitlab::{EventKind, GitLabTime, NULL_SHA, Project, PushEvent, WebhookEvent};
@@ -66,12 +66,17 @@ pub async fn queue_backfill_plan(
     store.enqueue(&[job], now_ms).await.map(drop)
 }
 
-/// Projects as webhooks describe them, read once per project and kept a few minutes: every page of a
-/// backfill needs one, and reading it per page would double the GitLab requests.
+/// What every page of a project's backfill needs from GitLab besides the page itself, read once per
+/// project and kept a few minutes (reading it per page would add a request to each): the project as
+/// webhooks describe it, and the titles and descriptions of its open merge requests by source branch
+/// (branches carry their keys, as in GitLab).
 #[derive(Default)]
 pub struct ProjectCache {
     entries: Mutex<HashMap<i64, (i64, Project)>>,
+    open_mr_texts: Mutex<HashMap<i64, (i64, Arc<OpenMergeRequestTexts>)>>,
 }
+
+type OpenMergeRequestTexts = HashMap<String, Vec<String>>;
 
 const PROJECT_CACHE_MS: i64 = 5 * 60 * 1000;
 const PROJECT_CACHE_MAX: usize = 4096;
@@ -97,6 +102,26 @@ impl ProjectCache {
         }
         entries.insert(project_id, (now_ms, p.clone()));
         Ok(Some(p))
+    }
+
+    async fn open_mr_texts(
+        &self,
+        gitlab: &GitLabClient,
+        project_id: i64,
+        now_ms: i64,
+    ) -> Result<Arc<OpenMergeRequestTexts>, GitLabError> {
+        if let Some((at, texts)) = self.open_mr_texts.lock().unwrap().get(&project_id)
+            && now_ms - at < PROJECT_CACHE_MS
+        {
+            return Ok(texts.clone());
+        }
+        let texts = Arc::new(gitlab.open_merge_request_texts_by_branch(project_id).await?);
+        let mut cached = self.open_mr_texts.lock().unwrap();
+        if cached.len() >= PROJECT_CACHE_MAX {
+            cached.clear();
+        }
+        cached.insert(project_id, (now_ms, texts.clone()));
+        Ok(texts)
     }
 }
 
@@ -337,8 +362,8 @@ impl Handlers {
                 let open_mr_texts = if page.items.is_empty() {
                     Default::default()
                 } else {
-                    gitlab
-                        .open_merge_request_texts_by_branch(project.id)
+                    self.projects
+                        .open_mr_texts(&gitlab, project.id, now)
                         .await
                         .map_err(gone)?
                 };
