@@ -115,7 +115,11 @@ impl ProjectCache {
         {
             return Ok(texts.clone());
         }
-        let texts = Arc::new(gitlab.open_merge_request_texts_by_branch(project_id).await?);
+        let texts = Arc::new(
+            gitlab
+                .open_merge_request_texts_by_branch(project_id)
+                .await?,
+        );
         let mut cached = self.open_mr_texts.lock().unwrap();
         if cached.len() >= PROJECT_CACHE_MAX {
             cached.clear();
