@@ -46,6 +46,20 @@ pub struct JiraSimConfig {
     pub known_services: Option<Vec<String>>,
     /// Requests larger than this get 413 (Jira publishes no number).
     pub max_body_bytes: usize,
+    /// A rate limit on the site's API; `None` (the default): unlimited. See [`RateLimit`].
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// At most `requests` API requests per fixed `window` (aligned to the Unix epoch) for the whole site, as
+/// an app's budget on one tenant. Every answer carries `X-RateLimit-Limit`, `X-RateLimit-Remaining`,
+/// `X-RateLimit-Reset` (ISO-8601) and, under 20 % left, `X-RateLimit-NearLimit: true`; a request over the
+/// limit gets 429 with `Retry-After` (seconds to the next window). Jira documents the headers (per a
+/// one-minute window) but publishes no numbers. The install-key server, `/oauth/token` and
+/// `/_edge/tenant_info` are not counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub window: std::time::Duration,
 }
 
 impl Default for JiraSimConfig {
@@ -57,6 +71,7 @@ impl Default for JiraSimConfig {
             known_issue_keys: None,
             known_services: None,
             max_body_bytes: 1024 * 1024,
+            rate_limit: None,
         }
     }
 }
@@ -125,6 +140,8 @@ struct Shared {
     release: watch::Sender<u64>,
     held: Notify,
     held_count: Mutex<usize>,
+    /// The rate limit in force and the current window: (limit, window index, requests in it).
+    rate: Mutex<(Option<RateLimit>, i64, u32)>,
 }
 
 /// What one issue's development panel shows.
@@ -153,6 +170,7 @@ const ENTITY_TYPES: [(&str, &str); 3] = [
 impl JiraSim {
     pub async fn start(config: JiraSimConfig) -> anyhow::Result<Self> {
         let openapi = OpenApi::load(&config.openapi)?;
+        let initial_rate = config.rate_limit;
         let shared = Arc::new(Shared {
             client_key: format!("sim-client-{}", crate::random_hex(8)),
             shared_secret: crate::random_hex(32),
@@ -176,6 +194,7 @@ impl JiraSim {
             gating: Mutex::default(),
             held: Notify::new(),
             held_count: Mutex::new(0),
+            rate: Mutex::new((initial_rate, 0, 0)),
         });
         let router = Router::new()
             .route("/connect-keys/{*kid}", get(key_server))
@@ -222,6 +241,10 @@ impl JiraSim {
                 "/rest/devinfo/0.10/repository/{repo}/{entity_type}/{entity_id}",
                 axum::routing::delete(delete_entity),
             )
+            .layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                rate_limit,
+            ))
             .with_state(shared.clone());
         let (base_url, server) = crate::serve(router).await?;
         Ok(Self {
@@ -405,6 +428,11 @@ impl JiraSim {
         Ok(status)
     }
 
+    /// Sets or lifts the site's rate limit (see [`RateLimit`]); the count starts again.
+    pub fn set_rate_limit(&self, limit: Option<RateLimit>) {
+        *self.shared.rate.lock().unwrap() = (limit, 0, 0);
+    }
+
     /// Answers the next requests with these faults, in order.
     pub fn inject(&self, faults: impl IntoIterator<Item = Fault>) {
         self.shared.inner.lock().unwrap().faults.extend(faults);
@@ -572,6 +600,80 @@ async fn key_server(Path(kid): Path<String>) -> Response {
     } else {
         StatusCode::NOT_FOUND.into_response()
     }
+}
+
+/// The site's rate limit (see [`RateLimit`]), in front of every API route.
+async fn rate_limit(
+    State(s): State<Arc<Shared>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    let exempt =
+        path.starts_with("/connect-keys/") || path == "/oauth/token" || path.starts_with("/_edge/");
+    let state = if exempt {
+        None
+    } else {
+        let mut rate = s.rate.lock().unwrap();
+        rate.0.map(|limit| {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            let window_ms = (limit.window.as_millis() as i64).max(1000);
+            let index = now_ms / window_ms;
+            if rate.1 != index {
+                rate.1 = index;
+                rate.2 = 0;
+            }
+            rate.2 = rate.2.saturating_add(1);
+            (limit.requests, rate.2, now_ms, (index + 1) * window_ms)
+        })
+    };
+    let Some((limit, used, now_ms, reset_ms)) = state else {
+        return next.run(req).await;
+    };
+    let mut resp = if used > limit {
+        let (method, uri) = (req.method().clone(), req.uri().clone());
+        let retry_after = ((reset_ms - now_ms + 999) / 1000).max(1);
+        let resp = (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", retry_after.to_string())],
+            axum::Json(json!({ "errorMessages": [{ "message": "Rate limit exceeded" }] })),
+        )
+            .into_response();
+        s.record(&method, &uri, resp.status(), None);
+        resp
+    } else {
+        next.run(req).await
+    };
+    let remaining = limit.saturating_sub(used);
+    let reset = time::OffsetDateTime::from_unix_timestamp(reset_ms.div_euclid(1000))
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+            ))
+            .ok()
+        })
+        .unwrap_or_default();
+    let h = resp.headers_mut();
+    for (name, value) in [
+        ("x-ratelimit-limit", limit.to_string()),
+        ("x-ratelimit-remaining", remaining.to_string()),
+        ("x-ratelimit-reset", reset),
+    ] {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+    if u64::from(remaining) * 5 < u64::from(limit) {
+        h.insert(
+            "x-ratelimit-nearlimit",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    resp
 }
 
 fn devinfo_error(status: StatusCode, messages: &[String]) -> Response {
@@ -1410,4 +1512,67 @@ fn unix_now_secs() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_rate_limit_answers_429_with_jiras_headers_once_the_window_is_used_up() {
+        let jira = JiraSim::start(JiraSimConfig {
+            rate_limit: Some(RateLimit {
+                requests: 2,
+                window: std::time::Duration::from_secs(86_400),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let http = reqwest::Client::new();
+        let api = format!("{}/rest/devinfo/0.10/repository/r1", jira.base_url);
+        let keys = format!("{}/{INSTALL_KID}", jira.connect_keys_url());
+        let header = |r: &reqwest::Response, name: &str| {
+            r.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        for remaining in ["1", "0"] {
+            // Counted whatever the answer (here 401: no token).
+            let r = http.get(&api).send().await.unwrap();
+            assert_eq!(r.status(), 401);
+            assert_eq!(header(&r, "x-ratelimit-limit").as_deref(), Some("2"));
+            assert_eq!(
+                header(&r, "x-ratelimit-remaining").as_deref(),
+                Some(remaining)
+            );
+            assert!(header(&r, "retry-after").is_none());
+        }
+        // The key server is Atlassian's, not the site's: not counted.
+        assert_eq!(http.get(&keys).send().await.unwrap().status(), 200);
+
+        let r = http.get(&api).send().await.unwrap();
+        assert_eq!(r.status(), 429);
+        let retry: u64 = header(&r, "retry-after").unwrap().parse().unwrap();
+        assert!((1..=86_400).contains(&retry), "{retry}");
+        assert_eq!(header(&r, "x-ratelimit-remaining").as_deref(), Some("0"));
+        assert_eq!(header(&r, "x-ratelimit-nearlimit").as_deref(), Some("true"));
+        let reset = header(&r, "x-ratelimit-reset").unwrap();
+        let reset =
+            time::OffsetDateTime::parse(&reset, &time::format_description::well_known::Rfc3339)
+                .unwrap();
+        let wait = reset - time::OffsetDateTime::now_utc();
+        assert!(
+            wait > time::Duration::ZERO && wait <= time::Duration::days(1),
+            "{wait}"
+        );
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["errorMessages"][0]["message"], "Rate limit exceeded");
+        assert_eq!(jira.requests().last().unwrap().status, 429);
+
+        jira.set_rate_limit(None);
+        let r = http.get(&api).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        assert!(header(&r, "x-ratelimit-limit").is_none());
+    }
 }

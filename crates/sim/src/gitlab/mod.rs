@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
+pub mod bulk;
 pub mod ci;
 pub mod deployments;
 pub mod feature_flags;

@@ -29,17 +29,40 @@ pub(super) fn timestamp(t: time::OffsetDateTime) -> String {
 /// The first-parent history from `head`, newest first.
 pub(super) fn history(inner: &Inner, project_id: i64, head: &str) -> Vec<SimCommit> {
     let mut out = Vec::new();
-    let mut at = Some(head.to_owned());
-    while let Some(sha) = at {
-        let Some(c) = inner.commits.get(&(project_id, sha.clone())) else {
-            break;
-        };
+    walk(inner, project_id, head, |c| {
         out.push(c.clone());
-        at = inner
-            .parents
-            .get(&(project_id, sha))
-            .and_then(|p| p.first().cloned());
+        true
+    });
+    out
+}
+
+/// Visits the first-parent history from `head`, newest first, while `visit` returns true; one lookup key
+/// is reused throughout, so long histories cost no allocation per step.
+fn walk<'a>(
+    inner: &'a Inner,
+    project_id: i64,
+    head: &str,
+    mut visit: impl FnMut(&'a SimCommit) -> bool,
+) {
+    let mut key = (project_id, head.to_owned());
+    while let Some(c) = inner.commits.get(&key) {
+        if !visit(c) {
+            return;
+        }
+        match inner.parents.get(&key).and_then(|p| p.first()) {
+            Some(parent) => key.1.clone_from(parent),
+            None => return,
+        }
     }
+}
+
+/// The SHAs of the first-parent history from `head`.
+fn history_ids(inner: &Inner, project_id: i64, head: &str) -> HashSet<String> {
+    let mut out = HashSet::new();
+    walk(inner, project_id, head, |c| {
+        out.insert(c.id.clone());
+        true
+    });
     out
 }
 
@@ -386,13 +409,17 @@ fn diffs_of(commits: &[SimCommit]) -> Vec<Value> {
     out
 }
 
-fn branch_json(base: &str, inner: &Inner, p: &Project, name: &str, level: i64) -> Value {
+/// `on_default`: the SHAs of the default branch's history (computed once per list).
+fn branch_json(
+    base: &str,
+    inner: &Inner,
+    p: &Project,
+    name: &str,
+    level: i64,
+    on_default: &HashSet<String>,
+) -> Value {
     let head = &p.branches[name];
-    let default_head = &p.branches[&p.default_branch];
-    let merged = name != p.default_branch
-        && history(inner, p.id, default_head)
-            .iter()
-            .any(|c| &c.id == head);
+    let merged = name != p.default_branch && on_default.contains(head);
     let c = inner
         .commits
         .get(&(p.id, head.clone()))
@@ -430,6 +457,7 @@ async fn branches(
     let search = q.get("search").map(|t| t.to_lowercase());
     let all: Vec<Value> = {
         let inner = s.inner.lock().unwrap();
+        let on_default = history_ids(&inner, p.id, &p.branches[&p.default_branch]);
         p.branches
             .keys()
             .filter(|name| {
@@ -442,7 +470,7 @@ async fn branches(
                     }
                 })
             })
-            .map(|name| branch_json(&base, &inner, &p, name, level))
+            .map(|name| branch_json(&base, &inner, &p, name, level, &on_default))
             .collect()
     };
     Ok(super::paging::offset_page(
@@ -463,7 +491,16 @@ async fn branch(
         return Err(err(StatusCode::NOT_FOUND, "404 Branch Not Found"));
     }
     let inner = s.inner.lock().unwrap();
-    Ok(axum::Json(branch_json(&s.base(), &inner, &p, &name, level)).into_response())
+    let on_default = history_ids(&inner, p.id, &p.branches[&p.default_branch]);
+    Ok(axum::Json(branch_json(
+        &s.base(),
+        &inner,
+        &p,
+        &name,
+        level,
+        &on_default,
+    ))
+    .into_response())
 }
 
 fn time_param(
@@ -497,18 +534,22 @@ async fn commits(
     let until = time_param(&q, "until")?;
     let all = super::bool_param(&q, "all")?.unwrap_or(false);
     let base = s.base();
-    let found: Vec<Value> = {
+    let (found, page, per_page) = {
         let inner = s.inner.lock().unwrap();
-        let list = if all {
+        let mut list: Vec<&SimCommit> = Vec::new();
+        if all {
+            // Every branch's history, each commit once: a walk stops at the first commit an earlier one
+            // saw, as everything below it was seen too.
             let mut seen = HashSet::new();
-            let mut list: Vec<SimCommit> = p
-                .branches
-                .values()
-                .flat_map(|head| history(&inner, p.id, head))
-                .filter(|c| seen.insert(c.id.clone()))
-                .collect();
-            list.sort_by_key(|c| std::cmp::Reverse(committed(c)));
-            list
+            for head in p.branches.values() {
+                walk(&inner, p.id, head, |c| {
+                    let new = seen.insert(c.id.as_str());
+                    if new {
+                        list.push(c);
+                    }
+                    new
+                });
+            }
         } else {
             let r = q
                 .get("ref_name")
@@ -516,19 +557,41 @@ async fn commits(
                 .unwrap_or_else(|| p.default_branch.clone());
             let head = resolve(&inner, &p, &r)
                 .ok_or_else(|| err(StatusCode::NOT_FOUND, "404 Ref Not Found"))?;
-            history(&inner, p.id, &head)
-        };
-        list.iter()
-            .filter(|c| {
-                since.is_none_or(|t| committed(c) >= t) && until.is_none_or(|t| committed(c) <= t)
+            walk(&inner, p.id, &head, |c| {
+                list.push(c);
+                true
+            });
+        }
+        let mut dated: Vec<(&SimCommit, time::OffsetDateTime)> =
+            list.into_iter().map(|c| (c, committed(c))).collect();
+        if all {
+            // Stable, as before: commits with the same date keep their order.
+            dated.sort_by_key(|(_, t)| std::cmp::Reverse(*t));
+        }
+        dated.retain(|(_, t)| since.is_none_or(|s| *t >= s) && until.is_none_or(|u| *t <= u));
+        let page = super::usize_param(&q, "page")?;
+        let per_page = super::usize_param(&q, "per_page")?;
+        // Only the requested page is rendered; `offset_page` needs the others only to count them.
+        let size = per_page.unwrap_or(20).clamp(1, 100);
+        let first = (page.unwrap_or(1).max(1) - 1).saturating_mul(size);
+        let shown = first..first.saturating_add(size);
+        let found: Vec<Value> = dated
+            .iter()
+            .enumerate()
+            .map(|(n, (c, _))| {
+                if shown.contains(&n) {
+                    commit_json(&base, &inner, &p, c)
+                } else {
+                    Value::Null
+                }
             })
-            .map(|c| commit_json(&base, &inner, &p, c))
-            .collect()
+            .collect();
+        (found, page, per_page)
     };
     Ok(super::paging::offset_page(
         found,
-        super::usize_param(&q, "page")?,
-        super::usize_param(&q, "per_page")?,
+        page,
+        per_page,
         &link_for(&base, &p, "commits", raw.as_deref()),
     ))
 }
