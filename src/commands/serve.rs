@@ -207,7 +207,7 @@ pub fn handlers(settings: &Settings, store: &Store, clock: Arc<dyn Clock>) -> Ha
             window_ms: settings.backfill_window_ms,
             max_running: settings.backfill_tasks as i64,
         },
-        projects: Default::default(),
+        backfill_shared: Default::default(),
     }
 }
 

@@ -95,6 +95,67 @@ pub fn pack_devinfo(request: DevinfoRequest) -> Vec<DevinfoRequest> {
     out
 }
 
+/// Packs a request whose entities are all distinct (as [`combine_devinfo`] leaves them) into as few
+/// requests as Jira's limits allow, placing each entity in the first request with room for it (first
+/// fit), so that one repository's 400-per-type limit does not close a request that others can still fill.
+/// For backfills, where order between different entities does not matter; live updates keep
+/// [`pack_devinfo`]'s order.
+pub fn pack_devinfo_dense(request: DevinfoRequest) -> Vec<DevinfoRequest> {
+    let template = request_like(&request, Vec::new());
+    let mut out: Vec<(Vec<Repository>, usize)> = Vec::new();
+    for repo in request.repositories {
+        let entities = repo
+            .commits
+            .iter()
+            .cloned()
+            .map(Entity::Commit)
+            .chain(repo.branches.iter().cloned().map(Entity::Branch))
+            .chain(repo.pull_requests.iter().cloned().map(Entity::PullRequest));
+        for entity in entities {
+            let fits = |(repos, total): &(Vec<Repository>, usize)| {
+                if *total >= MAX_ENTITIES_PER_REQUEST {
+                    return false;
+                }
+                match repos.iter().find(|r| r.id == repo.id) {
+                    None => repos.len() < MAX_REPOSITORIES_PER_REQUEST,
+                    Some(r) => {
+                        let n = match &entity {
+                            Entity::Commit(_) => r.commits.len(),
+                            Entity::Branch(_) => r.branches.len(),
+                            Entity::PullRequest(_) => r.pull_requests.len(),
+                        };
+                        n < MAX_PER_TYPE_PER_REPOSITORY
+                    }
+                }
+            };
+            let slot = match out.iter().position(fits) {
+                Some(i) => i,
+                None => {
+                    out.push((Vec::new(), 0));
+                    out.len() - 1
+                }
+            };
+            let (repos, total) = &mut out[slot];
+            let i = match repos.iter().position(|r| r.id == repo.id) {
+                Some(i) => i,
+                None => {
+                    repos.push(empty_like(&repo));
+                    repos.len() - 1
+                }
+            };
+            match entity {
+                Entity::Commit(c) => repos[i].commits.push(c),
+                Entity::Branch(b) => repos[i].branches.push(b),
+                Entity::PullRequest(p) => repos[i].pull_requests.push(p),
+            }
+            *total += 1;
+        }
+    }
+    out.into_iter()
+        .map(|(repos, _)| request_like(&template, repos))
+        .collect()
+}
+
 /// Combines many requests (one per branch, merge request or commit page of a backfill) into one, to be
 /// packed by [`pack_devinfo`]: repositories with the same id become one, and an entity sent twice (a
 /// commit at the tip of several branches) becomes one whose issue keys are the union, capped at Jira's
@@ -191,6 +252,50 @@ pub fn devinfo_entities(request: &DevinfoRequest) -> usize {
 mod tests {
     use super::*;
     use crate::jira::{Author, OperationType, ProviderMetadata};
+
+    #[test]
+    fn dense_packing_fills_requests_that_one_repositorys_limit_would_close() {
+        // Three repositories with 600 commits each: 1,800 entities, at most 400 per repository per
+        // request, so two requests (1,000 + 800) suffice; filling in order would take five.
+        let repos: Vec<Repository> = (0..3)
+            .map(|r| Repository {
+                id: r.to_string(),
+                name: format!("p{r}"),
+                url: "https://g/p".into(),
+                update_sequence_id: 1,
+                avatar: None,
+                commits: (0..600).map(|n| commit(r * 1000 + n)).collect(),
+                branches: vec![],
+                pull_requests: vec![],
+            })
+            .collect();
+        let request = DevinfoRequest {
+            repositories: repos,
+            prevent_transitions: true,
+            operation_type: OperationType::Backfill,
+            properties: Default::default(),
+            provider_metadata: ProviderMetadata {
+                product: "GitLab".into(),
+            },
+        };
+        let packed = pack_devinfo_dense(request.clone());
+        assert_eq!(packed.len(), 2);
+        assert_eq!(
+            packed.iter().map(devinfo_entities).collect::<Vec<_>>(),
+            [1000, 800]
+        );
+        for p in &packed {
+            assert!(
+                p.repositories
+                    .iter()
+                    .all(|r| r.commits.len() <= MAX_PER_TYPE_PER_REPOSITORY)
+            );
+        }
+        assert!(
+            pack_devinfo(request).len() > 2,
+            "in-order packing needs more"
+        );
+    }
 
     #[test]
     fn combining_merges_repositories_and_unites_the_keys_of_a_commit_sent_twice() {

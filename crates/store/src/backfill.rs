@@ -394,32 +394,44 @@ impl Store {
         })
     }
 
-    /// The oldest outbox rows of a subscription, up to `max_entities` (at least one row).
+    /// The oldest outbox rows of a subscription, up to `max_entities` (at least one row). The sizes are
+    /// read first and only the chosen rows' requests after, so memory stays at what is sent.
     pub async fn outbox_batch(
         &self,
         subscription_id: i64,
         max_entities: i64,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, entities, request FROM backfill_outbox WHERE subscription_id = $1 ORDER BY id LIMIT $2",
+        let sizes = sqlx::query(
+            "SELECT id, entities FROM backfill_outbox WHERE subscription_id = $1 ORDER BY id LIMIT $2",
         )
         .bind(subscription_id)
         .bind(max_entities.max(1))
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::new();
+        let mut chosen: Vec<(i64, i64)> = Vec::new();
         let mut total = 0;
-        for r in &rows {
+        for r in &sizes {
             let entities: i64 = r.try_get("entities")?;
-            if !out.is_empty() && total + entities > max_entities {
+            if !chosen.is_empty() && total + entities > max_entities {
                 break;
             }
             total += entities;
-            out.push(OutboxRow {
-                id: r.try_get("id")?,
-                entities,
-                request: r.try_get("request")?,
-            });
+            chosen.push((r.try_get("id")?, entities));
+        }
+        let mut out = Vec::with_capacity(chosen.len());
+        for (id, entities) in chosen {
+            let request: Option<String> =
+                sqlx::query_scalar("SELECT request FROM backfill_outbox WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if let Some(request) = request {
+                out.push(OutboxRow {
+                    id,
+                    entities,
+                    request,
+                });
+            }
         }
         Ok(out)
     }

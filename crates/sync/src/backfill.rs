@@ -10,7 +10,7 @@
 //! GitLab client's gate (`RateLimit-Remaining`, 429) and the Jira site's budget, which every page passes
 //! through; the running-task cap only keeps workers free for live events.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use gfj_core::batching;
@@ -66,14 +66,16 @@ pub async fn queue_backfill_plan(
     store.enqueue(&[job], now_ms).await.map(drop)
 }
 
-/// What every page of a project's backfill needs from GitLab besides the page itself, read once per
-/// project and kept a few minutes (reading it per page would add a request to each): the project as
-/// webhooks describe it, and the titles and descriptions of its open merge requests by source branch
-/// (branches carry their keys, as in GitLab).
+/// What the backfill's jobs share in one process: what every page of a project needs from GitLab besides
+/// the page itself, read once per project and kept a few minutes (reading it per page would add a
+/// request to each) — the project as webhooks describe it, and the titles and descriptions of its open
+/// merge requests by source branch (branches carry their keys, as in GitLab) — and the lock that lets
+/// one outbox flush per subscription run at a time.
 #[derive(Default)]
-pub struct ProjectCache {
+pub struct BackfillShared {
     entries: Mutex<HashMap<i64, (i64, Project)>>,
     open_mr_texts: Mutex<HashMap<i64, (i64, Arc<OpenMergeRequestTexts>)>>,
+    flushing: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 type OpenMergeRequestTexts = HashMap<String, Vec<String>>;
@@ -81,7 +83,7 @@ type OpenMergeRequestTexts = HashMap<String, Vec<String>>;
 const PROJECT_CACHE_MS: i64 = 5 * 60 * 1000;
 const PROJECT_CACHE_MAX: usize = 4096;
 
-impl ProjectCache {
+impl BackfillShared {
     async fn get(
         &self,
         gitlab: &GitLabClient,
@@ -102,6 +104,16 @@ impl ProjectCache {
         }
         entries.insert(project_id, (now_ms, p.clone()));
         Ok(Some(p))
+    }
+
+    /// The lock one subscription's outbox flushes take.
+    fn flush_lock(&self, subscription_id: i64) -> Arc<tokio::sync::Mutex<()>> {
+        self.flushing
+            .lock()
+            .unwrap()
+            .entry(subscription_id)
+            .or_default()
+            .clone()
     }
 
     async fn open_mr_texts(
@@ -294,7 +306,7 @@ impl Handlers {
             }
         };
         let project = self
-            .projects
+            .backfill_shared
             .get(&gitlab, task.project_id, now)
             .await
             .map_err(gone)?
@@ -342,7 +354,11 @@ impl Handlers {
                             sent_ids.push(ev.object_attributes.id);
                         }
                         requests.push(request);
-                        dropped.extend(dropped_keys);
+                        dropped.extend(
+                            dropped_keys
+                                .into_iter()
+                                .filter(|d| d.entity_type == "branch"),
+                        );
                     }
                 }
                 let (sent, outbox) = self.devinfo_for_outbox(sub, &opts, requests, dropped).await;
@@ -366,7 +382,7 @@ impl Handlers {
                 let open_mr_texts = if page.items.is_empty() {
                     Default::default()
                 } else {
-                    self.projects
+                    self.backfill_shared
                         .open_mr_texts(&gitlab, project.id, now)
                         .await
                         .map_err(gone)?
@@ -405,6 +421,12 @@ impl Handlers {
                         dropped_keys,
                     }) = mapping::map_push_with(&push, seq, None, texts)
                     {
+                        // The branch with its last commit; the commits themselves are the commits
+                        // task's (it lists those of every branch), so each goes to Jira once.
+                        let mut request = request;
+                        for repo in &mut request.repositories {
+                            repo.commits.clear();
+                        }
                         requests.push(request);
                         dropped.extend(dropped_keys);
                     }
@@ -562,6 +584,9 @@ impl Handlers {
     /// carries up to 1,000 entities. While pages are still being read, a short outbox waits a moment for
     /// more (a later flush job takes over); rows leave the outbox once Jira took them.
     pub(crate) async fn flush_backfill(&self, flush: &BackfillFlush) -> Result<(), JobError> {
+        // One flush at a time per subscription in this process: two would read and send the same rows.
+        let lock = self.backfill_shared.flush_lock(flush.subscription_id);
+        let _one_flush = lock.lock().await;
         let Some(sub) = self.store.subscription(flush.subscription_id).await? else {
             return Ok(());
         };
@@ -588,34 +613,103 @@ impl Handlers {
                     after_ms: FLUSH_LINGER_MS - age,
                 });
             }
-            let rows = self.store.outbox_batch(sub.id, FLUSH_ENTITIES).await?;
+            let rows = self
+                .store
+                .outbox_batch(sub.id, FLUSH_BATCH_ENTITIES)
+                .await?;
             let mut requests = Vec::with_capacity(rows.len());
+            let mut row_entities: Vec<(i64, Vec<EntityKey>)> = Vec::with_capacity(rows.len());
             for row in &rows {
                 match serde_json::from_str::<gfj_core::jira::DevinfoRequest>(&row.request) {
-                    Ok(r) => requests.push(r),
+                    Ok(r) => {
+                        row_entities.push((row.id, entity_keys(&r)));
+                        requests.push(r);
+                    }
                     Err(e) => {
-                        tracing::error!(subscription = sub.id, row = row.id, error = %e, "unreadable outbox row dropped")
+                        tracing::error!(subscription = sub.id, row = row.id, error = %e, "unreadable outbox row dropped");
+                        row_entities.push((row.id, Vec::new()));
                     }
                 }
             }
-            if let Some(mut request) = batching::combine_devinfo(requests) {
-                // Pages of many projects share a request: only the subscription's property is common
-                // to them (a departed project's data is deleted by repository instead).
-                request.properties = std::collections::BTreeMap::from([(
-                    mapping::SUBSCRIPTION_PROPERTY.to_owned(),
-                    sub.id.to_string(),
-                )]);
+            let packed = match batching::combine_devinfo(requests) {
+                Some(mut request) => {
+                    // Pages of many projects share a request: only the subscription's property is
+                    // common to them (a departed project's data is deleted by repository instead).
+                    request.properties = std::collections::BTreeMap::from([(
+                        mapping::SUBSCRIPTION_PROPERTY.to_owned(),
+                        sub.id.to_string(),
+                    )]);
+                    batching::pack_devinfo_dense(request)
+                }
+                None => Vec::new(),
+            };
+            let active = self.store.backfill_active(sub.id).await?;
+            let mut sent: HashSet<EntityKey> = HashSet::new();
+            let mut pending_rows = row_entities;
+            // Rows with nothing to send (unreadable) go at once.
+            let empty: Vec<i64> = pending_rows
+                .iter()
+                .filter(|(_, keys)| keys.is_empty())
+                .map(|(id, _)| *id)
+                .collect();
+            self.store.remove_from_outbox(&empty).await?;
+            pending_rows.retain(|(_, keys)| !keys.is_empty());
+            for request in packed {
+                let size = batching::devinfo_entities(&request) as i64;
+                // A part-filled request waits for more pages while they are still being read.
+                if size < FLUSH_ENTITIES * 9 / 10 && active && age < FLUSH_LINGER_MS {
+                    break;
+                }
+                let keys = entity_keys(&request);
                 let ck = &sub.client_key;
                 self.at_site(ck, self.store_devinfo(ck, &site, request))
                     .await?;
+                sent.extend(keys);
+                // Rows whose every entity Jira now has leave the outbox at once: a later failure does
+                // not send them again.
+                let (done, rest): (Vec<_>, Vec<_>) = pending_rows
+                    .into_iter()
+                    .partition(|(_, keys)| keys.iter().all(|k| sent.contains(k)));
+                pending_rows = rest;
+                let ids: Vec<i64> = done.iter().map(|(id, _)| *id).collect();
+                self.store.remove_from_outbox(&ids).await?;
             }
-            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-            self.store.remove_from_outbox(&ids).await?;
+            if !pending_rows.is_empty() {
+                let state = self.store.outbox_state(sub.id).await?;
+                if state.entities < FLUSH_BATCH_ENTITIES && active {
+                    return Err(JobError::Postpone {
+                        message: format!(
+                            "{} entities wait for more to fill a Jira request",
+                            state.entities
+                        ),
+                        after_ms: FLUSH_LINGER_MS,
+                    });
+                }
+            }
         }
     }
 }
 
-/// Jira takes at most this many entities per devinfo request.
+/// An entity of a devinfo request: repository, kind (0 commit, 1 branch, 2 pull request) and id.
+type EntityKey = (String, u8, String);
+
+fn entity_keys(request: &gfj_core::jira::DevinfoRequest) -> Vec<EntityKey> {
+    let mut keys = Vec::new();
+    for r in &request.repositories {
+        keys.extend(r.commits.iter().map(|c| (r.id.clone(), 0, c.id.clone())));
+        keys.extend(r.branches.iter().map(|b| (r.id.clone(), 1, b.id.clone())));
+        keys.extend(
+            r.pull_requests
+                .iter()
+                .map(|p| (r.id.clone(), 2, p.id.clone())),
+        );
+    }
+    keys
+}
+
+/// Jira takes at most this many entities per devinfo request: a flush waits for that many.
 const FLUSH_ENTITIES: i64 = gfj_core::jira::MAX_ENTITIES_PER_REQUEST as i64;
+/// A flush reads this many at once, so that the requests it packs are full but for the last.
+const FLUSH_BATCH_ENTITIES: i64 = 4 * FLUSH_ENTITIES;
 /// How long a part-filled outbox waits for more pages while the backfill is still reading.
 const FLUSH_LINGER_MS: i64 = 1_000;

@@ -42,8 +42,8 @@ pub struct Handlers {
     pub merge_request_options: mapping::merge_request::MergeRequestOptions,
     /// How backfills run (`GFJ_BACKFILL_DAYS`, `GFJ_BACKFILL_TASKS`).
     pub backfill: crate::backfill::BackfillSettings,
-    /// Projects read for backfill pages.
-    pub projects: crate::backfill::ProjectCache,
+    /// What backfill jobs share (projects read from GitLab, flush locks).
+    pub backfill_shared: crate::backfill::BackfillShared,
 }
 
 /// The GitLab client acting for a subscription, made on first use (reading and, for an OAuth sign-in,
