@@ -11,17 +11,13 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use gfj_sync::linking::{GitLabCredentials, HookMode, LinkRequest, Linker};
+use gfj_sync::linking::{GitLabCredentials, HookMode, LinkRequest};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::AppState;
 use crate::gitlab_oauth::is_admin;
-use crate::jira_config::{link_error, linked_groups};
-
-fn error(status: StatusCode, message: &str) -> Response {
-    (status, axum::Json(json!({ "error": message }))).into_response()
-}
+use crate::jira_config::{error, link_error, linked_groups, storage_unavailable};
 
 /// `None` when the caller may go on; else the answer.
 fn guard(state: &AppState, headers: &HeaderMap) -> Option<Response> {
@@ -75,17 +71,17 @@ pub async fn overview(State(state): State<Arc<AppState>>, headers: HeaderMap) ->
     }
     let sites = match state.store.installations().await {
         Ok(s) => s,
-        Err(e) => return unavailable(e),
+        Err(e) => return storage_unavailable(&e, "serve the admin page"),
     };
-    let mut subscriptions = Vec::new();
-    for site in &sites {
-        match linked_groups(&state, &site.client_key).await {
-            Ok(list) => subscriptions.extend(list.into_iter().map(|mut s| {
-                s["site"] = json!(site.base_url);
-                s
-            })),
-            Err(e) => return unavailable(e),
-        }
+    let mut subscriptions = match linked_groups(&state, None).await {
+        Ok(list) => list,
+        Err(e) => return storage_unavailable(&e, "serve the admin page"),
+    };
+    for s in &mut subscriptions {
+        let site = sites
+            .iter()
+            .find(|i| s["client_key"] == i.client_key.as_str());
+        s["site"] = json!(site.map(|i| i.base_url.as_str()));
     }
     axum::Json(json!({
         "sites": sites.iter().map(|s| json!({
@@ -97,14 +93,6 @@ pub async fn overview(State(state): State<Arc<AppState>>, headers: HeaderMap) ->
         "gitlab_instances": state.config.gitlab_oauth_apps.iter().map(|a| &a.gitlab_url).collect::<Vec<_>>(),
     }))
     .into_response()
-}
-
-fn unavailable(e: gfj_store::StoreError) -> Response {
-    tracing::error!(error = %e, "admin page: storage");
-    error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "storage unavailable, retry",
-    )
 }
 
 #[derive(Deserialize)]
@@ -130,7 +118,7 @@ pub async fn link(
     let install = match state.store.find_installation(body.site.trim()).await {
         Ok(Some(i)) => i,
         Ok(None) => return error(StatusCode::NOT_FOUND, "no such Jira site"),
-        Err(e) => return unavailable(e),
+        Err(e) => return storage_unavailable(&e, "serve the admin page"),
     };
     let credentials = match (body.gitlab_connection, body.gitlab_token) {
         (Some(id), _) => GitLabCredentials::Connection(id),
@@ -142,11 +130,6 @@ pub async fn link(
             );
         }
     };
-    let linker = Linker {
-        store: &state.store,
-        access: &state.gitlab,
-        base_url: &state.config.base_url,
-    };
     let req = LinkRequest {
         install: &install,
         group: body.group.trim(),
@@ -154,7 +137,7 @@ pub async fn link(
         credentials,
         hook_mode: body.hook_mode.unwrap_or(HookMode::Auto),
     };
-    match linker.link(req, state.clock.now_ms()).await {
+    match state.linker().link(req, state.clock.now_ms()).await {
         Ok(linked) => (StatusCode::CREATED, axum::Json(linked)).into_response(),
         Err(e) => link_error(&e),
     }
@@ -172,14 +155,9 @@ pub async fn unlink(
     let sub = match state.store.subscription(id).await {
         Ok(Some(s)) => s,
         Ok(None) => return error(StatusCode::NOT_FOUND, "no such subscription"),
-        Err(e) => return unavailable(e),
+        Err(e) => return storage_unavailable(&e, "serve the admin page"),
     };
-    let linker = Linker {
-        store: &state.store,
-        access: &state.gitlab,
-        base_url: &state.config.base_url,
-    };
-    match linker.unlink(&sub, state.clock.now_ms()).await {
+    match state.linker().unlink(&sub, state.clock.now_ms()).await {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => link_error(&e),
     }
@@ -207,7 +185,7 @@ pub async fn resync(
     match state.store.subscription(id).await {
         Ok(Some(_)) => {}
         Ok(None) => return error(StatusCode::NOT_FOUND, "no such subscription"),
-        Err(e) => return unavailable(e),
+        Err(e) => return storage_unavailable(&e, "serve the admin page"),
     }
     let queued = match state
         .store
@@ -215,14 +193,14 @@ pub async fn resync(
         .await
     {
         Ok(n) => n,
-        Err(e) => return unavailable(e),
+        Err(e) => return storage_unavailable(&e, "serve the admin page"),
     };
     if let Err(e) = state
         .store
         .start_backfill_tasks(state.config.backfill_tasks, now)
         .await
     {
-        return unavailable(e);
+        return storage_unavailable(&e, "serve the admin page");
     }
     axum::Json(json!({ "subscription_id": id, "queued_tasks": queued })).into_response()
 }

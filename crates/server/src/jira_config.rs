@@ -19,7 +19,7 @@ use gfj_core::connect_jwt::{self, BoundRequest, QshRule};
 use gfj_store::backfill::Progress;
 use gfj_store::gitlab_connections::JiraUser;
 use gfj_store::installations::Installation;
-use gfj_sync::linking::{GitLabCredentials, HookMode, LinkError, LinkRequest, Linker};
+use gfj_sync::linking::{GitLabCredentials, HookMode, LinkError, LinkRequest};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -30,8 +30,18 @@ pub const LINK_REFUSED: &str = "Failed to link group. Please try again.";
 /// Jira groups whose members may link and unlink.
 const ADMIN_GROUPS: [&str; 2] = ["site-admins", "org-admins"];
 
-fn error(status: StatusCode, message: &str) -> Response {
+/// A JSON error answer: `{"error": message}`.
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({ "error": message }))).into_response()
+}
+
+/// The answer when the database fails: logged with what was being done, 503 to retry.
+pub(crate) fn storage_unavailable(e: &gfj_store::StoreError, doing: &str) -> Response {
+    tracing::error!(error = %e, "storage failed while trying to {doing}");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage unavailable, retry",
+    )
 }
 
 fn unauthorized(why: &str) -> Response {
@@ -45,13 +55,7 @@ async fn installation_of(state: &AppState, token: &str) -> Result<Installation, 
     match state.store.installation(&claims.iss).await {
         Ok(Some(i)) if i.oauth.is_none() => Ok(i),
         Ok(_) => Err(unauthorized("unknown Jira site")),
-        Err(e) => {
-            tracing::error!(error = %e, "could not read an installation");
-            Err(error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage unavailable, retry",
-            ))
-        }
+        Err(e) => Err(storage_unavailable(&e, "read an installation")),
     }
 }
 
@@ -199,7 +203,7 @@ pub async fn page(State(state): State<Arc<AppState>>, uri: Uri) -> Response {
         })
         .collect();
     // The linked groups are in the page as served (the script keeps them current).
-    let rows = match linked_groups(&state, &install.client_key).await {
+    let rows = match linked_groups(&state, Some(&install.client_key)).await {
         Ok(list) if list.is_empty() => {
             "<tr><td colspan=\"4\" class=\"note\">No group is linked yet.</td></tr>".to_owned()
         }
@@ -290,6 +294,15 @@ pub struct GroupsQuery {
     gitlab_url: Option<String>,
 }
 
+/// The GitLab sign-in a Jira user links groups of `gitlab_url` with; 409 until they signed in.
+async fn sign_in_of(state: &AppState, user: &JiraUser, gitlab_url: &str) -> Result<i64, Response> {
+    match state.store.jira_sign_in(user, gitlab_url).await {
+        Ok(Some(id)) => Ok(id),
+        Ok(None) => Err(error(StatusCode::CONFLICT, "sign in to GitLab first")),
+        Err(e) => Err(storage_unavailable(&e, "read a GitLab sign-in")),
+    }
+}
+
 /// `GET /jira/gitlab/groups?gitlab_url=…`: the groups and subgroups the user's GitLab sign-in may link
 /// (Maintainer or higher); 409 until the user signed in.
 pub async fn groups(
@@ -305,16 +318,9 @@ pub async fn groups(
         Ok(u) => u,
         Err(r) => return r.into_response(),
     };
-    let connection = match state.store.jira_sign_in(&user, &url).await {
-        Ok(Some(id)) => id,
-        Ok(None) => return error(StatusCode::CONFLICT, "sign in to GitLab first"),
-        Err(e) => {
-            tracing::error!(error = %e, "could not read a GitLab sign-in");
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage unavailable, retry",
-            );
-        }
+    let connection = match sign_in_of(&state, &user, &url).await {
+        Ok(id) => id,
+        Err(r) => return r,
     };
     let now = state.clock.now_ms();
     let (client, conn) = match state
@@ -350,27 +356,21 @@ pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
         Ok(u) => u,
         Err(r) => return r,
     };
-    match linked_groups(&state, &install.client_key).await {
+    match linked_groups(&state, Some(&install.client_key)).await {
         Ok(v) => axum::Json(v).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "could not read subscriptions");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage unavailable, retry",
-            )
-        }
+        Err(e) => storage_unavailable(&e, "read subscriptions"),
     }
 }
 
-/// A site's subscriptions with their backfill progress (also the admin page's).
+/// One site's subscriptions (or every site's) with their backfill progress; also the admin page's.
 pub(crate) async fn linked_groups(
     state: &AppState,
-    client_key: &str,
+    client_key: Option<&str>,
 ) -> Result<Vec<serde_json::Value>, gfj_store::StoreError> {
     let now = state.clock.now_ms();
     let mut out = Vec::new();
     for sub in state.store.subscriptions().await? {
-        if sub.client_key != client_key {
+        if client_key.is_some_and(|k| k != sub.client_key) {
             continue;
         }
         let tasks = state.store.backfill_tasks(Some(sub.id)).await?;
@@ -383,6 +383,7 @@ pub(crate) async fn linked_groups(
             .collect();
         out.push(json!({
             "id": sub.id,
+            "client_key": sub.client_key,
             "gitlab_url": sub.gitlab_url,
             "group_path": sub.group_path,
             "hook_mode": sub.hook_mode,
@@ -422,21 +423,9 @@ pub async fn link(
         Ok(u) => u,
         Err(r) => return r.into_response(),
     };
-    let connection = match state.store.jira_sign_in(&user, &url).await {
-        Ok(Some(id)) => id,
-        Ok(None) => return error(StatusCode::CONFLICT, "sign in to GitLab first"),
-        Err(e) => {
-            tracing::error!(error = %e, "could not read a GitLab sign-in");
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage unavailable, retry",
-            );
-        }
-    };
-    let linker = Linker {
-        store: &state.store,
-        access: &state.gitlab,
-        base_url: &state.config.base_url,
+    let connection = match sign_in_of(&state, &user, &url).await {
+        Ok(id) => id,
+        Err(r) => return r,
     };
     let req = LinkRequest {
         install: &install,
@@ -445,7 +434,7 @@ pub async fn link(
         credentials: GitLabCredentials::Connection(connection),
         hook_mode: HookMode::Auto,
     };
-    match linker.link(req, state.clock.now_ms()).await {
+    match state.linker().link(req, state.clock.now_ms()).await {
         Ok(linked) => (StatusCode::CREATED, axum::Json(linked)).into_response(),
         Err(e) => link_error(&e),
     }
@@ -480,20 +469,9 @@ pub async fn unlink(
     let sub = match state.store.subscription(id).await {
         Ok(Some(s)) if s.client_key == install.client_key => s,
         Ok(_) => return error(StatusCode::NOT_FOUND, "no such linked group on this site"),
-        Err(e) => {
-            tracing::error!(error = %e, "could not read a subscription");
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage unavailable, retry",
-            );
-        }
+        Err(e) => return storage_unavailable(&e, "read a subscription"),
     };
-    let linker = Linker {
-        store: &state.store,
-        access: &state.gitlab,
-        base_url: &state.config.base_url,
-    };
-    match linker.unlink(&sub, state.clock.now_ms()).await {
+    match state.linker().unlink(&sub, state.clock.now_ms()).await {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => link_error(&e),
     }

@@ -84,6 +84,17 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// Linking and unlinking, as the pages do it.
+    pub(crate) fn linker(&self) -> gfj_sync::linking::Linker<'_> {
+        gfj_sync::linking::Linker {
+            store: &self.store,
+            access: &self.gitlab,
+            base_url: &self.config.base_url,
+        }
+    }
+}
+
 /// Default for `GFJ_WEBHOOK_MAX_BYTES` (GitLab's pushes and pipelines stay well below).
 pub const DEFAULT_WEBHOOK_MAX_BYTES: usize = 25 * 1024 * 1024;
 
