@@ -32,6 +32,56 @@ enum Entity {
     PullRequest(jira::PullRequest),
 }
 
+/// A repository's entities, in the order they are sent: commits, branches, pull requests.
+fn entities_of(repo: &Repository) -> Vec<Entity> {
+    repo.commits
+        .iter()
+        .cloned()
+        .map(Entity::Commit)
+        .chain(repo.branches.iter().cloned().map(Entity::Branch))
+        .chain(repo.pull_requests.iter().cloned().map(Entity::PullRequest))
+        .collect()
+}
+
+/// Whether `entity` of the repository `repo_id` may join `repos` within Jira's per-request limits of
+/// repositories and of entities per type per repository; with `distinct`, not if the request already
+/// holds the same entity.
+fn has_room(repos: &[Repository], repo_id: &str, entity: &Entity, distinct: bool) -> bool {
+    let Some(r) = repos.iter().find(|r| r.id == repo_id) else {
+        return repos.len() < MAX_REPOSITORIES_PER_REQUEST;
+    };
+    match entity {
+        Entity::Commit(c) => {
+            r.commits.len() < MAX_PER_TYPE_PER_REPOSITORY
+                && !(distinct && r.commits.iter().any(|x| x.id == c.id))
+        }
+        Entity::Branch(b) => {
+            r.branches.len() < MAX_PER_TYPE_PER_REPOSITORY
+                && !(distinct && r.branches.iter().any(|x| x.id == b.id))
+        }
+        Entity::PullRequest(p) => {
+            r.pull_requests.len() < MAX_PER_TYPE_PER_REPOSITORY
+                && !(distinct && r.pull_requests.iter().any(|x| x.id == p.id))
+        }
+    }
+}
+
+/// Adds `entity` of the repository `repo` to `repos`.
+fn place(repos: &mut Vec<Repository>, repo: &Repository, entity: Entity) {
+    let i = match repos.iter().position(|r| r.id == repo.id) {
+        Some(i) => i,
+        None => {
+            repos.push(empty_like(repo));
+            repos.len() - 1
+        }
+    };
+    match entity {
+        Entity::Commit(c) => repos[i].commits.push(c),
+        Entity::Branch(b) => repos[i].branches.push(b),
+        Entity::PullRequest(p) => repos[i].pull_requests.push(p),
+    }
+}
+
 /// Packs the repositories of `request` into requests within Jira's limits (≤100 repositories, ≤1000
 /// entities, ≤400 of each type (commits, branches, pull requests) per repository), filling each request before starting the next. Entities
 /// keep their order, and a second update of the same entity goes to a later request than the first, so
@@ -41,51 +91,13 @@ pub fn pack_devinfo(request: DevinfoRequest) -> Vec<DevinfoRequest> {
     let mut out = Vec::new();
     let mut current: Vec<Repository> = Vec::new();
     let mut total = 0;
-    for repo in request.repositories {
-        let entities = repo
-            .commits
-            .iter()
-            .cloned()
-            .map(Entity::Commit)
-            .chain(repo.branches.iter().cloned().map(Entity::Branch))
-            .chain(repo.pull_requests.iter().cloned().map(Entity::PullRequest))
-            .collect::<Vec<_>>();
-        if entities.is_empty() {
-            continue;
-        }
-        for entity in entities {
-            let slot = current.iter().position(|r| r.id == repo.id);
-            let fits = match (slot, &entity) {
-                (None, _) => current.len() < MAX_REPOSITORIES_PER_REQUEST,
-                (Some(i), Entity::Commit(c)) => {
-                    current[i].commits.len() < MAX_PER_TYPE_PER_REPOSITORY
-                        && !current[i].commits.iter().any(|x| x.id == c.id)
-                }
-                (Some(i), Entity::Branch(b)) => {
-                    current[i].branches.len() < MAX_PER_TYPE_PER_REPOSITORY
-                        && !current[i].branches.iter().any(|x| x.id == b.id)
-                }
-                (Some(i), Entity::PullRequest(p)) => {
-                    current[i].pull_requests.len() < MAX_PER_TYPE_PER_REPOSITORY
-                        && !current[i].pull_requests.iter().any(|x| x.id == p.id)
-                }
-            };
-            if !fits || total == MAX_ENTITIES_PER_REQUEST {
+    for repo in &request.repositories {
+        for entity in entities_of(repo) {
+            if !has_room(&current, &repo.id, &entity, true) || total == MAX_ENTITIES_PER_REQUEST {
                 out.push(request_like(&template, std::mem::take(&mut current)));
                 total = 0;
             }
-            let i = match current.iter().position(|r| r.id == repo.id) {
-                Some(i) => i,
-                None => {
-                    current.push(empty_like(&repo));
-                    current.len() - 1
-                }
-            };
-            match entity {
-                Entity::Commit(c) => current[i].commits.push(c),
-                Entity::Branch(b) => current[i].branches.push(b),
-                Entity::PullRequest(p) => current[i].pull_requests.push(p),
-            }
+            place(&mut current, repo, entity);
             total += 1;
         }
     }
@@ -103,51 +115,17 @@ pub fn pack_devinfo(request: DevinfoRequest) -> Vec<DevinfoRequest> {
 pub fn pack_devinfo_dense(request: DevinfoRequest) -> Vec<DevinfoRequest> {
     let template = request_like(&request, Vec::new());
     let mut out: Vec<(Vec<Repository>, usize)> = Vec::new();
-    for repo in request.repositories {
-        let entities = repo
-            .commits
-            .iter()
-            .cloned()
-            .map(Entity::Commit)
-            .chain(repo.branches.iter().cloned().map(Entity::Branch))
-            .chain(repo.pull_requests.iter().cloned().map(Entity::PullRequest));
-        for entity in entities {
-            let fits = |(repos, total): &(Vec<Repository>, usize)| {
-                if *total >= MAX_ENTITIES_PER_REQUEST {
-                    return false;
-                }
-                match repos.iter().find(|r| r.id == repo.id) {
-                    None => repos.len() < MAX_REPOSITORIES_PER_REQUEST,
-                    Some(r) => {
-                        let n = match &entity {
-                            Entity::Commit(_) => r.commits.len(),
-                            Entity::Branch(_) => r.branches.len(),
-                            Entity::PullRequest(_) => r.pull_requests.len(),
-                        };
-                        n < MAX_PER_TYPE_PER_REPOSITORY
-                    }
-                }
-            };
-            let slot = match out.iter().position(fits) {
-                Some(i) => i,
-                None => {
-                    out.push((Vec::new(), 0));
-                    out.len() - 1
-                }
-            };
+    for repo in &request.repositories {
+        for entity in entities_of(repo) {
+            let slot = out.iter().position(|(repos, total)| {
+                *total < MAX_ENTITIES_PER_REQUEST && has_room(repos, &repo.id, &entity, false)
+            });
+            let slot = slot.unwrap_or_else(|| {
+                out.push((Vec::new(), 0));
+                out.len() - 1
+            });
             let (repos, total) = &mut out[slot];
-            let i = match repos.iter().position(|r| r.id == repo.id) {
-                Some(i) => i,
-                None => {
-                    repos.push(empty_like(&repo));
-                    repos.len() - 1
-                }
-            };
-            match entity {
-                Entity::Commit(c) => repos[i].commits.push(c),
-                Entity::Branch(b) => repos[i].branches.push(b),
-                Entity::PullRequest(p) => repos[i].pull_requests.push(p),
-            }
+            place(repos, repo, entity);
             *total += 1;
         }
     }
