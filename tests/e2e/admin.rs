@@ -4,10 +4,9 @@
 use gfj_sim::gitlab::Plan;
 use gfj_store::test_on_both_databases;
 use gfj_store::testing::TestDatabase;
-use gitlab_for_jira::commands::sites;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, TestApp, now_ms};
+use crate::helpers::{ADMIN_TOKEN, TestApp};
 
 async fn call(
     app: &TestApp,
@@ -34,17 +33,7 @@ async fn call(
 
 async fn an_operator_links_an_oauth_site_from_the_admin_page(db: TestDatabase) {
     let app = TestApp::start(db).await;
-    let (id, secret) = app.jira.oauth_credentials();
-    sites::add_oauth(
-        &app.settings,
-        &app.store,
-        &app.jira.base_url,
-        &id,
-        &secret,
-        now_ms(),
-    )
-    .await
-    .unwrap();
+    app.add_oauth_site().await;
     let w = app.world(Plan::Free, 40, 1);
     app.gitlab
         .push(w.projects[0], "main", &["ADM-1 before the link"], w.user)

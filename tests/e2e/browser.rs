@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use gfj_sim::gitlab::Plan;
 use gfj_store::testing::TestDatabase;
-use gitlab_for_jira::commands::sites;
 
-use crate::helpers::{ADMIN_TOKEN, TestApp, now_ms};
+use crate::helpers::{ADMIN_TOKEN, TestApp};
 use crate::webdriver::Browser;
 
 const ADMIN: &str = "557058:browser-admin";
@@ -76,17 +75,7 @@ async fn the_configuration_page_links_a_group_in_a_browser(db: TestDatabase) {
 /// with a GitLab token, and sees its progress reach done.
 async fn the_admin_page_links_a_group_in_a_browser(db: TestDatabase) {
     let app = TestApp::start(db).await;
-    let (id, secret) = app.jira.oauth_credentials();
-    sites::add_oauth(
-        &app.settings,
-        &app.store,
-        &app.jira.base_url,
-        &id,
-        &secret,
-        now_ms(),
-    )
-    .await
-    .unwrap();
+    app.add_oauth_site().await;
     let w = app.world(Plan::Free, 40, 1);
     app.gitlab
         .push(w.projects[0], "main", &["OPS-1 history to bring"], w.user)

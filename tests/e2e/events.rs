@@ -15,17 +15,7 @@ use crate::helpers::{TestApp, World, now_ms};
 /// Links a Free group with one project to the Jira site, in Connect or OAuth-credentials mode.
 async fn linked(app: &TestApp, oauth: bool) -> World {
     let site = if oauth {
-        let (id, secret) = app.jira.oauth_credentials();
-        sites::add_oauth(
-            &app.settings,
-            &app.store,
-            &app.jira.base_url,
-            &id,
-            &secret,
-            now_ms(),
-        )
-        .await
-        .unwrap();
+        app.add_oauth_site().await;
         app.jira.base_url.clone()
     } else {
         app.install().await;

@@ -135,6 +135,21 @@ impl TestApp {
         assert_eq!(self.jira.install(&self.base_url).await.unwrap(), 204);
     }
 
+    /// Registers the Jira site in OAuth-credentials mode, with the credentials its admin created.
+    pub async fn add_oauth_site(&self) {
+        let (id, secret) = self.jira.oauth_credentials();
+        gitlab_for_jira::commands::sites::add_oauth(
+            &self.settings,
+            &self.store,
+            &self.jira.base_url,
+            &id,
+            &secret,
+            now_ms(),
+        )
+        .await
+        .unwrap();
+    }
+
     /// Links without waiting for the backfill the link queues.
     pub async fn link_only(
         &self,
