@@ -668,23 +668,13 @@ impl GitLabClient {
         project_id: i64,
         branch: &str,
     ) -> Result<Vec<String>, GitLabError> {
-        #[derive(Deserialize)]
-        struct Mr {
-            #[serde(default)]
-            title: String,
-            #[serde(default)]
-            description: Option<String>,
-        }
-        let mrs: Vec<Mr> = self
+        let mrs: Vec<OpenMergeRequest> = self
             .get(&format!(
                 "/projects/{project_id}/merge_requests?state=opened&source_branch={}&per_page=100",
                 encode_path(branch)
             ))
             .await?;
-        Ok(mrs
-            .into_iter()
-            .flat_map(|m| [m.title, m.description.unwrap_or_default()])
-            .collect())
+        Ok(mrs.into_iter().flat_map(OpenMergeRequest::texts).collect())
     }
 
     /// Groups and subgroups where the user is at least `min_access_level` (directly or through a parent
@@ -705,26 +695,37 @@ impl GitLabClient {
         &self,
         project_id: i64,
     ) -> Result<std::collections::HashMap<String, Vec<String>>, GitLabError> {
-        #[derive(Deserialize)]
-        struct Mr {
-            source_branch: String,
-            #[serde(default)]
-            title: String,
-            #[serde(default)]
-            description: Option<String>,
-        }
-        let mrs: Vec<Mr> = self
+        let mrs: Vec<OpenMergeRequest> = self
             .get_all(&format!(
                 "/projects/{project_id}/merge_requests?state=opened"
             ))
             .await?;
         let mut by_branch: std::collections::HashMap<String, Vec<String>> = Default::default();
         for m in mrs {
-            let texts = by_branch.entry(m.source_branch).or_default();
-            texts.push(m.title);
-            texts.push(m.description.unwrap_or_default());
+            by_branch
+                .entry(m.source_branch.clone())
+                .or_default()
+                .extend(m.texts());
         }
         Ok(by_branch)
+    }
+}
+
+/// An open merge request, for the issue keys its branch carries.
+#[derive(Deserialize)]
+struct OpenMergeRequest {
+    #[serde(default)]
+    source_branch: String,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+impl OpenMergeRequest {
+    /// Title and description: where GitLab reads the keys.
+    fn texts(self) -> [String; 2] {
+        [self.title, self.description.unwrap_or_default()]
     }
 }
 
