@@ -104,6 +104,51 @@ async fn signed_deliveries_are_verified_where_gitlab_keeps_a_signing_secret(db: 
     app.stop().await;
 }
 
+/// A signed delivery replayed within the signature's five minutes, with another (unsigned)
+/// `Idempotency-Key`, is queued once: deduplication uses the signed `webhook-id`.
+async fn signed_deliveries_are_deduplicated_on_their_signed_id(db: TestDatabase) {
+    let app = TestApp::start_with(db, false).await;
+    let w = app.linked_world(1).await;
+    let sub = &app.store.subscriptions().await.unwrap()[0];
+    let key = app
+        .store
+        .subscription_signing_key(sub)
+        .await
+        .unwrap()
+        .unwrap();
+    let token = app.gitlab.hook_token(app.gitlab.hooks()[0].id).unwrap();
+    let body = push_body(w.projects[0]);
+    let now = now_ms() / 1000;
+    let signature = standard_webhooks::sign(&key, "msg_replayed", now, &body);
+    let deliver = |idempotency_key: &'static str| {
+        reqwest::Client::new()
+            .post(format!("{}/gitlab/webhook", app.base_url))
+            .header("X-Gitlab-Event", "Push Hook")
+            .header("X-Gitlab-Token", &token)
+            .header("Idempotency-Key", idempotency_key)
+            .header("webhook-id", "msg_replayed")
+            .header("webhook-timestamp", now.to_string())
+            .header("webhook-signature", &signature)
+            .body(body.clone())
+            .send()
+    };
+    let events = || async {
+        app.store
+            .jobs()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|j| j.kind == gfj_core::jobs::GitlabEvent::KIND)
+            .count()
+    };
+    let before = events().await;
+    for key in ["first", "changed-by-a-replayer", "another"] {
+        assert_eq!(deliver(key).await.unwrap().status().as_u16(), 202);
+    }
+    assert_eq!(events().await, before + 1, "queued once");
+    app.stop().await;
+}
+
 async fn oversized_webhook_bodies_get_413_and_hook_checks_are_queued_once(db: TestDatabase) {
     let app = TestApp::start_with_settings(
         db,
@@ -462,27 +507,12 @@ async fn a_gitlab_sign_in_links_a_group_and_its_rotated_tokens_are_persisted(db:
         .json()
         .await
         .unwrap();
-    let authorize = started["authorize_url"].as_str().unwrap();
-    assert!(authorize.starts_with(&app.gitlab.base_url));
-    let at_gitlab = http
-        .get(authorize)
-        .header("Cookie", format!("_gitlab_session={}", w.token))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(at_gitlab.status().as_u16(), 302);
-    let callback = at_gitlab.headers()["location"].to_str().unwrap().to_owned();
-    assert!(callback.starts_with(&format!("{}/gitlab/oauth/callback?", app.base_url)));
-    let done = http.get(&callback).send().await.unwrap();
-    assert_eq!(done.status().as_u16(), 200);
-    let text = done.text().await.unwrap();
+    let start_url = started["start_url"].as_str().unwrap();
+    let mut browser = crate::sign_in::Browser::of(&w);
+    let text = browser.sign_in(&app, start_url).await;
     assert!(text.contains("as @user40"), "{text}");
-    let replay = http.get(&callback).send().await.unwrap();
-    assert_eq!(
-        replay.status().as_u16(),
-        400,
-        "a sign-in's state works once"
-    );
+    let (replay, _) = browser.get(start_url).await;
+    assert_eq!(replay, 400, "a sign-in's start URL works once");
 
     let connection: i64 = text
         .rsplit("GitLab connection ")
@@ -552,6 +582,7 @@ async fn a_gitlab_sign_in_links_a_group_and_its_rotated_tokens_are_persisted(db:
 test_on_both_databases!(
     a_gitlab_sign_in_links_a_group_and_its_rotated_tokens_are_persisted,
     signed_deliveries_are_verified_where_gitlab_keeps_a_signing_secret,
+    signed_deliveries_are_deduplicated_on_their_signed_id,
     oversized_webhook_bodies_get_413_and_hook_checks_are_queued_once,
     a_large_group_is_enumerated_once_within_gitlabs_rate_limit,
     gitlab_throttling_and_outages_are_waited_out,

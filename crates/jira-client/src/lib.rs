@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use gfj_core::connect_jwt::{self, BoundRequest};
 use gfj_core::jira::{BuildsRequest, DeploymentsRequest, DevinfoRequest, FeatureFlagsRequest};
+use gfj_core::url_pattern::UrlAllowList;
 use serde::Deserialize;
 
 /// Lifetime of each outgoing token; short, since a token is made per request.
@@ -65,6 +66,9 @@ pub enum JiraError {
     Transport(String),
     #[error("Jira answered {status}: {message}")]
     Other { status: u16, message: String },
+    /// The site is not (or no longer) in `GFJ_JIRA_URLS`; nothing was sent.
+    #[error("Jira site {0} is not in GFJ_JIRA_URLS; nothing was sent")]
+    SiteNotAllowed(String),
 }
 
 impl JiraError {
@@ -144,6 +148,8 @@ pub struct JiraClient {
     app_key: String,
     /// `GFJ_ATLASSIAN_API_URL`.
     api_url: String,
+    /// `GFJ_JIRA_URLS`: every call checks its site against it, whatever job or page makes the call.
+    allowed_sites: UrlAllowList,
     /// OAuth access tokens by client id, with their expiry (epoch seconds).
     tokens: std::sync::Arc<tokio::sync::Mutex<std::collections::HashMap<String, (String, i64)>>>,
 }
@@ -218,14 +224,21 @@ fn now_secs() -> i64 {
 }
 
 impl JiraClient {
-    pub fn new(http: reqwest::Client, app_key: &str, api_url: &str) -> Self {
-        Self::with_limits(http, app_key, api_url, SiteLimits::default())
+    /// A client that calls only the sites `allowed_sites` (`GFJ_JIRA_URLS`) allows.
+    pub fn new(
+        http: reqwest::Client,
+        app_key: &str,
+        api_url: &str,
+        allowed_sites: UrlAllowList,
+    ) -> Self {
+        Self::with_limits(http, app_key, api_url, allowed_sites, SiteLimits::default())
     }
 
     pub fn with_limits(
         http: reqwest::Client,
         app_key: &str,
         api_url: &str,
+        allowed_sites: UrlAllowList,
         limits: SiteLimits,
     ) -> Self {
         Self {
@@ -234,8 +247,16 @@ impl JiraClient {
             gates: Default::default(),
             app_key: app_key.to_owned(),
             api_url: api_url.trim_end_matches('/').to_owned(),
+            allowed_sites,
             tokens: Default::default(),
         }
+    }
+
+    /// The canonical origin of `base_url` if `GFJ_JIRA_URLS` allows it: the only form ever called.
+    fn allowed_origin(&self, base_url: &str) -> Result<String, JiraError> {
+        self.allowed_sites
+            .allowed_origin(base_url)
+            .ok_or_else(|| JiraError::SiteNotAllowed(base_url.to_owned()))
     }
 
     /// An OAuth access token for these credentials, from the cache or the token endpoint.
@@ -287,12 +308,10 @@ impl JiraClient {
         struct TenantInfo {
             cloud_id: String,
         }
+        let origin = self.allowed_origin(base_url)?;
         let resp = self
             .http
-            .get(format!(
-                "{}/_edge/tenant_info",
-                base_url.trim_end_matches('/')
-            ))
+            .get(format!("{origin}/_edge/tenant_info"))
             .send()
             .await
             .map_err(|e| JiraError::Transport(e.without_url().to_string()))?;
@@ -361,12 +380,14 @@ impl JiraClient {
         path_and_query: &str,
         body: Option<&B>,
     ) -> Result<reqwest::Response, JiraError> {
+        // Checked on every call, not once at install: the operator may have removed the site since.
+        let origin = self.allowed_origin(&site.base_url)?;
         let (path, query) = path_and_query
             .split_once('?')
             .unwrap_or((path_and_query, ""));
         let (url, authorization) = match &site.auth {
             SiteAuth::Connect { shared_secret } => {
-                let base = site.base_url.trim_end_matches('/');
+                let base = origin.as_str();
                 let base_path = gfj_core::qsh::split_url(base).0;
                 let token = connect_jwt::sign_hs256(
                     &self.app_key,

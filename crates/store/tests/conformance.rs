@@ -361,69 +361,136 @@ async fn duplicates_are_queued_once_and_intake_commits_in_groups(db: TestDatabas
 }
 
 async fn gitlab_sign_ins_are_single_use_and_token_swaps_are_compare_and_swap(db: TestDatabase) {
-    use gfj_store::gitlab_connections::PENDING_TTL_MS;
+    use gfj_store::gitlab_connections::{PENDING_TTL_MS, START_TTL_MS};
     let s = db.open().await;
     let jira_user = gfj_store::gitlab_connections::JiraUser {
         client_key: "site-1".into(),
         account_id: "user-7".into(),
     };
-    s.put_oauth_pending("st1", "https://gl.example", "verifier-1", None, 1_000)
+    for (state, user, ticket) in [
+        ("st1", None, "t1"),
+        ("st2", None, "t2"),
+        ("st3", Some(&jira_user), "t3"),
+    ] {
+        s.put_oauth_pending(state, "https://gl.example", "verifier", user, ticket, 1_000)
+            .await
+            .unwrap();
+    }
+    assert!(
+        s.take_oauth_callback("st1", 2_000).await.unwrap().is_none(),
+        "a callback before its start URL was opened is refused"
+    );
+    let started = s
+        .begin_oauth_sign_in("t1", "browser-a", 2_000)
         .await
+        .unwrap()
         .unwrap();
-    s.put_oauth_pending("st2", "https://gl.example", "verifier-2", None, 1_000)
-        .await
-        .unwrap();
-    s.put_oauth_pending(
-        "st3",
-        "https://gl.example",
-        "verifier-3",
-        Some(&jira_user),
-        1_000,
-    )
-    .await
-    .unwrap();
-    let taken = s.take_oauth_pending("st1", 2_000).await.unwrap().unwrap();
+    assert_eq!(
+        (started.state.as_str(), started.verifier.as_str()),
+        ("st1", "verifier")
+    );
+    assert!(
+        s.begin_oauth_sign_in("t1", "browser-b", 2_000)
+            .await
+            .unwrap()
+            .is_none(),
+        "a start URL works once"
+    );
+    assert!(
+        s.begin_oauth_sign_in("t2", "browser-a", 1_000 + START_TTL_MS + 1)
+            .await
+            .unwrap()
+            .is_none(),
+        "a start URL expires"
+    );
+    let taken = s.take_oauth_callback("st1", 3_000).await.unwrap().unwrap();
     assert_eq!(
         (
             taken.gitlab_url.as_str(),
             taken.verifier.as_str(),
-            taken.jira_user
+            taken.jira_user,
+            taken.browser_hash.as_str()
         ),
-        ("https://gl.example", "verifier-1", None)
+        ("https://gl.example", "verifier", None, "browser-a")
     );
     assert!(
-        s.take_oauth_pending("st1", 2_000).await.unwrap().is_none(),
-        "single use"
+        s.take_oauth_callback("st1", 3_000).await.unwrap().is_none(),
+        "a callback is taken once"
     );
-    let taken = s.take_oauth_pending("st3", 2_000).await.unwrap().unwrap();
+    assert!(
+        s.take_staged_sign_in("st1", 3_000).await.unwrap().is_none(),
+        "nothing to confirm before the callback parked the pair"
+    );
+    assert!(
+        s.stage_oauth_sign_in("st1", 7, "ada", r#"{"v":0}"#)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.stage_oauth_sign_in("st1", 8, "eve", r#"{"v":9}"#)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.staged_sign_in_browser("st1").await.unwrap().as_deref(),
+        Some("browser-a")
+    );
+    let staged = s.take_staged_sign_in("st1", 4_000).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            staged.user_id,
+            staged.username.as_str(),
+            staged.tokens.as_str()
+        ),
+        (7, "ada", r#"{"v":0}"#)
+    );
+    assert!(
+        s.take_staged_sign_in("st1", 4_000).await.unwrap().is_none(),
+        "a confirmation is taken once"
+    );
+    s.begin_oauth_sign_in("t3", "browser-c", 2_000)
+        .await
+        .unwrap()
+        .unwrap();
+    let taken = s.take_oauth_callback("st3", 2_000).await.unwrap().unwrap();
     assert_eq!(
         taken.jira_user.as_ref(),
         Some(&jira_user),
         "a sign-in started from Jira keeps its Jira user"
     );
     assert!(
-        s.take_oauth_pending("st2", 1_000 + PENDING_TTL_MS + 1)
+        s.take_oauth_callback("st3", 1_000 + PENDING_TTL_MS + 1)
             .await
             .unwrap()
             .is_none(),
         "expired"
     );
     assert!(
-        s.take_oauth_pending("unknown", 2_000)
+        s.take_oauth_callback("unknown", 2_000)
             .await
             .unwrap()
             .is_none()
     );
 
     let conn = s
-        .upsert_gitlab_connection("https://gl.example", 7, "ada", r#"{"v":1}"#, 10)
+        .upsert_gitlab_connection("https://gl.example", 7, "ada", r#"{"v":1}"#, false, 10)
         .await
         .unwrap();
+    assert!(!conn.via_admin);
     let again = s
-        .upsert_gitlab_connection("https://gl.example", 7, "ada", r#"{"v":2}"#, 11)
+        .upsert_gitlab_connection("https://gl.example", 7, "ada", r#"{"v":2}"#, true, 11)
         .await
         .unwrap();
     assert_eq!(again.id, conn.id, "signing in again replaces the pair");
+    assert!(again.via_admin, "a sign-in through the admin flow marks it");
+    let after_jira = s
+        .upsert_gitlab_connection("https://gl.example", 7, "ada", r#"{"v":2}"#, false, 11)
+        .await
+        .unwrap();
+    assert!(
+        after_jira.via_admin,
+        "and a later sign-in from Jira keeps the mark"
+    );
     let (_, read) = s.gitlab_connection(conn.id).await.unwrap().unwrap();
     assert_eq!(read.tokens, r#"{"v":2}"#);
     assert_eq!(
@@ -474,3 +541,36 @@ test_on_both_databases!(
     failures_back_off_postpone_and_die,
     duplicates_are_queued_once_and_intake_commits_in_groups,
 );
+
+/// The SQLite database and its WAL hold every secret (encrypted) and every event: created 0600, and a
+/// file left wider by an older version is narrowed at start.
+#[tokio::test]
+async fn sqlite_files_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TestDatabase::sqlite().await;
+    let path = db.url.trim_start_matches("sqlite://").to_owned();
+    let mode = |p: &str| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let store = db.open().await;
+    store
+        .enqueue(
+            &[gfj_store::queue::NewJob {
+                kind: "k".into(),
+                payload: "{}".into(),
+                dedup_key: None,
+                run_at: 0,
+                max_attempts: 1,
+                coalesce_key: None,
+            }],
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(mode(&path), 0o600, "database");
+    assert_eq!(mode(&format!("{path}-wal")), 0o600, "WAL");
+    store.close().await;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let store = db.open().await;
+    assert_eq!(mode(&path), 0o600, "narrowed at start");
+    store.close().await;
+    db.drop_database().await;
+}

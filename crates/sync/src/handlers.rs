@@ -15,7 +15,6 @@ use gfj_core::jobs::{
 };
 use gfj_core::mapping::project_keys::ProjectKeys;
 use gfj_core::mapping::{self, PushAction};
-use gfj_core::url_pattern::UrlAllowList;
 use gfj_gitlab_client::GitLabClient;
 use gfj_jira_client::{DevinfoEntity, JiraApi, JiraError};
 use gfj_jira_client::{JiraClient, Site, SiteAuth};
@@ -32,7 +31,6 @@ pub struct Handlers {
     pub store: Store,
     pub jira: JiraClient,
     pub gitlab: GitLabAccess,
-    pub jira_urls: UrlAllowList,
     pub clock: std::sync::Arc<dyn Clock>,
     /// Builds, deployments or flags per request (`GFJ_JIRA_BATCH_SIZE`).
     pub cicd_batch_size: usize,
@@ -214,12 +212,6 @@ impl Handlers {
             tracing::info!(site = %sub.client_key, "Jira site was uninstalled; event dropped");
             return Ok(());
         };
-        if !self.jira_urls.allows(&install.base_url) {
-            return Err(JobError::Permanent(format!(
-                "Jira site {} is not in GFJ_JIRA_URLS",
-                install.base_url
-            )));
-        }
         let site = site_of(install);
         let opts = SendOptions::live(ProjectKeys::new(
             self.store.site_project_keys(&sub.client_key).await?,

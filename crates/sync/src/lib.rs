@@ -51,7 +51,7 @@ impl From<gfj_jira_client::JiraError> for JobError {
                 message,
                 after_ms: None,
             },
-            J::BadRequest(_) | J::TooLarge => Self::Permanent(message),
+            J::BadRequest(_) | J::TooLarge | J::SiteNotAllowed(_) => Self::Permanent(message),
         }
     }
 }

@@ -7,7 +7,6 @@ mod events;
 mod parse;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 pub use dates::GitLabTime;
 pub use events::{
@@ -223,7 +222,7 @@ pub struct DiffFile {
 
 /// Hex SHA-256 of a webhook secret token: the only form in which tokens are stored or compared.
 pub fn webhook_token_hash(token: &[u8]) -> String {
-    crate::qsh::hex(&Sha256::digest(token))
+    crate::digest::sha256_hex(token)
 }
 
 #[cfg(test)]
