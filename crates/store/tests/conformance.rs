@@ -320,6 +320,50 @@ async fn failures_back_off_postpone_and_die(db: TestDatabase) {
     db.drop_database().await;
 }
 
+/// A job whose worker dies on every attempt (it never records an outcome) is not claimed again once its
+/// attempts are used up: the next claim marks it dead, with a reason, for `status` to show.
+async fn a_job_past_its_attempts_is_never_claimed_again(db: TestDatabase) {
+    let s = db.open().await;
+    let now = 7_000_000;
+    s.enqueue(&[job("crashes its worker", None, now)], now)
+        .await
+        .unwrap();
+    let lease = 1_000;
+    let mut at = now;
+    for attempt in 1..=3 {
+        let claimed = s.claim("w", at, lease, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1, "attempt {attempt} is claimed");
+        assert_eq!(claimed[0].attempts, attempt);
+        at += lease + 1; // the worker died: no outcome, the lease runs out
+    }
+    let stats = s.queue_stats(at).await.unwrap();
+    assert_eq!(
+        (stats.ready, stats.dead),
+        (0, 1),
+        "status shows it failed before any claim"
+    );
+    assert!(
+        s.claim("w", at, lease, 10).await.unwrap().is_empty(),
+        "claimed again after its last attempt"
+    );
+    let stats = s.queue_stats(at).await.unwrap();
+    assert_eq!(
+        (stats.ready, stats.scheduled, stats.running, stats.dead),
+        (0, 0, 0, 1)
+    );
+    let info = s.jobs().await.unwrap();
+    assert!(info[0].dead_at.is_some());
+    assert!(
+        info[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("attempt")),
+        "{:?}",
+        info[0].last_error
+    );
+    db.drop_database().await;
+}
+
 async fn duplicates_are_queued_once_and_intake_commits_in_groups(db: TestDatabase) {
     let s = db.open().await;
     let now = 1_000;
@@ -472,5 +516,6 @@ test_on_both_databases!(
     installations_are_encrypted_replaced_and_removed_with_their_subscriptions,
     claims_are_exclusive_and_leases_expire,
     failures_back_off_postpone_and_die,
+    a_job_past_its_attempts_is_never_claimed_again,
     duplicates_are_queued_once_and_intake_commits_in_groups,
 );
