@@ -14,7 +14,7 @@ pub mod linking;
 pub mod reconcile;
 mod runner;
 
-pub use runner::{Runner, RunnerConfig};
+pub use runner::{JobHandler, Runner, RunnerConfig};
 
 /// How a job ended, when it did not succeed.
 #[derive(Debug, thiserror::Error)]
