@@ -9,6 +9,7 @@
 //! - [`batching`]: packing entities into requests within Jira's limits, splitting on 413.
 //! - [`standard_webhooks`]: the HMAC signature GitLab adds to deliveries of hooks with a signing token.
 //! - [`backoff`]: the retry schedule the durable queue applies.
+//! - [`server_time`]: waits and token lifetimes that servers send, parsed strictly and capped.
 //!
 //! Everything here is deterministic given its inputs (time is passed in), so it is table-tested.
 
@@ -21,5 +22,6 @@ pub mod jira;
 pub mod jobs;
 pub mod mapping;
 pub mod qsh;
+pub mod server_time;
 pub mod standard_webhooks;
 pub mod url_pattern;
