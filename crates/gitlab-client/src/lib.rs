@@ -808,7 +808,7 @@ impl GitLabClient {
                 .and_then(|v| v.trim().parse::<i64>().ok())
         };
         let next_page = header("x-next-page");
-        let total = header("x-total");
+        let total = transport::list_total(header("x-total"));
         let items: Vec<T> = resp.json().await.map_err(unreadable)?;
         Ok(Page {
             next_page: transport::next_page_number(page, next_page).filter(|_| !items.is_empty()),

@@ -333,6 +333,12 @@ pub(crate) fn next_page_number(current: i64, next: Option<i64>) -> Option<i64> {
     next.filter(|&n| n > current && n <= MAX_PAGE_NUMBER)
 }
 
+/// A list's `x-total`, when it is a count a list could have (GitLab stops counting at 10,000): a
+/// backfill adds these up for its progress, so a hostile value must not overflow the sum.
+pub(crate) fn list_total(total: Option<i64>) -> Option<i64> {
+    total.filter(|t| (0..=MAX_PAGE_NUMBER * 100).contains(t))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,6 +412,9 @@ mod tests {
             None
         );
         assert_eq!(next_page_number(3, None), None);
+        assert_eq!(list_total(Some(10_000)), Some(10_000));
+        assert_eq!(list_total(Some(i64::MAX)), None);
+        assert_eq!(list_total(Some(-1)), None);
     }
 
     #[test]
