@@ -426,6 +426,56 @@ async fn pagination_that_loops_is_not_followed() {
     );
 }
 
+/// A token endpoint that claims an absurd lifetime (`expires_in` of i64::MAX, or negative) neither
+/// overflows nor makes the token live forever: it is believed for at most a day, and a negative one is
+/// due for refresh at once.
+#[tokio::test]
+async fn hostile_token_lifetimes_are_capped() {
+    use gfj_gitlab_client::oauth::{self, OAuthApp};
+    let gitlab = gfj_sim::gitlab::GitLabSim::start().await.unwrap();
+    gitlab.add_user("ada", "glpat-ada");
+    let redirect_uri = "http://127.0.0.1:9/gitlab/oauth/callback";
+    let (client_id, client_secret) = gitlab.add_oauth_application(redirect_uri);
+    let app = OAuthApp {
+        gitlab_url: gitlab.base_url.clone(),
+        client_id,
+        client_secret,
+        redirect_uri: redirect_uri.into(),
+    };
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let http = gfj_gitlab_client::http_client();
+    let day_ms = gfj_core::server_time::MAX_TOKEN_LIFETIME_SECS * 1000;
+    for (lifetime, expected_in_ms) in [(i64::MAX, day_ms), (-100, 0)] {
+        gitlab.set_oauth_token_lifetime(lifetime);
+        let verifier = oauth::pkce_verifier(&[42; 32]);
+        let resp = browser
+            .get(oauth::authorize_url(&app, "state-1", &verifier))
+            .header("Cookie", "_gitlab_session=glpat-ada")
+            .send()
+            .await
+            .unwrap();
+        let back = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+        let code = back
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .unwrap();
+        let now = now_ms();
+        let tokens = oauth::exchange_code(&http, &app, &code, &verifier, now)
+            .await
+            .unwrap();
+        assert_eq!(
+            tokens.expires_at_ms,
+            now + expected_in_ms,
+            "expires_in {lifetime}"
+        );
+        assert_eq!(tokens.needs_refresh(now), expected_in_ms == 0);
+    }
+}
+
 /// GitLab sign-in: authorization code with PKCE, then a refresh that rotates both tokens. Only the
 /// client side so far; storing the pair for subscriptions is the next step.
 #[tokio::test]
