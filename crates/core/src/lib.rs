@@ -11,6 +11,7 @@
 //! - [`backoff`]: the retry schedule the durable queue applies.
 //! - [`digest`]: secrets are stored and compared as SHA-256 digests.
 //! - [`url_pattern`]: the allow-lists of Jira sites and GitLab instances, by canonical origin.
+//! - [`server_time`]: waits and token lifetimes that servers send, parsed strictly and capped.
 //!
 //! Everything here is deterministic given its inputs (time is passed in), so it is table-tested.
 
@@ -24,5 +25,6 @@ pub mod jira;
 pub mod jobs;
 pub mod mapping;
 pub mod qsh;
+pub mod server_time;
 pub mod standard_webhooks;
 pub mod url_pattern;

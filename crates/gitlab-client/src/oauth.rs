@@ -92,13 +92,13 @@ pub fn authorize_url(app: &OAuthApp, state: &str, verifier: &str) -> String {
 struct TokenResponse {
     access_token: String,
     refresh_token: String,
-    #[serde(default = "two_hours")]
-    expires_in: i64,
+    /// Seconds; GitLab's default lifetime when absent or unreadable.
+    #[serde(default, deserialize_with = "gfj_core::server_time::lenient_seconds")]
+    expires_in: Option<i64>,
 }
 
-fn two_hours() -> i64 {
-    7200
-}
+/// GitLab's access-token lifetime.
+const DEFAULT_EXPIRES_IN_SECS: i64 = 7200;
 
 async fn token_request(
     http: &reqwest::Client,
@@ -149,7 +149,10 @@ async fn token_request(
     Ok(OAuthTokens {
         access_token: t.access_token,
         refresh_token: t.refresh_token,
-        expires_at_ms: now_ms + t.expires_in * 1000,
+        expires_at_ms: gfj_core::server_time::token_expiry_ms(
+            now_ms,
+            t.expires_in.unwrap_or(DEFAULT_EXPIRES_IN_SECS),
+        ),
     })
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use gfj_core::connect_jwt::{self, BoundRequest};
 use gfj_core::jira::{BuildsRequest, DeploymentsRequest, DevinfoRequest, FeatureFlagsRequest};
+use gfj_core::server_time;
 use gfj_core::url_pattern::UrlAllowList;
 use serde::Deserialize;
 
@@ -185,13 +186,13 @@ const TOKEN_MARGIN_SECS: i64 = 60;
 #[derive(Deserialize)]
 struct TokenResponse {
     access_token: String,
-    #[serde(default = "default_expiry")]
-    expires_in: i64,
+    /// Seconds; Atlassian's default lifetime when absent or unreadable.
+    #[serde(default, deserialize_with = "gfj_core::server_time::lenient_seconds")]
+    expires_in: Option<i64>,
 }
 
-fn default_expiry() -> i64 {
-    3600
-}
+/// Atlassian's access-token lifetime.
+const DEFAULT_EXPIRES_IN_SECS: i64 = 3600;
 
 /// `/rest/<api>/<version>/<rest>` → `/jira/<api>/0.1/cloud/<cloudId>/<rest>`.
 fn oauth_path(connect_path: &str, cloud_id: &str) -> String {
@@ -296,7 +297,12 @@ impl JiraClient {
             .map_err(|e| JiraError::Transport(format!("unreadable token response: {e}")))?;
         cache.insert(
             client_id.to_owned(),
-            (t.access_token.clone(), now + t.expires_in),
+            (
+                t.access_token.clone(),
+                now.saturating_add(server_time::token_lifetime_secs(
+                    t.expires_in.unwrap_or(DEFAULT_EXPIRES_IN_SECS),
+                )),
+            ),
         );
         Ok(t.access_token)
     }
@@ -746,28 +752,19 @@ impl BulkResult {
     }
 }
 
-/// How long Jira asked us to wait: `Retry-After` (seconds), else `X-RateLimit-Reset` (an ISO-8601 instant).
+/// How long Jira asked us to wait: `Retry-After` (seconds), else `X-RateLimit-Reset` (an ISO-8601
+/// instant). A value that is not of that form counts as absent; none is longer than
+/// `server_time::MAX_WAIT`.
 fn wait_ms(headers: &reqwest::header::HeaderMap, now: std::time::SystemTime) -> Option<i64> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
-    if let Some(secs) = header("retry-after").and_then(|v| v.parse::<i64>().ok()) {
-        return Some(secs.max(0) * 1000);
-    }
-    let reset = header("x-ratelimit-reset")?;
-    let reset = time::OffsetDateTime::parse(reset, &time::format_description::well_known::Rfc3339)
-        .or_else(|_| {
-            time::OffsetDateTime::parse(
-                &reset.replace('Z', ":00Z"),
-                &time::format_description::well_known::Rfc3339,
-            )
-        })
-        .ok()?;
-    let now = time::OffsetDateTime::from(now);
-    Some(((reset - now).whole_milliseconds() as i64).max(0))
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let now_ms = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let wait = header("retry-after")
+        .and_then(server_time::delay_seconds)
+        .or_else(|| server_time::until_rfc3339(header("x-ratelimit-reset")?, now_ms))?;
+    // At most an hour, so the milliseconds fit.
+    Some(wait.as_millis() as i64)
 }
 
 async fn error_of(resp: reqwest::Response) -> JiraError {
@@ -878,6 +875,41 @@ mod tests {
             None
         );
         assert_eq!(super::wait_ms(&h(&[]), now), None);
+    }
+
+    #[test]
+    fn hostile_waits_are_capped_and_garbage_is_ignored() {
+        use reqwest::header::{HeaderMap, HeaderValue};
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        let hour = Some(3_600_000);
+        let max = i64::MAX.to_string();
+        let umax = u64::MAX.to_string();
+        /// Response headers and the wait they ask for.
+        type Case<'a> = (&'a [(&'static str, &'a str)], Option<i64>);
+        let table: &[Case] = &[
+            (&[("retry-after", &max)], hour),
+            (&[("retry-after", &umax)], hour),
+            (&[("retry-after", "7200")], hour),
+            (&[("retry-after", "-5")], None),
+            (&[("retry-after", "1e99")], None),
+            (&[("x-ratelimit-reset", "9999-12-31T23:59:59Z")], hour),
+            (&[("x-ratelimit-reset", "0001-01-01T00:00:00Z")], Some(0)),
+            (&[("x-ratelimit-reset", &max)], None),
+            (
+                &[
+                    ("retry-after", "1e99"),
+                    ("x-ratelimit-reset", "2027-01-15T08:01Z"),
+                ],
+                Some(60_000),
+            ),
+        ];
+        for (pairs, expected) in table {
+            let mut h = HeaderMap::new();
+            for (k, v) in *pairs {
+                h.insert(*k, HeaderValue::from_str(v).unwrap());
+            }
+            assert_eq!(super::wait_ms(&h, now), *expected, "{pairs:?}");
+        }
     }
 
     #[test]

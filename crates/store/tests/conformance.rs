@@ -320,6 +320,121 @@ async fn failures_back_off_postpone_and_die(db: TestDatabase) {
     db.drop_database().await;
 }
 
+/// A job whose worker dies on every attempt (it never records an outcome) is not claimed again once its
+/// attempts are used up: the next claim marks it dead, with a reason, for `status` to show.
+async fn a_job_past_its_attempts_is_never_claimed_again(db: TestDatabase) {
+    let s = db.open().await;
+    let now = 7_000_000;
+    s.enqueue(&[job("crashes its worker", None, now)], now)
+        .await
+        .unwrap();
+    let lease = 1_000;
+    let mut at = now;
+    for attempt in 1..=3 {
+        let claimed = s.claim("w", at, lease, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1, "attempt {attempt} is claimed");
+        assert_eq!(claimed[0].attempts, attempt);
+        at += lease + 1; // the worker died: no outcome, the lease runs out
+    }
+    let stats = s.queue_stats(at).await.unwrap();
+    assert_eq!(
+        (stats.ready, stats.dead),
+        (0, 1),
+        "status shows it failed before any claim"
+    );
+    assert!(
+        s.claim("w", at, lease, 10).await.unwrap().is_empty(),
+        "claimed again after its last attempt"
+    );
+    let stats = s.queue_stats(at).await.unwrap();
+    assert_eq!(
+        (stats.ready, stats.scheduled, stats.running, stats.dead),
+        (0, 0, 0, 1)
+    );
+    let info = s.jobs().await.unwrap();
+    assert!(info[0].dead_at.is_some());
+    assert!(
+        info[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("attempt")),
+        "{:?}",
+        info[0].last_error
+    );
+    db.drop_database().await;
+}
+
+/// Backfill slots are shared between subscriptions: a small group linked while a huge one fills every
+/// slot gets the next slot that frees, not a place behind the huge one's hundred tasks.
+async fn backfill_slots_are_shared_fairly_between_subscriptions(db: TestDatabase) {
+    use gfj_store::backfill::{TaskKey, TaskState};
+    let s = db.open().await;
+    s.upsert_installation(&install("k1", "secret"), 1)
+        .await
+        .unwrap();
+    let huge = s
+        .create_subscription(&subscription("k1", 5, "h1"), 1)
+        .await
+        .unwrap();
+    let small = s
+        .create_subscription(&subscription("k1", 6, "h2"), 1)
+        .await
+        .unwrap();
+    let projects = |n: i64, first: i64| -> Vec<(i64, String)> {
+        (first..first + n)
+            .map(|id| (id, format!("g/p{id}")))
+            .collect()
+    };
+    // Six tasks per project: 17 projects make 102 pending tasks; the small group's one project six.
+    s.plan_backfill(huge.id, &projects(17, 1000), None, 10)
+        .await
+        .unwrap();
+    let cap = 4;
+    assert_eq!(s.start_backfill_tasks(cap, 20).await.unwrap(), 4);
+    s.plan_backfill(small.id, &projects(1, 9000), None, 30)
+        .await
+        .unwrap();
+    let running = |tasks: &[gfj_store::backfill::BackfillTask], sub: i64| {
+        tasks
+            .iter()
+            .filter(|t| t.subscription_id == sub && t.state == TaskState::Running)
+            .count()
+    };
+    assert_eq!(
+        s.start_backfill_tasks(cap, 40).await.unwrap(),
+        0,
+        "every slot is taken"
+    );
+    // Slots free one at a time; each goes to the subscription that runs fewer.
+    for (freed, small_running) in [(1, 1), (2, 2), (3, 2), (4, 2)] {
+        let tasks = s.backfill_tasks(None).await.unwrap();
+        let victim = tasks
+            .iter()
+            .find(|t| t.subscription_id == huge.id && t.state == TaskState::Running)
+            .unwrap();
+        s.fail_backfill(
+            TaskKey {
+                subscription_id: victim.subscription_id,
+                project_id: victim.project_id,
+                entity: victim.entity,
+            },
+            victim.started_at.unwrap(),
+            "test: finished",
+            50,
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.start_backfill_tasks(cap, 50).await.unwrap(), 1);
+        let tasks = s.backfill_tasks(None).await.unwrap();
+        assert_eq!(
+            (running(&tasks, small.id), running(&tasks, huge.id)),
+            (small_running, cap as usize - small_running),
+            "after {freed} slot(s) freed"
+        );
+    }
+    db.drop_database().await;
+}
+
 async fn duplicates_are_queued_once_and_intake_commits_in_groups(db: TestDatabase) {
     let s = db.open().await;
     let now = 1_000;
@@ -539,6 +654,8 @@ test_on_both_databases!(
     installations_are_encrypted_replaced_and_removed_with_their_subscriptions,
     claims_are_exclusive_and_leases_expire,
     failures_back_off_postpone_and_die,
+    a_job_past_its_attempts_is_never_claimed_again,
+    backfill_slots_are_shared_fairly_between_subscriptions,
     duplicates_are_queued_once_and_intake_commits_in_groups,
 );
 

@@ -2,7 +2,8 @@
 //!
 //! [`Runner`] claims due jobs with a lease, runs each one ([`handlers`]), and records the outcome:
 //! done (row deleted), retry with backoff, postponed (Jira asked us to wait), or dead after the last
-//! attempt. It never holds a database transaction across a network call.
+//! attempt. A handler that panics fails its attempt like any other error. It never holds a database
+//! transaction across a network call.
 
 mod audit;
 pub mod backfill;
@@ -14,7 +15,7 @@ pub mod linking;
 pub mod reconcile;
 mod runner;
 
-pub use runner::{Runner, RunnerConfig};
+pub use runner::{JobHandler, Runner, RunnerConfig};
 
 /// How a job ended, when it did not succeed.
 #[derive(Debug, thiserror::Error)]
