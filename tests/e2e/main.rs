@@ -16,4 +16,5 @@ mod payloads;
 mod process;
 mod push;
 mod reconcile;
+mod tenants;
 mod webdriver;

@@ -7,6 +7,7 @@
 mod audit;
 pub mod backfill;
 mod cicd;
+pub mod coverage;
 pub mod gitlab_access;
 pub mod handlers;
 pub mod hooks;
