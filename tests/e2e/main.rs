@@ -17,4 +17,5 @@ mod process;
 mod push;
 mod reconcile;
 mod tenants;
+mod uninstall;
 mod webdriver;

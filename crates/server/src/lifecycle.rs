@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use gfj_core::connect_jwt::{self, BoundRequest};
 use gfj_core::url_pattern::normalize_base_url;
 use gfj_store::installations::Installation;
+use gfj_store::uninstall::UninstallRefusal;
 use serde::Deserialize;
 
 use crate::AppState;
@@ -66,19 +67,50 @@ pub async fn installed(
     }
 }
 
+/// A signed uninstall: accepted even for a site the operator has since removed from `GFJ_JIRA_URLS` (the
+/// signature proves it is the site leaving), once per token, and never for a token issued before the
+/// site's current install. The site's rows go now; its GitLab hooks and sign-ins go by queued jobs.
 pub async fn uninstalled(
     State(state): State<Arc<AppState>>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let payload = match verify(&state, &uri, &headers, &body).await {
-        Ok(p) => p,
+    let signed = match verify_signed(&state, &uri, &headers, &body).await {
+        Ok(s) => s,
         Err(why) => return refuse("uninstalled", &why),
     };
-    match state.store.delete_installation(&payload.client_key).await {
+    let client_key = &signed.payload.client_key;
+    let now = state.clock.now_ms();
+    match state
+        .store
+        .accept_uninstall_token(
+            client_key,
+            &signed.token,
+            signed.claims.iat,
+            signed.claims.exp,
+            now,
+        )
+        .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(UninstallRefusal::Replayed)) => {
+            return refuse("uninstalled", "this uninstall token was already used");
+        }
+        Ok(Err(UninstallRefusal::BeforeCurrentInstall)) => {
+            return refuse(
+                "uninstalled",
+                "the uninstall token was issued before the site's current install",
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not record the uninstall token");
+            return StatusCode::INTERNAL_SERVER_ERROR;
+        }
+    }
+    match state.store.uninstall_site(client_key, now).await {
         Ok(existed) => {
-            tracing::info!(client_key = %payload.client_key, existed, "Jira site uninstalled the app");
+            tracing::info!(client_key = %client_key, existed, "Jira site uninstalled the app; its GitLab hooks and sign-ins are being removed");
             StatusCode::NO_CONTENT
         }
         Err(e) => {
@@ -99,6 +131,30 @@ async fn verify(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<LifecyclePayload, String> {
+    let payload = verify_signed(state, uri, headers, body).await?.payload;
+    if !state.config.jira_urls.allows(&payload.base_url) {
+        return Err(format!(
+            "Jira URL {} is not in GFJ_JIRA_URLS",
+            payload.base_url
+        ));
+    }
+    Ok(payload)
+}
+
+/// A lifecycle callback whose signed-install token verified, with the token and its claims.
+struct Signed {
+    payload: LifecyclePayload,
+    claims: connect_jwt::Claims,
+    token: String,
+}
+
+/// Everything but the allow-list: the signature, the claims, and that the body names our app.
+async fn verify_signed(
+    state: &AppState,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Signed, String> {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -129,7 +185,7 @@ async fn verify(
         query: uri.query().unwrap_or(""),
         base_path: &base_path,
     };
-    connect_jwt::verify_rs256_install(
+    let claims = connect_jwt::verify_rs256_install(
         token,
         &pem,
         &state.config.base_url,
@@ -143,13 +199,11 @@ async fn verify(
             payload.key, state.config.app_key
         ));
     }
-    if !state.config.jira_urls.allows(&payload.base_url) {
-        return Err(format!(
-            "Jira URL {} is not in GFJ_JIRA_URLS",
-            payload.base_url
-        ));
-    }
-    Ok(payload)
+    Ok(Signed {
+        payload,
+        claims,
+        token: token.to_owned(),
+    })
 }
 
 /// The PEM public key of `kid`, from the cache or the key server.

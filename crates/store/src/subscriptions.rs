@@ -6,7 +6,7 @@ use sqlx::Row;
 use crate::{Store, StoreError};
 
 /// A webhook registered in GitLab for a subscription.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Hook {
     /// `group` or `project`.
     pub scope: String,
@@ -74,7 +74,7 @@ pub struct HookStatus {
 
 const COLUMNS: &str = "id, client_key, gitlab_url, group_id, group_path, hook_mode, created_at, webhook_token_hash, gitlab_connection_id, foreign_deliveries_dropped";
 
-fn token_context(client_key: &str, gitlab_url: &str, group_id: i64) -> String {
+pub(crate) fn token_context(client_key: &str, gitlab_url: &str, group_id: i64) -> String {
     format!("subscriptions.gitlab_token:{client_key}:{gitlab_url}:{group_id}")
 }
 

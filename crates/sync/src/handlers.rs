@@ -10,8 +10,8 @@ use gfj_core::jira::{
     FeatureFlagsRequest, ProviderMetadata,
 };
 use gfj_core::jobs::{
-    BackfillFlush, BackfillPage, BackfillPlan, CleanupScope, GitlabEvent, HookCheck, JiraCleanup,
-    Reconcile,
+    BackfillFlush, BackfillPage, BackfillPlan, CleanupScope, GitlabEvent, GitlabSignOut,
+    GitlabTeardown, HookCheck, JiraCleanup, Reconcile,
 };
 use gfj_core::mapping::project_keys::ProjectKeys;
 use gfj_core::mapping::{self, PushAction};
@@ -199,6 +199,16 @@ impl Handlers {
                 let check: HookCheck = serde_json::from_str(&job.payload)
                     .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
                 self.check_hooks(&check).await
+            }
+            GitlabTeardown::KIND => {
+                let t: GitlabTeardown = serde_json::from_str(&job.payload)
+                    .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
+                self.tear_down(&t).await
+            }
+            GitlabSignOut::KIND => {
+                let s: GitlabSignOut = serde_json::from_str(&job.payload)
+                    .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
+                self.sign_out(&s).await
             }
             other => Err(JobError::Permanent(format!("unknown job kind {other:?}"))),
         }

@@ -14,6 +14,7 @@ pub mod hooks;
 pub mod linking;
 pub mod reconcile;
 mod runner;
+mod teardown;
 
 pub use runner::{Runner, RunnerConfig};
 
