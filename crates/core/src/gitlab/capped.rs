@@ -100,4 +100,38 @@ mod tests {
         let b: Body = serde_json::from_value(v).unwrap();
         assert_eq!(b.items, [1, 2, 3]);
     }
+
+    #[test]
+    fn a_forged_push_and_pipeline_keep_only_their_caps() {
+        let commit = serde_json::json!({
+            "id": "a", "message": "PROJ-1", "timestamp": "2026-01-01T00:00:00Z",
+            "url": "http://gl/c", "author": {"name": "n"}
+        });
+        let push = serde_json::json!({
+            "object_kind": "push", "before": "b", "after": "c", "ref": "refs/heads/x",
+            "project_id": 1, "project": {"id": 1, "name": "p", "web_url": "http://gl/p"},
+            "commits": vec![commit; 10_000], "total_commits_count": 10_000
+        });
+        let push: crate::gitlab::PushEvent = serde_json::from_value(push).unwrap();
+        assert_eq!(push.commits.len(), super::MAX_PAYLOAD_COMMITS);
+        // The rest of a real large push is then read from GitLab's compare API, as beyond 20.
+        assert_eq!(push.missing_commits_base().as_deref(), Some("b"));
+
+        let build = serde_json::json!({"id": 1, "stage": "test", "name": "t", "status": "success"});
+        let pipeline = serde_json::json!({
+            "object_kind": "pipeline",
+            "object_attributes": {"id": 5, "ref": "main", "sha": "c", "status": "success"},
+            "project": {"id": 1, "name": "p", "web_url": "http://gl/p"},
+            "builds": vec![build; 5_000]
+        });
+        let event = crate::gitlab::WebhookEvent::parse(
+            crate::gitlab::EventKind::Pipeline,
+            &serde_json::to_vec(&pipeline).unwrap(),
+        )
+        .unwrap();
+        let crate::gitlab::WebhookEvent::Pipeline(p) = event else {
+            panic!("a pipeline event")
+        };
+        assert_eq!(p.builds.len(), super::MAX_PIPELINE_BUILDS);
+    }
 }
