@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use gfj_core::connect_jwt::{self, BoundRequest};
 use gfj_core::url_pattern::normalize_base_url;
 use gfj_store::installations::Installation;
-use gfj_store::uninstall::UninstallRefusal;
+use gfj_store::uninstall::{UninstallRefusal, UninstallToken};
 use serde::Deserialize;
 
 use crate::AppState;
@@ -82,37 +82,23 @@ pub async fn uninstalled(
     };
     let client_key = &signed.payload.client_key;
     let now = state.clock.now_ms();
-    match state
-        .store
-        .accept_uninstall_token(
-            client_key,
-            &signed.token,
-            signed.claims.iat,
-            signed.claims.exp,
-            now,
-        )
-        .await
-    {
-        Ok(Ok(())) => {}
-        Ok(Err(UninstallRefusal::Replayed)) => {
-            return refuse("uninstalled", "this uninstall token was already used");
-        }
-        Ok(Err(UninstallRefusal::BeforeCurrentInstall)) => {
-            return refuse(
-                "uninstalled",
-                "the uninstall token was issued before the site's current install",
-            );
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "could not record the uninstall token");
-            return StatusCode::INTERNAL_SERVER_ERROR;
-        }
-    }
-    match state.store.uninstall_site(client_key, now).await {
-        Ok(existed) => {
+    let token = UninstallToken {
+        token: &signed.token,
+        issued_at_s: signed.claims.iat,
+        expires_at_s: signed.claims.exp,
+    };
+    match state.store.uninstall_site(client_key, &token, now).await {
+        Ok(Ok(existed)) => {
             tracing::info!(client_key = %client_key, existed, "Jira site uninstalled the app; its GitLab hooks and sign-ins are being removed");
             StatusCode::NO_CONTENT
         }
+        Ok(Err(UninstallRefusal::Replayed)) => {
+            refuse("uninstalled", "this uninstall token was already used")
+        }
+        Ok(Err(UninstallRefusal::BeforeCurrentInstall)) => refuse(
+            "uninstalled",
+            "the uninstall token was issued before the site's current install",
+        ),
         Err(e) => {
             tracing::error!(error = %e, "could not delete installation");
             StatusCode::INTERNAL_SERVER_ERROR

@@ -57,57 +57,66 @@ fn job<T: serde::Serialize>(kind: &str, payload: &T, now_ms: i64) -> NewJob {
     }
 }
 
-impl Store {
-    /// Accepts a verified uninstall token once, and only if it was issued (`iat`, seconds) no earlier
-    /// than the second the site's current install was stored. Remembered until it expires (`exp`).
-    pub async fn accept_uninstall_token(
-        &self,
-        client_key: &str,
-        token: &str,
-        issued_at_s: i64,
-        expires_at_s: i64,
-        now_ms: i64,
-    ) -> Result<Result<(), UninstallRefusal>, StoreError> {
-        let hash = gfj_core::qsh::hex(&Sha256::digest(token.as_bytes()));
-        let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM lifecycle_tokens_used WHERE expires_at < $1")
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-        let used: Option<String> = sqlx::query_scalar(
-            "SELECT token_hash FROM lifecycle_tokens_used WHERE token_hash = $1",
-        )
-        .bind(&hash)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if used.is_some() {
-            return Ok(Err(UninstallRefusal::Replayed));
-        }
-        let installed_at: Option<i64> =
-            sqlx::query_scalar("SELECT updated_at FROM installations WHERE client_key = $1")
-                .bind(client_key)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if installed_at.is_some_and(|at| issued_at_s < at.div_euclid(1000)) {
-            return Ok(Err(UninstallRefusal::BeforeCurrentInstall));
-        }
-        sqlx::query(
-            "INSERT INTO lifecycle_tokens_used (token_hash, client_key, expires_at) VALUES ($1, $2, $3)",
-        )
-        .bind(&hash)
-        .bind(client_key)
-        .bind(expires_at_s.saturating_mul(1000))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Ok(()))
-    }
+/// A verified uninstall token: the token itself (remembered by its SHA-256) and its `iat` and `exp`
+/// (seconds).
+pub struct UninstallToken<'a> {
+    pub token: &'a str,
+    pub issued_at_s: i64,
+    pub expires_at_s: i64,
+}
 
-    /// Removes a site that uninstalled the app, in one transaction: its installation, secret,
+/// Accepts an uninstall token once, and only if it was issued no earlier than the second the site's
+/// current install was stored; remembered until it expires.
+async fn accept_token(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    client_key: &str,
+    t: &UninstallToken<'_>,
+    now_ms: i64,
+) -> Result<Result<(), UninstallRefusal>, StoreError> {
+    let hash = gfj_core::qsh::hex(&Sha256::digest(t.token.as_bytes()));
+    sqlx::query("DELETE FROM lifecycle_tokens_used WHERE expires_at < $1")
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await?;
+    let used: Option<String> =
+        sqlx::query_scalar("SELECT token_hash FROM lifecycle_tokens_used WHERE token_hash = $1")
+            .bind(&hash)
+            .fetch_optional(&mut **tx)
+            .await?;
+    if used.is_some() {
+        return Ok(Err(UninstallRefusal::Replayed));
+    }
+    let installed_at: Option<i64> =
+        sqlx::query_scalar("SELECT updated_at FROM installations WHERE client_key = $1")
+            .bind(client_key)
+            .fetch_optional(&mut **tx)
+            .await?;
+    if installed_at.is_some_and(|at| t.issued_at_s < at.div_euclid(1000)) {
+        return Ok(Err(UninstallRefusal::BeforeCurrentInstall));
+    }
+    sqlx::query(
+        "INSERT INTO lifecycle_tokens_used (token_hash, client_key, expires_at) VALUES ($1, $2, $3)",
+    )
+    .bind(&hash)
+    .bind(client_key)
+    .bind(t.expires_at_s.saturating_mul(1000))
+    .execute(&mut **tx)
+    .await?;
+    Ok(Ok(()))
+}
+
+impl Store {
+    /// Removes a site that uninstalled the app, in one transaction with the acceptance of its token
+    /// (so a failed attempt can be retried with the same token): its installation, secret,
     /// subscriptions and state (as [`Store::delete_installation`]) and its users' GitLab sign-ins; and
     /// queues, per subscription, the removal of its GitLab hooks, and per sign-in, its sign-out at
-    /// GitLab. Returns whether the site existed.
-    pub async fn uninstall_site(&self, client_key: &str, now_ms: i64) -> Result<bool, StoreError> {
+    /// GitLab. Returns whether the site existed, or why the token is refused.
+    pub async fn uninstall_site(
+        &self,
+        client_key: &str,
+        token: &UninstallToken<'_>,
+        now_ms: i64,
+    ) -> Result<Result<bool, UninstallRefusal>, StoreError> {
         let subs = sqlx::query(
             "SELECT id, gitlab_url, group_id, gitlab_token, gitlab_connection_id FROM subscriptions WHERE client_key = $1 ORDER BY id",
         )
@@ -119,6 +128,9 @@ impl Store {
             hooks_of.push(self.subscription_hooks(r.try_get("id")?).await?);
         }
         let mut tx = self.begin_write().await?;
+        if let Err(refused) = accept_token(&mut tx, client_key, token, now_ms).await? {
+            return Ok(Err(refused));
+        }
         let mut jobs = Vec::new();
         for (r, hooks) in subs.iter().zip(hooks_of) {
             let id: i64 = r.try_get("id")?;
@@ -183,7 +195,7 @@ impl Store {
         if !jobs.is_empty() {
             self.wake_workers();
         }
-        Ok(existed)
+        Ok(Ok(existed))
     }
 
     pub async fn teardown(&self, id: i64) -> Result<Option<Teardown>, StoreError> {
