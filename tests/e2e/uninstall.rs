@@ -130,8 +130,24 @@ async fn uninstall_removes_hooks_and_sign_ins_and_revokes_unused_tokens(db: Test
     };
     assert_eq!((hooked(w.projects[0]), hooked(beta_project)), (1, 1));
 
+    // GitLab fails the first removal: the queued job tries again rather than losing it.
+    let mark = app.gitlab.requests().len();
+    app.gitlab.fail_next(1, 503);
     assert_eq!(app.jira.uninstall(&app.base_url).await.unwrap(), 204);
     app.drained().await;
+    let deletes: Vec<u16> = app
+        .gitlab
+        .requests()
+        .iter()
+        .skip(mark)
+        .filter(|r| r.method == "DELETE")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(deletes.first(), Some(&503), "{deletes:?}");
+    assert!(
+        deletes.contains(&204),
+        "removed on a later attempt: {deletes:?}"
+    );
 
     assert!(app.store.installation(&connect).await.unwrap().is_none());
     assert_eq!(
