@@ -497,18 +497,20 @@ impl Store {
             .collect()
     }
 
-    /// Whether the subscription covers a project, as GitLab answered when a delivery first named it;
-    /// `None` when it was never asked.
+    /// Whether the subscription covers a project, as GitLab answered at or after `checked_since_ms`;
+    /// `None` when it was not asked since (projects move between groups).
     pub async fn project_coverage(
         &self,
         subscription_id: i64,
         project_id: i64,
+        checked_since_ms: i64,
     ) -> Result<Option<bool>, StoreError> {
         let covered: Option<i64> = sqlx::query_scalar(
-            "SELECT covered FROM subscription_projects WHERE subscription_id = $1 AND project_id = $2",
+            "SELECT covered FROM subscription_projects WHERE subscription_id = $1 AND project_id = $2 AND checked_at >= $3",
         )
         .bind(subscription_id)
         .bind(project_id)
+        .bind(checked_since_ms)
         .fetch_optional(&self.pool)
         .await?;
         Ok(covered.map(|c| c != 0))

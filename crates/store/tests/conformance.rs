@@ -502,9 +502,14 @@ async fn per_project_state_belongs_to_one_subscription(db: TestDatabase) {
     s.remember_project_coverage(b.id, 8, false, 3)
         .await
         .unwrap();
-    assert_eq!(s.project_coverage(a.id, 8).await.unwrap(), Some(true));
-    assert_eq!(s.project_coverage(b.id, 8).await.unwrap(), Some(false));
-    assert_eq!(s.project_coverage(a.id, 9).await.unwrap(), None);
+    assert_eq!(s.project_coverage(a.id, 8, 3).await.unwrap(), Some(true));
+    assert_eq!(s.project_coverage(b.id, 8, 3).await.unwrap(), Some(false));
+    assert_eq!(s.project_coverage(a.id, 9, 3).await.unwrap(), None);
+    assert_eq!(
+        s.project_coverage(a.id, 8, 4).await.unwrap(),
+        None,
+        "an answer older than asked for is checked again"
+    );
     s.count_foreign_delivery(b.id).await.unwrap();
     s.count_foreign_delivery(b.id).await.unwrap();
     let dropped = |id| {
@@ -522,7 +527,7 @@ async fn per_project_state_belongs_to_one_subscription(db: TestDatabase) {
     // Removing a subscription removes its state, not the other's.
     assert!(s.delete_subscription(b.id).await.unwrap());
     assert_eq!(s.known_feature_flags(a.id, 7).await.unwrap().len(), 1);
-    assert_eq!(s.project_coverage(a.id, 8).await.unwrap(), Some(true));
+    assert_eq!(s.project_coverage(a.id, 8, 3).await.unwrap(), Some(true));
 }
 
 test_on_both_databases!(

@@ -27,6 +27,10 @@ pub fn within_group(namespace_path: &str, group_path: &str) -> bool {
                 .is_some_and(|rest| rest.starts_with('/')))
 }
 
+/// How long GitLab's answer about a project holds: projects move between groups, so a project that
+/// left the group stops being covered within a day (one read per project and day at most).
+pub const RECHECK_AFTER_MS: i64 = 24 * 60 * 60 * 1000;
+
 /// Serialises GitLab membership checks in this process. They happen once per new project, so they are
 /// rare; serialised, a burst of deliveries for one project costs one read, and a flood of made-up
 /// project ids cannot fan out into concurrent GitLab reads.
@@ -57,12 +61,21 @@ impl Handlers {
             // Project-hook mode: only hooked projects deliver (the hook check hooks new ones).
             return Ok(false);
         }
-        if let Some(known) = self.store.project_coverage(sub.id, project_id).await? {
+        let fresh_since = self.clock.now_ms() - RECHECK_AFTER_MS;
+        if let Some(known) = self
+            .store
+            .project_coverage(sub.id, project_id, fresh_since)
+            .await?
+        {
             return Ok(known);
         }
         // One membership read per new project, even when several of its deliveries arrive together.
         let _one_check_at_a_time = self.coverage_checks.lock().await;
-        if let Some(known) = self.store.project_coverage(sub.id, project_id).await? {
+        if let Some(known) = self
+            .store
+            .project_coverage(sub.id, project_id, fresh_since)
+            .await?
+        {
             return Ok(known);
         }
         let gitlab = self
