@@ -212,6 +212,7 @@ pub fn handlers(settings: &Settings, store: &Store, clock: Arc<dyn Clock>) -> Ha
             max_running: settings.backfill_tasks as i64,
         },
         backfill_shared: Default::default(),
+        coverage_checks: Default::default(),
     }
 }
 

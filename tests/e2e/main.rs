@@ -18,4 +18,6 @@ mod process;
 mod push;
 mod reconcile;
 mod sign_in;
+mod tenants;
+mod uninstall;
 mod webdriver;

@@ -500,6 +500,26 @@ impl GitLabClient {
         Ok(ns.map(|n| n.kind))
     }
 
+    /// The full path of the namespace (group or user) a project lives in; `None` when the project does not
+    /// exist or this token cannot see it.
+    pub async fn project_namespace_path(
+        &self,
+        project_id: i64,
+    ) -> Result<Option<String>, GitLabError> {
+        #[derive(Deserialize)]
+        struct Namespace {
+            full_path: String,
+        }
+        #[derive(Deserialize)]
+        struct ProjectNamespace {
+            namespace: Namespace,
+        }
+        let p: Option<ProjectNamespace> = self
+            .get_optional(&format!("/projects/{project_id}"))
+            .await?;
+        Ok(p.map(|p| p.namespace.full_path))
+    }
+
     pub async fn project_exists(&self, path: &str) -> Result<bool, GitLabError> {
         let p: Option<ProjectSummary> = self
             .get_optional(&format!("/projects/{}", encode_path(path)))

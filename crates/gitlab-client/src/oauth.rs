@@ -196,6 +196,42 @@ pub async fn refresh(
     .await
 }
 
+/// Revokes a token at GitLab (RFC 7009, `POST /oauth/revoke`, authenticated as the application).
+/// GitLab revokes the whole pair whichever of its tokens is given, and answers 200 even for a token it
+/// does not know, so a revocation can be repeated.
+pub async fn revoke(
+    http: &reqwest::Client,
+    app: &OAuthApp,
+    token: &str,
+) -> Result<(), GitLabError> {
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("token", token),
+            ("client_id", app.client_id.as_str()),
+            ("client_secret", app.client_secret.as_str()),
+        ])
+        .finish();
+    let resp = http
+        .post(format!(
+            "{}/oauth/revoke",
+            app.gitlab_url.trim_end_matches('/')
+        ))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| GitLabError::Transient(e.without_url().to_string()))?;
+    let status = resp.status().as_u16();
+    match status {
+        200..=299 => Ok(()),
+        429 | 500..=599 => Err(GitLabError::Transient(format!("revoke answered {status}"))),
+        _ => Err(GitLabError::Other {
+            status,
+            message: "GitLab refused to revoke the token".into(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use gfj_core::connect_jwt::{self, BoundRequest};
 use gfj_store::installations::Installation;
+use gfj_store::uninstall::{UninstallRefusal, UninstallToken};
 use serde::Deserialize;
 
 use crate::AppState;
@@ -78,21 +79,38 @@ pub async fn installed(
     }
 }
 
+/// A signed uninstall: accepted even for a site the operator has since removed from `GFJ_JIRA_URLS` (the
+/// signature proves it is the site leaving), once per token, and never for a token issued before the
+/// site's current install. The site's rows go now; its GitLab hooks and sign-ins go by queued jobs.
 pub async fn uninstalled(
     State(state): State<Arc<AppState>>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let payload = match verify(&state, &uri, &headers, &body).await {
-        Ok(p) => p,
+    let signed = match verify_signed(&state, &uri, &headers, &body).await {
+        Ok(s) => s,
         Err(why) => return refuse("uninstalled", &why),
     };
-    match state.store.delete_installation(&payload.client_key).await {
-        Ok(existed) => {
-            tracing::info!(client_key = %payload.client_key, existed, "Jira site uninstalled the app");
+    let client_key = &signed.payload.client_key;
+    let now = state.clock.now_ms();
+    let token = UninstallToken {
+        token: &signed.token,
+        issued_at_s: signed.claims.iat,
+        expires_at_s: signed.claims.exp,
+    };
+    match state.store.uninstall_site(client_key, &token, now).await {
+        Ok(Ok(existed)) => {
+            tracing::info!(client_key = %client_key, existed, "Jira site uninstalled the app; its GitLab hooks and sign-ins are being removed");
             StatusCode::NO_CONTENT
         }
+        Ok(Err(UninstallRefusal::Replayed)) => {
+            refuse("uninstalled", "this uninstall token was already used")
+        }
+        Ok(Err(UninstallRefusal::BeforeCurrentInstall)) => refuse(
+            "uninstalled",
+            "the uninstall token was issued before the site's current install",
+        ),
         Err(e) => {
             tracing::error!(error = %e, "could not delete installation");
             StatusCode::INTERNAL_SERVER_ERROR
@@ -111,6 +129,30 @@ async fn verify(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<LifecyclePayload, String> {
+    let payload = verify_signed(state, uri, headers, body).await?.payload;
+    if !state.config.jira_urls.allows(&payload.base_url) {
+        return Err(format!(
+            "Jira URL {} is not in GFJ_JIRA_URLS",
+            payload.base_url
+        ));
+    }
+    Ok(payload)
+}
+
+/// A lifecycle callback whose signed-install token verified, with the token and its claims.
+struct Signed {
+    payload: LifecyclePayload,
+    claims: connect_jwt::Claims,
+    token: String,
+}
+
+/// Everything but the allow-list: the signature, the claims, and that the body names our app.
+async fn verify_signed(
+    state: &AppState,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Signed, String> {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -141,7 +183,7 @@ async fn verify(
         query: uri.query().unwrap_or(""),
         base_path: &base_path,
     };
-    connect_jwt::verify_rs256_install(
+    let claims = connect_jwt::verify_rs256_install(
         token,
         &pem,
         &state.config.base_url,
@@ -155,13 +197,11 @@ async fn verify(
             payload.key, state.config.app_key
         ));
     }
-    if !state.config.jira_urls.allows(&payload.base_url) {
-        return Err(format!(
-            "Jira URL {} is not in GFJ_JIRA_URLS",
-            payload.base_url
-        ));
-    }
-    Ok(payload)
+    Ok(Signed {
+        payload,
+        claims,
+        token: token.to_owned(),
+    })
 }
 
 /// A signed-install key is trusted this long before it is fetched again (Atlassian rotates keys by

@@ -649,7 +649,71 @@ async fn gitlab_sign_ins_are_single_use_and_token_swaps_are_compare_and_swap(db:
     db.drop_database().await;
 }
 
+/// Two subscriptions covering the same project (two Jira sites linking one group) keep their own
+/// feature flag ids and project answers: one cannot change or delete what the other reconciles.
+async fn per_project_state_belongs_to_one_subscription(db: TestDatabase) {
+    let s = db.open().await;
+    for key in ["k1", "k2"] {
+        s.upsert_installation(&install(key, "secret"), 1)
+            .await
+            .unwrap();
+    }
+    let a = s
+        .create_subscription(&subscription("k1", 5, "ha"), 2)
+        .await
+        .unwrap();
+    let b = s
+        .create_subscription(&subscription("k2", 5, "hb"), 2)
+        .await
+        .unwrap();
+    s.remember_feature_flag(a.id, 7, "rollout", 11)
+        .await
+        .unwrap();
+    assert!(s.known_feature_flags(b.id, 7).await.unwrap().is_empty());
+    s.remember_feature_flag(b.id, 7, "rollout", 99)
+        .await
+        .unwrap();
+    s.forget_feature_flag(b.id, 7, "rollout").await.unwrap();
+    assert_eq!(
+        s.known_feature_flags(a.id, 7).await.unwrap(),
+        [("rollout".to_owned(), 11)]
+    );
+    assert!(s.known_feature_flags(b.id, 7).await.unwrap().is_empty());
+
+    s.remember_project_coverage(a.id, 8, true, 3).await.unwrap();
+    s.remember_project_coverage(b.id, 8, false, 3)
+        .await
+        .unwrap();
+    assert_eq!(s.project_coverage(a.id, 8, 3).await.unwrap(), Some(true));
+    assert_eq!(s.project_coverage(b.id, 8, 3).await.unwrap(), Some(false));
+    assert_eq!(s.project_coverage(a.id, 9, 3).await.unwrap(), None);
+    assert_eq!(
+        s.project_coverage(a.id, 8, 4).await.unwrap(),
+        None,
+        "an answer older than asked for is checked again"
+    );
+    s.count_foreign_delivery(b.id).await.unwrap();
+    s.count_foreign_delivery(b.id).await.unwrap();
+    let dropped = |id| {
+        let s = s.clone();
+        async move {
+            s.subscription(id)
+                .await
+                .unwrap()
+                .unwrap()
+                .foreign_deliveries_dropped
+        }
+    };
+    assert_eq!((dropped(a.id).await, dropped(b.id).await), (0, 2));
+
+    // Removing a subscription removes its state, not the other's.
+    assert!(s.delete_subscription(b.id).await.unwrap());
+    assert_eq!(s.known_feature_flags(a.id, 7).await.unwrap().len(), 1);
+    assert_eq!(s.project_coverage(a.id, 8, 3).await.unwrap(), Some(true));
+}
+
 test_on_both_databases!(
+    per_project_state_belongs_to_one_subscription,
     gitlab_sign_ins_are_single_use_and_token_swaps_are_compare_and_swap,
     installations_are_encrypted_replaced_and_removed_with_their_subscriptions,
     claims_are_exclusive_and_leases_expire,

@@ -8,12 +8,14 @@
 mod audit;
 pub mod backfill;
 mod cicd;
+pub mod coverage;
 pub mod gitlab_access;
 pub mod handlers;
 pub mod hooks;
 pub mod linking;
 pub mod reconcile;
 mod runner;
+mod teardown;
 
 pub use runner::{JobHandler, Runner, RunnerConfig};
 

@@ -2,6 +2,7 @@
 //! versions keep working; missing optional fields default. [`WebhookEvent::parse`] is the way in: it
 //! checks that the body is the event its `X-Gitlab-Event` header says and carries the ids we route by.
 
+pub mod capped;
 mod dates;
 mod events;
 mod parse;
@@ -125,11 +126,20 @@ pub struct Commit {
     pub timestamp: String,
     pub url: String,
     pub author: CommitAuthor,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "capped::at_most::<_, _, {capped::MAX_COMMIT_FILES}>"
+    )]
     pub added: Vec<String>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "capped::at_most::<_, _, {capped::MAX_COMMIT_FILES}>"
+    )]
     pub modified: Vec<String>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "capped::at_most::<_, _, {capped::MAX_COMMIT_FILES}>"
+    )]
     pub removed: Vec<String>,
 }
 
@@ -155,7 +165,10 @@ pub struct PushEvent {
     pub user_username: Option<String>,
     pub project_id: i64,
     pub project: Project,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "capped::at_most::<_, _, {capped::MAX_PAYLOAD_COMMITS}>"
+    )]
     pub commits: Vec<Commit>,
     #[serde(default)]
     pub total_commits_count: i64,
