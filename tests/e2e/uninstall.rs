@@ -6,7 +6,6 @@ use gfj_gitlab_client::GitLabClient;
 use gfj_sim::gitlab::Plan;
 use gfj_store::test_on_both_databases;
 use gfj_store::testing::TestDatabase;
-use gitlab_for_jira::commands::link::HookMode;
 
 use crate::helpers::{TestApp, now_ms};
 
@@ -70,18 +69,23 @@ async fn gitlab_status_with(app: &TestApp, access_token: &str) -> u16 {
         .as_u16()
 }
 
+/// Links as a Jira user does from the configuration page: with their own GitLab sign-in.
 async fn link_as(app: &TestApp, site: &str, group: &str, connection: i64) {
-    let req = gitlab_for_jira::commands::link::LinkRequest {
-        site: site.to_owned(),
-        group: group.to_owned(),
-        gitlab_url: app.gitlab.base_url.clone(),
-        gitlab_token: String::new(),
-        gitlab_connection: Some(connection),
-        hook_mode: HookMode::Auto,
+    let install = app.store.find_installation(site).await.unwrap().unwrap();
+    let access = app.settings.gitlab_access();
+    let linker = gfj_sync::linking::Linker {
+        store: &app.store,
+        access: &access,
+        base_url: &app.settings.base_url,
     };
-    gitlab_for_jira::commands::link::link(&app.settings, &app.store, req, now_ms())
-        .await
-        .unwrap();
+    let req = gfj_sync::linking::LinkRequest {
+        install: &install,
+        group,
+        gitlab_url: &app.gitlab.base_url,
+        credentials: gfj_sync::linking::GitLabCredentials::Connection(connection),
+        hook_mode: gfj_sync::linking::HookMode::Auto,
+    };
+    linker.link(req, now_ms()).await.unwrap();
     app.backfilled().await;
 }
 
