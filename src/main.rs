@@ -27,6 +27,7 @@ enum Command {
     /// Run the HTTP service and the workers until SIGTERM/SIGINT.
     Serve,
     /// Link a GitLab group or subgroup to a Jira site.
+    #[command(group(clap::ArgGroup::new("gitlab_credentials").required(true).multiple(false)))]
     Link {
         /// The Jira site: a Connect clientKey or a Jira base URL.
         #[arg(long)]
@@ -36,11 +37,21 @@ enum Command {
         group: String,
         #[arg(long)]
         gitlab_url: String,
-        /// A personal, group or project access token (Maintainer or higher on the group).
-        #[arg(long, required_unless_present = "gitlab_connection")]
+        /// A personal, group or project access token (Maintainer or higher on the group). Prefer the
+        /// environment (GFJ_GITLAB_TOKEN) or --gitlab-token-file: other users of the machine can read
+        /// command lines.
+        #[arg(
+            long,
+            env = "GFJ_GITLAB_TOKEN",
+            hide_env_values = true,
+            group = "gitlab_credentials"
+        )]
         gitlab_token: Option<String>,
-        /// Act as a GitLab user who signed in with OAuth (the id `POST /gitlab/oauth/start` led to).
-        #[arg(long, conflicts_with = "gitlab_token")]
+        /// A file holding the GitLab token (surrounding whitespace is ignored).
+        #[arg(long, group = "gitlab_credentials")]
+        gitlab_token_file: Option<PathBuf>,
+        /// Act as a GitLab user who signed in through the admin page (the connection id it showed).
+        #[arg(long, group = "gitlab_credentials")]
         gitlab_connection: Option<i64>,
         #[arg(long, value_enum, default_value = "auto")]
         hook_mode: link::HookMode,
@@ -90,14 +101,25 @@ enum Command {
 #[derive(Subcommand)]
 enum SitesCommand {
     /// Register a Jira site with OAuth credentials created by a site admin (Settings → Apps → OAuth credentials).
+    #[command(group(clap::ArgGroup::new("jira_secret").required(true).multiple(false)))]
     AddOauth {
         /// The site, e.g. https://acme.atlassian.net.
         #[arg(long)]
         url: String,
         #[arg(long)]
         client_id: String,
-        #[arg(long)]
-        client_secret: String,
+        /// The OAuth client secret. Prefer the environment (GFJ_JIRA_CLIENT_SECRET) or
+        /// --client-secret-file: other users of the machine can read command lines.
+        #[arg(
+            long,
+            env = "GFJ_JIRA_CLIENT_SECRET",
+            hide_env_values = true,
+            group = "jira_secret"
+        )]
+        client_secret: Option<String>,
+        /// A file holding the OAuth client secret (surrounding whitespace is ignored).
+        #[arg(long, group = "jira_secret")]
+        client_secret_file: Option<PathBuf>,
     },
     /// List Jira sites.
     List {
@@ -141,6 +163,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// A secret given as a value (flag or environment) or in a file; an empty one is an error, not a blank.
+fn secret(
+    value: Option<String>,
+    file: Option<&std::path::Path>,
+    what: &str,
+) -> anyhow::Result<Option<String>> {
+    let secret =
+        match file {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!("cannot read the {what} from {}: {e}", path.display())
+            })?),
+            None => value,
+        };
+    match secret.map(|s| s.trim().to_owned()) {
+        Some(s) if s.is_empty() => anyhow::bail!("the {what} is empty"),
+        other => Ok(other),
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<String> {
     let settings = Settings::load(cli.config.as_deref())?;
     gitlab_for_jira::telemetry::init(settings.log_format.as_deref());
@@ -153,9 +194,11 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
             group,
             gitlab_url,
             gitlab_token,
+            gitlab_token_file,
             gitlab_connection,
             hook_mode,
         } => {
+            let gitlab_token = secret(gitlab_token, gitlab_token_file.as_deref(), "GitLab token")?;
             let store = settings.open_store().await?;
             let req = link::LinkRequest {
                 site,
@@ -179,8 +222,15 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
                     url,
                     client_id,
                     client_secret,
+                    client_secret_file,
                 },
         } => {
+            let client_secret = secret(
+                client_secret,
+                client_secret_file.as_deref(),
+                "OAuth client secret",
+            )?
+            .unwrap_or_default();
             let store = settings.open_store().await?;
             sites::add_oauth(&settings, &store, &url, &client_id, &client_secret, now).await
         }

@@ -31,11 +31,12 @@ fn parse_oauth_apps(
                     "GFJ_GITLAB_OAUTH_APPS: expected <application id>:<secret> after {url}="
                 )
             })?;
-            let url = normalize_base_url(url.trim());
-            anyhow::ensure!(
-                gitlab_urls.allows(&url),
-                "GFJ_GITLAB_OAUTH_APPS: {url} is not in GFJ_GITLAB_URLS"
-            );
+            let url = gitlab_urls.allowed_origin(url).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "GFJ_GITLAB_OAUTH_APPS: {} is not in GFJ_GITLAB_URLS",
+                    url.trim()
+                )
+            })?;
             anyhow::ensure!(
                 !client_id.trim().is_empty() && !client_secret.trim().is_empty(),
                 "GFJ_GITLAB_OAUTH_APPS: empty application id or secret for {url}"
@@ -90,6 +91,8 @@ pub struct Settings {
     pub backfill_window_ms: Option<i64>,
     /// Backfill tasks (project × kind of history) running at once.
     pub backfill_tasks: usize,
+    /// Caps and timeouts of the HTTP edge (`GFJ_HTTP_*`).
+    pub http: gfj_server::edge::EdgeLimits,
 }
 
 impl std::fmt::Debug for Settings {
@@ -101,6 +104,24 @@ impl std::fmt::Debug for Settings {
             .field("app_key", &self.app_key)
             .finish_non_exhaustive()
     }
+}
+
+/// Shortest `GFJ_ADMIN_TOKEN`: 32 random bytes in base64 (`openssl rand -base64 32`) are 44 characters.
+pub const ADMIN_TOKEN_MIN_CHARS: usize = 43;
+
+/// `serve` refuses an admin token that cannot hold 32 random bytes: too short, or made of too few
+/// different characters to be random (`aaaa…`, `1234…`).
+pub fn check_admin_token(token: &str) -> anyhow::Result<()> {
+    let distinct = token
+        .chars()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    anyhow::ensure!(
+        token.chars().count() >= ADMIN_TOKEN_MIN_CHARS && distinct >= 12,
+        "GFJ_ADMIN_TOKEN must hold at least 32 random bytes (at least {ADMIN_TOKEN_MIN_CHARS} characters, \
+         not a word or a pattern); make one with `openssl rand -base64 32`"
+    );
+    Ok(())
 }
 
 /// A database URL without its password, for logs.
@@ -115,7 +136,7 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-pub const NAMES: [&str; 24] = [
+pub const NAMES: [&str; 29] = [
     "GFJ_LISTEN",
     "GFJ_BASE_URL",
     "GFJ_DATABASE_URL",
@@ -140,7 +161,24 @@ pub const NAMES: [&str; 24] = [
     "GFJ_RECONCILE_SECS",
     "GFJ_BACKFILL_DAYS",
     "GFJ_BACKFILL_TASKS",
+    "GFJ_HTTP_MAX_CONNECTIONS",
+    "GFJ_HTTP_MAX_REQUESTS",
+    "GFJ_HTTP_HEADER_TIMEOUT_SECS",
+    "GFJ_HTTP_REQUEST_TIMEOUT_SECS",
+    "GFJ_HTTP_DRAIN_SECS",
 ];
+
+/// Parses the settings file. A syntax error says where, never what: the line may hold a secret
+/// (`admin_token = "…` with its closing quote missing), and errors end up in logs.
+fn parse_toml(text: &str) -> Result<toml::Table, String> {
+    toml::from_str(text).map_err(|e: toml::de::Error| {
+        let at = e.span().map_or(0, |span| span.start).min(text.len());
+        let before = &text.as_bytes()[..at];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+        format!("TOML syntax error at line {line}, column {column} (the line is not shown: it may hold a secret)")
+    })
+}
 
 fn scalar(v: &toml::Value) -> Option<String> {
     match v {
@@ -158,7 +196,7 @@ impl Settings {
         if let Some(path) = config_file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
-            let table: toml::Table = toml::from_str(&text)
+            let table = parse_toml(&text)
                 .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
             for (k, v) in table {
                 let key = k.to_ascii_uppercase();
@@ -260,7 +298,30 @@ impl Settings {
                 Some(d * 86_400_000)
             }
         };
+        let edge = gfj_server::edge::EdgeLimits::default();
+        let secs = |k: &str, default: std::time::Duration, max: i64| {
+            number(k, default.as_secs() as i64, 1, max)
+                .map(|n| std::time::Duration::from_secs(n as u64))
+        };
+        let http = gfj_server::edge::EdgeLimits {
+            max_connections: number(
+                "GFJ_HTTP_MAX_CONNECTIONS",
+                edge.max_connections as i64,
+                1,
+                1_000_000,
+            )? as usize,
+            max_requests: number(
+                "GFJ_HTTP_MAX_REQUESTS",
+                edge.max_requests as i64,
+                1,
+                1_000_000,
+            )? as usize,
+            header_timeout: secs("GFJ_HTTP_HEADER_TIMEOUT_SECS", edge.header_timeout, 3600)?,
+            request_timeout: secs("GFJ_HTTP_REQUEST_TIMEOUT_SECS", edge.request_timeout, 3600)?,
+            drain_timeout: secs("GFJ_HTTP_DRAIN_SECS", edge.drain_timeout, 3600)?,
+        };
         Ok(Self {
+            http,
             gitlab_oauth_apps,
             mr_keys_from_branch,
             backfill_window_ms,
@@ -289,7 +350,8 @@ impl Settings {
                 "https://connect-install-keys.atlassian.com",
             )),
             gitlab_urls,
-            jira_urls: list("GFJ_JIRA_URLS", "https://*.atlassian.net")?,
+            // No default: only the operator's own sites, listed on purpose.
+            jira_urls: list("GFJ_JIRA_URLS", "")?,
             atlassian_api_url: normalize_base_url(&get(
                 "GFJ_ATLASSIAN_API_URL",
                 "https://api.atlassian.com",
@@ -309,6 +371,20 @@ impl Settings {
         }
     }
 
+    /// The Jira client: calls only sites in `GFJ_JIRA_URLS`, within the per-site caps.
+    pub fn jira_client(&self) -> gfj_jira_client::JiraClient {
+        gfj_jira_client::JiraClient::with_limits(
+            gfj_jira_client::http_client(),
+            &self.app_key,
+            &self.atlassian_api_url,
+            self.jira_urls.clone(),
+            gfj_jira_client::SiteLimits {
+                concurrency: self.jira_site_concurrency,
+                rate_per_sec: std::num::NonZeroU32::new(self.jira_site_rate),
+            },
+        )
+    }
+
     pub async fn open_store(&self) -> anyhow::Result<gfj_store::Store> {
         gfj_store::Store::open(&self.database_url, self.encryption_key.as_deref())
             .await
@@ -319,6 +395,36 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn toml_syntax_errors_never_echo_the_line() {
+        let text =
+            "base_url = \"http://x\"\nadmin_token = \"kT9vQ2mXw7LrB4nYc8ZpHs3JdF6gA1eU5oR0iWq\n";
+        let err = parse_toml(text).unwrap_err();
+        assert!(!err.contains("kT9vQ2m"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+        assert!(parse_toml("base_url = \"http://x\"").is_ok());
+    }
+
+    #[test]
+    fn admin_tokens_must_hold_32_random_bytes() {
+        for weak in [
+            "",
+            "test-admin-token",
+            "correct horse battery staple",
+            &"a".repeat(64),
+            &"0123456789".repeat(5),
+        ] {
+            let err = check_admin_token(weak).unwrap_err().to_string();
+            assert!(err.contains("openssl rand -base64 32"), "{err}");
+        }
+        for strong in [
+            "q3Vw1c0H5mJ8yJf2w9oXGk7b8f3Nw2pZl0cY4u6s1xA=",
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        ] {
+            check_admin_token(strong).unwrap();
+        }
+    }
 
     #[test]
     fn defaults_and_validation() {
@@ -335,7 +441,9 @@ mod tests {
                 "sqlite://gitlab-for-jira.db"
             )
         );
-        assert!(s.jira_urls.allows("https://acme.atlassian.net"));
+        // No Jira site is allowed until the operator lists theirs.
+        assert!(s.jira_urls.is_empty());
+        assert!(!s.jira_urls.allows("https://acme.atlassian.net"));
         assert!(s.gitlab_urls.allows("https://gitlab.com"));
         let bad = BTreeMap::from([("GFJ_JIRA_URLS".to_owned(), "acme".to_owned())]);
         assert!(Settings::from_map(&bad).is_err());

@@ -62,7 +62,7 @@ pub async fn link(
         base_url: &settings.base_url,
     };
     let credentials = match req.gitlab_connection {
-        Some(id) => GitLabCredentials::Connection(id),
+        Some(id) => GitLabCredentials::AdminConnection(id),
         None => GitLabCredentials::Token(req.gitlab_token.clone()),
     };
     let linked = linker

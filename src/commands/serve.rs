@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use gfj_jira_client::{JiraClient, SiteLimits};
 use gfj_server::{AppState, ServerConfig};
 use gfj_store::intake::Intake;
 use gfj_store::{Backend, Clock, Store, SystemClock};
@@ -24,6 +23,15 @@ pub struct Service {
 
 impl Service {
     pub async fn open(settings: Settings) -> anyhow::Result<Self> {
+        if let Some(token) = &settings.admin_token {
+            crate::settings::check_admin_token(token)?;
+        }
+        if settings.jira_urls.is_empty() {
+            tracing::warn!(
+                "GFJ_JIRA_URLS is not set: Atlassian Connect installs are refused until it lists your Jira \
+                 site(s), e.g. GFJ_JIRA_URLS=https://your-site.atlassian.net"
+            );
+        }
         let store = settings.open_store().await?;
         Ok(Self {
             store,
@@ -61,19 +69,20 @@ impl Service {
             jira_urls: self.settings.jira_urls.clone(),
             connect_keys_url: self.settings.connect_keys_url.clone(),
             webhook_max_bytes: self.settings.webhook_max_bytes,
-            admin_token: self.settings.admin_token.clone(),
+            admin_token_digest: self
+                .settings
+                .admin_token
+                .as_deref()
+                .map(|t| gfj_core::digest::sha256_hex(t.as_bytes())),
             gitlab_oauth_apps: self.settings.gitlab_oauth_apps.clone(),
             backfill_tasks: self.settings.backfill_tasks as i64,
+            edge: self.settings.http.clone(),
         };
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| anyhow::anyhow!("HTTP client: {e}"))?;
-        let jira = JiraClient::new(
-            gfj_jira_client::http_client(),
-            &self.settings.app_key,
-            &self.settings.atlassian_api_url,
-        );
+        let jira = self.settings.jira_client();
         let state = AppState::new(
             self.store.clone(),
             intake,
@@ -117,9 +126,13 @@ impl Service {
             tracing::info!("shutting down: finishing requests and running jobs");
             let _ = stop_tx.send(true);
         };
-        axum::serve(listener, gfj_server::router(state))
-            .with_graceful_shutdown(stop)
-            .await?;
+        gfj_server::edge::serve(
+            listener,
+            gfj_server::router(state),
+            &self.settings.http,
+            stop,
+        )
+        .await?;
         if let Some(w) = workers {
             w.await?;
         }
@@ -186,17 +199,8 @@ async fn periodic_upkeep(
 pub fn handlers(settings: &Settings, store: &Store, clock: Arc<dyn Clock>) -> Handlers {
     Handlers {
         store: store.clone(),
-        jira: JiraClient::with_limits(
-            gfj_jira_client::http_client(),
-            &settings.app_key,
-            &settings.atlassian_api_url,
-            SiteLimits {
-                concurrency: settings.jira_site_concurrency,
-                rate_per_sec: std::num::NonZeroU32::new(settings.jira_site_rate),
-            },
-        ),
+        jira: settings.jira_client(),
         gitlab: settings.gitlab_access(),
-        jira_urls: settings.jira_urls.clone(),
         clock,
         cicd_batch_size: settings.jira_batch_size,
         webhook_url: gfj_sync::hooks::webhook_url(&settings.base_url),
@@ -208,6 +212,7 @@ pub fn handlers(settings: &Settings, store: &Store, clock: Arc<dyn Clock>) -> Ha
             max_running: settings.backfill_tasks as i64,
         },
         backfill_shared: Default::default(),
+        coverage_checks: Default::default(),
     }
 }
 

@@ -1,7 +1,6 @@
 //! `sites add-oauth`: a Jira site in OAuth-credentials mode, checked against Atlassian before it is stored.
 
-use gfj_core::url_pattern::normalize_base_url;
-use gfj_jira_client::{JiraClient, JiraError};
+use gfj_jira_client::JiraError;
 use gfj_store::Store;
 use gfj_store::installations::{Installation, OAuthSite};
 use serde_json::json;
@@ -16,16 +15,13 @@ pub async fn add_oauth(
     client_secret: &str,
     now_ms: i64,
 ) -> anyhow::Result<String> {
-    let url = normalize_base_url(url);
-    anyhow::ensure!(
-        settings.jira_urls.allows(&url),
-        "{url} is not in GFJ_JIRA_URLS"
-    );
-    let jira = JiraClient::new(
-        gfj_jira_client::http_client(),
-        &settings.app_key,
-        &settings.atlassian_api_url,
-    );
+    let url = settings.jira_urls.allowed_origin(url).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{url} is not in GFJ_JIRA_URLS: list your Jira site there first (e.g. GFJ_JIRA_URLS={})",
+            gfj_core::url_pattern::canonical_origin(url).unwrap_or_else(|_| "https://your-site.atlassian.net".into())
+        )
+    })?;
+    let jira = settings.jira_client();
     let cloud_id = jira.cloud_id(&url).await.map_err(|e| match e {
         JiraError::Other { status: 404, .. } => {
             anyhow::anyhow!("{url} is not a Jira Cloud site (no /_edge/tenant_info)")

@@ -176,4 +176,35 @@ async fn an_operator_links_an_oauth_site_from_the_admin_page(db: TestDatabase) {
     app.stop().await;
 }
 
-test_on_both_databases!(an_operator_links_an_oauth_site_from_the_admin_page);
+/// Wrong admin tokens are throttled: after ten in a minute every admin request waits, the right token
+/// included, so guessing costs a minute per ten tries. Only the token's digest is compared.
+async fn wrong_admin_tokens_are_throttled(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    let overview = |token: &str| {
+        reqwest::Client::new()
+            .get(format!("{}/admin/api/overview", app.base_url))
+            .bearer_auth(token.to_owned())
+            .send()
+    };
+    assert_eq!(overview(ADMIN_TOKEN).await.unwrap().status().as_u16(), 200);
+    for n in 0..gfj_server::ADMIN_FAILURES_PER_MINUTE {
+        let guess = format!("{ADMIN_TOKEN}{n}");
+        assert_eq!(overview(&guess).await.unwrap().status().as_u16(), 401);
+    }
+    for token in ["one more guess", ADMIN_TOKEN] {
+        let throttled = overview(token).await.unwrap();
+        assert_eq!(throttled.status().as_u16(), 429, "{token}");
+        let wait: i64 = throttled.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&wait), "{wait}");
+    }
+    app.stop().await;
+}
+
+test_on_both_databases!(
+    an_operator_links_an_oauth_site_from_the_admin_page,
+    wrong_admin_tokens_are_throttled,
+);

@@ -38,7 +38,32 @@ async fn the_configuration_page_links_a_group_in_a_browser(db: TestDatabase) {
     browser.select("#instance", &app.gitlab.base_url).await;
     let sign_in = browser.wait_for("#sign-in", WAIT).await;
     browser.click(&sign_in).await;
-    // GitLab's window signs the user in and comes back to the callback; the page then lists the groups.
+    // GitLab's window signs the user in and comes back to the callback, which asks whether to connect
+    // this GitLab user to this Jira site; the user confirms there, and the page then lists the groups.
+    let page_window = browser.current_window().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let popup = loop {
+        let handles = browser.window_handles().await;
+        if let Some(h) = handles.into_iter().find(|h| *h != page_window) {
+            break h;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "GitLab's sign-in opened in its own window"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    browser.switch_to_window(&popup).await;
+    browser.wait_for("#connect", WAIT).await;
+    let question = browser.text_of("#question").await;
+    assert!(
+        question.contains("@user40") && question.contains(&app.jira.base_url),
+        "the user sees who is connected to what: {question}"
+    );
+    browser.screenshot("gitlab-sign-in-confirmation").await;
+    let connect = browser.wait_for("#connect", WAIT).await;
+    browser.click(&connect).await;
+    browser.switch_to_window(&page_window).await;
     let link = browser.wait_for("button[data-link=\"acme\"]", WAIT).await;
     assert!(
         browser.text_of("#signed-in").await.contains("@user40"),

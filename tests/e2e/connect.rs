@@ -301,7 +301,63 @@ async fn health_and_readiness(db: TestDatabase) {
     app.stop().await;
 }
 
+/// Until the operator lists their Jira sites no site may install; a site URL is judged by the host the
+/// client would connect to, so `https://2852039166\.atlassian.net` (169.254.169.254) is no Atlassian site.
+async fn only_the_operators_jira_sites_install(db: TestDatabase) {
+    let unset =
+        TestApp::start_with_settings(db, true, Default::default(), &[("GFJ_JIRA_URLS", "")]).await;
+    assert!(unset.settings.jira_urls.is_empty(), "no default wildcard");
+    assert_eq!(unset.jira.install(&unset.base_url).await.unwrap(), 401);
+    assert!(unset.store.installations().await.unwrap().is_empty());
+    unset.stop().await;
+
+    let db = TestDatabase::sqlite().await;
+    let app = TestApp::start_with_settings(
+        db,
+        true,
+        Default::default(),
+        &[("GFJ_JIRA_URLS", "https://*.atlassian.net")],
+    )
+    .await;
+    let path = "/jira/events/installed";
+    let ck = "look-alike";
+    let good = Forge {
+        key: INSTALL_PRIVATE_KEY,
+        kid: INSTALL_KID,
+        iss: ck,
+        aud: &app.base_url,
+        path,
+        now: now(),
+    };
+    for look_alike in [
+        "https://2852039166\\.atlassian.net",
+        "https://acme.atlassian.net\\@169.254.169.254",
+        "https://acme.atlassian.net@169.254.169.254",
+        "https://169.254.169.254/.atlassian.net",
+        "https://acme.atlassian.net/../x",
+    ] {
+        let mut body = payload(&app, ck, "s3cret");
+        body["baseUrl"] = json!(look_alike);
+        assert_eq!(
+            post(&app, path, Some(token(&good)), &body).await,
+            401,
+            "{look_alike}"
+        );
+        assert!(app.store.installations().await.unwrap().is_empty());
+    }
+    let mut body = payload(&app, ck, "s3cret");
+    body["baseUrl"] = json!("https://ACME.atlassian.net/");
+    assert_eq!(post(&app, path, Some(token(&good)), &body).await, 204);
+    assert_eq!(
+        app.store.installation(ck).await.unwrap().unwrap().base_url,
+        "https://acme.atlassian.net",
+        "stored as the canonical origin"
+    );
+    app.stop().await;
+}
+
 test_on_both_databases!(
+    only_the_operators_jira_sites_install,
     descriptor_is_valid_and_declares_the_modules,
     forged_installs_are_refused_and_store_nothing,
     reinstall_replaces_and_uninstall_removes_everything,

@@ -104,6 +104,51 @@ async fn signed_deliveries_are_verified_where_gitlab_keeps_a_signing_secret(db: 
     app.stop().await;
 }
 
+/// A signed delivery replayed within the signature's five minutes, with another (unsigned)
+/// `Idempotency-Key`, is queued once: deduplication uses the signed `webhook-id`.
+async fn signed_deliveries_are_deduplicated_on_their_signed_id(db: TestDatabase) {
+    let app = TestApp::start_with(db, false).await;
+    let w = app.linked_world(1).await;
+    let sub = &app.store.subscriptions().await.unwrap()[0];
+    let key = app
+        .store
+        .subscription_signing_key(sub)
+        .await
+        .unwrap()
+        .unwrap();
+    let token = app.gitlab.hook_token(app.gitlab.hooks()[0].id).unwrap();
+    let body = push_body(w.projects[0]);
+    let now = now_ms() / 1000;
+    let signature = standard_webhooks::sign(&key, "msg_replayed", now, &body);
+    let deliver = |idempotency_key: &'static str| {
+        reqwest::Client::new()
+            .post(format!("{}/gitlab/webhook", app.base_url))
+            .header("X-Gitlab-Event", "Push Hook")
+            .header("X-Gitlab-Token", &token)
+            .header("Idempotency-Key", idempotency_key)
+            .header("webhook-id", "msg_replayed")
+            .header("webhook-timestamp", now.to_string())
+            .header("webhook-signature", &signature)
+            .body(body.clone())
+            .send()
+    };
+    let events = || async {
+        app.store
+            .jobs()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|j| j.kind == gfj_core::jobs::GitlabEvent::KIND)
+            .count()
+    };
+    let before = events().await;
+    for key in ["first", "changed-by-a-replayer", "another"] {
+        assert_eq!(deliver(key).await.unwrap().status().as_u16(), 202);
+    }
+    assert_eq!(events().await, before + 1, "queued once");
+    app.stop().await;
+}
+
 async fn oversized_webhook_bodies_get_413_and_hook_checks_are_queued_once(db: TestDatabase) {
     let app = TestApp::start_with_settings(
         db,
@@ -353,6 +398,129 @@ async fn hooks_gitlab_disabled_or_lost_are_restored_and_the_gaps_recorded(db: Te
     app.stop().await;
 }
 
+/// One tenant's exhausted rate limit pauses only that tenant's token: another tenant on the same
+/// GitLab instance goes on at once.
+#[tokio::test]
+async fn one_tenants_exhausted_rate_limit_does_not_pause_another() {
+    use gfj_gitlab_client::{GitLabClient, GitLabError};
+    let gitlab = gfj_sim::gitlab::GitLabSim::start().await.unwrap();
+    gitlab.add_user("ada", "glpat-ada");
+    gitlab.add_user("bob", "glpat-bob");
+    gitlab.set_rate_limit(3, Duration::from_secs(600));
+    let http = gfj_gitlab_client::http_client();
+    let ada = GitLabClient::new(http.clone(), &gitlab.base_url, "glpat-ada");
+    let bob = GitLabClient::new(http.clone(), &gitlab.base_url, "glpat-bob");
+    for _ in 0..3 {
+        ada.current_user().await.unwrap();
+    }
+    // Ada's budget is spent for the next ten minutes (`RateLimit-Remaining: 0`): her client waits...
+    assert!(
+        matches!(
+            ada.current_user().await,
+            Err(GitLabError::RateLimited { .. })
+        ),
+        "the exhausted token is paused"
+    );
+    // ...and Bob's does not.
+    let started = std::time::Instant::now();
+    let me = bob.current_user().await;
+    assert_eq!(
+        me.map(|u| u.username).map_err(|e| e.to_string()),
+        Ok("bob".to_owned()),
+        "another tenant's token is not paused"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let answered: Vec<u16> = gitlab.requests().iter().map(|r| r.status).collect();
+    assert_eq!(answered, [200, 200, 200, 200], "no request ran into a 429");
+}
+
+/// A GitLab whose pages never end (a `Link` to the same page, an `x-next-page` that does not advance)
+/// is not followed forever: a whole-list read fails after one repeated page, and a backfill cursor
+/// does not stay on its page.
+#[tokio::test]
+async fn pagination_that_loops_is_not_followed() {
+    use gfj_gitlab_client::GitLabClient;
+    let gitlab = gfj_sim::gitlab::GitLabSim::start().await.unwrap();
+    let user = gitlab.add_user("ada", "glpat-ada");
+    let group = gitlab.add_group("acme", None, Plan::Free);
+    gitlab.add_member(group, user, 40);
+    let project = gitlab.add_project(group, "p0");
+    gitlab.set_pagination_loops(true);
+    let client = GitLabClient::new(
+        gfj_gitlab_client::http_client(),
+        &gitlab.base_url,
+        "glpat-ada",
+    );
+    let listed = tokio::time::timeout(Duration::from_secs(20), client.group_projects(group))
+        .await
+        .expect("still paging after 20 s");
+    let err = listed.expect_err("a list that never ends is an error, not a partial list");
+    assert!(err.to_string().contains("pagination does not end"), "{err}");
+    let lists = gitlab
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/projects"))
+        .count();
+    assert_eq!(lists, 1, "the repeated page is not requested again");
+
+    let page = client.branches_page(project, 1).await.unwrap();
+    assert!(!page.items.is_empty(), "the project has its default branch");
+    assert_eq!(
+        page.next_page, None,
+        "x-next-page 1 after page 1 is no next page"
+    );
+}
+
+/// A token endpoint that claims an absurd lifetime (`expires_in` of i64::MAX, or negative) neither
+/// overflows nor makes the token live forever: it is believed for at most a day, and a negative one is
+/// due for refresh at once.
+#[tokio::test]
+async fn hostile_token_lifetimes_are_capped() {
+    use gfj_gitlab_client::oauth::{self, OAuthApp};
+    let gitlab = gfj_sim::gitlab::GitLabSim::start().await.unwrap();
+    gitlab.add_user("ada", "glpat-ada");
+    let redirect_uri = "http://127.0.0.1:9/gitlab/oauth/callback";
+    let (client_id, client_secret) = gitlab.add_oauth_application(redirect_uri);
+    let app = OAuthApp {
+        gitlab_url: gitlab.base_url.clone(),
+        client_id,
+        client_secret,
+        redirect_uri: redirect_uri.into(),
+    };
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let http = gfj_gitlab_client::http_client();
+    let day_ms = gfj_core::server_time::MAX_TOKEN_LIFETIME_SECS * 1000;
+    for (lifetime, expected_in_ms) in [(i64::MAX, day_ms), (-100, 0)] {
+        gitlab.set_oauth_token_lifetime(lifetime);
+        let verifier = oauth::pkce_verifier(&[42; 32]);
+        let resp = browser
+            .get(oauth::authorize_url(&app, "state-1", &verifier))
+            .header("Cookie", "_gitlab_session=glpat-ada")
+            .send()
+            .await
+            .unwrap();
+        let back = url::Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+        let code = back
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .unwrap();
+        let now = now_ms();
+        let tokens = oauth::exchange_code(&http, &app, &code, &verifier, now)
+            .await
+            .unwrap();
+        assert_eq!(
+            tokens.expires_at_ms,
+            now + expected_in_ms,
+            "expires_in {lifetime}"
+        );
+        assert_eq!(tokens.needs_refresh(now), expected_in_ms == 0);
+    }
+}
+
 /// GitLab sign-in: authorization code with PKCE, then a refresh that rotates both tokens. Only the
 /// client side so far; storing the pair for subscriptions is the next step.
 #[tokio::test]
@@ -462,27 +630,12 @@ async fn a_gitlab_sign_in_links_a_group_and_its_rotated_tokens_are_persisted(db:
         .json()
         .await
         .unwrap();
-    let authorize = started["authorize_url"].as_str().unwrap();
-    assert!(authorize.starts_with(&app.gitlab.base_url));
-    let at_gitlab = http
-        .get(authorize)
-        .header("Cookie", format!("_gitlab_session={}", w.token))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(at_gitlab.status().as_u16(), 302);
-    let callback = at_gitlab.headers()["location"].to_str().unwrap().to_owned();
-    assert!(callback.starts_with(&format!("{}/gitlab/oauth/callback?", app.base_url)));
-    let done = http.get(&callback).send().await.unwrap();
-    assert_eq!(done.status().as_u16(), 200);
-    let text = done.text().await.unwrap();
+    let start_url = started["start_url"].as_str().unwrap();
+    let mut browser = crate::sign_in::Browser::of(&w);
+    let text = browser.sign_in(&app, start_url).await;
     assert!(text.contains("as @user40"), "{text}");
-    let replay = http.get(&callback).send().await.unwrap();
-    assert_eq!(
-        replay.status().as_u16(),
-        400,
-        "a sign-in's state works once"
-    );
+    let (replay, _) = browser.get(start_url).await;
+    assert_eq!(replay, 400, "a sign-in's start URL works once");
 
     let connection: i64 = text
         .rsplit("GitLab connection ")
@@ -552,6 +705,7 @@ async fn a_gitlab_sign_in_links_a_group_and_its_rotated_tokens_are_persisted(db:
 test_on_both_databases!(
     a_gitlab_sign_in_links_a_group_and_its_rotated_tokens_are_persisted,
     signed_deliveries_are_verified_where_gitlab_keeps_a_signing_secret,
+    signed_deliveries_are_deduplicated_on_their_signed_id,
     oversized_webhook_bodies_get_413_and_hook_checks_are_queued_once,
     a_large_group_is_enumerated_once_within_gitlabs_rate_limit,
     gitlab_throttling_and_outages_are_waited_out,

@@ -11,7 +11,7 @@ use gitlab_for_jira::commands::link::{self, HookMode, LinkRequest, LinkedSubscri
 use gitlab_for_jira::commands::serve::Service;
 
 /// `GFJ_ADMIN_TOKEN` of every test service.
-pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const ADMIN_TOKEN: &str = "kT9vQ2mXw7LrB4nYc8ZpHs3JdF6gA1eU5oR0iWq+zNE=";
 
 /// The service running against both simulators.
 pub struct TestApp {

@@ -5,6 +5,11 @@ use gfj_core::jira::{Author, Commit, DevinfoRequest, OperationType, ProviderMeta
 use gfj_jira_client::{JiraClient, Site, SiteAuth};
 use gfj_sim::jira::{JiraSim, JiraSimConfig};
 
+/// The simulators listen on loopback.
+fn loopback_sites() -> gfj_core::url_pattern::UrlAllowList {
+    gfj_core::url_pattern::UrlAllowList::parse("http://127.0.0.1:*").unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_five_hundred_commits_arrive_in_the_fewest_valid_requests() {
     let jira = JiraSim::start(JiraSimConfig::default()).await.unwrap();
@@ -21,6 +26,7 @@ async fn twenty_five_hundred_commits_arrive_in_the_fewest_valid_requests() {
         gfj_jira_client::http_client(),
         "gitlab-for-jira",
         &jira.base_url,
+        loopback_sites(),
     );
     let commits = (0..2500)
         .map(|n| {
@@ -136,6 +142,7 @@ async fn per_site_concurrency_and_rate_caps_hold() {
         gfj_jira_client::http_client(),
         "gitlab-for-jira",
         &jira.base_url,
+        loopback_sites(),
         limits,
     ));
     client
@@ -179,6 +186,7 @@ async fn per_site_concurrency_and_rate_caps_hold() {
         gfj_jira_client::http_client(),
         "gitlab-for-jira",
         &jira.base_url,
+        loopback_sites(),
         limits,
     );
     let started = std::time::Instant::now();
@@ -205,6 +213,7 @@ async fn builds_deployments_and_flags_reach_the_issue() {
         gfj_jira_client::http_client(),
         "gitlab-for-jira",
         &jira.base_url,
+        loopback_sites(),
     );
     let ts = "2026-11-27T10:00:00Z".to_owned();
     let build = Build {
@@ -362,6 +371,7 @@ async fn connect_sites_read_a_users_groups() {
         gfj_jira_client::http_client(),
         "gitlab-for-jira",
         &app.jira.base_url,
+        loopback_sites(),
     );
     assert_eq!(
         client.user_groups(&site, "admin-1").await.unwrap(),
@@ -555,4 +565,56 @@ async fn unknown_service_associations_are_recorded() {
         ["serviceIdOrKeys:svc-404"]
     );
     app.stop().await;
+}
+
+/// `GFJ_JIRA_URLS` is checked on every call, not only at install: a site the operator removed, or one
+/// whose stored URL only looks allowed, gets nothing, in either connection mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sites_outside_the_allow_list_get_no_request() {
+    use gfj_core::jira::*;
+    use gfj_jira_client::JiraError;
+
+    let jira = JiraSim::start(JiraSimConfig::default()).await.unwrap();
+    let port = jira.base_url.rsplit(':').next().unwrap().to_owned();
+    let elsewhere = gfj_core::url_pattern::UrlAllowList::parse("https://*.atlassian.net").unwrap();
+    let client = JiraClient::new(
+        gfj_jira_client::http_client(),
+        "gitlab-for-jira",
+        &jira.base_url,
+        elsewhere,
+    );
+    let connect = Site {
+        base_url: jira.base_url.clone(),
+        auth: SiteAuth::Connect {
+            shared_secret: "secret".into(),
+        },
+    };
+    let look_alike = Site {
+        // Parsed as reqwest would: the host is 127.0.0.1, not a subdomain of atlassian.net.
+        base_url: format!("http://127.0.0.1:{port}\\.atlassian.net"),
+        ..connect.clone()
+    };
+    let request = devinfo(
+        vec![commit(
+            1,
+            "GATE-1",
+            "GATE-1 x".into(),
+            "https://gitlab.example/c/1".into(),
+        )],
+        OperationType::Normal,
+    );
+    for site in [&connect, &oauth_site(&jira), &look_alike] {
+        let err = client.store_devinfo(site, &request).await.unwrap_err();
+        assert!(matches!(err, JiraError::SiteNotAllowed(_)), "{err}");
+        let flags = FeatureFlagsRequest {
+            properties: Default::default(),
+            flags: vec![],
+            provider_metadata: ProviderMetadata::ours(),
+        };
+        let err = client.submit_feature_flags(site, &flags).await.unwrap_err();
+        assert!(matches!(err, JiraError::SiteNotAllowed(_)), "{err}");
+    }
+    let err = client.cloud_id(&jira.base_url).await.unwrap_err();
+    assert!(matches!(err, JiraError::SiteNotAllowed(_)), "{err}");
+    assert!(jira.requests().is_empty(), "nothing reached the site");
 }

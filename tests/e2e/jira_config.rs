@@ -40,7 +40,8 @@ async fn call(
 }
 
 /// Signs the Jira user in to GitLab as the world's user, the way the page does it: the API gives the
-/// authorize URL, GitLab (where the user has a session) redirects to the callback.
+/// start URL, the window opens it, GitLab (where the user has a session) redirects to the callback, and
+/// the user confirms the connection.
 async fn sign_in_to_gitlab(app: &TestApp, w: &World, token: &str) {
     let (status, started) = call(
         app,
@@ -51,18 +52,11 @@ async fn sign_in_to_gitlab(app: &TestApp, w: &World, token: &str) {
     )
     .await;
     assert_eq!(status, 200, "{started}");
-    let at_gitlab = http()
-        .get(started["authorize_url"].as_str().unwrap())
-        .header("Cookie", format!("_gitlab_session={}", w.token))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(at_gitlab.status().as_u16(), 302);
-    let callback = at_gitlab.headers()["location"].to_str().unwrap().to_owned();
-    let done = http().get(&callback).send().await.unwrap();
-    assert_eq!(done.status().as_u16(), 200);
+    let done = crate::sign_in::Browser::of(w)
+        .sign_in(app, started["start_url"].as_str().unwrap())
+        .await;
     assert!(
-        done.text().await.unwrap().contains("go back to Jira"),
+        done.contains("go back to Jira"),
         "the sign-in belongs to the Jira user"
     );
 }

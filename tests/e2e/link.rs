@@ -225,3 +225,118 @@ async fn cli_link_prints_json_and_uses_the_documented_exit_codes() {
     assert_eq!(out.status.code(), Some(2));
     app.stop().await;
 }
+
+/// No secret needs to be on a command line (other users can read it): the GitLab token comes from
+/// `GFJ_GITLAB_TOKEN` or `--gitlab-token-file`, the Jira client secret from `GFJ_JIRA_CLIENT_SECRET` or
+/// `--client-secret-file`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_secrets_come_from_the_environment_or_a_file() {
+    let db = TestDatabase::sqlite().await;
+    let app = TestApp::start(db).await;
+    app.install().await;
+    let w = app.world(Plan::Free, 40, 1);
+    let dir = std::env::temp_dir().join(format!("gfj-secrets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("gitlab-token");
+    std::fs::write(&token_file, format!("{}\n", w.token)).unwrap();
+    let empty_file = dir.join("empty");
+    std::fs::write(&empty_file, "\n").unwrap();
+    let run = |args: Vec<String>, env: Vec<(&'static str, String)>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gitlab-for-jira"));
+        cmd.args(args)
+            .env_clear()
+            .env("GFJ_DATABASE_URL", &app.settings.database_url)
+            .env("GFJ_ENCRYPTION_KEY", gfj_store::testing::TEST_KEY)
+            .env("GFJ_BASE_URL", &app.base_url)
+            .env("GFJ_GITLAB_URLS", &app.gitlab.base_url)
+            .env("GFJ_JIRA_URLS", "http://127.0.0.1:*")
+            .env("GFJ_ATLASSIAN_API_URL", &app.jira.base_url)
+            .env("GFJ_LOG_FORMAT", "json")
+            .envs(env);
+        async move {
+            tokio::task::spawn_blocking(move || cmd.output().unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let link = |extra: &[&str]| {
+        let mut args = [
+            "link",
+            "--site",
+            &app.jira.base_url,
+            "--group",
+            "acme",
+            "--gitlab-url",
+            &app.gitlab.base_url,
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let unlink = ["unlink", "--site", &app.jira.base_url, "--group", "acme"]
+        .map(String::from)
+        .to_vec();
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+
+    let out = run(
+        link(&["--gitlab-token-file", token_file.to_str().unwrap()]),
+        vec![],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = run(unlink.clone(), vec![]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = run(link(&[]), vec![("GFJ_GITLAB_TOKEN", w.token.clone())]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(app.store.subscriptions().await.unwrap().len(), 1);
+
+    let out = run(link(&[]), vec![]).await;
+    assert_eq!(out.status.code(), Some(2), "no credential is bad usage");
+    let out = run(
+        link(&["--gitlab-token-file", empty_file.to_str().unwrap()]),
+        vec![],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("GitLab token is empty"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The Jira client secret, likewise.
+    let (client_id, client_secret) = app.jira.oauth_credentials();
+    let add = |extra: &[&str]| {
+        let mut args = [
+            "sites",
+            "add-oauth",
+            "--url",
+            &app.jira.base_url,
+            "--client-id",
+            &client_id,
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let out = run(
+        add(&[]),
+        vec![("GFJ_JIRA_CLIENT_SECRET", client_secret.clone())],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let secret_file = dir.join("jira-secret");
+    std::fs::write(&secret_file, &client_secret).unwrap();
+    let out = run(
+        add(&["--client-secret-file", secret_file.to_str().unwrap()]),
+        vec![],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = run(add(&[]), vec![]).await;
+    assert_eq!(out.status.code(), Some(2), "no secret is bad usage");
+    let _ = std::fs::remove_dir_all(&dir);
+    app.stop().await;
+}

@@ -211,6 +211,20 @@ impl Browser {
             .collect()
     }
 
+    /// The window commands go to from now on.
+    pub async fn switch_to_window(&self, handle: &str) {
+        self.post("/window", json!({ "handle": handle })).await;
+    }
+
+    /// The handle of the window commands go to now.
+    pub async fn current_window(&self) -> String {
+        self.get("/window")
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     /// Saves a PNG of the current window as an artifact; returns its path.
     pub async fn screenshot(&self, name: &str) -> std::path::PathBuf {
         let b64 = self.get("/screenshot").await;

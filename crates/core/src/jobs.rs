@@ -31,6 +31,29 @@ impl HookCheck {
     pub const KIND: &'static str = "hook_check";
 }
 
+/// Removing from GitLab the hooks of a subscription whose Jira site uninstalled the app (one job per
+/// subscription, so a GitLab outage delays it without losing it), then signing out its GitLab sign-in
+/// if nothing else uses it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GitlabTeardown {
+    pub teardown_id: i64,
+}
+
+impl GitlabTeardown {
+    pub const KIND: &'static str = "gitlab_teardown";
+}
+
+/// Revoking a GitLab sign-in at GitLab and forgetting it, once no subscription, Jira user or pending
+/// teardown uses it any more (its Jira site uninstalled the app).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GitlabSignOut {
+    pub connection_id: i64,
+}
+
+impl GitlabSignOut {
+    pub const KIND: &'static str = "gitlab_sign_out";
+}
+
 /// Deleting from Jira what no longer belongs there: everything one subscription sent (after unlink), or
 /// everything that came from one project (it left the linked group). Queued, so that a Jira outage
 /// delays the deletion instead of losing it.

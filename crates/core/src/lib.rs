@@ -10,6 +10,9 @@
 //! - [`batching`]: packing entities into requests within Jira's limits, splitting on 413.
 //! - [`standard_webhooks`]: the HMAC signature GitLab adds to deliveries of hooks with a signing token.
 //! - [`backoff`]: the retry schedule the durable queue applies.
+//! - [`digest`]: secrets are stored and compared as SHA-256 digests.
+//! - [`url_pattern`]: the allow-lists of Jira sites and GitLab instances, by canonical origin.
+//! - [`server_time`]: waits and token lifetimes that servers send, parsed strictly and capped.
 //!
 //! Everything here is deterministic given its inputs (time is passed in), so it is table-tested.
 
@@ -17,11 +20,13 @@ pub mod backoff;
 pub mod batching;
 pub mod connect_jwt;
 pub mod connect_lifecycle;
+pub mod digest;
 pub mod gitlab;
 pub mod issue_keys;
 pub mod jira;
 pub mod jobs;
 pub mod mapping;
 pub mod qsh;
+pub mod server_time;
 pub mod standard_webhooks;
 pub mod url_pattern;

@@ -244,7 +244,7 @@ impl GitLabClient {
         let api = format!("{}/api/v4", base_url.trim_end_matches('/'));
         Self {
             http,
-            gate: transport::Gate::of(&api),
+            gate: transport::Gate::of(&api, token),
             api,
             token: token.to_owned(),
             patient: true,
@@ -300,6 +300,7 @@ impl GitLabClient {
     async fn get_all<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, GitLabError> {
         let sep = if path.contains('?') { '&' } else { '?' };
         let mut url = format!("{}{path}{sep}per_page=100", self.api);
+        let mut pages = transport::PageGuard::new(&url, transport::MAX_PAGES);
         let mut all = Vec::new();
         loop {
             let call = transport::Call {
@@ -321,6 +322,7 @@ impl GitLabClient {
                             message: format!("pagination link leaves {}: {n}", self.api),
                         });
                     }
+                    pages.admit(&n)?;
                     url = n;
                 }
                 _ => return Ok(all),
@@ -496,6 +498,26 @@ impl GitLabClient {
             .get_optional(&format!("/namespaces/{}", encode_path(path)))
             .await?;
         Ok(ns.map(|n| n.kind))
+    }
+
+    /// The full path of the namespace (group or user) a project lives in; `None` when the project does not
+    /// exist or this token cannot see it.
+    pub async fn project_namespace_path(
+        &self,
+        project_id: i64,
+    ) -> Result<Option<String>, GitLabError> {
+        #[derive(Deserialize)]
+        struct Namespace {
+            full_path: String,
+        }
+        #[derive(Deserialize)]
+        struct ProjectNamespace {
+            namespace: Namespace,
+        }
+        let p: Option<ProjectNamespace> = self
+            .get_optional(&format!("/projects/{project_id}"))
+            .await?;
+        Ok(p.map(|p| p.namespace.full_path))
     }
 
     pub async fn project_exists(&self, path: &str) -> Result<bool, GitLabError> {
@@ -806,10 +828,10 @@ impl GitLabClient {
                 .and_then(|v| v.trim().parse::<i64>().ok())
         };
         let next_page = header("x-next-page");
-        let total = header("x-total");
+        let total = transport::list_total(header("x-total"));
         let items: Vec<T> = resp.json().await.map_err(unreadable)?;
         Ok(Page {
-            next_page: next_page.filter(|_| !items.is_empty()),
+            next_page: transport::next_page_number(page, next_page).filter(|_| !items.is_empty()),
             items,
             total,
         })

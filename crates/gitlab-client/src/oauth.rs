@@ -92,13 +92,13 @@ pub fn authorize_url(app: &OAuthApp, state: &str, verifier: &str) -> String {
 struct TokenResponse {
     access_token: String,
     refresh_token: String,
-    #[serde(default = "two_hours")]
-    expires_in: i64,
+    /// Seconds; GitLab's default lifetime when absent or unreadable.
+    #[serde(default, deserialize_with = "gfj_core::server_time::lenient_seconds")]
+    expires_in: Option<i64>,
 }
 
-fn two_hours() -> i64 {
-    7200
-}
+/// GitLab's access-token lifetime.
+const DEFAULT_EXPIRES_IN_SECS: i64 = 7200;
 
 async fn token_request(
     http: &reqwest::Client,
@@ -149,7 +149,10 @@ async fn token_request(
     Ok(OAuthTokens {
         access_token: t.access_token,
         refresh_token: t.refresh_token,
-        expires_at_ms: now_ms + t.expires_in * 1000,
+        expires_at_ms: gfj_core::server_time::token_expiry_ms(
+            now_ms,
+            t.expires_in.unwrap_or(DEFAULT_EXPIRES_IN_SECS),
+        ),
     })
 }
 
@@ -191,6 +194,42 @@ pub async fn refresh(
         now_ms,
     )
     .await
+}
+
+/// Revokes a token at GitLab (RFC 7009, `POST /oauth/revoke`, authenticated as the application).
+/// GitLab revokes the whole pair whichever of its tokens is given, and answers 200 even for a token it
+/// does not know, so a revocation can be repeated.
+pub async fn revoke(
+    http: &reqwest::Client,
+    app: &OAuthApp,
+    token: &str,
+) -> Result<(), GitLabError> {
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("token", token),
+            ("client_id", app.client_id.as_str()),
+            ("client_secret", app.client_secret.as_str()),
+        ])
+        .finish();
+    let resp = http
+        .post(format!(
+            "{}/oauth/revoke",
+            app.gitlab_url.trim_end_matches('/')
+        ))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| GitLabError::Transient(e.without_url().to_string()))?;
+    let status = resp.status().as_u16();
+    match status {
+        200..=299 => Ok(()),
+        429 | 500..=599 => Err(GitLabError::Transient(format!("revoke answered {status}"))),
+        _ => Err(GitLabError::Other {
+            status,
+            message: "GitLab refused to revoke the token".into(),
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -1,14 +1,17 @@
-//! How every GitLab request is sent: one gate per instance that honours GitLab's rate limits
-//! (`RateLimit-Remaining`/`RateLimit-Reset`, and `Retry-After` on 429) for all clients of this process,
-//! bounded retries with jittered backoff for 5xx and connection errors on idempotent requests, and
-//! pagination that follows GitLab's own `Link` header (offset or keyset) or `x-next-page`.
+//! How every GitLab request is sent: one gate per instance and credential that honours GitLab's rate
+//! limits (`RateLimit-Remaining`/`RateLimit-Reset`, and `Retry-After` on 429) for all clients of this
+//! process, bounded retries with jittered backoff for 5xx and connection errors on idempotent
+//! requests, and pagination that follows GitLab's own `Link` header (offset or keyset) or
+//! `x-next-page`, guarded against pages that never end.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use gfj_core::server_time;
 use reqwest::Method;
 use reqwest::header::HeaderMap;
+use sha2::{Digest, Sha256};
 
 use crate::GitLabError;
 
@@ -25,24 +28,41 @@ pub const MAX_INLINE_WAIT: Duration = Duration::from_secs(10);
 /// When GitLab answers 429 without saying for how long.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
 
-/// Per-instance rate-limit state, shared by every client of the same GitLab in this process.
+/// Rate-limit state of one credential on one instance, shared by every client of this process that
+/// uses that credential there. GitLab counts requests per user, so one tenant's exhausted budget must
+/// pause only that tenant's token, not every tenant of the same instance.
 #[derive(Debug, Default)]
 pub(crate) struct Gate {
     paused_until: Mutex<Option<Instant>>,
 }
 
+/// A gate's key: the instance's API base URL and the SHA-256 of the credential, so that no token is
+/// kept in the registry.
+type GateKey = (String, [u8; 32]);
+
 impl Gate {
-    /// The gate of an instance (by API base URL). Process-wide, because GitLab counts per user and
-    /// instance, not per client object.
-    pub(crate) fn of(api: &str) -> Arc<Gate> {
-        static GATES: OnceLock<Mutex<HashMap<String, Arc<Gate>>>> = OnceLock::new();
-        GATES
+    /// The gate of `token` on an instance (by API base URL). Process-wide, because GitLab counts per
+    /// user and instance, not per client object.
+    pub(crate) fn of(api: &str, token: &str) -> Arc<Gate> {
+        static GATES: OnceLock<Mutex<HashMap<GateKey, Arc<Gate>>>> = OnceLock::new();
+        let key = (api.to_owned(), Sha256::digest(token.as_bytes()).into());
+        let mut gates = GATES
             .get_or_init(Default::default)
             .lock()
-            .expect("gate registry lock")
-            .entry(api.to_owned())
-            .or_default()
-            .clone()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !gates.contains_key(&key) {
+            // Tokens rotate (OAuth, every two hours): forget the gates no client holds any more and
+            // that pause nothing, so that the registry does not grow with every token ever used.
+            gates.retain(|_, gate| Arc::strong_count(gate) > 1 || gate.is_paused());
+        }
+        gates.entry(key).or_default().clone()
+    }
+
+    fn is_paused(&self) -> bool {
+        self.paused_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|until| until > Instant::now())
     }
 
     fn pause(&self, until: Instant) {
@@ -88,17 +108,28 @@ fn header_i64(headers: &HeaderMap, name: &str) -> Option<i64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// `RateLimit-Reset` is Unix epoch seconds (not a delta).
-fn reset_wait(headers: &HeaderMap) -> Option<Duration> {
-    let reset = header_i64(headers, "ratelimit-reset")?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs() as i64;
-    Some(Duration::from_secs(reset.saturating_sub(now).max(1) as u64))
+fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// How long a 429 asks us to wait: `Retry-After` first, then `RateLimit-Reset`, then a default.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// `RateLimit-Reset` is Unix epoch seconds (not a delta). At least a second, at most `MAX_WAIT`.
+fn reset_wait(headers: &HeaderMap) -> Option<Duration> {
+    let wait = server_time::until_unix_seconds(header_str(headers, "ratelimit-reset")?, now_ms())?;
+    Some(wait.max(Duration::from_secs(1)))
+}
+
+/// How long a 429 asks us to wait: `Retry-After` first, then `RateLimit-Reset`, then a default. A
+/// value that is not a number counts as absent; none is longer than `server_time::MAX_WAIT`.
 fn retry_after(headers: &HeaderMap) -> Duration {
-    header_i64(headers, "retry-after")
-        .map(|s| Duration::from_secs(s.max(1) as u64))
+    header_str(headers, "retry-after")
+        .and_then(server_time::delay_seconds)
+        .map(|wait| wait.max(Duration::from_secs(1)))
         .or_else(|| reset_wait(headers))
         .unwrap_or(DEFAULT_RETRY_AFTER)
 }
@@ -237,6 +268,77 @@ pub(crate) fn next_page_url(headers: &HeaderMap, current: &str) -> Option<String
     Some(url.into())
 }
 
+/// The most pages one list is followed through: 1,000 pages of 100 is more than any list this service
+/// reads whole, and a GitLab that never stops paging must not hold a worker forever.
+pub(crate) const MAX_PAGES: usize = 1_000;
+
+/// The highest page number a backfill cursor moves to (ten million records of one kind in one project).
+pub(crate) const MAX_PAGE_NUMBER: i64 = 100_000;
+
+/// Refuses what a hostile or buggy GitLab could loop us through while following a list's pages: a next
+/// page already visited (a `Link` that repeats, an `x-next-page` that does not advance, a keyset cursor
+/// seen before), a page number that goes down, and more than `max_pages` pages.
+pub(crate) struct PageGuard {
+    visited: HashSet<String>,
+    current: String,
+    max_pages: usize,
+}
+
+impl PageGuard {
+    pub(crate) fn new(first: &str, max_pages: usize) -> Self {
+        Self {
+            visited: HashSet::from([first.to_owned()]),
+            current: first.to_owned(),
+            max_pages,
+        }
+    }
+
+    /// Accepts `next` as the page to read after the current one.
+    pub(crate) fn admit(&mut self, next: &str) -> Result<(), GitLabError> {
+        let refuse = |why: String| {
+            Err(GitLabError::Other {
+                status: 200,
+                message: format!("pagination does not end: {why}"),
+            })
+        };
+        if self.visited.contains(next) {
+            return refuse(format!("the next page repeats an earlier one ({next})"));
+        }
+        if let (Some(cur), Some(nxt)) = (page_number(&self.current), page_number(next))
+            && nxt <= cur
+        {
+            return refuse(format!("page {nxt} follows page {cur}"));
+        }
+        if self.visited.len() >= self.max_pages {
+            return refuse(format!("more than {} pages", self.max_pages));
+        }
+        self.visited.insert(next.to_owned());
+        next.clone_into(&mut self.current);
+        Ok(())
+    }
+}
+
+/// The `page` parameter of an offset-paginated URL.
+fn page_number(url: &str) -> Option<i64> {
+    url::Url::parse(url)
+        .ok()?
+        .query_pairs()
+        .find(|(k, _)| k == "page")
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+/// The page a backfill cursor moves to after `current`, given GitLab's `x-next-page`: only a page
+/// after the current one and within `MAX_PAGE_NUMBER`, so that a stored cursor always advances.
+pub(crate) fn next_page_number(current: i64, next: Option<i64>) -> Option<i64> {
+    next.filter(|&n| n > current && n <= MAX_PAGE_NUMBER)
+}
+
+/// A list's `x-total`, when it is a count a list could have (GitLab stops counting at 10,000): a
+/// backfill adds these up for its progress, so a hostile value must not overflow the sum.
+pub(crate) fn list_total(total: Option<i64>) -> Option<i64> {
+    total.filter(|t| (0..=MAX_PAGE_NUMBER * 100).contains(t))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,6 +376,48 @@ mod tests {
     }
 
     #[test]
+    fn the_page_guard_refuses_loops_backward_pages_and_endless_lists() {
+        let base = "https://gl.example/api/v4/groups/1/projects?per_page=100";
+        let mut g = PageGuard::new(&format!("{base}&page=1"), 3);
+        assert!(g.admit(&format!("{base}&page=2")).is_ok());
+        assert!(g.admit(&format!("{base}&page=2")).is_err(), "a repeat");
+        assert!(g.admit(&format!("{base}&page=1")).is_err(), "page 1 again");
+        assert!(g.admit(&format!("{base}&page=3")).is_ok());
+        assert!(g.admit(&format!("{base}&page=4")).is_err(), "over the cap");
+
+        let mut g = PageGuard::new(&format!("{base}&page=5"), 100);
+        assert!(g.admit(&format!("{base}&page=4")).is_err(), "going back");
+        assert!(
+            g.admit(&format!("{base}&page=5&x=1")).is_err(),
+            "not advancing"
+        );
+
+        // Keyset: the cursor travels in the URL; one seen before is a loop.
+        let keyset = |after: i64| format!("{base}&pagination=keyset&id_after={after}");
+        let mut g = PageGuard::new(&format!("{base}&pagination=keyset"), 100);
+        assert!(g.admit(&keyset(10)).is_ok());
+        assert!(g.admit(&keyset(20)).is_ok());
+        assert!(g.admit(&keyset(10)).is_err(), "cursor seen before");
+    }
+
+    #[test]
+    fn a_backfill_cursor_only_moves_forward() {
+        assert_eq!(next_page_number(1, Some(2)), Some(2));
+        assert_eq!(next_page_number(3, Some(3)), None);
+        assert_eq!(next_page_number(3, Some(1)), None);
+        assert_eq!(next_page_number(3, Some(-7)), None);
+        assert_eq!(next_page_number(3, Some(i64::MAX)), None);
+        assert_eq!(
+            next_page_number(MAX_PAGE_NUMBER, Some(MAX_PAGE_NUMBER + 1)),
+            None
+        );
+        assert_eq!(next_page_number(3, None), None);
+        assert_eq!(list_total(Some(10_000)), Some(10_000));
+        assert_eq!(list_total(Some(i64::MAX)), None);
+        assert_eq!(list_total(Some(-1)), None);
+    }
+
+    #[test]
     fn waits_come_from_retry_after_then_reset() {
         assert_eq!(
             retry_after(&headers(&[("retry-after", "7")])),
@@ -286,6 +430,48 @@ mod tests {
         let w = retry_after(&headers(&[("ratelimit-reset", &(now + 30).to_string())]));
         assert!((29..=30).contains(&w.as_secs()), "{w:?}");
         assert_eq!(retry_after(&headers(&[])), DEFAULT_RETRY_AFTER);
+    }
+
+    #[test]
+    fn hostile_waits_are_capped_and_garbage_is_ignored() {
+        let hour = server_time::MAX_WAIT;
+        let max = i64::MAX.to_string();
+        let umax = u64::MAX.to_string();
+        /// Response headers and the wait they ask for.
+        type Case<'a> = (&'a [(&'static str, &'a str)], Duration);
+        let table: &[Case] = &[
+            (&[("retry-after", &max)], hour),
+            (&[("retry-after", &umax)], hour),
+            (&[("retry-after", "-5")], DEFAULT_RETRY_AFTER),
+            (&[("retry-after", "1e99")], DEFAULT_RETRY_AFTER),
+            (&[("retry-after", "0")], Duration::from_secs(1)),
+            (&[("ratelimit-reset", &max)], hour),
+            (&[("ratelimit-reset", "-1")], Duration::from_secs(1)),
+            (&[("ratelimit-reset", &umax)], DEFAULT_RETRY_AFTER),
+            (&[("ratelimit-reset", "1e99")], DEFAULT_RETRY_AFTER),
+            (&[("retry-after", "1e99"), ("ratelimit-reset", &max)], hour),
+        ];
+        for (pairs, expected) in table {
+            assert_eq!(retry_after(&headers(pairs)), *expected, "{pairs:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reset_in_the_far_future_pauses_for_at_most_the_cap() {
+        for reset in [i64::MAX.to_string(), "99999999999999".to_owned()] {
+            let gate = Gate::default();
+            gate.observe(&headers(&[
+                ("ratelimit-remaining", "0"),
+                ("ratelimit-reset", &reset),
+            ]));
+            match gate.wait(MAX_INLINE_WAIT).await {
+                Err(GitLabError::RateLimited { retry_after_ms }) => assert!(
+                    retry_after_ms > 3_500_000 && retry_after_ms <= 3_600_000,
+                    "{reset}: {retry_after_ms}"
+                ),
+                other => panic!("{reset}: expected a capped pause, got {other:?}"),
+            }
+        }
     }
 
     #[tokio::test]

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use gfj_core::connect_jwt::{self, BoundRequest};
 use gfj_core::jira::{BuildsRequest, DeploymentsRequest, DevinfoRequest, FeatureFlagsRequest};
+use gfj_core::server_time;
+use gfj_core::url_pattern::UrlAllowList;
 use serde::Deserialize;
 
 /// Lifetime of each outgoing token; short, since a token is made per request.
@@ -65,6 +67,9 @@ pub enum JiraError {
     Transport(String),
     #[error("Jira answered {status}: {message}")]
     Other { status: u16, message: String },
+    /// The site is not (or no longer) in `GFJ_JIRA_URLS`; nothing was sent.
+    #[error("Jira site {0} is not in GFJ_JIRA_URLS; nothing was sent")]
+    SiteNotAllowed(String),
 }
 
 impl JiraError {
@@ -144,6 +149,8 @@ pub struct JiraClient {
     app_key: String,
     /// `GFJ_ATLASSIAN_API_URL`.
     api_url: String,
+    /// `GFJ_JIRA_URLS`: every call checks its site against it, whatever job or page makes the call.
+    allowed_sites: UrlAllowList,
     /// OAuth access tokens by client id, with their expiry (epoch seconds).
     tokens: std::sync::Arc<tokio::sync::Mutex<std::collections::HashMap<String, (String, i64)>>>,
 }
@@ -179,13 +186,13 @@ const TOKEN_MARGIN_SECS: i64 = 60;
 #[derive(Deserialize)]
 struct TokenResponse {
     access_token: String,
-    #[serde(default = "default_expiry")]
-    expires_in: i64,
+    /// Seconds; Atlassian's default lifetime when absent or unreadable.
+    #[serde(default, deserialize_with = "gfj_core::server_time::lenient_seconds")]
+    expires_in: Option<i64>,
 }
 
-fn default_expiry() -> i64 {
-    3600
-}
+/// Atlassian's access-token lifetime.
+const DEFAULT_EXPIRES_IN_SECS: i64 = 3600;
 
 /// `/rest/<api>/<version>/<rest>` → `/jira/<api>/0.1/cloud/<cloudId>/<rest>`.
 fn oauth_path(connect_path: &str, cloud_id: &str) -> String {
@@ -218,14 +225,21 @@ fn now_secs() -> i64 {
 }
 
 impl JiraClient {
-    pub fn new(http: reqwest::Client, app_key: &str, api_url: &str) -> Self {
-        Self::with_limits(http, app_key, api_url, SiteLimits::default())
+    /// A client that calls only the sites `allowed_sites` (`GFJ_JIRA_URLS`) allows.
+    pub fn new(
+        http: reqwest::Client,
+        app_key: &str,
+        api_url: &str,
+        allowed_sites: UrlAllowList,
+    ) -> Self {
+        Self::with_limits(http, app_key, api_url, allowed_sites, SiteLimits::default())
     }
 
     pub fn with_limits(
         http: reqwest::Client,
         app_key: &str,
         api_url: &str,
+        allowed_sites: UrlAllowList,
         limits: SiteLimits,
     ) -> Self {
         Self {
@@ -234,8 +248,16 @@ impl JiraClient {
             gates: Default::default(),
             app_key: app_key.to_owned(),
             api_url: api_url.trim_end_matches('/').to_owned(),
+            allowed_sites,
             tokens: Default::default(),
         }
+    }
+
+    /// The canonical origin of `base_url` if `GFJ_JIRA_URLS` allows it: the only form ever called.
+    fn allowed_origin(&self, base_url: &str) -> Result<String, JiraError> {
+        self.allowed_sites
+            .allowed_origin(base_url)
+            .ok_or_else(|| JiraError::SiteNotAllowed(base_url.to_owned()))
     }
 
     /// An OAuth access token for these credentials, from the cache or the token endpoint.
@@ -275,7 +297,12 @@ impl JiraClient {
             .map_err(|e| JiraError::Transport(format!("unreadable token response: {e}")))?;
         cache.insert(
             client_id.to_owned(),
-            (t.access_token.clone(), now + t.expires_in),
+            (
+                t.access_token.clone(),
+                now.saturating_add(server_time::token_lifetime_secs(
+                    t.expires_in.unwrap_or(DEFAULT_EXPIRES_IN_SECS),
+                )),
+            ),
         );
         Ok(t.access_token)
     }
@@ -287,12 +314,10 @@ impl JiraClient {
         struct TenantInfo {
             cloud_id: String,
         }
+        let origin = self.allowed_origin(base_url)?;
         let resp = self
             .http
-            .get(format!(
-                "{}/_edge/tenant_info",
-                base_url.trim_end_matches('/')
-            ))
+            .get(format!("{origin}/_edge/tenant_info"))
             .send()
             .await
             .map_err(|e| JiraError::Transport(e.without_url().to_string()))?;
@@ -361,12 +386,14 @@ impl JiraClient {
         path_and_query: &str,
         body: Option<&B>,
     ) -> Result<reqwest::Response, JiraError> {
+        // Checked on every call, not once at install: the operator may have removed the site since.
+        let origin = self.allowed_origin(&site.base_url)?;
         let (path, query) = path_and_query
             .split_once('?')
             .unwrap_or((path_and_query, ""));
         let (url, authorization) = match &site.auth {
             SiteAuth::Connect { shared_secret } => {
-                let base = site.base_url.trim_end_matches('/');
+                let base = origin.as_str();
                 let base_path = gfj_core::qsh::split_url(base).0;
                 let token = connect_jwt::sign_hs256(
                     &self.app_key,
@@ -725,28 +752,19 @@ impl BulkResult {
     }
 }
 
-/// How long Jira asked us to wait: `Retry-After` (seconds), else `X-RateLimit-Reset` (an ISO-8601 instant).
+/// How long Jira asked us to wait: `Retry-After` (seconds), else `X-RateLimit-Reset` (an ISO-8601
+/// instant). A value that is not of that form counts as absent; none is longer than
+/// `server_time::MAX_WAIT`.
 fn wait_ms(headers: &reqwest::header::HeaderMap, now: std::time::SystemTime) -> Option<i64> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
-    if let Some(secs) = header("retry-after").and_then(|v| v.parse::<i64>().ok()) {
-        return Some(secs.max(0) * 1000);
-    }
-    let reset = header("x-ratelimit-reset")?;
-    let reset = time::OffsetDateTime::parse(reset, &time::format_description::well_known::Rfc3339)
-        .or_else(|_| {
-            time::OffsetDateTime::parse(
-                &reset.replace('Z', ":00Z"),
-                &time::format_description::well_known::Rfc3339,
-            )
-        })
-        .ok()?;
-    let now = time::OffsetDateTime::from(now);
-    Some(((reset - now).whole_milliseconds() as i64).max(0))
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let now_ms = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let wait = header("retry-after")
+        .and_then(server_time::delay_seconds)
+        .or_else(|| server_time::until_rfc3339(header("x-ratelimit-reset")?, now_ms))?;
+    // At most an hour, so the milliseconds fit.
+    Some(wait.as_millis() as i64)
 }
 
 async fn error_of(resp: reqwest::Response) -> JiraError {
@@ -857,6 +875,41 @@ mod tests {
             None
         );
         assert_eq!(super::wait_ms(&h(&[]), now), None);
+    }
+
+    #[test]
+    fn hostile_waits_are_capped_and_garbage_is_ignored() {
+        use reqwest::header::{HeaderMap, HeaderValue};
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        let hour = Some(3_600_000);
+        let max = i64::MAX.to_string();
+        let umax = u64::MAX.to_string();
+        /// Response headers and the wait they ask for.
+        type Case<'a> = (&'a [(&'static str, &'a str)], Option<i64>);
+        let table: &[Case] = &[
+            (&[("retry-after", &max)], hour),
+            (&[("retry-after", &umax)], hour),
+            (&[("retry-after", "7200")], hour),
+            (&[("retry-after", "-5")], None),
+            (&[("retry-after", "1e99")], None),
+            (&[("x-ratelimit-reset", "9999-12-31T23:59:59Z")], hour),
+            (&[("x-ratelimit-reset", "0001-01-01T00:00:00Z")], Some(0)),
+            (&[("x-ratelimit-reset", &max)], None),
+            (
+                &[
+                    ("retry-after", "1e99"),
+                    ("x-ratelimit-reset", "2027-01-15T08:01Z"),
+                ],
+                Some(60_000),
+            ),
+        ];
+        for (pairs, expected) in table {
+            let mut h = HeaderMap::new();
+            for (k, v) in *pairs {
+                h.insert(*k, HeaderValue::from_str(v).unwrap());
+            }
+            assert_eq!(super::wait_ms(&h, now), *expected, "{pairs:?}");
+        }
     }
 
     #[test]

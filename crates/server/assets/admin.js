@@ -112,8 +112,8 @@ document.getElementById("token-form").addEventListener("submit", async (ev) => {
 document.getElementById("gitlab-sign-in").addEventListener("click", async () => {
   const r = await api("POST", "/gitlab/oauth/start", { gitlab_url: document.getElementById("link-gitlab").value });
   if (!r.ok) return say((r.data && r.data.error) || "Could not start the GitLab sign-in.", true);
-  window.open(r.data.authorize_url, "gitlab-sign-in", "width=640,height=720");
-  say("Sign in to GitLab in the new window, then enter the connection id it shows.");
+  window.open(r.data.start_url, "gitlab-sign-in", "width=640,height=720");
+  say("Sign in to GitLab in the new window, confirm the connection there, then enter the connection id it shows.");
 });
 
 document.getElementById("link-form").addEventListener("submit", async (ev) => {

@@ -67,8 +67,10 @@ async function loadGroups() {
 async function signIn() {
   const r = await api("POST", "/jira/gitlab/sign-in", { gitlab_url: instance() });
   if (!r.ok) return say((r.data && r.data.error) || "Could not start the GitLab sign-in.", true);
-  window.open(r.data.authorize_url, "gitlab-sign-in", "width=640,height=720");
-  say("Finish signing in to GitLab in the new window.");
+  // The window starts on this service's own origin, which ties the sign-in to this browser, then goes
+  // to GitLab, then asks there whether to connect the GitLab account to this Jira site.
+  window.open(r.data.start_url, "gitlab-sign-in", "width=640,height=720");
+  say("Finish signing in to GitLab in the new window, and confirm the connection there.");
   // The sign-in ends in the other window; its groups show once it is done.
   const started = Date.now();
   const poll = async () => {

@@ -16,32 +16,105 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::AppState;
-use crate::gitlab_oauth::is_admin;
 use crate::jira_config::{error, link_error, linked_groups, storage_unavailable};
 
+/// Wrong admin tokens accepted per minute by one process; past that every admin request is refused with
+/// 429 until the minute is over, so guessing costs a minute per ten tries.
+pub const ADMIN_FAILURES_PER_MINUTE: u32 = 10;
+const THROTTLE_WINDOW_MS: i64 = 60_000;
+
+/// Failed admin attempts in the current minute.
+#[derive(Default)]
+pub(crate) struct AdminThrottle(std::sync::Mutex<(i64, u32)>);
+
+/// What an admin request may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AdminAccess {
+    /// `GFJ_ADMIN_TOKEN` is not set: the admin routes are off.
+    Off,
+    Granted,
+    Refused,
+    Throttled {
+        retry_after_secs: i64,
+    },
+}
+
+/// Checks `Authorization: Bearer <GFJ_ADMIN_TOKEN>` by comparing digests in constant time, within the
+/// failure throttle.
+pub(crate) fn admin_access(state: &AppState, headers: &HeaderMap) -> AdminAccess {
+    let Some(expected) = state.config.admin_token_digest.as_deref() else {
+        return AdminAccess::Off;
+    };
+    let now = state.clock.now_ms();
+    let mut window = state
+        .admin_throttle
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if now.saturating_sub(window.0) >= THROTTLE_WINDOW_MS || now < window.0 {
+        *window = (now, 0);
+    }
+    if window.1 >= ADMIN_FAILURES_PER_MINUTE {
+        let left_ms = THROTTLE_WINDOW_MS - now.saturating_sub(window.0);
+        return AdminAccess::Throttled {
+            retry_after_secs: (left_ms + 999) / 1000,
+        };
+    }
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(token) if gfj_core::digest::matches_digest(token.trim().as_bytes(), expected) => {
+            AdminAccess::Granted
+        }
+        Some(_) => {
+            window.1 += 1;
+            tracing::warn!(
+                failures_this_minute = window.1,
+                "admin request with a wrong token"
+            );
+            AdminAccess::Refused
+        }
+        None => AdminAccess::Refused,
+    }
+}
+
 /// `None` when the caller may go on; else the answer.
-fn guard(state: &AppState, headers: &HeaderMap) -> Option<Response> {
-    if state.config.admin_token.is_none() {
-        return Some(error(
+pub(crate) fn guard(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    match admin_access(state, headers) {
+        AdminAccess::Granted => None,
+        AdminAccess::Off => Some(error(
             StatusCode::NOT_FOUND,
             "the admin page is off (no GFJ_ADMIN_TOKEN)",
-        ));
+        )),
+        AdminAccess::Refused => Some(error(StatusCode::UNAUTHORIZED, "admin token required")),
+        AdminAccess::Throttled { retry_after_secs } => Some(throttled(retry_after_secs)),
     }
-    (!is_admin(state, headers)).then(|| error(StatusCode::UNAUTHORIZED, "admin token required"))
+}
+
+fn throttled(retry_after_secs: i64) -> Response {
+    let mut r = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many wrong admin tokens; wait a minute",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    r
 }
 
 /// `GET /admin`: the page (200 with the token, 401 with the same page asking for it).
 pub async fn page(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if state.config.admin_token.is_none() {
-        return error(
-            StatusCode::NOT_FOUND,
-            "the admin page is off (no GFJ_ADMIN_TOKEN)",
-        );
-    }
-    let status = if is_admin(&state, &headers) {
-        StatusCode::OK
-    } else {
-        StatusCode::UNAUTHORIZED
+    let status = match admin_access(&state, &headers) {
+        AdminAccess::Off => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "the admin page is off (no GFJ_ADMIN_TOKEN)",
+            );
+        }
+        AdminAccess::Throttled { retry_after_secs } => return throttled(retry_after_secs),
+        AdminAccess::Granted => StatusCode::OK,
+        AdminAccess::Refused => StatusCode::UNAUTHORIZED,
     };
     let mut response = (status, Html(include_str!("../assets/admin.html"))).into_response();
     let h = response.headers_mut();
@@ -121,7 +194,7 @@ pub async fn link(
         Err(e) => return storage_unavailable(&e, "serve the admin page"),
     };
     let credentials = match (body.gitlab_connection, body.gitlab_token) {
-        (Some(id), _) => GitLabCredentials::Connection(id),
+        (Some(id), _) => GitLabCredentials::AdminConnection(id),
         (None, Some(t)) if !t.trim().is_empty() => GitLabCredentials::Token(t.trim().to_owned()),
         _ => {
             return error(

@@ -123,7 +123,7 @@ fn gitlab_instance(state: &AppState, asked: Option<&str>) -> Result<String, Refu
     let apps = &state.config.gitlab_oauth_apps;
     match asked {
         Some(url) => {
-            let url = gfj_core::url_pattern::normalize_base_url(url);
+            let url = gfj_core::url_pattern::canonical_origin(url).unwrap_or_default();
             if apps.iter().any(|a| a.gitlab_url == url) {
                 Ok(url)
             } else {
@@ -269,7 +269,8 @@ pub struct SignInRequest {
     gitlab_url: Option<String>,
 }
 
-/// `POST /jira/gitlab/sign-in` `{"gitlab_url": …}` → `{"authorize_url": …}`: the page opens it.
+/// `POST /jira/gitlab/sign-in` `{"gitlab_url": …}` → `{"start_url": …}`: the page opens it in a window
+/// (see `gitlab_oauth` for why the sign-in starts on this service's own origin).
 pub async fn sign_in(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -284,7 +285,7 @@ pub async fn sign_in(
         Err(r) => return r.into_response(),
     };
     match crate::gitlab_oauth::begin_sign_in(&state, &url, Some(&user)).await {
-        Ok(authorize_url) => axum::Json(json!({ "authorize_url": authorize_url })).into_response(),
+        Ok(start_url) => axum::Json(json!({ "start_url": start_url })).into_response(),
         Err(r) => r,
     }
 }
@@ -444,7 +445,9 @@ pub async fn link(
 pub(crate) fn link_error(e: &LinkError) -> Response {
     let status = match e {
         LinkError::GitLabNotAllowed(_) => StatusCode::BAD_REQUEST,
-        LinkError::Unauthorized(_) | LinkError::BelowMaintainer { .. } => StatusCode::FORBIDDEN,
+        LinkError::Unauthorized(_)
+        | LinkError::BelowMaintainer { .. }
+        | LinkError::NotAnAdminSignIn(_) => StatusCode::FORBIDDEN,
         LinkError::NotAGroup(_) => StatusCode::NOT_FOUND,
         LinkError::AlreadyLinked { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         LinkError::Hooks(_) | LinkError::GitLab(_) => StatusCode::BAD_GATEWAY,

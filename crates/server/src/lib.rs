@@ -4,6 +4,7 @@
 
 mod admin;
 mod descriptor;
+pub mod edge;
 mod gitlab_oauth;
 mod health;
 pub mod jira_config;
@@ -19,6 +20,7 @@ use gfj_core::url_pattern::UrlAllowList;
 use gfj_store::intake::Intake;
 use gfj_store::{Clock, Store};
 
+pub use admin::ADMIN_FAILURES_PER_MINUTE;
 pub use descriptor::descriptor;
 
 /// Settings the HTTP edge needs.
@@ -34,12 +36,14 @@ pub struct ServerConfig {
     pub connect_keys_url: String,
     /// `GFJ_WEBHOOK_MAX_BYTES`: larger webhook bodies get 413 and are not queued.
     pub webhook_max_bytes: usize,
-    /// `GFJ_ADMIN_TOKEN`: admin routes are off without it.
-    pub admin_token: Option<String>,
+    /// SHA-256 (hex) of `GFJ_ADMIN_TOKEN`: admin routes are off without it. Only the digest is kept.
+    pub admin_token_digest: Option<String>,
     /// `GFJ_GITLAB_OAUTH_APPS`, for signing in to GitLab.
     pub gitlab_oauth_apps: Vec<gfj_gitlab_client::oauth::OAuthApp>,
     /// `GFJ_BACKFILL_TASKS`: backfill tasks running at once (a resync starts up to this many).
     pub backfill_tasks: i64,
+    /// Connection and request caps and timeouts of the HTTP edge.
+    pub edge: edge::EdgeLimits,
 }
 
 /// Shared by every handler.
@@ -54,7 +58,10 @@ pub struct AppState {
     pub gitlab: gfj_sync::gitlab_access::GitLabAccess,
     /// Jira, for the user groups behind the administrator check.
     pub jira: gfj_jira_client::JiraClient,
-    install_keys: Mutex<HashMap<String, Arc<Vec<u8>>>>,
+    install_keys: Mutex<HashMap<String, lifecycle::CachedKey>>,
+    lifecycle_limits: lifecycle::LifecycleLimits,
+    admin_throttle: admin::AdminThrottle,
+    requests_in_flight: Arc<tokio::sync::Semaphore>,
     webhook_tokens: webhook::TokenCache,
     sequence: webhook::SequenceClock,
 }
@@ -69,6 +76,8 @@ impl AppState {
         gitlab: gfj_sync::gitlab_access::GitLabAccess,
         jira: gfj_jira_client::JiraClient,
     ) -> Arc<Self> {
+        let requests_in_flight =
+            Arc::new(tokio::sync::Semaphore::new(config.edge.max_requests.max(1)));
         Arc::new(Self {
             store,
             intake,
@@ -78,6 +87,9 @@ impl AppState {
             gitlab,
             jira,
             install_keys: Mutex::default(),
+            lifecycle_limits: Default::default(),
+            admin_throttle: Default::default(),
+            requests_in_flight,
             webhook_tokens: Default::default(),
             sequence: Default::default(),
         })
@@ -99,18 +111,25 @@ impl AppState {
 pub const DEFAULT_WEBHOOK_MAX_BYTES: usize = 25 * 1024 * 1024;
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let webhook_limit = state.config.webhook_max_bytes;
+    let lifecycle_throttle =
+        axum::middleware::from_fn_with_state(state.clone(), lifecycle::throttle);
     Router::new()
         .route("/atlassian-connect.json", get(descriptor::serve))
         .route("/static/logo.svg", get(descriptor::logo))
-        .route("/jira/events/installed", post(lifecycle::installed))
-        .route("/jira/events/uninstalled", post(lifecycle::uninstalled))
         .route(
-            "/gitlab/webhook",
-            post(webhook::receive).layer(axum::extract::DefaultBodyLimit::max(webhook_limit)),
+            "/jira/events/installed",
+            post(lifecycle::installed).layer(lifecycle_throttle.clone()),
         )
+        .route(
+            "/jira/events/uninstalled",
+            post(lifecycle::uninstalled).layer(lifecycle_throttle),
+        )
+        // The body is read by the handler, after the token check, with the limit.
+        .route("/gitlab/webhook", post(webhook::receive))
         .route("/gitlab/oauth/start", post(gitlab_oauth::start))
+        .route(gitlab_oauth::BEGIN_PATH, get(gitlab_oauth::begin))
         .route("/gitlab/oauth/callback", get(gitlab_oauth::callback))
+        .route("/gitlab/oauth/confirm", post(gitlab_oauth::confirm))
         .route("/jira/config", get(jira_config::page))
         .route("/static/config.js", get(jira_config::script))
         .route("/static/config.css", get(jira_config::style))
@@ -129,5 +148,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/api/subscriptions/{id}/resync", post(admin::resync))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            edge::guard_request,
+        ))
         .with_state(state)
 }

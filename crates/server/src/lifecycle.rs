@@ -13,8 +13,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use gfj_core::connect_jwt::{self, BoundRequest};
 use gfj_core::connect_lifecycle::LifecyclePayload;
-use gfj_core::url_pattern::normalize_base_url;
 use gfj_store::installations::Installation;
+use gfj_store::uninstall::{UninstallRefusal, UninstallToken};
 
 use crate::AppState;
 
@@ -24,6 +24,13 @@ pub async fn installed(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
+    if state.config.jira_urls.is_empty() {
+        return refuse(
+            "installed",
+            "GFJ_JIRA_URLS is not set, so no Jira site may install: set it to your site(s), \
+             e.g. GFJ_JIRA_URLS=https://your-site.atlassian.net, and install again",
+        );
+    }
     let payload = match verify(&state, &uri, &headers, &body).await {
         Ok(p) => p,
         Err(why) => return refuse("installed", &why),
@@ -31,10 +38,16 @@ pub async fn installed(
     let Some(secret) = payload.shared_secret.filter(|s| !s.is_empty()) else {
         return refuse("installed", "no sharedSecret in the install payload");
     };
+    // The canonical origin is what every later call connects to.
+    let Some(base_url) = state.config.jira_urls.allowed_origin(&payload.base_url) else {
+        return refuse("installed", "Jira URL is not in GFJ_JIRA_URLS");
+    };
     let install = Installation {
         client_key: payload.client_key,
-        base_url: normalize_base_url(&payload.base_url),
-        display_url: payload.display_url.map(|u| normalize_base_url(&u)),
+        base_url,
+        display_url: payload
+            .display_url
+            .and_then(|u| gfj_core::url_pattern::canonical_origin(&u).ok()),
         shared_secret: secret,
         oauth: None,
     };
@@ -54,21 +67,38 @@ pub async fn installed(
     }
 }
 
+/// A signed uninstall: accepted even for a site the operator has since removed from `GFJ_JIRA_URLS` (the
+/// signature proves it is the site leaving), once per token, and never for a token issued before the
+/// site's current install. The site's rows go now; its GitLab hooks and sign-ins go by queued jobs.
 pub async fn uninstalled(
     State(state): State<Arc<AppState>>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let payload = match verify(&state, &uri, &headers, &body).await {
-        Ok(p) => p,
+    let signed = match verify_signed(&state, &uri, &headers, &body).await {
+        Ok(s) => s,
         Err(why) => return refuse("uninstalled", &why),
     };
-    match state.store.delete_installation(&payload.client_key).await {
-        Ok(existed) => {
-            tracing::info!(client_key = %payload.client_key, existed, "Jira site uninstalled the app");
+    let client_key = &signed.payload.client_key;
+    let now = state.clock.now_ms();
+    let token = UninstallToken {
+        token: &signed.token,
+        issued_at_s: signed.claims.iat,
+        expires_at_s: signed.claims.exp,
+    };
+    match state.store.uninstall_site(client_key, &token, now).await {
+        Ok(Ok(existed)) => {
+            tracing::info!(client_key = %client_key, existed, "Jira site uninstalled the app; its GitLab hooks and sign-ins are being removed");
             StatusCode::NO_CONTENT
         }
+        Ok(Err(UninstallRefusal::Replayed)) => {
+            refuse("uninstalled", "this uninstall token was already used")
+        }
+        Ok(Err(UninstallRefusal::BeforeCurrentInstall)) => refuse(
+            "uninstalled",
+            "the uninstall token was issued before the site's current install",
+        ),
         Err(e) => {
             tracing::error!(error = %e, "could not delete installation");
             StatusCode::INTERNAL_SERVER_ERROR
@@ -87,6 +117,30 @@ async fn verify(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<LifecyclePayload, String> {
+    let payload = verify_signed(state, uri, headers, body).await?.payload;
+    if !state.config.jira_urls.allows(&payload.base_url) {
+        return Err(format!(
+            "Jira URL {} is not in GFJ_JIRA_URLS",
+            payload.base_url
+        ));
+    }
+    Ok(payload)
+}
+
+/// A lifecycle callback whose signed-install token verified, with the token and its claims.
+struct Signed {
+    payload: LifecyclePayload,
+    claims: connect_jwt::Claims,
+    token: String,
+}
+
+/// Everything but the allow-list: the signature, the claims, and that the body names our app.
+async fn verify_signed(
+    state: &AppState,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Signed, String> {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -117,7 +171,7 @@ async fn verify(
         query: uri.query().unwrap_or(""),
         base_path: &base_path,
     };
-    connect_jwt::verify_rs256_install(
+    let claims = connect_jwt::verify_rs256_install(
         token,
         &pem,
         &state.config.base_url,
@@ -131,19 +185,86 @@ async fn verify(
             payload.key, state.config.app_key
         ));
     }
-    if !state.config.jira_urls.allows(&payload.base_url) {
-        return Err(format!(
-            "Jira URL {} is not in GFJ_JIRA_URLS",
-            payload.base_url
-        ));
+    Ok(Signed {
+        payload,
+        claims,
+        token: token.to_owned(),
+    })
+}
+
+/// A signed-install key is trusted this long before it is fetched again (Atlassian rotates keys by
+/// issuing new `kid`s, and may withdraw one).
+const KEY_TTL_MS: i64 = 24 * 3600 * 1000;
+/// A `kid` the key server does not know is not asked about again for this long, so tokens with random
+/// `kid`s cannot make the service hammer Atlassian's key server.
+const UNKNOWN_KEY_TTL_MS: i64 = 10 * 60 * 1000;
+/// Cached entries at most; past this the expired ones are dropped, then the cache starts afresh.
+const KEY_CACHE_MAX: usize = 10_000;
+
+/// A key server answer, cached: the PEM, or `None` for a `kid` it does not know.
+#[derive(Clone)]
+pub(crate) struct CachedKey {
+    pem: Option<Arc<Vec<u8>>>,
+    until_ms: i64,
+}
+
+/// How often the lifecycle routes and the key server may be used by one process.
+pub(crate) struct LifecycleLimits {
+    /// Lifecycle callbacks per second (with a burst), before any verification work.
+    requests: governor::DefaultDirectRateLimiter,
+    /// Fetches from the key server per minute, whatever the `kid`s.
+    key_fetches: governor::DefaultDirectRateLimiter,
+}
+
+impl Default for LifecycleLimits {
+    fn default() -> Self {
+        let n = |v: u32| std::num::NonZeroU32::new(v).expect("non-zero");
+        Self {
+            requests: governor::RateLimiter::direct(
+                governor::Quota::per_second(n(10)).allow_burst(n(20)),
+            ),
+            key_fetches: governor::RateLimiter::direct(
+                governor::Quota::per_minute(n(30)).allow_burst(n(10)),
+            ),
+        }
     }
-    Ok(payload)
+}
+
+/// In front of the lifecycle routes: 429 once a process has had more callbacks than Jira ever sends.
+pub(crate) async fn throttle(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if state.lifecycle_limits.requests.check().is_err() {
+        tracing::warn!(path = %request.uri().path(), "lifecycle callback throttled");
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(axum::http::header::RETRY_AFTER, "1")],
+        )
+            .into_response();
+    }
+    next.run(request).await
 }
 
 /// The PEM public key of `kid`, from the cache or the key server.
 async fn install_key(state: &AppState, kid: &str) -> Result<Arc<Vec<u8>>, String> {
-    if let Some(k) = state.install_keys.lock().expect("key cache lock").get(kid) {
-        return Ok(k.clone());
+    let now = state.clock.now_ms();
+    let cached = state
+        .install_keys
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(kid)
+        .filter(|c| c.until_ms > now)
+        .cloned();
+    if let Some(c) = cached {
+        return c
+            .pem
+            .ok_or_else(|| format!("key server does not know kid {kid} (cached)"));
+    }
+    if state.lifecycle_limits.key_fetches.check().is_err() {
+        return Err("key server fetch budget used up; try again in a minute".into());
     }
     let url = format!(
         "{}/{kid}",
@@ -156,6 +277,29 @@ async fn install_key(state: &AppState, kid: &str) -> Result<Arc<Vec<u8>>, String
         .send()
         .await
         .map_err(|e| format!("key server unreachable: {}", e.without_url()))?;
+    let remember = |pem: Option<Arc<Vec<u8>>>, ttl_ms: i64| {
+        let mut cache = state
+            .install_keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= KEY_CACHE_MAX {
+            cache.retain(|_, c| c.until_ms > now);
+            if cache.len() >= KEY_CACHE_MAX {
+                cache.clear();
+            }
+        }
+        cache.insert(
+            kid.to_owned(),
+            CachedKey {
+                pem,
+                until_ms: now.saturating_add(ttl_ms),
+            },
+        );
+    };
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        remember(None, UNKNOWN_KEY_TTL_MS);
+        return Err(format!("key server does not know kid {kid}"));
+    }
     if !resp.status().is_success() {
         return Err(format!(
             "key server answered {} for kid {kid}",
@@ -167,10 +311,6 @@ async fn install_key(state: &AppState, kid: &str) -> Result<Arc<Vec<u8>>, String
         return Err("key server returned something that is not a PEM key".into());
     }
     let pem = Arc::new(pem.to_vec());
-    state
-        .install_keys
-        .lock()
-        .expect("key cache lock")
-        .insert(kid.to_owned(), pem.clone());
+    remember(Some(pem.clone()), KEY_TTL_MS);
     Ok(pem)
 }

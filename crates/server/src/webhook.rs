@@ -55,10 +55,63 @@ impl SequenceClock {
     }
 }
 
+/// Bodies at least this large are parsed on the blocking pool, so that one huge delivery cannot hold a
+/// runtime worker (and every request queued behind it) for the milliseconds a parse takes.
+const PARSE_OFF_RUNTIME_BYTES: usize = 256 * 1024;
+
+/// Reads the body, within `limit` bytes: `Err` with the answer otherwise.
+async fn read_body(
+    body: axum::body::Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Bytes, (StatusCode, String)> {
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body larger than GFJ_WEBHOOK_MAX_BYTES ({limit} bytes)"),
+        )
+    };
+    // A declared length over the limit is refused before a byte of the body is read.
+    if headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > limit as u64)
+    {
+        return Err(too_large());
+    }
+    let limited = http_body_util::Limited::new(body, limit);
+    match http_body_util::BodyExt::collect(limited).await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err((
+            StatusCode::BAD_REQUEST,
+            format!("could not read the body: {e}"),
+        )),
+    }
+}
+
+/// The delivery's entity key (for coalescing) and its body as JSON to queue, or the answer refusing it.
+fn parse_delivery(
+    kind: EventKind,
+    body: &[u8],
+) -> Result<(Option<String>, Box<RawValue>), (StatusCode, String)> {
+    let entity_key = WebhookEvent::parse(kind, body)
+        .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?
+        .entity_key();
+    let raw = std::str::from_utf8(body)
+        .ok()
+        .and_then(|b| RawValue::from_string(b.to_owned()).ok())
+        .ok_or_else(|| (StatusCode::BAD_REQUEST, "body is not JSON".to_owned()))?;
+    Ok((entity_key, raw))
+}
+
+/// `POST /gitlab/webhook`. The token is checked from the headers before a byte of the body is read, so
+/// an unauthenticated client cannot make the service read (or wait for) a large body.
 pub async fn receive(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> (StatusCode, String) {
     let Some(token) = headers.get("x-gitlab-token").map(|v| v.as_bytes()) else {
         return (StatusCode::UNAUTHORIZED, "missing X-Gitlab-Token".into());
@@ -73,6 +126,10 @@ pub async fn receive(
                 "storage unavailable, retry".into(),
             );
         }
+    };
+    let body = match read_body(body, &headers, state.config.webhook_max_bytes).await {
+        Ok(b) => b,
+        Err(answer) => return answer,
     };
     if let Some(key) = &known.signing_key {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -100,22 +157,35 @@ pub async fn receive(
     }
     // Strict about what routes the event (kind, ids), lenient about the rest; a refused body is never
     // queued, and the reason shows in the hook's "Recent events" in GitLab.
-    let parsed = match WebhookEvent::parse(kind, &body) {
-        Ok(p) => p,
-        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()),
+    let parsed = if body.len() >= PARSE_OFF_RUNTIME_BYTES {
+        tokio::task::spawn_blocking(move || parse_delivery(kind, &body))
+            .await
+            .unwrap_or_else(|_| {
+                Err((
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "could not parse the body".into(),
+                ))
+            })
+    } else {
+        parse_delivery(kind, &body)
     };
-    let Ok(body) = std::str::from_utf8(&body)
-        .map(str::to_owned)
-        .map_err(drop)
-        .and_then(|b| RawValue::from_string(b).map_err(drop))
-    else {
-        return (StatusCode::BAD_REQUEST, "body is not JSON".into());
+    let (entity_key, body) = match parsed {
+        Ok(parsed) => parsed,
+        Err(answer) => return answer,
     };
-    let dedup_key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .filter(|k| !k.is_empty() && k.len() <= 200)
-        .map(|k| format!("gitlab:{subscription_id}:{k}"));
+    // A signed delivery is deduplicated on its signed `webhook-id`: the unsigned `Idempotency-Key` of a
+    // replayed delivery can be changed without breaking the signature.
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .filter(|k| !k.is_empty() && k.len() <= 200)
+    };
+    let dedup_key = if known.signing_key.is_some() {
+        header("webhook-id").map(|k| format!("gitlab-signed:{subscription_id}:{k}"))
+    } else {
+        header("idempotency-key").map(|k| format!("gitlab:{subscription_id}:{k}"))
+    };
     let job = GitlabEvent {
         subscription_id,
         event,
@@ -129,9 +199,7 @@ pub async fn receive(
         dedup_key,
         run_at: now,
         max_attempts: DEFAULT_MAX_ATTEMPTS,
-        coalesce_key: parsed
-            .entity_key()
-            .map(|k| format!("{subscription_id}:{k}")),
+        coalesce_key: entity_key.map(|k| format!("{subscription_id}:{k}")),
     };
     match state.intake.submit(new).await {
         Ok(()) => (StatusCode::ACCEPTED, "queued".into()),

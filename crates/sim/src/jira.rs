@@ -142,6 +142,8 @@ struct Shared {
     held_count: Mutex<usize>,
     /// The rate limit in force and the current window: (limit, window index, requests in it).
     rate: Mutex<(Option<RateLimit>, i64, u32)>,
+    /// Requests the key server answered, known `kid` or not.
+    key_fetches: std::sync::atomic::AtomicUsize,
 }
 
 /// What one issue's development panel shows.
@@ -195,6 +197,7 @@ impl JiraSim {
             held: Notify::new(),
             held_count: Mutex::new(0),
             rate: Mutex::new((initial_rate, 0, 0)),
+            key_fetches: Default::default(),
         });
         let router = Router::new()
             .route("/connect-keys/{*kid}", get(key_server))
@@ -277,6 +280,13 @@ impl JiraSim {
     }
 
     /// Base URL of the simulated key server (`GFJ_CONNECT_KEYS_URL`).
+    /// How many times the key server was asked for a key.
+    pub fn key_fetches(&self) -> usize {
+        self.shared
+            .key_fetches
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub fn connect_keys_url(&self) -> String {
         format!("{}/connect-keys", self.base_url)
     }
@@ -590,7 +600,9 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-async fn key_server(Path(kid): Path<String>) -> Response {
+async fn key_server(State(s): State<Arc<Shared>>, Path(kid): Path<String>) -> Response {
+    s.key_fetches
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     if kid == INSTALL_KID {
         (
             [("content-type", "application/x-pem-file")],

@@ -214,29 +214,63 @@ impl Store {
         Ok(inserted)
     }
 
-    /// Starts pending tasks, oldest first, until `max_running` run; each gets the job for its first page.
-    /// Returns how many started.
+    /// Starts pending tasks until `max_running` run; each gets the job for its first page. Returns how
+    /// many started.
+    ///
+    /// Slots are shared fairly between subscriptions, so that one huge group cannot hold them all: each
+    /// free slot goes to the subscription with pending tasks that runs the fewest (the older
+    /// subscription on a tie), and within a subscription tasks start oldest first. A subscription
+    /// linked while another's backfill fills every slot gets the next slot that frees.
     pub async fn start_backfill_tasks(
         &self,
         max_running: i64,
         now_ms: i64,
     ) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
-        let running: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM backfill_tasks WHERE state = 'running'")
-                .fetch_one(&mut *tx)
-                .await?;
-        let room = max_running - running;
+        let running: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT subscription_id, COUNT(*) FROM backfill_tasks WHERE state = 'running' \
+             GROUP BY subscription_id",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let room = max_running - running.iter().map(|(_, n)| n).sum::<i64>();
         if room <= 0 {
             return Ok(0);
         }
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM backfill_tasks WHERE state = 'pending' \
-             ORDER BY queued_at, project_id, entity_rank LIMIT $1"
-        ))
+        // Pending tasks per subscription, counted only up to `room`: no subscription can get more.
+        let pending: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT id, (SELECT COUNT(*) FROM (SELECT 1 FROM backfill_tasks t \
+                         WHERE t.subscription_id = s.id AND t.state = 'pending' LIMIT $1) AS p) \
+             FROM subscriptions s ORDER BY id",
+        )
         .bind(room)
         .fetch_all(&mut *tx)
         .await?;
+        let waiting: Vec<Waiting> = pending
+            .into_iter()
+            .filter(|(_, pending)| *pending > 0)
+            .map(|(subscription_id, pending)| Waiting {
+                subscription_id,
+                running: running
+                    .iter()
+                    .find(|(sub, _)| *sub == subscription_id)
+                    .map_or(0, |(_, n)| *n),
+                pending,
+            })
+            .collect();
+        let mut rows = Vec::new();
+        for (subscription_id, slots) in fair_shares(&waiting, room) {
+            rows.extend(
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM backfill_tasks WHERE subscription_id = $1 AND state = 'pending' \
+                     ORDER BY queued_at, project_id, entity_rank LIMIT $2"
+                ))
+                .bind(subscription_id)
+                .bind(slots)
+                .fetch_all(&mut *tx)
+                .await?,
+            );
+        }
         let mut jobs = Vec::new();
         for row in &rows {
             let t = task(row)?;
@@ -647,9 +681,72 @@ impl Progress {
     }
 }
 
+/// A subscription with backfill tasks waiting for a slot.
+#[derive(Debug, Clone, Copy)]
+struct Waiting {
+    subscription_id: i64,
+    running: i64,
+    pending: i64,
+}
+
+/// How many of `room` free slots each subscription of `waiting` (oldest first) gets: one slot at a
+/// time to the one that would then run the fewest tasks, ties to the older, so that shares even out;
+/// never more than a subscription has pending.
+fn fair_shares(waiting: &[Waiting], room: i64) -> Vec<(i64, i64)> {
+    let mut given = vec![0_i64; waiting.len()];
+    for _ in 0..room.max(0) {
+        let next = (0..waiting.len())
+            .filter(|&i| given[i] < waiting[i].pending)
+            .min_by_key(|&i| (waiting[i].running + given[i], i));
+        let Some(i) = next else { break };
+        given[i] += 1;
+    }
+    waiting
+        .iter()
+        .zip(given)
+        .filter(|(_, slots)| *slots > 0)
+        .map(|(w, slots)| (w.subscription_id, slots))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_slots_go_to_the_subscriptions_that_run_fewest() {
+        let w = |subscription_id, running, pending| Waiting {
+            subscription_id,
+            running,
+            pending,
+        };
+        // One subscription alone takes every slot it has tasks for.
+        assert_eq!(fair_shares(&[w(1, 0, 100)], 4), [(1, 4)]);
+        assert_eq!(fair_shares(&[w(1, 0, 2)], 4), [(1, 2)]);
+        // A newcomer gets the slot that freed.
+        assert_eq!(fair_shares(&[w(1, 3, 97), w(2, 0, 6)], 1), [(2, 1)]);
+        // Shares even out, and ties go to the older subscription.
+        assert_eq!(
+            fair_shares(&[w(1, 0, 100), w(2, 0, 6)], 4),
+            [(1, 2), (2, 2)]
+        );
+        assert_eq!(
+            fair_shares(&[w(1, 0, 100), w(2, 0, 6)], 3),
+            [(1, 2), (2, 1)]
+        );
+        assert_eq!(
+            fair_shares(&[w(1, 2, 100), w(2, 0, 6), w(3, 1, 1)], 3),
+            [(2, 2), (3, 1)]
+        );
+        // What one cannot use goes to the others.
+        assert_eq!(
+            fair_shares(&[w(1, 0, 100), w(2, 0, 1)], 8),
+            [(1, 7), (2, 1)]
+        );
+        assert!(fair_shares(&[], 4).is_empty());
+        assert!(fair_shares(&[w(1, 0, 5)], 0).is_empty());
+        assert!(fair_shares(&[w(1, 0, 5)], -3).is_empty());
+    }
 
     fn t(state: TaskState, done: i64, total: Option<i64>, started: Option<i64>) -> BackfillTask {
         BackfillTask {

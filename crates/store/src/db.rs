@@ -43,6 +43,7 @@ impl Store {
         };
         let pool = match backend {
             Backend::Sqlite => {
+                restrict_sqlite_files(&sqlite_file_path(url))?;
                 let url = if url.contains('?') {
                     format!("{url}&mode=rwc")
                 } else {
@@ -77,6 +78,9 @@ impl Store {
         match backend {
             Backend::Sqlite => {
                 SQLITE_MIGRATIONS.run(&pool).await?;
+                // SQLite gives the WAL and shared-memory files the database file's mode; checked
+                // again now that they exist.
+                restrict_sqlite_files(&sqlite_file_path(url))?;
                 tokio::spawn(checkpoints(pool.clone()));
             }
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
@@ -163,12 +167,54 @@ fn backend_of(url: &str) -> Result<Backend, StoreError> {
     }
 }
 
-fn sqlite_key_path(url: &str) -> std::path::PathBuf {
+/// The file a `sqlite://` URL names.
+fn sqlite_file_path(url: &str) -> std::path::PathBuf {
     let path = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
-    let path = path.split('?').next().unwrap_or(path);
-    format!("{path}.key").into()
+    path.split('?').next().unwrap_or(path).into()
+}
+
+fn sqlite_key_path(url: &str) -> std::path::PathBuf {
+    let mut path = sqlite_file_path(url).into_os_string();
+    path.push(".key");
+    path.into()
+}
+
+/// The database holds encrypted secrets and every event's payload: only its owner may read it. Creates
+/// the file with mode 0600 when missing, and narrows the database, its WAL and its shared memory to 0600
+/// when they are wider.
+fn restrict_sqlite_files(db: &std::path::Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if db.as_os_str().is_empty() || db.as_os_str() == ":memory:" {
+        return Ok(());
+    }
+    let config_error =
+        |e: std::io::Error| StoreError::Config(format!("database file {}: {e}", db.display()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(db)
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(config_error(e)),
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = db.as_os_str().to_owned();
+        path.push(suffix);
+        let path = std::path::PathBuf::from(path);
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(config_error)?;
+            tracing::warn!(file = %path.display(), "narrowed the database file's permissions to 0600");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! GitLab feature flag ids, learned from webhooks (the REST API does not show them).
+//! GitLab feature flag ids, learned from webhooks (the REST API does not show them), per subscription:
+//! one subscription's deliveries cannot change what another one reconciles.
 
 use sqlx::Row;
 
@@ -7,34 +8,43 @@ use crate::{Store, StoreError};
 impl Store {
     pub async fn remember_feature_flag(
         &self,
+        subscription_id: i64,
         project_id: i64,
         name: &str,
         flag_id: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM feature_flag_ids WHERE project_id = $1 AND name = $2")
-            .bind(project_id)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO feature_flag_ids (project_id, name, flag_id) VALUES ($1, $2, $3)")
-            .bind(project_id)
-            .bind(name)
-            .bind(flag_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "DELETE FROM feature_flag_ids WHERE subscription_id = $1 AND project_id = $2 AND name = $3",
+        )
+        .bind(subscription_id)
+        .bind(project_id)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO feature_flag_ids (subscription_id, project_id, name, flag_id) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(subscription_id)
+        .bind(project_id)
+        .bind(name)
+        .bind(flag_id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// The flags of a project whose ids are known, as (name, id).
+    /// The flags of a project whose ids the subscription knows, as (name, id).
     pub async fn known_feature_flags(
         &self,
+        subscription_id: i64,
         project_id: i64,
     ) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT name, flag_id FROM feature_flag_ids WHERE project_id = $1 ORDER BY name",
+            "SELECT name, flag_id FROM feature_flag_ids WHERE subscription_id = $1 AND project_id = $2 ORDER BY name",
         )
+        .bind(subscription_id)
         .bind(project_id)
         .fetch_all(&self.pool)
         .await?;
@@ -43,12 +53,20 @@ impl Store {
             .collect()
     }
 
-    pub async fn forget_feature_flag(&self, project_id: i64, name: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM feature_flag_ids WHERE project_id = $1 AND name = $2")
-            .bind(project_id)
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
+    pub async fn forget_feature_flag(
+        &self,
+        subscription_id: i64,
+        project_id: i64,
+        name: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM feature_flag_ids WHERE subscription_id = $1 AND project_id = $2 AND name = $3",
+        )
+        .bind(subscription_id)
+        .bind(project_id)
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }

@@ -122,30 +122,9 @@ impl Store {
     /// Returns whether it existed.
     pub async fn delete_installation(&self, client_key: &str) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "DELETE FROM subscription_hooks WHERE subscription_id IN (SELECT id FROM subscriptions WHERE client_key = $1)",
-        )
-        .bind(client_key)
-        .execute(&mut *tx)
-        .await?;
-        for table in [
-            "subscriptions",
-            "site_state",
-            "jira_rejections",
-            "jira_unknown_keys",
-        ] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE client_key = $1"))
-                .bind(client_key)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let n = sqlx::query("DELETE FROM installations WHERE client_key = $1")
-            .bind(client_key)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let existed = delete_installation_rows(&mut tx, client_key).await?;
         tx.commit().await?;
-        Ok(n > 0)
+        Ok(existed)
     }
 
     fn installation_from_row(&self, r: &sqlx::any::AnyRow) -> Result<Installation, StoreError> {
@@ -174,4 +153,34 @@ impl Store {
             oauth,
         })
     }
+}
+
+/// Deletes a site's rows within a caller's write transaction; whether the installation existed.
+pub(crate) async fn delete_installation_rows(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    client_key: &str,
+) -> Result<bool, StoreError> {
+    sqlx::query(
+        "DELETE FROM subscription_hooks WHERE subscription_id IN (SELECT id FROM subscriptions WHERE client_key = $1)",
+    )
+    .bind(client_key)
+    .execute(&mut **tx)
+    .await?;
+    for table in [
+        "subscriptions",
+        "site_state",
+        "jira_rejections",
+        "jira_unknown_keys",
+    ] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE client_key = $1"))
+            .bind(client_key)
+            .execute(&mut **tx)
+            .await?;
+    }
+    let n = sqlx::query("DELETE FROM installations WHERE client_key = $1")
+        .bind(client_key)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    Ok(n > 0)
 }

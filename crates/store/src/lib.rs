@@ -26,6 +26,7 @@ pub mod queue;
 pub mod sites;
 pub mod subscriptions;
 pub mod testing;
+pub mod uninstall;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use db::{Backend, Store};

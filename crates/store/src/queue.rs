@@ -60,6 +60,9 @@ pub struct JobInfo {
 
 pub const DEFAULT_MAX_ATTEMPTS: i64 = 20;
 
+/// The error kept on a job whose last attempt never reported back.
+const NO_OUTCOME: &str = "no outcome after the last attempt: its worker stopped or lost the lease";
+
 impl Store {
     /// Inserts jobs in one transaction (one fsync for all of them) and wakes the workers. Returns how many
     /// rows were new (duplicates by `dedup_key` are skipped). Rows go in multi-row statements, so a batch
@@ -86,12 +89,23 @@ impl Store {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        // A due job whose attempts are used up (its last one never reported an outcome: the worker died,
+        // or the job itself brought it down) is marked dead by the same statement instead of being
+        // claimed once more, so that such a job cannot run, and crash workers, forever. The right-hand
+        // sides all read the row as it was before the update.
         let sql = format!(
-            "UPDATE jobs SET locked_by = $1, locked_until = $2, attempts = attempts + 1
+            "UPDATE jobs SET
+                 locked_by = CASE WHEN attempts < max_attempts THEN $1 ELSE NULL END,
+                 locked_until = CASE WHEN attempts < max_attempts THEN $2 ELSE NULL END,
+                 dead_at = CASE WHEN attempts < max_attempts THEN NULL ELSE $3 END,
+                 last_error = CASE WHEN attempts < max_attempts THEN last_error
+                                   WHEN last_error IS NULL THEN '{NO_OUTCOME}'
+                                   ELSE '{NO_OUTCOME}; before: ' || last_error END,
+                 attempts = CASE WHEN attempts < max_attempts THEN attempts + 1 ELSE attempts END
              WHERE id IN (SELECT id FROM jobs
                           WHERE dead_at IS NULL AND run_at <= $3 AND (locked_until IS NULL OR locked_until < $3)
                           ORDER BY run_at, id LIMIT $4 {lock})
-             RETURNING id, kind, payload, attempts, max_attempts, created_at, coalesce_key"
+             RETURNING id, kind, payload, attempts, max_attempts, created_at, coalesce_key, dead_at"
         );
         let rows = sqlx::query(&sql)
             .bind(worker)
@@ -100,20 +114,23 @@ impl Store {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        let mut jobs = rows
-            .iter()
-            .map(|r| {
-                Ok(Job {
-                    id: r.try_get("id")?,
-                    kind: r.try_get("kind")?,
-                    payload: r.try_get("payload")?,
-                    attempts: r.try_get("attempts")?,
-                    max_attempts: r.try_get("max_attempts")?,
-                    created_at: r.try_get("created_at")?,
-                    coalesce_key: r.try_get("coalesce_key")?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: i64 = r.try_get("id")?;
+            if r.try_get::<Option<i64>, _>("dead_at")?.is_some() {
+                tracing::error!(job.id = id, "{NO_OUTCOME}; the job is dead");
+                continue;
+            }
+            jobs.push(Job {
+                id,
+                kind: r.try_get("kind")?,
+                payload: r.try_get("payload")?,
+                attempts: r.try_get("attempts")?,
+                max_attempts: r.try_get("max_attempts")?,
+                created_at: r.try_get("created_at")?,
+                coalesce_key: r.try_get("coalesce_key")?,
+            });
+        }
         jobs.sort_by_key(|j| j.id);
         Ok(jobs)
     }
@@ -228,14 +245,16 @@ impl Store {
         Ok(n)
     }
 
+    /// What the queue holds at `now_ms`. A job whose last attempt ran out of its lease without an outcome
+    /// counts as dead already, before the next claim marks it so.
     pub async fn queue_stats(&self, now_ms: i64) -> Result<QueueStats, StoreError> {
         let r = sqlx::query(
             "SELECT
-               COALESCE(SUM(CASE WHEN dead_at IS NULL AND run_at <= $1 AND (locked_until IS NULL OR locked_until < $1) THEN 1 ELSE 0 END), 0) AS ready,
-               COALESCE(SUM(CASE WHEN dead_at IS NULL AND run_at > $1 AND (locked_until IS NULL OR locked_until < $1) THEN 1 ELSE 0 END), 0) AS scheduled,
+               COALESCE(SUM(CASE WHEN dead_at IS NULL AND attempts < max_attempts AND run_at <= $1 AND (locked_until IS NULL OR locked_until < $1) THEN 1 ELSE 0 END), 0) AS ready,
+               COALESCE(SUM(CASE WHEN dead_at IS NULL AND attempts < max_attempts AND run_at > $1 AND (locked_until IS NULL OR locked_until < $1) THEN 1 ELSE 0 END), 0) AS scheduled,
                COALESCE(SUM(CASE WHEN dead_at IS NULL AND locked_until >= $1 THEN 1 ELSE 0 END), 0) AS running,
-               COALESCE(SUM(CASE WHEN dead_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS dead,
-               COALESCE(MIN(CASE WHEN dead_at IS NULL AND run_at <= $1 AND (locked_until IS NULL OR locked_until < $1) THEN run_at END), $1) AS oldest
+               COALESCE(SUM(CASE WHEN dead_at IS NOT NULL OR (attempts >= max_attempts AND (locked_until IS NULL OR locked_until < $1)) THEN 1 ELSE 0 END), 0) AS dead,
+               COALESCE(MIN(CASE WHEN dead_at IS NULL AND attempts < max_attempts AND run_at <= $1 AND (locked_until IS NULL OR locked_until < $1) THEN run_at END), $1) AS oldest
              FROM jobs",
         )
         .bind(now_ms)

@@ -6,7 +6,7 @@ use sqlx::Row;
 use crate::{Store, StoreError};
 
 /// A webhook registered in GitLab for a subscription.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Hook {
     /// `group` or `project`.
     pub scope: String,
@@ -29,6 +29,8 @@ pub struct Subscription {
     pub webhook_token_hash: String,
     /// The OAuth sign-in the subscription acts as, instead of a stored access token.
     pub gitlab_connection_id: Option<i64>,
+    /// Deliveries dropped because they named a project the subscription does not cover.
+    pub foreign_deliveries_dropped: i64,
 }
 
 pub struct NewSubscription {
@@ -70,9 +72,9 @@ pub struct HookStatus {
     pub checked_at: Option<i64>,
 }
 
-const COLUMNS: &str = "id, client_key, gitlab_url, group_id, group_path, hook_mode, created_at, webhook_token_hash, gitlab_connection_id";
+const COLUMNS: &str = "id, client_key, gitlab_url, group_id, group_path, hook_mode, created_at, webhook_token_hash, gitlab_connection_id, foreign_deliveries_dropped";
 
-fn token_context(client_key: &str, gitlab_url: &str, group_id: i64) -> String {
+pub(crate) fn token_context(client_key: &str, gitlab_url: &str, group_id: i64) -> String {
     format!("subscriptions.gitlab_token:{client_key}:{gitlab_url}:{group_id}")
 }
 
@@ -95,6 +97,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Subscription, sqlx::Error> {
         created_at: r.try_get("created_at")?,
         webhook_token_hash: r.try_get("webhook_token_hash")?,
         gitlab_connection_id: r.try_get("gitlab_connection_id")?,
+        foreign_deliveries_dropped: r.try_get("foreign_deliveries_dropped")?,
     })
 }
 
@@ -492,6 +495,57 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Whether the subscription covers a project, as GitLab answered at or after `checked_since_ms`;
+    /// `None` when it was not asked since (projects move between groups).
+    pub async fn project_coverage(
+        &self,
+        subscription_id: i64,
+        project_id: i64,
+        checked_since_ms: i64,
+    ) -> Result<Option<bool>, StoreError> {
+        let covered: Option<i64> = sqlx::query_scalar(
+            "SELECT covered FROM subscription_projects WHERE subscription_id = $1 AND project_id = $2 AND checked_at >= $3",
+        )
+        .bind(subscription_id)
+        .bind(project_id)
+        .bind(checked_since_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(covered.map(|c| c != 0))
+    }
+
+    /// Remembers GitLab's answer to whether the subscription covers a project.
+    pub async fn remember_project_coverage(
+        &self,
+        subscription_id: i64,
+        project_id: i64,
+        covered: bool,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO subscription_projects (subscription_id, project_id, covered, checked_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (subscription_id, project_id) DO UPDATE SET covered = excluded.covered, checked_at = excluded.checked_at",
+        )
+        .bind(subscription_id)
+        .bind(project_id)
+        .bind(i64::from(covered))
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Counts a delivery dropped because it named a project the subscription does not cover.
+    pub async fn count_foreign_delivery(&self, subscription_id: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE subscriptions SET foreign_deliveries_dropped = foreign_deliveries_dropped + 1 WHERE id = $1",
+        )
+        .bind(subscription_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Deletes a subscription and its hook records. Returns whether it existed.

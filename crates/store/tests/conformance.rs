@@ -320,6 +320,121 @@ async fn failures_back_off_postpone_and_die(db: TestDatabase) {
     db.drop_database().await;
 }
 
+/// A job whose worker dies on every attempt (it never records an outcome) is not claimed again once its
+/// attempts are used up: the next claim marks it dead, with a reason, for `status` to show.
+async fn a_job_past_its_attempts_is_never_claimed_again(db: TestDatabase) {
+    let s = db.open().await;
+    let now = 7_000_000;
+    s.enqueue(&[job("crashes its worker", None, now)], now)
+        .await
+        .unwrap();
+    let lease = 1_000;
+    let mut at = now;
+    for attempt in 1..=3 {
+        let claimed = s.claim("w", at, lease, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1, "attempt {attempt} is claimed");
+        assert_eq!(claimed[0].attempts, attempt);
+        at += lease + 1; // the worker died: no outcome, the lease runs out
+    }
+    let stats = s.queue_stats(at).await.unwrap();
+    assert_eq!(
+        (stats.ready, stats.dead),
+        (0, 1),
+        "status shows it failed before any claim"
+    );
+    assert!(
+        s.claim("w", at, lease, 10).await.unwrap().is_empty(),
+        "claimed again after its last attempt"
+    );
+    let stats = s.queue_stats(at).await.unwrap();
+    assert_eq!(
+        (stats.ready, stats.scheduled, stats.running, stats.dead),
+        (0, 0, 0, 1)
+    );
+    let info = s.jobs().await.unwrap();
+    assert!(info[0].dead_at.is_some());
+    assert!(
+        info[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("attempt")),
+        "{:?}",
+        info[0].last_error
+    );
+    db.drop_database().await;
+}
+
+/// Backfill slots are shared between subscriptions: a small group linked while a huge one fills every
+/// slot gets the next slot that frees, not a place behind the huge one's hundred tasks.
+async fn backfill_slots_are_shared_fairly_between_subscriptions(db: TestDatabase) {
+    use gfj_store::backfill::{TaskKey, TaskState};
+    let s = db.open().await;
+    s.upsert_installation(&install("k1", "secret"), 1)
+        .await
+        .unwrap();
+    let huge = s
+        .create_subscription(&subscription("k1", 5, "h1"), 1)
+        .await
+        .unwrap();
+    let small = s
+        .create_subscription(&subscription("k1", 6, "h2"), 1)
+        .await
+        .unwrap();
+    let projects = |n: i64, first: i64| -> Vec<(i64, String)> {
+        (first..first + n)
+            .map(|id| (id, format!("g/p{id}")))
+            .collect()
+    };
+    // Six tasks per project: 17 projects make 102 pending tasks; the small group's one project six.
+    s.plan_backfill(huge.id, &projects(17, 1000), None, 10)
+        .await
+        .unwrap();
+    let cap = 4;
+    assert_eq!(s.start_backfill_tasks(cap, 20).await.unwrap(), 4);
+    s.plan_backfill(small.id, &projects(1, 9000), None, 30)
+        .await
+        .unwrap();
+    let running = |tasks: &[gfj_store::backfill::BackfillTask], sub: i64| {
+        tasks
+            .iter()
+            .filter(|t| t.subscription_id == sub && t.state == TaskState::Running)
+            .count()
+    };
+    assert_eq!(
+        s.start_backfill_tasks(cap, 40).await.unwrap(),
+        0,
+        "every slot is taken"
+    );
+    // Slots free one at a time; each goes to the subscription that runs fewer.
+    for (freed, small_running) in [(1, 1), (2, 2), (3, 2), (4, 2)] {
+        let tasks = s.backfill_tasks(None).await.unwrap();
+        let victim = tasks
+            .iter()
+            .find(|t| t.subscription_id == huge.id && t.state == TaskState::Running)
+            .unwrap();
+        s.fail_backfill(
+            TaskKey {
+                subscription_id: victim.subscription_id,
+                project_id: victim.project_id,
+                entity: victim.entity,
+            },
+            victim.started_at.unwrap(),
+            "test: finished",
+            50,
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.start_backfill_tasks(cap, 50).await.unwrap(), 1);
+        let tasks = s.backfill_tasks(None).await.unwrap();
+        assert_eq!(
+            (running(&tasks, small.id), running(&tasks, huge.id)),
+            (small_running, cap as usize - small_running),
+            "after {freed} slot(s) freed"
+        );
+    }
+    db.drop_database().await;
+}
+
 async fn duplicates_are_queued_once_and_intake_commits_in_groups(db: TestDatabase) {
     let s = db.open().await;
     let now = 1_000;
@@ -361,69 +476,136 @@ async fn duplicates_are_queued_once_and_intake_commits_in_groups(db: TestDatabas
 }
 
 async fn gitlab_sign_ins_are_single_use_and_token_swaps_are_compare_and_swap(db: TestDatabase) {
-    use gfj_store::gitlab_connections::PENDING_TTL_MS;
+    use gfj_store::gitlab_connections::{PENDING_TTL_MS, START_TTL_MS};
     let s = db.open().await;
     let jira_user = gfj_store::gitlab_connections::JiraUser {
         client_key: "site-1".into(),
         account_id: "user-7".into(),
     };
-    s.put_oauth_pending("st1", "https://gl.example", "verifier-1", None, 1_000)
+    for (state, user, ticket) in [
+        ("st1", None, "t1"),
+        ("st2", None, "t2"),
+        ("st3", Some(&jira_user), "t3"),
+    ] {
+        s.put_oauth_pending(state, "https://gl.example", "verifier", user, ticket, 1_000)
+            .await
+            .unwrap();
+    }
+    assert!(
+        s.take_oauth_callback("st1", 2_000).await.unwrap().is_none(),
+        "a callback before its start URL was opened is refused"
+    );
+    let started = s
+        .begin_oauth_sign_in("t1", "browser-a", 2_000)
         .await
+        .unwrap()
         .unwrap();
-    s.put_oauth_pending("st2", "https://gl.example", "verifier-2", None, 1_000)
-        .await
-        .unwrap();
-    s.put_oauth_pending(
-        "st3",
-        "https://gl.example",
-        "verifier-3",
-        Some(&jira_user),
-        1_000,
-    )
-    .await
-    .unwrap();
-    let taken = s.take_oauth_pending("st1", 2_000).await.unwrap().unwrap();
+    assert_eq!(
+        (started.state.as_str(), started.verifier.as_str()),
+        ("st1", "verifier")
+    );
+    assert!(
+        s.begin_oauth_sign_in("t1", "browser-b", 2_000)
+            .await
+            .unwrap()
+            .is_none(),
+        "a start URL works once"
+    );
+    assert!(
+        s.begin_oauth_sign_in("t2", "browser-a", 1_000 + START_TTL_MS + 1)
+            .await
+            .unwrap()
+            .is_none(),
+        "a start URL expires"
+    );
+    let taken = s.take_oauth_callback("st1", 3_000).await.unwrap().unwrap();
     assert_eq!(
         (
             taken.gitlab_url.as_str(),
             taken.verifier.as_str(),
-            taken.jira_user
+            taken.jira_user,
+            taken.browser_hash.as_str()
         ),
-        ("https://gl.example", "verifier-1", None)
+        ("https://gl.example", "verifier", None, "browser-a")
     );
     assert!(
-        s.take_oauth_pending("st1", 2_000).await.unwrap().is_none(),
-        "single use"
+        s.take_oauth_callback("st1", 3_000).await.unwrap().is_none(),
+        "a callback is taken once"
     );
-    let taken = s.take_oauth_pending("st3", 2_000).await.unwrap().unwrap();
+    assert!(
+        s.take_staged_sign_in("st1", 3_000).await.unwrap().is_none(),
+        "nothing to confirm before the callback parked the pair"
+    );
+    assert!(
+        s.stage_oauth_sign_in("st1", 7, "ada", r#"{"v":0}"#)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.stage_oauth_sign_in("st1", 8, "eve", r#"{"v":9}"#)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.staged_sign_in_browser("st1").await.unwrap().as_deref(),
+        Some("browser-a")
+    );
+    let staged = s.take_staged_sign_in("st1", 4_000).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            staged.user_id,
+            staged.username.as_str(),
+            staged.tokens.as_str()
+        ),
+        (7, "ada", r#"{"v":0}"#)
+    );
+    assert!(
+        s.take_staged_sign_in("st1", 4_000).await.unwrap().is_none(),
+        "a confirmation is taken once"
+    );
+    s.begin_oauth_sign_in("t3", "browser-c", 2_000)
+        .await
+        .unwrap()
+        .unwrap();
+    let taken = s.take_oauth_callback("st3", 2_000).await.unwrap().unwrap();
     assert_eq!(
         taken.jira_user.as_ref(),
         Some(&jira_user),
         "a sign-in started from Jira keeps its Jira user"
     );
     assert!(
-        s.take_oauth_pending("st2", 1_000 + PENDING_TTL_MS + 1)
+        s.take_oauth_callback("st3", 1_000 + PENDING_TTL_MS + 1)
             .await
             .unwrap()
             .is_none(),
         "expired"
     );
     assert!(
-        s.take_oauth_pending("unknown", 2_000)
+        s.take_oauth_callback("unknown", 2_000)
             .await
             .unwrap()
             .is_none()
     );
 
     let conn = s
-        .upsert_gitlab_connection("https://gl.example", 7, "ada", r#"{"v":1}"#, 10)
+        .upsert_gitlab_connection("https://gl.example", 7, "ada", r#"{"v":1}"#, false, 10)
         .await
         .unwrap();
+    assert!(!conn.via_admin);
     let again = s
-        .upsert_gitlab_connection("https://gl.example", 7, "ada", r#"{"v":2}"#, 11)
+        .upsert_gitlab_connection("https://gl.example", 7, "ada", r#"{"v":2}"#, true, 11)
         .await
         .unwrap();
     assert_eq!(again.id, conn.id, "signing in again replaces the pair");
+    assert!(again.via_admin, "a sign-in through the admin flow marks it");
+    let after_jira = s
+        .upsert_gitlab_connection("https://gl.example", 7, "ada", r#"{"v":2}"#, false, 11)
+        .await
+        .unwrap();
+    assert!(
+        after_jira.via_admin,
+        "and a later sign-in from Jira keeps the mark"
+    );
     let (_, read) = s.gitlab_connection(conn.id).await.unwrap().unwrap();
     assert_eq!(read.tokens, r#"{"v":2}"#);
     assert_eq!(
@@ -467,10 +649,109 @@ async fn gitlab_sign_ins_are_single_use_and_token_swaps_are_compare_and_swap(db:
     db.drop_database().await;
 }
 
+/// Two subscriptions covering the same project (two Jira sites linking one group) keep their own
+/// feature flag ids and project answers: one cannot change or delete what the other reconciles.
+async fn per_project_state_belongs_to_one_subscription(db: TestDatabase) {
+    let s = db.open().await;
+    for key in ["k1", "k2"] {
+        s.upsert_installation(&install(key, "secret"), 1)
+            .await
+            .unwrap();
+    }
+    let a = s
+        .create_subscription(&subscription("k1", 5, "ha"), 2)
+        .await
+        .unwrap();
+    let b = s
+        .create_subscription(&subscription("k2", 5, "hb"), 2)
+        .await
+        .unwrap();
+    s.remember_feature_flag(a.id, 7, "rollout", 11)
+        .await
+        .unwrap();
+    assert!(s.known_feature_flags(b.id, 7).await.unwrap().is_empty());
+    s.remember_feature_flag(b.id, 7, "rollout", 99)
+        .await
+        .unwrap();
+    s.forget_feature_flag(b.id, 7, "rollout").await.unwrap();
+    assert_eq!(
+        s.known_feature_flags(a.id, 7).await.unwrap(),
+        [("rollout".to_owned(), 11)]
+    );
+    assert!(s.known_feature_flags(b.id, 7).await.unwrap().is_empty());
+
+    s.remember_project_coverage(a.id, 8, true, 3).await.unwrap();
+    s.remember_project_coverage(b.id, 8, false, 3)
+        .await
+        .unwrap();
+    assert_eq!(s.project_coverage(a.id, 8, 3).await.unwrap(), Some(true));
+    assert_eq!(s.project_coverage(b.id, 8, 3).await.unwrap(), Some(false));
+    assert_eq!(s.project_coverage(a.id, 9, 3).await.unwrap(), None);
+    assert_eq!(
+        s.project_coverage(a.id, 8, 4).await.unwrap(),
+        None,
+        "an answer older than asked for is checked again"
+    );
+    s.count_foreign_delivery(b.id).await.unwrap();
+    s.count_foreign_delivery(b.id).await.unwrap();
+    let dropped = |id| {
+        let s = s.clone();
+        async move {
+            s.subscription(id)
+                .await
+                .unwrap()
+                .unwrap()
+                .foreign_deliveries_dropped
+        }
+    };
+    assert_eq!((dropped(a.id).await, dropped(b.id).await), (0, 2));
+
+    // Removing a subscription removes its state, not the other's.
+    assert!(s.delete_subscription(b.id).await.unwrap());
+    assert_eq!(s.known_feature_flags(a.id, 7).await.unwrap().len(), 1);
+    assert_eq!(s.project_coverage(a.id, 8, 3).await.unwrap(), Some(true));
+}
+
 test_on_both_databases!(
+    per_project_state_belongs_to_one_subscription,
     gitlab_sign_ins_are_single_use_and_token_swaps_are_compare_and_swap,
     installations_are_encrypted_replaced_and_removed_with_their_subscriptions,
     claims_are_exclusive_and_leases_expire,
     failures_back_off_postpone_and_die,
+    a_job_past_its_attempts_is_never_claimed_again,
+    backfill_slots_are_shared_fairly_between_subscriptions,
     duplicates_are_queued_once_and_intake_commits_in_groups,
 );
+
+/// The SQLite database and its WAL hold every secret (encrypted) and every event: created 0600, and a
+/// file left wider by an older version is narrowed at start.
+#[tokio::test]
+async fn sqlite_files_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TestDatabase::sqlite().await;
+    let path = db.url.trim_start_matches("sqlite://").to_owned();
+    let mode = |p: &str| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let store = db.open().await;
+    store
+        .enqueue(
+            &[gfj_store::queue::NewJob {
+                kind: "k".into(),
+                payload: "{}".into(),
+                dedup_key: None,
+                run_at: 0,
+                max_attempts: 1,
+                coalesce_key: None,
+            }],
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(mode(&path), 0o600, "database");
+    assert_eq!(mode(&format!("{path}-wal")), 0o600, "WAL");
+    store.close().await;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let store = db.open().await;
+    assert_eq!(mode(&path), 0o600, "narrowed at start");
+    store.close().await;
+    db.drop_database().await;
+}

@@ -546,7 +546,11 @@ impl Handlers {
             BackfillEntity::FeatureFlags => {
                 // GitLab's REST API lists flags without the ids Jira knows them by; only flags whose id a
                 // toggle webhook taught us can be sent.
-                let known = self.store.known_feature_flags(project.id).await?.len() as i64;
+                let known = self
+                    .store
+                    .known_feature_flags(sub.id, project.id)
+                    .await?
+                    .len() as i64;
                 self.replay_known_flags(
                     sub,
                     site,

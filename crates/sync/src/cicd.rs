@@ -104,14 +104,14 @@ impl Handlers {
             WebhookEvent::FeatureFlag(ev) => {
                 let attrs = &ev.object_attributes;
                 self.store
-                    .remember_feature_flag(ev.project.id, &attrs.name, attrs.id)
+                    .remember_feature_flag(sub.id, ev.project.id, &attrs.name, attrs.id)
                     .await?;
                 let mut props = properties(ev.project.id);
                 props.insert(mapping::FLAG_PROPERTY.to_owned(), attrs.id.to_string());
                 let Some(facts) = self.flag_facts(sub, &ev).await? else {
                     // Deleted in GitLab since: delete it from Jira too.
                     self.store
-                        .forget_feature_flag(ev.project.id, &attrs.name)
+                        .forget_feature_flag(sub.id, ev.project.id, &attrs.name)
                         .await?;
                     let props: Vec<(&str, &str)> = props
                         .iter()

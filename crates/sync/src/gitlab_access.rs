@@ -47,14 +47,12 @@ impl GitLabAccess {
         self.oauth_apps.iter().find(|a| a.gitlab_url == gitlab_url)
     }
 
-    fn allowed(&self, gitlab_url: &str) -> Result<(), JobError> {
-        if self.urls.allows(gitlab_url) {
-            Ok(())
-        } else {
-            Err(JobError::Permanent(format!(
-                "{gitlab_url} is not in GFJ_GITLAB_URLS"
-            )))
-        }
+    /// The canonical origin of `gitlab_url` when `GFJ_GITLAB_URLS` allows it: the only form a client is
+    /// made for, so what is called is what was checked.
+    fn allowed(&self, gitlab_url: &str) -> Result<String, JobError> {
+        self.urls
+            .allowed_origin(gitlab_url)
+            .ok_or_else(|| JobError::Permanent(format!("{gitlab_url} is not in GFJ_GITLAB_URLS")))
     }
 
     /// A client acting for the subscription.
@@ -64,16 +62,12 @@ impl GitLabAccess {
         sub: &Subscription,
         now_ms: i64,
     ) -> Result<GitLabClient, JobError> {
-        self.allowed(&sub.gitlab_url)?;
+        let origin = self.allowed(&sub.gitlab_url)?;
         match sub.gitlab_connection_id {
             Some(id) => Ok(self.client_for_connection(store, id, now_ms).await?.0),
             None => {
                 let token = store.subscription_gitlab_token(sub).await?;
-                Ok(GitLabClient::new(
-                    self.http.clone(),
-                    &sub.gitlab_url,
-                    &token,
-                ))
+                Ok(GitLabClient::new(self.http.clone(), &origin, &token))
             }
         }
     }
@@ -95,7 +89,7 @@ impl GitLabAccess {
                     "GitLab sign-in {connection_id} no longer exists; sign in again"
                 ))
             })?;
-        self.allowed(&conn.gitlab_url)?;
+        let origin = self.allowed(&conn.gitlab_url)?;
         let tokens: OAuthTokens = serde_json::from_str(&stored.tokens)
             .map_err(|e| JobError::Permanent(format!("unreadable GitLab sign-in: {e}")))?;
         let tokens = if tokens.needs_refresh(now_ms) {
@@ -143,7 +137,7 @@ impl GitLabAccess {
             tokens
         };
         Ok((
-            GitLabClient::new(self.http.clone(), &conn.gitlab_url, &tokens.access_token),
+            GitLabClient::new(self.http.clone(), &origin, &tokens.access_token),
             conn,
         ))
     }

@@ -10,12 +10,11 @@ use gfj_core::jira::{
     FeatureFlagsRequest, ProviderMetadata,
 };
 use gfj_core::jobs::{
-    BackfillFlush, BackfillPage, BackfillPlan, CleanupScope, GitlabEvent, HookCheck, JiraCleanup,
-    Reconcile,
+    BackfillFlush, BackfillPage, BackfillPlan, CleanupScope, GitlabEvent, GitlabSignOut,
+    GitlabTeardown, HookCheck, JiraCleanup, Reconcile,
 };
 use gfj_core::mapping::project_keys::ProjectKeys;
 use gfj_core::mapping::{self, PushAction};
-use gfj_core::url_pattern::UrlAllowList;
 use gfj_gitlab_client::GitLabClient;
 use gfj_jira_client::{DevinfoEntity, JiraApi, JiraError};
 use gfj_jira_client::{JiraClient, Site, SiteAuth};
@@ -32,7 +31,6 @@ pub struct Handlers {
     pub store: Store,
     pub jira: JiraClient,
     pub gitlab: GitLabAccess,
-    pub jira_urls: UrlAllowList,
     pub clock: std::sync::Arc<dyn Clock>,
     /// Builds, deployments or flags per request (`GFJ_JIRA_BATCH_SIZE`).
     pub cicd_batch_size: usize,
@@ -44,6 +42,8 @@ pub struct Handlers {
     pub backfill: crate::backfill::BackfillSettings,
     /// What backfill jobs share (projects read from GitLab, flush locks).
     pub backfill_shared: crate::backfill::BackfillShared,
+    /// Membership checks of projects a delivery names (see `coverage`).
+    pub coverage_checks: crate::coverage::CoverageChecks,
 }
 
 /// The GitLab client acting for a subscription, made on first use (reading and, for an OAuth sign-in,
@@ -218,6 +218,16 @@ impl Handlers {
                     .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
                 self.check_hooks(&check).await
             }
+            GitlabTeardown::KIND => {
+                let t: GitlabTeardown = serde_json::from_str(&job.payload)
+                    .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
+                self.tear_down(&t).await
+            }
+            GitlabSignOut::KIND => {
+                let s: GitlabSignOut = serde_json::from_str(&job.payload)
+                    .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
+                self.sign_out(&s).await
+            }
             other => Err(JobError::Permanent(format!("unknown job kind {other:?}"))),
         }
     }
@@ -234,30 +244,38 @@ impl Handlers {
             tracing::info!(site = %sub.client_key, "Jira site was uninstalled; event dropped");
             return Ok(());
         };
-        if !self.jira_urls.allows(&install.base_url) {
-            return Err(JobError::Permanent(format!(
-                "Jira site {} is not in GFJ_JIRA_URLS",
-                install.base_url
-            )));
-        }
         let site = site_of(install);
         let opts = SendOptions::live(ProjectKeys::new(
             self.store.site_project_keys(&sub.client_key).await?,
         ));
+        // Parsed first, and checked against the subscription's projects before any GitLab read.
         let body = event.body;
-        match EventKind::from_header(&event.event) {
+        let parsed = match EventKind::from_header(&event.event) {
             EventKind::Push => {
                 let push: PushEvent = off_runtime(move || serde_json::from_str(body.get()))
                     .await?
                     .map_err(|e| JobError::Permanent(format!("unreadable push event: {e}")))?;
-                self.push_event(&sub, &site, &opts, push, event.seq).await
+                if push.project_id != push.project.id {
+                    return self
+                        .drop_foreign(&sub, push.project_id, "project_id and project.id differ")
+                        .await;
+                }
+                WebhookEvent::Push(push)
             }
-            kind => {
-                let parsed = off_runtime(move || WebhookEvent::parse(kind, body.get().as_bytes()))
-                    .await?
-                    .map_err(|e| JobError::Permanent(format!("unreadable {}: {e}", event.event)))?;
-                self.cicd_event(&sub, &site, &opts, parsed, event.seq).await
-            }
+            kind => off_runtime(move || WebhookEvent::parse(kind, body.get().as_bytes()))
+                .await?
+                .map_err(|e| JobError::Permanent(format!("unreadable {}: {e}", event.event)))?,
+        };
+        if let Some(project_id) = parsed.project_id()
+            && !self.covers(&sub, project_id).await?
+        {
+            return self
+                .drop_foreign(&sub, project_id, "not a project of the linked group")
+                .await;
+        }
+        match parsed {
+            WebhookEvent::Push(push) => self.push_event(&sub, &site, &opts, push, event.seq).await,
+            other => self.cicd_event(&sub, &site, &opts, other, event.seq).await,
         }
     }
 

@@ -2,19 +2,22 @@
 //!
 //! [`Runner`] claims due jobs with a lease, runs each one ([`handlers`]), and records the outcome:
 //! done (row deleted), retry with backoff, postponed (Jira asked us to wait), or dead after the last
-//! attempt. It never holds a database transaction across a network call.
+//! attempt. A handler that panics fails its attempt like any other error. It never holds a database
+//! transaction across a network call.
 
 mod audit;
 pub mod backfill;
 mod cicd;
+pub mod coverage;
 pub mod gitlab_access;
 pub mod handlers;
 pub mod hooks;
 pub mod linking;
 pub mod reconcile;
 mod runner;
+mod teardown;
 
-pub use runner::{Runner, RunnerConfig};
+pub use runner::{JobHandler, Runner, RunnerConfig};
 
 /// How a job ended, when it did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +54,7 @@ impl From<gfj_jira_client::JiraError> for JobError {
                 message,
                 after_ms: None,
             },
-            J::BadRequest(_) | J::TooLarge => Self::Permanent(message),
+            J::BadRequest(_) | J::TooLarge | J::SiteNotAllowed(_) => Self::Permanent(message),
         }
     }
 }

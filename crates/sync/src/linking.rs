@@ -8,7 +8,6 @@
 //! not), then queues the deletion from Jira of what the subscription sent, then forgets it.
 
 use gfj_core::jobs::{CleanupScope, JiraCleanup};
-use gfj_core::url_pattern::normalize_base_url;
 use gfj_gitlab_client::{GitLabClient, GitLabError, HookScope, MAINTAINER};
 use gfj_store::installations::Installation;
 use gfj_store::subscriptions::{Hook, NewSubscription, Subscription};
@@ -33,12 +32,26 @@ pub enum HookMode {
 }
 
 /// Who acts in GitLab for the subscription.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum GitLabCredentials {
     /// A personal, group or project access token.
     Token(String),
-    /// A GitLab user who signed in with OAuth (a stored, refreshed sign-in).
+    /// A Jira user's own GitLab sign-in (OAuth; stored and refreshed), linking from the Jira page.
     Connection(i64),
+    /// A GitLab sign-in made through the admin page's flow: the only kind the admin page and the command
+    /// line may link with, so an operator never acts as a GitLab user who signed in for a Jira user.
+    AdminConnection(i64),
+}
+
+/// Never prints the token: requests are logged and shown in errors.
+impl std::fmt::Debug for GitLabCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Token(_) => f.write_str("Token(<redacted>)"),
+            Self::Connection(id) => f.debug_tuple("Connection").field(id).finish(),
+            Self::AdminConnection(id) => f.debug_tuple("AdminConnection").field(id).finish(),
+        }
+    }
 }
 
 pub struct LinkRequest<'a> {
@@ -92,6 +105,10 @@ pub enum LinkError {
     GitLab(#[from] GitLabError),
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error(
+        "GitLab sign-in {0} was not made through the admin page; sign in to GitLab from the admin page"
+    )]
+    NotAnAdminSignIn(i64),
     #[error("{0}")]
     Job(String),
 }
@@ -126,11 +143,14 @@ impl Linker<'_> {
                 gitlab_url,
                 token,
             )),
-            GitLabCredentials::Connection(id) => {
+            GitLabCredentials::Connection(id) | GitLabCredentials::AdminConnection(id) => {
                 let (client, conn) = self
                     .access
                     .client_for_connection(self.store, *id, now_ms)
                     .await?;
+                if matches!(credentials, GitLabCredentials::AdminConnection(_)) && !conn.via_admin {
+                    return Err(LinkError::NotAnAdminSignIn(*id));
+                }
                 if conn.gitlab_url != gitlab_url {
                     return Err(LinkError::Job(format!(
                         "GitLab sign-in {id} is for {}, not {gitlab_url}",
@@ -148,7 +168,11 @@ impl Linker<'_> {
         now_ms: i64,
     ) -> Result<LinkedSubscription, LinkError> {
         let install = req.install;
-        let gitlab_url = normalize_base_url(req.gitlab_url);
+        let gitlab_url = self
+            .access
+            .urls
+            .allowed_origin(req.gitlab_url)
+            .ok_or_else(|| LinkError::GitLabNotAllowed(req.gitlab_url.to_owned()))?;
         let client = self.client(&gitlab_url, &req.credentials, now_ms).await?;
         let user = client.current_user().await.map_err(|e| match e {
             GitLabError::Unauthorized => LinkError::Unauthorized(gitlab_url.clone()),
@@ -191,7 +215,9 @@ impl Linker<'_> {
             register_hooks(&client, req.hook_mode, group.id, &hook_url, &secrets).await?;
         let (gitlab_token, gitlab_connection_id) = match &req.credentials {
             GitLabCredentials::Token(t) => (t.clone(), None),
-            GitLabCredentials::Connection(id) => (String::new(), Some(*id)),
+            GitLabCredentials::Connection(id) | GitLabCredentials::AdminConnection(id) => {
+                (String::new(), Some(*id))
+            }
         };
         let new = NewSubscription {
             client_key: install.client_key.clone(),
@@ -357,4 +383,19 @@ async fn remove_hooks(client: &GitLabClient, hooks: &[Hook]) -> Vec<String> {
         }
     }
     failures
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_print_without_their_token() {
+        let printed = format!("{:?}", GitLabCredentials::Token("glpat-secret".into()));
+        assert!(!printed.contains("glpat-secret"), "{printed}");
+        assert_eq!(
+            format!("{:?}", GitLabCredentials::AdminConnection(7)),
+            "AdminConnection(7)"
+        );
+    }
 }

@@ -280,7 +280,7 @@ impl Handlers {
         let Some(project_id) = project_json["id"].as_i64() else {
             return Ok(());
         };
-        let known = self.store.known_feature_flags(project_id).await?;
+        let known = self.store.known_feature_flags(sub.id, project_id).await?;
         if known.is_empty() {
             return Ok(());
         }

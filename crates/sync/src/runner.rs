@@ -1,3 +1,5 @@
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,11 +33,29 @@ impl Default for RunnerConfig {
     }
 }
 
+/// What runs a claimed job: the service's [`Handlers`], or a stand-in where a test needs a job that
+/// misbehaves.
+pub trait JobHandler: Send + Sync + 'static {
+    fn run<'a>(
+        &'a self,
+        job: &'a Job,
+    ) -> Pin<Box<dyn Future<Output = Result<(), JobError>> + Send + 'a>>;
+}
+
+impl JobHandler for Handlers {
+    fn run<'a>(
+        &'a self,
+        job: &'a Job,
+    ) -> Pin<Box<dyn Future<Output = Result<(), JobError>> + Send + 'a>> {
+        Box::pin(Handlers::run(self, job))
+    }
+}
+
 /// Drains the queue until shut down.
 pub struct Runner {
     store: Store,
     clock: Arc<dyn Clock>,
-    handlers: Arc<Handlers>,
+    handlers: Arc<dyn JobHandler>,
     config: RunnerConfig,
     worker_id: String,
 }
@@ -53,11 +73,21 @@ impl Runner {
         handlers: Handlers,
         config: RunnerConfig,
     ) -> Self {
+        Self::with_handler(store, clock, Arc::new(handlers), config)
+    }
+
+    /// A runner whose jobs are run by `handler` instead of the service's [`Handlers`].
+    pub fn with_handler(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        handler: Arc<dyn JobHandler>,
+        config: RunnerConfig,
+    ) -> Self {
         let worker_id = format!("worker-{}-{}", std::process::id(), random_suffix());
         Self {
             store,
             clock,
-            handlers: Arc::new(handlers),
+            handlers: handler,
             config,
             worker_id,
         }
@@ -155,8 +185,23 @@ impl Runner {
                     }
                 }
             };
+            // The handler runs as its own task, so that a panic (a bug reached by some payload) ends
+            // only this attempt: it is recorded as a failure and retried with backoff like any other,
+            // and the job dies after its last attempt instead of holding its lease until it expires.
+            // The one-task set aborts the handler if this future is dropped.
+            let mut handler_task = JoinSet::new();
+            {
+                let (handlers, job) = (handlers.clone(), job.clone());
+                handler_task.spawn(
+                    async move { handlers.run(&job).await }.instrument(tracing::Span::current()),
+                );
+            }
             let outcome = tokio::select! {
-                outcome = handlers.run(&job) => outcome,
+                joined = handler_task.join_next() => match joined {
+                    Some(Ok(outcome)) => outcome,
+                    Some(Err(e)) => Err(JobError::Retry { message: handler_crash(e), after_ms: None }),
+                    None => unreachable!("one task was spawned"),
+                },
                 () = heartbeat => unreachable!("the heartbeat never ends"),
             };
             let now = clock.now_ms();
@@ -184,6 +229,20 @@ impl Runner {
         }
         .instrument(span)
     }
+}
+
+/// What a handler task that did not return leaves as the job's error: its panic message.
+fn handler_crash(e: tokio::task::JoinError) -> String {
+    if !e.is_panic() {
+        return "the job's task was cancelled".to_owned();
+    }
+    let payload = e.into_panic();
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message");
+    format!("the handler panicked: {message}")
 }
 
 fn jitter() -> f64 {

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::capped::{MAX_PEOPLE_AND_LABELS, MAX_PIPELINE_BUILDS, at_most};
 use super::dates::{GitLabTime, lenient_time, null_as_default};
 use super::{Commit, Project};
 
@@ -107,11 +108,11 @@ pub struct MergeRequestEvent {
     pub object_attributes: MergeRequestAttributes,
     #[serde(default)]
     pub repository: Option<Repository>,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "at_most::<_, _, {MAX_PEOPLE_AND_LABELS}>")]
     pub labels: Vec<Label>,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "at_most::<_, _, {MAX_PEOPLE_AND_LABELS}>")]
     pub assignees: Vec<User>,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "at_most::<_, _, {MAX_PEOPLE_AND_LABELS}>")]
     pub reviewers: Vec<User>,
     /// Kept as sent: GitLab can send it empty, and the state to act on is `object_attributes.state`.
     #[serde(default)]
@@ -139,9 +140,9 @@ pub struct MergeRequestAttributes {
     pub target_project_id: i64,
     #[serde(default)]
     pub author_id: Option<i64>,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "at_most::<_, _, {MAX_PEOPLE_AND_LABELS}>")]
     pub assignee_ids: Vec<i64>,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "at_most::<_, _, {MAX_PEOPLE_AND_LABELS}>")]
     pub reviewer_ids: Vec<i64>,
     #[serde(default, deserialize_with = "lenient_time")]
     pub created_at: Option<GitLabTime>,
@@ -197,7 +198,7 @@ pub struct PipelineEvent {
     /// `None` when the commit is no longer in the repository.
     #[serde(default)]
     pub commit: Option<Commit>,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "at_most::<_, _, {MAX_PIPELINE_BUILDS}>")]
     pub builds: Vec<PipelineBuild>,
 }
 
@@ -237,7 +238,7 @@ pub struct PipelineAttributes {
     /// The status as the UI words it, for example `passed` or `waiting for manual action`.
     #[serde(default)]
     pub detailed_status: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "at_most::<_, _, {MAX_PEOPLE_AND_LABELS}>")]
     pub stages: Vec<String>,
     #[serde(default, deserialize_with = "lenient_time")]
     pub created_at: Option<GitLabTime>,
@@ -526,7 +527,7 @@ pub struct ProjectEvent {
     pub project_id: i64,
     #[serde(default)]
     pub project_namespace_id: Option<i64>,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "at_most::<_, _, {MAX_PEOPLE_AND_LABELS}>")]
     pub owners: Vec<ProjectOwner>,
     /// `private`, `internal` or `public`.
     #[serde(default)]

@@ -2,12 +2,12 @@
 //! versions keep working; missing optional fields default. [`WebhookEvent::parse`] is the way in: it
 //! checks that the body is the event its `X-Gitlab-Event` header says and carries the ids we route by.
 
+pub mod capped;
 mod dates;
 mod events;
 mod parse;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 pub use dates::GitLabTime;
 pub use events::{
@@ -126,11 +126,20 @@ pub struct Commit {
     pub timestamp: String,
     pub url: String,
     pub author: CommitAuthor,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "capped::at_most::<_, _, {capped::MAX_COMMIT_FILES}>"
+    )]
     pub added: Vec<String>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "capped::at_most::<_, _, {capped::MAX_COMMIT_FILES}>"
+    )]
     pub modified: Vec<String>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "capped::at_most::<_, _, {capped::MAX_COMMIT_FILES}>"
+    )]
     pub removed: Vec<String>,
 }
 
@@ -156,7 +165,10 @@ pub struct PushEvent {
     pub user_username: Option<String>,
     pub project_id: i64,
     pub project: Project,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "capped::at_most::<_, _, {capped::MAX_PAYLOAD_COMMITS}>"
+    )]
     pub commits: Vec<Commit>,
     #[serde(default)]
     pub total_commits_count: i64,
@@ -223,7 +235,7 @@ pub struct DiffFile {
 
 /// Hex SHA-256 of a webhook secret token: the only form in which tokens are stored or compared.
 pub fn webhook_token_hash(token: &[u8]) -> String {
-    crate::qsh::hex(&Sha256::digest(token))
+    crate::digest::sha256_hex(token)
 }
 
 #[cfg(test)]

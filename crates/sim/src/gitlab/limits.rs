@@ -35,6 +35,8 @@ pub(super) struct Limits {
     /// Throttle key → (window index, requests seen in it).
     windows: HashMap<String, (i64, u32)>,
     faults: VecDeque<u16>,
+    /// `GitLabSim::set_pagination_loops`.
+    pagination_loops: bool,
 }
 
 impl GitLabSim {
@@ -48,6 +50,12 @@ impl GitLabSim {
         let mut l = self.shared.limits.lock().unwrap();
         l.rate = Some((limit, window.max(Duration::from_secs(1))));
         l.windows.clear();
+    }
+
+    /// Turns every list into one that never ends, as a hostile or broken GitLab could: each page's
+    /// `Link: rel="next"` points back at the page itself and `x-next-page` repeats the current page.
+    pub fn set_pagination_loops(&self, on: bool) {
+        self.shared.limits.lock().unwrap().pagination_loops = on;
     }
 
     /// The next `n` API or OAuth requests fail with `status`, before authentication, as a failing
@@ -100,8 +108,23 @@ async fn handle(s: &Shared, req: Request, next: Next, api: bool) -> Response {
     {
         return with_rate_headers(denied, rate.as_ref());
     }
-    let resp = next.run(req).await;
+    let this_page = format!("{}{}", s.base(), req.uri());
+    let mut resp = next.run(req).await;
+    if s.limits.lock().unwrap().pagination_loops {
+        loop_pagination(&mut resp, &this_page);
+    }
     with_rate_headers(resp, rate.as_ref())
+}
+
+/// Points a list page's next page back at itself.
+fn loop_pagination(resp: &mut Response, this_page: &str) {
+    let h = resp.headers_mut();
+    if let Ok(link) = HeaderValue::from_str(&format!("<{this_page}>; rel=\"next\"")) {
+        h.insert("link", link);
+    }
+    if let Some(page) = h.get("x-page").cloned() {
+        h.insert("x-next-page", page);
+    }
 }
 
 struct Throttle {
