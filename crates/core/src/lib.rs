@@ -1,7 +1,8 @@
 //! The pure core of gitlab-for-jira: everything that decides *what* to send, with no I/O.
 //!
 //! - [`issue_keys`]: GitLab's Jira issue-key rule.
-//! - [`qsh`] and [`connect_jwt`]: Atlassian Connect request hashing and JWTs.
+//! - [`qsh`] and [`connect_jwt`]: Atlassian Connect request hashing and JWTs; [`connect_lifecycle`]: the
+//!   body of Connect lifecycle callbacks.
 //! - [`gitlab`]: typed GitLab webhook payloads (what arrives).
 //! - [`jira`]: typed Jira Software Cloud request bodies (what leaves).
 //! - [`mapping`]: GitLab objects → Jira entities, with the id rules of `interface.md`.
@@ -18,6 +19,7 @@
 pub mod backoff;
 pub mod batching;
 pub mod connect_jwt;
+pub mod connect_lifecycle;
 pub mod digest;
 pub mod gitlab;
 pub mod issue_keys;

@@ -12,23 +12,11 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use gfj_core::connect_jwt::{self, BoundRequest};
+use gfj_core::connect_lifecycle::LifecyclePayload;
 use gfj_store::installations::Installation;
 use gfj_store::uninstall::{UninstallRefusal, UninstallToken};
-use serde::Deserialize;
 
 use crate::AppState;
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LifecyclePayload {
-    key: String,
-    client_key: String,
-    #[serde(default)]
-    shared_secret: Option<String>,
-    base_url: String,
-    #[serde(default)]
-    display_url: Option<String>,
-}
 
 pub async fn installed(
     State(state): State<Arc<AppState>>,

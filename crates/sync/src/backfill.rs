@@ -27,7 +27,7 @@ use gfj_store::subscriptions::Subscription;
 use gfj_store::{Store, StoreError};
 
 use crate::JobError;
-use crate::handlers::{Handlers, SendOptions, site_of};
+use crate::handlers::{Handlers, SendOptions, off_runtime, site_of};
 use crate::reconcile::merge_request_hook;
 
 /// How backfills run (`GFJ_BACKFILL_DAYS`, `GFJ_BACKFILL_TASKS`).
@@ -322,45 +322,54 @@ impl Handlers {
         let project_json = serde_json::to_value(&project).expect("project serialises");
         match task.entity {
             BackfillEntity::MergeRequests => {
-                let page = gitlab
+                let mut page = gitlab
                     .merge_requests_page(project.id, since, n)
                     .await
                     .map_err(gone)?;
-                let mut requests = Vec::new();
-                let mut dropped = Vec::new();
-                let mut sent_ids = Vec::new();
-                for mr in &page.items {
-                    let hook = merge_request_hook(&project_json, mr);
-                    let bytes = serde_json::to_vec(&hook).expect("JSON serialises");
-                    let Ok(WebhookEvent::MergeRequest(ev)) =
-                        WebhookEvent::parse(EventKind::MergeRequest, &bytes)
-                    else {
-                        tracing::warn!(
-                            project = project.id,
-                            "a merge request GitLab listed could not be read; skipped"
-                        );
-                        continue;
-                    };
-                    if let MergeRequestAction::Store {
-                        request,
-                        dropped_keys,
-                    } = map_merge_request(&ev, seq, self.merge_request_options)
-                    {
-                        if request
-                            .repositories
-                            .iter()
-                            .any(|r| !r.pull_requests.is_empty())
+                // A page of merge requests may hold megabytes of descriptions.
+                let options = self.merge_request_options;
+                let items = std::mem::take(&mut page.items);
+                let read = items.len() as i64;
+                let project_id = project.id;
+                let (requests, dropped, sent_ids) = off_runtime(move || {
+                    let mut requests = Vec::new();
+                    let mut dropped = Vec::new();
+                    let mut sent_ids = Vec::new();
+                    for mr in &items {
+                        let hook = merge_request_hook(&project_json, mr);
+                        let bytes = serde_json::to_vec(&hook).expect("JSON serialises");
+                        let Ok(WebhookEvent::MergeRequest(ev)) =
+                            WebhookEvent::parse(EventKind::MergeRequest, &bytes)
+                        else {
+                            tracing::warn!(
+                                project = project_id,
+                                "a merge request GitLab listed could not be read; skipped"
+                            );
+                            continue;
+                        };
+                        if let MergeRequestAction::Store {
+                            request,
+                            dropped_keys,
+                        } = map_merge_request(&ev, seq, options)
                         {
-                            sent_ids.push(ev.object_attributes.id);
+                            if request
+                                .repositories
+                                .iter()
+                                .any(|r| !r.pull_requests.is_empty())
+                            {
+                                sent_ids.push(ev.object_attributes.id);
+                            }
+                            requests.push(request);
+                            dropped.extend(
+                                dropped_keys
+                                    .into_iter()
+                                    .filter(|d| d.entity_type == "branch"),
+                            );
                         }
-                        requests.push(request);
-                        dropped.extend(
-                            dropped_keys
-                                .into_iter()
-                                .filter(|d| d.entity_type == "branch"),
-                        );
                     }
-                }
+                    (requests, dropped, sent_ids)
+                })
+                .await?;
                 let (sent, outbox) = self.devinfo_for_outbox(sub, &opts, requests, dropped).await;
                 for id in sent_ids {
                     self.store
@@ -369,7 +378,7 @@ impl Handlers {
                 }
                 Ok(PageRead {
                     next_page: page.next_page,
-                    read: page.items.len() as i64,
+                    read,
                     sent,
                     total: page.total,
                     outbox,
@@ -471,11 +480,16 @@ impl Handlers {
                 };
                 let mut requests = Vec::new();
                 let mut dropped = Vec::new();
-                if read > 0
-                    && let Ok(PushAction::Store {
-                        request,
-                        dropped_keys,
-                    }) = mapping::map_push(&push, seq, None)
+                // A page of commits may hold megabytes of messages.
+                let mapped = if read > 0 {
+                    off_runtime(move || mapping::map_push(&push, seq, None)).await?
+                } else {
+                    Ok(PushAction::Nothing)
+                };
+                if let Ok(PushAction::Store {
+                    request,
+                    dropped_keys,
+                }) = mapped
                 {
                     requests.push(request);
                     dropped.extend(dropped_keys);

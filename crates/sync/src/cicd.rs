@@ -15,7 +15,7 @@ use gfj_jira_client::Site;
 use gfj_store::subscriptions::Subscription;
 
 use crate::JobError;
-use crate::handlers::{Handlers, SendOptions};
+use crate::handlers::{Handlers, SendOptions, off_runtime};
 
 impl Handlers {
     pub(crate) async fn cicd_event(
@@ -31,7 +31,13 @@ impl Handlers {
         let properties = |project_id: i64| mapping::properties(sub.id, project_id);
         match event {
             WebhookEvent::MergeRequest(ev) => {
-                match map_merge_request(&ev, seq, self.merge_request_options) {
+                let options = self.merge_request_options;
+                let (ev, action) = off_runtime(move || {
+                    let action = map_merge_request(&ev, seq, options);
+                    (ev, action)
+                })
+                .await?;
+                match action {
                     MergeRequestAction::Nothing => Ok(()),
                     MergeRequestAction::Store {
                         mut request,
@@ -62,7 +68,12 @@ impl Handlers {
                 }
             }
             WebhookEvent::Pipeline(ev) => {
-                match map_pipeline(&ev, seq).and_then(|b| keys.filter_build(b)) {
+                let (ev, build) = off_runtime(move || {
+                    let build = map_pipeline(&ev, seq);
+                    (ev, build)
+                })
+                .await?;
+                match build.and_then(|b| keys.filter_build(b)) {
                     None => Ok(()),
                     Some(build) => {
                         let props = properties(ev.project.id);
@@ -75,7 +86,13 @@ impl Handlers {
                 let Some(facts) = self.deployment_facts(sub, &ev).await? else {
                     return Ok(());
                 };
-                match map_deployment(&facts, seq).and_then(|d| keys.filter_deployment(d)) {
+                // The facts carry the messages of every commit the deployment brings.
+                let (facts, deployment) = off_runtime(move || {
+                    let deployment = map_deployment(&facts, seq);
+                    (facts, deployment)
+                })
+                .await?;
+                match deployment.and_then(|d| keys.filter_deployment(d)) {
                     None => Ok(()),
                     Some(d) => {
                         let props = properties(facts.project.id);

@@ -141,6 +141,23 @@ pub async fn queue_jira_cleanup(
     store.enqueue(&[job], now_ms).await.map(drop)
 }
 
+/// Runs CPU-heavy work on tokio's blocking pool: parsing and mapping an event whose texts may be megabytes
+/// would otherwise hold a runtime worker that webhook intake and other jobs share. A panic inside goes on
+/// here, as if the work had run inline.
+pub(crate) async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, JobError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(out) => Ok(out),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Only when the runtime shuts down before the work started: the job runs again later.
+        Err(e) => Err(JobError::Retry {
+            message: format!("interrupted by shutdown: {e}"),
+            after_ms: None,
+        }),
+    }
+}
+
 /// At most this many commits of one push get their files read from GitLab (two reads each).
 const MAX_ENRICHED_COMMITS: usize = 50;
 
@@ -161,9 +178,12 @@ impl Handlers {
                     );
                     return Ok(());
                 }
-                let event: GitlabEvent = serde_json::from_str(&job.payload)
+                // The payload holds the delivery's body, which may be megabytes.
+                let payload = job.payload.clone();
+                let event: GitlabEvent = off_runtime(move || serde_json::from_str(&payload))
+                    .await?
                     .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
-                self.gitlab_event(&event).await
+                self.gitlab_event(event).await
             }
             JiraCleanup::KIND => {
                 let cleanup: JiraCleanup = serde_json::from_str(&job.payload)
@@ -212,7 +232,7 @@ impl Handlers {
         }
     }
 
-    async fn gitlab_event(&self, event: &GitlabEvent) -> Result<(), JobError> {
+    async fn gitlab_event(&self, event: GitlabEvent) -> Result<(), JobError> {
         let Some(sub) = self.store.subscription(event.subscription_id).await? else {
             tracing::info!(
                 subscription = event.subscription_id,
@@ -229,9 +249,11 @@ impl Handlers {
             self.store.site_project_keys(&sub.client_key).await?,
         ));
         // Parsed first, and checked against the subscription's projects before any GitLab read.
+        let body = event.body;
         let parsed = match EventKind::from_header(&event.event) {
             EventKind::Push => {
-                let push: PushEvent = serde_json::from_str(event.body.get())
+                let push: PushEvent = off_runtime(move || serde_json::from_str(body.get()))
+                    .await?
                     .map_err(|e| JobError::Permanent(format!("unreadable push event: {e}")))?;
                 if push.project_id != push.project.id {
                     return self
@@ -240,7 +262,8 @@ impl Handlers {
                 }
                 WebhookEvent::Push(push)
             }
-            kind => WebhookEvent::parse(kind, event.body.get().as_bytes())
+            kind => off_runtime(move || WebhookEvent::parse(kind, body.get().as_bytes()))
+                .await?
                 .map_err(|e| JobError::Permanent(format!("unreadable {}: {e}", event.event)))?,
         };
         if let Some(project_id) = parsed.project_id()
@@ -357,13 +380,20 @@ impl Handlers {
                 .open_merge_request_texts(push.project.id, &branch)
                 .await?
         };
-        match mapping::map_push_with(&push, seq, None, &open_mr_texts) {
+        let (push, open_mr_texts, mapped) = off_runtime(move || {
+            let mapped = mapping::map_push_with(&push, seq, None, &open_mr_texts);
+            (push, open_mr_texts, mapped)
+        })
+        .await?;
+        match mapped {
             Ok(a) => Ok(a),
             Err(mapping::NeedsTipCommit(sha)) => {
                 let tip = gitlab.get().await?.commit(push.project.id, &sha).await?;
-                mapping::map_push_with(&push, seq, Some(&tip), &open_mr_texts).map_err(|e| {
-                    JobError::Permanent(format!("tip commit {} not returned by GitLab", e.0))
-                })
+                off_runtime(move || mapping::map_push_with(&push, seq, Some(&tip), &open_mr_texts))
+                    .await?
+                    .map_err(|e| {
+                        JobError::Permanent(format!("tip commit {} not returned by GitLab", e.0))
+                    })
             }
         }
     }

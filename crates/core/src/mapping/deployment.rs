@@ -122,7 +122,7 @@ fn associations(f: &DeploymentFacts) -> Vec<Association> {
         }
     }
     services.truncate(jira::MAX_ASSOCIATION_VALUES);
-    let mut keys = issue_keys::extract(f.key_texts.iter().map(String::as_str));
+    let mut keys = issue_keys::extract(f.key_texts.iter().map(String::as_str)).into_keys();
     keys.truncate(jira::MAX_ASSOCIATION_VALUES - services.len());
 
     let mut out = Vec::new();

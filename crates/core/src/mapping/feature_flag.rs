@@ -26,7 +26,7 @@ pub struct FlagFacts {
 
 /// `None` when the description names no issue key.
 pub fn map_feature_flag(f: &FlagFacts, seq: i64) -> Option<FeatureFlag> {
-    let mut keys = issue_keys::extract([f.description.as_str()]);
+    let mut keys = issue_keys::extract([f.description.as_str()]).into_keys();
     if keys.is_empty() {
         return None;
     }

@@ -71,7 +71,7 @@ pub fn map_merge_request_with(
 
     let mut pr_keys = issue_keys::extract([a.title.as_str(), description]);
     if opts.keys_from_source_branch {
-        issue_keys::merge(&mut pr_keys, &issue_keys::extract([source]));
+        pr_keys.merge(&issue_keys::extract([source]));
     }
     // A fork's source branch lives in another repository: linking it here would name a branch this
     // repository does not have.

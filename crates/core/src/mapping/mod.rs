@@ -57,9 +57,9 @@ impl KeyCaps {
         &mut self,
         entity_type: &'static str,
         entity_id: &str,
-        keys: Vec<String>,
+        keys: issue_keys::ExtractedKeys,
     ) -> Vec<String> {
-        let (kept, dropped) = issue_keys::cap(keys);
+        let dropped = keys.dropped();
         if dropped > 0
             && !self
                 .0
@@ -72,7 +72,7 @@ impl KeyCaps {
                 dropped,
             });
         }
-        kept
+        keys.into_keys()
     }
 }
 
@@ -114,24 +114,23 @@ pub fn map_push_with(
     let branch_keys = issue_keys::extract([branch]);
     let mut caps = KeyCaps::default();
     let mut commits = Vec::new();
-    let mut keys_from_commits = Vec::new();
+    let mut keys_from_commits = issue_keys::ExtractedKeys::default();
     for c in &push.commits {
         let mut keys = issue_keys::extract([c.message.as_str()]);
-        issue_keys::merge(&mut keys_from_commits, &keys);
-        issue_keys::merge(&mut keys, &branch_keys);
+        keys_from_commits.merge(&keys);
+        keys.merge(&branch_keys);
         if !keys.is_empty() {
             let keys = caps.cap("commit", &c.id, keys);
             commits.push(commit(c, keys, seq));
         }
     }
     let is_default = push.project.default_branch.as_deref() == Some(branch);
-    let mut keys = branch_keys.clone();
-    issue_keys::merge(
-        &mut keys,
-        &issue_keys::extract(open_mr_texts.iter().map(String::as_str)),
-    );
+    let mut keys = branch_keys;
+    keys.merge(&issue_keys::extract(
+        open_mr_texts.iter().map(String::as_str),
+    ));
     if !is_default {
-        issue_keys::merge(&mut keys, &keys_from_commits);
+        keys.merge(&keys_from_commits);
     }
     let mut branches = Vec::new();
     if !keys.is_empty() {
@@ -273,13 +272,13 @@ pub(crate) fn test_project() -> Project {
 fn branch_entity(
     project: &Project,
     name: &str,
-    keys: Vec<String>,
+    keys: issue_keys::ExtractedKeys,
     tip: &GlCommit,
     seq: i64,
     caps: &mut KeyCaps,
 ) -> jira::Branch {
     let mut tip_keys = issue_keys::extract([tip.message.as_str()]);
-    issue_keys::merge(&mut tip_keys, &keys);
+    tip_keys.merge(&keys);
     let tip_keys = caps.cap("commit", &tip.id, tip_keys);
     let id = branch_id(name);
     let issue_keys = caps.cap("branch", &id, keys);

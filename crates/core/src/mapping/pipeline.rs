@@ -27,11 +27,10 @@ pub fn map_pipeline(ev: &PipelineEvent, seq: i64) -> Option<Build> {
     if let Some(mr) = &ev.merge_request {
         texts.extend([mr.source_branch.as_str(), mr.title.as_str()]);
     }
-    let keys = issue_keys::extract(texts);
+    let mut keys = issue_keys::extract(texts).into_keys();
     if keys.is_empty() {
         return None;
     }
-    let mut keys = keys;
     // Builds take fewer keys than devinfo entities (`issueKeys` is `[1..100]`).
     keys.truncate(jira::MAX_KEYS_PER_CICD_ENTITY);
 
