@@ -2,6 +2,9 @@
 //!
 //! 1. Webhook intake, durable to fsync, against a bare axum handler on the same machine, same client.
 //! 2. GitLab event → Jira 2xx latency (p50, p99) against the Jira simulator, at a steady 100 events/s.
+//! 3. Intake latency of ordinary webhooks at a steady 200/s, alone and while 8 MB pushes whose commit
+//!    message holds about a million distinct issue keys keep arriving (hostile payloads must not stall
+//!    intake), with the workers running and mapping them.
 //!
 //! `cargo bench --bench pipeline` (needs PostgreSQL like the tests; `GFJ_BENCH_SECS` sets the length of each
 //! intake run, default 5). Everything runs on loopback and stops by itself.
@@ -250,6 +253,99 @@ async fn latency(db: TestDatabase, n: usize, per_sec: u64) -> (Vec<u64>, usize) 
     (lat, n)
 }
 
+/// A push whose one commit message is `bytes` long and made of distinct issue keys.
+fn hostile_push_body(bytes: usize) -> String {
+    let mut message = String::with_capacity(bytes + 16);
+    let mut n = 0u64;
+    while message.len() < bytes {
+        message.push_str(&format!("HX-{n} "));
+        n += 1;
+    }
+    let sha = format!("{:040x}", 0xbad);
+    serde_json::json!({
+        "object_kind": "push", "event_name": "push", "before": "0".repeat(40), "after": sha,
+        "ref": "refs/heads/main", "checkout_sha": sha, "user_username": "bench", "project_id": 7,
+        "project": {"id": 7, "name": "api", "web_url": "http://127.0.0.1/acme/api",
+                    "path_with_namespace": "acme/api", "default_branch": "main"},
+        "commits": [{"id": sha, "message": message, "title": "HX-0",
+                     "timestamp": "2026-11-27T10:00:00+02:00",
+                     "url": "http://127.0.0.1/acme/api/-/commit/bad",
+                     "author": {"name": "Bench", "email": "bench@example.com"},
+                     "added": [], "modified": ["a.rs"], "removed": []}],
+        "total_commits_count": 1
+    })
+    .to_string()
+}
+
+/// Latencies (µs, sorted) of ordinary webhooks sent at `per_sec` for `secs`, while `hostile` tasks post
+/// 8 MB pushes back to back; returns them with the number of hostile pushes acknowledged.
+async fn paced_intake(url: &str, per_sec: u64, secs: u64, hostile: usize) -> (Vec<u64>, usize) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let big = std::sync::Arc::new(hostile_push_body(8 << 20));
+    let mut attackers = Vec::new();
+    for _ in 0..hostile {
+        let (url, big, stop) = (url.to_owned(), big.clone(), stop.clone());
+        attackers.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut acknowledged = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut req = client.post(&url).body(big.as_str().to_owned());
+                for (k, v) in webhook_headers() {
+                    req = req.header(k, v);
+                }
+                let key = NEXT_KEY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if let Ok(r) = req.header("idempotency-key", key.to_string()).send().await
+                    && r.status().is_success()
+                {
+                    acknowledged += 1;
+                }
+            }
+            acknowledged
+        }));
+    }
+    let client = reqwest::Client::new();
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / per_sec));
+    let mut sent = Vec::new();
+    let end = Instant::now() + Duration::from_secs(secs);
+    let mut i = 0;
+    while Instant::now() < end {
+        tick.tick().await;
+        let mut req = client
+            .post(url)
+            .body(push_body(i))
+            .header("content-type", "application/json");
+        for (k, v) in webhook_headers() {
+            req = req.header(k, v);
+        }
+        let key = NEXT_KEY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        req = req.header("idempotency-key", key.to_string());
+        // Each request on its own task, so a slow answer does not delay the next send.
+        sent.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let ok = req
+                .send()
+                .await
+                .map(|r| r.status().is_success())
+                .unwrap_or(false);
+            ok.then(|| t.elapsed().as_micros() as u64)
+        }));
+        i += 1;
+    }
+    let mut lat = Vec::new();
+    for s in sent {
+        if let Some(us) = s.await.unwrap() {
+            lat.push(us);
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acknowledged = 0;
+    for a in attackers {
+        acknowledged += a.await.unwrap();
+    }
+    lat.sort_unstable();
+    (lat, acknowledged)
+}
+
 fn main() {
     let secs: u64 = std::env::var("GFJ_BENCH_SECS")
         .ok()
@@ -285,6 +381,21 @@ fn main() {
             let (lat, n) = latency(db, 500, 100).await;
             let ms = |p: f64| percentile(&lat, p) as f64 / 1000.0;
             println!("| {name} | {}/{n} | {:.2} | {:.2} | {:.2} |", lat.len(), ms(0.5), ms(0.99), ms(1.0));
+        }
+        println!("\n| intake at 200 webhooks/s, workers mapping | hostile 8 MB pushes acknowledged | webhooks | p50 ms | p99 ms | max ms |");
+        println!("|---|---|---|---|---|---|");
+        for (name, db) in [("SQLite", TestDatabase::sqlite().await), ("PostgreSQL", TestDatabase::postgres().await)] {
+            let jira = JiraSim::start(JiraSimConfig::default()).await.unwrap();
+            let (url, store, stop) = service(&db, Some(&jira), true).await;
+            for hostile in [0, 2] {
+                let (lat, acknowledged) = paced_intake(&url, 200, secs, hostile).await;
+                let ms = |p: f64| percentile(&lat, p) as f64 / 1000.0;
+                let what = if hostile == 0 { "alone" } else { "with 2 clients posting 8 MB pushes" };
+                println!("| {name}, {what} | {acknowledged} | {} | {:.2} | {:.2} | {:.2} |", lat.len(), ms(0.5), ms(0.99), ms(1.0));
+            }
+            let _ = stop.send(());
+            store.close().await;
+            db.drop_database().await;
         }
     });
 }
