@@ -100,6 +100,24 @@ struct TokenResponse {
 /// GitLab's access-token lifetime.
 const DEFAULT_EXPIRES_IN_SECS: i64 = 7200;
 
+/// Posts a form to one of the OAuth application's GitLab endpoints (`/oauth/token`, `/oauth/revoke`).
+async fn post_form(
+    http: &reqwest::Client,
+    app: &OAuthApp,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> Result<reqwest::Response, GitLabError> {
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish();
+    http.post(format!("{}{path}", app.gitlab_url.trim_end_matches('/')))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| GitLabError::Transient(e.without_url().to_string()))
+}
+
 async fn token_request(
     http: &reqwest::Client,
     app: &OAuthApp,
@@ -112,19 +130,7 @@ async fn token_request(
         ("redirect_uri", app.redirect_uri.as_str()),
     ];
     fields.extend_from_slice(form);
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(fields)
-        .finish();
-    let resp = http
-        .post(format!(
-            "{}/oauth/token",
-            app.gitlab_url.trim_end_matches('/')
-        ))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| GitLabError::Transient(e.without_url().to_string()))?;
+    let resp = post_form(http, app, "/oauth/token", &fields).await?;
     let status = resp.status().as_u16();
     if !resp.status().is_success() {
         let body: serde_json::Value = resp.json().await.unwrap_or_default();
@@ -204,23 +210,12 @@ pub async fn revoke(
     app: &OAuthApp,
     token: &str,
 ) -> Result<(), GitLabError> {
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("token", token),
-            ("client_id", app.client_id.as_str()),
-            ("client_secret", app.client_secret.as_str()),
-        ])
-        .finish();
-    let resp = http
-        .post(format!(
-            "{}/oauth/revoke",
-            app.gitlab_url.trim_end_matches('/')
-        ))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| GitLabError::Transient(e.without_url().to_string()))?;
+    let fields = [
+        ("token", token),
+        ("client_id", app.client_id.as_str()),
+        ("client_secret", app.client_secret.as_str()),
+    ];
+    let resp = post_form(http, app, "/oauth/revoke", &fields).await?;
     let status = resp.status().as_u16();
     match status {
         200..=299 => Ok(()),

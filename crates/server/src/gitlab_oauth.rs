@@ -74,12 +74,7 @@ pub(crate) async fn begin_sign_in(
     jira_user: Option<&JiraUser>,
 ) -> Result<String, Response> {
     let url = gfj_core::url_pattern::canonical_origin(gitlab_url).unwrap_or_default();
-    if !state
-        .config
-        .gitlab_oauth_apps
-        .iter()
-        .any(|a| a.gitlab_url == url)
-    {
+    if state.gitlab.app_for(&url).is_none() {
         return Err((
             StatusCode::BAD_REQUEST,
             format!("no OAuth application for {gitlab_url} in GFJ_GITLAB_OAUTH_APPS"),
@@ -182,6 +177,13 @@ fn another_browser() -> Response {
     )
 }
 
+fn app_removed() -> Response {
+    page(
+        StatusCode::BAD_REQUEST,
+        "The OAuth application for this GitLab was removed.",
+    )
+}
+
 fn storage_failed(e: &gfj_store::StoreError) -> Response {
     tracing::error!(error = %e, "could not store a GitLab sign-in");
     page(
@@ -222,16 +224,8 @@ pub async fn begin(State(state): State<Arc<AppState>>, Query(q): Query<Begin>) -
         }
         Err(e) => return storage_failed(&e),
     };
-    let Some(app) = state
-        .config
-        .gitlab_oauth_apps
-        .iter()
-        .find(|a| a.gitlab_url == started.gitlab_url)
-    else {
-        return page(
-            StatusCode::BAD_REQUEST,
-            "The OAuth application for this GitLab was removed.",
-        );
+    let Some(app) = state.gitlab.app_for(&started.gitlab_url) else {
+        return app_removed();
     };
     let authorize = oauth::authorize_url(app, &started.state, &started.verifier);
     let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, authorize)]).into_response();
@@ -284,16 +278,8 @@ pub async fn callback(
         tracing::warn!(gitlab = %pending.gitlab_url, "GitLab sign-in callback from a browser that did not start it; refused");
         return another_browser();
     }
-    let Some(app) = state
-        .config
-        .gitlab_oauth_apps
-        .iter()
-        .find(|a| a.gitlab_url == pending.gitlab_url)
-    else {
-        return page(
-            StatusCode::BAD_REQUEST,
-            "The OAuth application for this GitLab was removed.",
-        );
+    let Some(app) = state.gitlab.app_for(&pending.gitlab_url) else {
+        return app_removed();
     };
     let http = state.gitlab.http.clone();
     let tokens = match oauth::exchange_code(&http, app, &code, &pending.verifier, now).await {
