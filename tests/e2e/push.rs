@@ -446,7 +446,56 @@ async fn keys_beyond_jiras_limit_are_sent_up_to_the_limit_and_recorded(db: TestD
         ("commit", shas[0].as_str())
     );
     assert!(
-        rejected[0].reason.starts_with("10 issue keys beyond"),
+        rejected[0]
+            .reason
+            .starts_with("at least 10 issue keys beyond"),
+        "{}",
+        rejected[0].reason
+    );
+    app.stop().await;
+}
+
+/// A commit message of megabytes (generated, or hostile) is queued shortened, and Jira still gets what
+/// the whole message names: its displayed beginning and its first 500 keys, with the rest recorded.
+async fn a_huge_commit_message_sends_what_the_whole_message_would(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    let w = app.linked_world(1).await;
+    let opening = format!("Regenerate fixtures for BIG-1 {}", "é".repeat(2_000));
+    let keys: String = (1..=700).map(|n| format!("Q{n}-1 ")).collect();
+    // The keys lie beyond what a shortened text keeps of its beginning, within what extraction searches.
+    let message = format!(
+        "{opening}{}{keys}{}",
+        " ".repeat(100_000),
+        " ".repeat(3 << 20)
+    );
+    let shas = app
+        .gitlab
+        .push(w.projects[0], "main", &[&message], w.user)
+        .await;
+    assert_eq!(app.gitlab.deliveries()[0].status, Some(202));
+    app.drained().await;
+    let commits = app.jira.issue("BIG-1").commits;
+    assert_eq!(commits.len(), 1);
+    assert_eq!(
+        commits[0]["message"].as_str().unwrap(),
+        gfj_core::jira::cap(&message, gfj_core::jira::MAX_MESSAGE_CHARS),
+        "the displayed message is the original's beginning"
+    );
+    let sent: Vec<String> = commits[0]["issueKeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    let want: Vec<String> = std::iter::once("BIG-1".to_owned())
+        .chain((1..=499).map(|n| format!("Q{n}-1")))
+        .collect();
+    assert_eq!(sent, want, "the first 500 keys of the whole message");
+    let rejected = app.store.rejections().await.unwrap();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0].entity_id, shas[0]);
+    assert!(
+        rejected[0].reason.contains("beyond Jira's limit of 500"),
         "{}",
         rejected[0].reason
     );
@@ -526,4 +575,5 @@ test_on_both_databases!(
     too_large_requests_are_split_until_they_fit_and_what_never_fits_is_recorded,
     keys_jira_does_not_know_are_recorded_and_slow_jira_is_waited_for,
     keys_beyond_jiras_limit_are_sent_up_to_the_limit_and_recorded,
+    a_huge_commit_message_sends_what_the_whole_message_would,
 );

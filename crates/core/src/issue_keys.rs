@@ -90,17 +90,32 @@ fn extract_within<'a>(
 ) -> ExtractedKeys {
     let mut out = ExtractedKeys::default();
     for text in texts {
-        let scanned = &text[..text.floor_char_boundary(max_scan_bytes)];
-        for m in KEY.find_iter(scanned) {
-            // The bound may cut a key's number ("ABC-12" of "ABC-123"): that is not a key the text names.
-            let cut_short = m.end() == scanned.len()
-                && text.as_bytes().get(m.end()).is_some_and(u8::is_ascii_digit);
-            if !cut_short && jira_can_store(m.as_str()) {
-                out.add(m.as_str());
-            }
+        for key in keys_in(text, max_scan_bytes) {
+            out.add(key);
         }
     }
     out
+}
+
+/// The first `keep` distinct keys of one text, in order of first appearance, searching what [`extract`]
+/// searches. For texts shortened on arrival, which keep the keys rather than the text that held them.
+pub fn first_distinct(text: &str, keep: usize) -> Vec<&str> {
+    let mut seen = HashSet::new();
+    keys_in(text, MAX_SCAN_BYTES)
+        .filter(|key| seen.insert(*key))
+        .take(keep)
+        .collect()
+}
+
+/// Every key occurrence in the first `max_scan_bytes` of `text`, duplicates included.
+fn keys_in(text: &str, max_scan_bytes: usize) -> impl Iterator<Item = &str> {
+    let scanned = &text[..text.floor_char_boundary(max_scan_bytes)];
+    KEY.find_iter(scanned).filter_map(move |m| {
+        // The bound may cut a key's number ("ABC-12" of "ABC-123"): that is not a key the text names.
+        let cut_short = m.end() == scanned.len()
+            && text.as_bytes().get(m.end()).is_some_and(u8::is_ascii_digit);
+        (!cut_short && jira_can_store(m.as_str())).then_some(m.as_str())
+    })
 }
 
 /// Jira allows at most 255 characters on either side of the dash.

@@ -62,6 +62,7 @@ pub struct AppState {
     lifecycle_limits: lifecycle::LifecycleLimits,
     admin_throttle: admin::AdminThrottle,
     requests_in_flight: Arc<tokio::sync::Semaphore>,
+    large_bodies: webhook::LargeBodies,
     webhook_tokens: webhook::TokenCache,
     sequence: webhook::SequenceClock,
 }
@@ -90,6 +91,7 @@ impl AppState {
             lifecycle_limits: Default::default(),
             admin_throttle: Default::default(),
             requests_in_flight,
+            large_bodies: Default::default(),
             webhook_tokens: Default::default(),
             sequence: Default::default(),
         })

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use gfj_core::gitlab::{EventKind, WebhookEvent, webhook_token_hash};
+use gfj_core::gitlab::{EventKind, WebhookEvent, shorten, webhook_token_hash};
 use gfj_core::jobs::GitlabEvent;
 use gfj_core::standard_webhooks;
 use gfj_store::queue::{DEFAULT_MAX_ATTEMPTS, NewJob};
@@ -55,16 +55,99 @@ impl SequenceClock {
     }
 }
 
-/// Bodies at least this large are parsed on the blocking pool, so that one huge delivery cannot hold a
-/// runtime worker (and every request queued behind it) for the milliseconds a parse takes.
+/// Bodies at least this large are parsed off the runtime ([`LargeBodies`]), so that one huge delivery
+/// cannot hold a runtime worker (and every request queued behind it) for the milliseconds a parse takes,
+/// and are queued shortened.
 const PARSE_OFF_RUNTIME_BYTES: usize = 256 * 1024;
+
+type Answer = (StatusCode, String);
+
+/// Handles large bodies one at a time, on a thread of its own whose priority is lowered: on a machine of
+/// few cores, a large body then waits for the small deliveries around it rather than the reverse.
+pub struct LargeBodies {
+    tx: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
+}
+
+impl Default for LargeBodies {
+    /// Starts the thread; it ends when the handle is dropped.
+    fn default() -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        std::thread::Builder::new()
+            .name("gfj-large-bodies".into())
+            .spawn(move || {
+                lower_this_threads_priority();
+                for task in rx {
+                    // A panic drops the task's reply, which its request answers as a failure.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(task));
+                }
+            })
+            .expect("starting the large-body thread");
+        Self { tx }
+    }
+}
+
+impl LargeBodies {
+    async fn run<T: Send + 'static>(
+        &self,
+        task: impl FnOnce() -> Result<T, Answer> + Send + 'static,
+    ) -> Result<T, Answer> {
+        let (reply, parsed) = tokio::sync::oneshot::channel();
+        let task = Box::new(move || {
+            let _ = reply.send(task());
+        });
+        if self.tx.send(task).is_err() {
+            return Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting down, retry".to_owned(),
+            ));
+        }
+        parsed.await.unwrap_or_else(|_| {
+            Err((
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not parse the body".to_owned(),
+            ))
+        })
+    }
+}
+
+/// Nice 10: a tenth of the CPU share of a normal thread when the cores are busy, all of it otherwise.
+#[cfg(target_os = "linux")]
+fn lower_this_threads_priority() {
+    // On Linux, a thread id given as the process of `setpriority` sets that one thread's nice value.
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10) {
+        tracing::debug!(error = %e, "could not lower the large-body thread's priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_this_threads_priority() {}
+
+/// A body as read: its chunks, joined only where the bytes are used ([`BodyChunks::into_bytes`]), so that
+/// copying a large body happens off the runtime.
+struct BodyChunks {
+    chunks: Vec<Bytes>,
+    len: usize,
+}
+
+impl BodyChunks {
+    fn into_bytes(mut self) -> Bytes {
+        if self.chunks.len() == 1 {
+            return self.chunks.remove(0);
+        }
+        let mut joined = Vec::with_capacity(self.len);
+        for chunk in &self.chunks {
+            joined.extend_from_slice(chunk);
+        }
+        joined.into()
+    }
+}
 
 /// Reads the body, within `limit` bytes: `Err` with the answer otherwise.
 async fn read_body(
     body: axum::body::Body,
     headers: &HeaderMap,
     limit: usize,
-) -> Result<Bytes, (StatusCode, String)> {
+) -> Result<BodyChunks, Answer> {
     let too_large = || {
         (
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -80,29 +163,105 @@ async fn read_body(
     {
         return Err(too_large());
     }
-    let limited = http_body_util::Limited::new(body, limit);
-    match http_body_util::BodyExt::collect(limited).await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err((
-            StatusCode::BAD_REQUEST,
-            format!("could not read the body: {e}"),
-        )),
+    let mut limited = http_body_util::Limited::new(body, limit);
+    let mut read = BodyChunks {
+        chunks: Vec::new(),
+        len: 0,
+    };
+    while let Some(frame) = http_body_util::BodyExt::frame(&mut limited).await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(chunk) = frame.into_data() {
+                    read.len += chunk.len();
+                    read.chunks.push(chunk);
+                }
+            }
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+            Err(e) => {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    format!("could not read the body: {e}"),
+                ));
+            }
+        }
+    }
+    Ok(read)
+}
+
+/// A subscription's Standard Webhooks signature check of one delivery, with what it needs from the
+/// request, so that it can run where the body is joined.
+struct SignatureCheck {
+    key: Arc<Vec<u8>>,
+    id: Option<String>,
+    timestamp: Option<String>,
+    signature: Option<String>,
+    now_s: i64,
+    subscription_id: i64,
+}
+
+impl SignatureCheck {
+    fn check(&self, body: &[u8]) -> Result<(), Answer> {
+        standard_webhooks::verify(
+            &self.key,
+            self.id.as_deref(),
+            self.timestamp.as_deref(),
+            self.signature.as_deref(),
+            body,
+            self.now_s,
+        )
+        .map_err(|e| {
+            tracing::warn!(subscription = self.subscription_id, reason = %e, "webhook signature refused");
+            (StatusCode::UNAUTHORIZED, "invalid webhook signature".into())
+        })
     }
 }
 
-/// The delivery's entity key (for coalescing) and its body as JSON to queue, or the answer refusing it.
-fn parse_delivery(
+/// What a delivery's body becomes: checked, parsed, ready to queue (or the answer refusing it).
+fn accept_body(
+    body: BodyChunks,
+    signature: Option<&SignatureCheck>,
     kind: EventKind,
-    body: &[u8],
-) -> Result<(Option<String>, Box<RawValue>), (StatusCode, String)> {
-    let entity_key = WebhookEvent::parse(kind, body)
-        .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?
+) -> Result<Option<Queued>, Answer> {
+    let body = body.into_bytes();
+    if let Some(signature) = signature {
+        signature.check(&body)?;
+    }
+    if kind == EventKind::Other {
+        return Ok(None);
+    }
+    parse_delivery(kind, &body).map(Some)
+}
+
+/// A delivery's entity key (for coalescing) and its body as JSON to queue.
+type Queued = (Option<String>, Box<RawValue>);
+
+/// The delivery's entity key (for coalescing) and its body as JSON to queue, or the answer refusing it.
+/// A large body is queued shortened ([`shorten`]): what the worker reads from it is the same, and the
+/// queue, whose commits every delivery shares, writes kilobytes rather than megabytes.
+fn parse_delivery(kind: EventKind, body: &[u8]) -> Result<Queued, Answer> {
+    let refused = |e: gfj_core::gitlab::PayloadError| (StatusCode::BAD_REQUEST, e.to_string());
+    let mut value = WebhookEvent::json(body).map_err(refused)?;
+    let entity_key = WebhookEvent::from_value(kind, &value, body)
+        .map_err(refused)?
         .entity_key();
-    let raw = std::str::from_utf8(body)
-        .ok()
-        .and_then(|b| RawValue::from_string(b.to_owned()).ok())
-        .ok_or_else(|| (StatusCode::BAD_REQUEST, "body is not JSON".to_owned()))?;
+    if body.len() < PARSE_OFF_RUNTIME_BYTES {
+        let raw = std::str::from_utf8(body)
+            .ok()
+            .and_then(|b| RawValue::from_string(b.to_owned()).ok())
+            .ok_or_else(|| (StatusCode::BAD_REQUEST, "body is not JSON".to_owned()))?;
+        return Ok((entity_key, raw));
+    }
+    let done = shorten::shorten(&mut value);
+    if !done.is_empty() {
+        tracing::info!(
+            bytes = body.len(),
+            texts_shortened = done.texts,
+            array_items_left_out = done.items,
+            "large delivery queued shortened"
+        );
+    }
+    let raw = serde_json::value::to_raw_value(&value)
+        .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
     Ok((entity_key, raw))
 }
 
@@ -131,46 +290,36 @@ pub async fn receive(
         Ok(b) => b,
         Err(answer) => return answer,
     };
-    if let Some(key) = &known.signing_key {
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        if let Err(e) = standard_webhooks::verify(
-            key,
-            header("webhook-id"),
-            header("webhook-timestamp"),
-            header("webhook-signature"),
-            &body,
-            now.div_euclid(1000),
-        ) {
-            tracing::warn!(subscription = known.subscription_id, reason = %e, "webhook signature refused");
-            return (StatusCode::UNAUTHORIZED, "invalid webhook signature".into());
-        }
-    }
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     let subscription_id = known.subscription_id;
-    let event = headers
-        .get("x-gitlab-event")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let signature = known.signing_key.clone().map(|key| SignatureCheck {
+        key,
+        id: header("webhook-id"),
+        timestamp: header("webhook-timestamp"),
+        signature: header("webhook-signature"),
+        now_s: now.div_euclid(1000),
+        subscription_id,
+    });
+    let event = header("x-gitlab-event").unwrap_or_default();
     let kind = EventKind::from_header(&event);
-    if kind == EventKind::Other {
-        return (StatusCode::OK, "event type not used".into());
-    }
     // Strict about what routes the event (kind, ids), lenient about the rest; a refused body is never
     // queued, and the reason shows in the hook's "Recent events" in GitLab.
-    let parsed = if body.len() >= PARSE_OFF_RUNTIME_BYTES {
-        tokio::task::spawn_blocking(move || parse_delivery(kind, &body))
+    let accepted = if body.len >= PARSE_OFF_RUNTIME_BYTES {
+        state
+            .large_bodies
+            .run(move || accept_body(body, signature.as_ref(), kind))
             .await
-            .unwrap_or_else(|_| {
-                Err((
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "could not parse the body".into(),
-                ))
-            })
     } else {
-        parse_delivery(kind, &body)
+        accept_body(body, signature.as_ref(), kind)
     };
-    let (entity_key, body) = match parsed {
-        Ok(parsed) => parsed,
+    let (entity_key, body) = match accepted {
+        Ok(Some(parsed)) => parsed,
+        Ok(None) => return (StatusCode::OK, "event type not used".into()),
         Err(answer) => return answer,
     };
     // A signed delivery is deduplicated on its signed `webhook-id`: the unsigned `Idempotency-Key` of a
@@ -270,6 +419,38 @@ async fn subscription_for(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_deliveries_are_queued_shortened_and_small_ones_verbatim() {
+        // GitLab's documented push example, with the message under test.
+        let example: serde_json::Value = serde_json::from_str(include_str!(
+            "../../core/tests/fixtures/gitlab/push_redacted_email.json"
+        ))
+        .unwrap();
+        let push = |message: &str| {
+            let mut body = example.clone();
+            body["commits"][0]["message"] = message.into();
+            body.to_string()
+        };
+        let small = push("PROJ-1 small");
+        let (_, queued) = parse_delivery(EventKind::Push, small.as_bytes()).unwrap();
+        assert_eq!(queued.get(), small);
+
+        let huge = push(&format!("PROJ-1 {}", "PROJ-2 filler ".repeat(600_000)));
+        assert!(huge.len() > 8 << 20);
+        let (_, queued) = parse_delivery(EventKind::Push, huge.as_bytes()).unwrap();
+        assert!(
+            queued.get().len() < 32 << 10,
+            "{} bytes queued",
+            queued.get().len()
+        );
+        let event = WebhookEvent::parse(EventKind::Push, queued.get().as_bytes()).unwrap();
+        let WebhookEvent::Push(event) = event else {
+            panic!("a push")
+        };
+        let keys = gfj_core::issue_keys::extract([event.commits[0].message.as_str()]);
+        assert_eq!(keys.keys(), ["PROJ-1", "PROJ-2"]);
+    }
 
     #[test]
     fn sequence_is_strictly_increasing_and_tracks_time() {

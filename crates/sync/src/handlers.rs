@@ -508,8 +508,9 @@ impl Handlers {
         dropped_keys: Vec<mapping::DroppedKeys>,
     ) {
         for d in dropped_keys {
+            // "At least": a text shortened on arrival keeps one key beyond the limit, not all of them.
             let reason = format!(
-                "{} issue keys beyond Jira's limit of 500 per entity were not sent",
+                "at least {} issue keys beyond Jira's limit of 500 per entity were not sent",
                 d.dropped
             );
             self.reject(

@@ -6,6 +6,7 @@ pub mod capped;
 mod dates;
 mod events;
 mod parse;
+pub mod shorten;
 
 use serde::{Deserialize, Serialize};
 

@@ -250,28 +250,37 @@ impl WebhookEvent {
     }
 
     pub fn parse(kind: EventKind, body: &[u8]) -> Result<Self, PayloadError> {
+        Self::from_value(kind, &Self::json(body)?, body)
+    }
+
+    /// The body as JSON, for callers that keep the parsed value ([`WebhookEvent::from_value`]).
+    pub fn json(body: &[u8]) -> Result<Value, PayloadError> {
+        serde_json::from_slice(body).map_err(|e| PayloadError::NotJson(e.to_string()))
+    }
+
+    /// [`WebhookEvent::parse`] of a body already parsed as JSON (`value`); `body` is read again only to
+    /// locate the error in a refused one.
+    pub fn from_value(kind: EventKind, value: &Value, body: &[u8]) -> Result<Self, PayloadError> {
         let kind_field = KindField::of(kind).ok_or(PayloadError::UnsupportedEvent)?;
         let header = kind.header();
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| PayloadError::NotJson(e.to_string()))?;
         if !value.is_object() {
-            return Err(PayloadError::NotAnObject(json_type_name(&value)));
+            return Err(PayloadError::NotAnObject(json_type_name(value)));
         }
-        kind_field.check(&value, header)?;
-        for (pointer, what) in required_ids(kind, &value) {
-            check_id(&value, &pointer, what)?;
+        kind_field.check(value, header)?;
+        for (pointer, what) in required_ids(kind, value) {
+            check_id(value, &pointer, what)?;
         }
         Ok(match kind {
-            EventKind::Push => Self::Push(typed(&value, body, header)?),
-            EventKind::TagPush => Self::TagPush(typed(&value, body, header)?),
-            EventKind::MergeRequest => Self::MergeRequest(Box::new(typed(&value, body, header)?)),
-            EventKind::Pipeline => Self::Pipeline(Box::new(typed(&value, body, header)?)),
-            EventKind::Job => Self::Job(Box::new(typed(&value, body, header)?)),
-            EventKind::Deployment => Self::Deployment(Box::new(typed(&value, body, header)?)),
-            EventKind::FeatureFlag => Self::FeatureFlag(Box::new(typed(&value, body, header)?)),
-            EventKind::Project => Self::Project(typed(&value, body, header)?),
-            EventKind::Subgroup => Self::Subgroup(typed(&value, body, header)?),
-            EventKind::Member => Self::Member(typed(&value, body, header)?),
+            EventKind::Push => Self::Push(typed(value, body, header)?),
+            EventKind::TagPush => Self::TagPush(typed(value, body, header)?),
+            EventKind::MergeRequest => Self::MergeRequest(Box::new(typed(value, body, header)?)),
+            EventKind::Pipeline => Self::Pipeline(Box::new(typed(value, body, header)?)),
+            EventKind::Job => Self::Job(Box::new(typed(value, body, header)?)),
+            EventKind::Deployment => Self::Deployment(Box::new(typed(value, body, header)?)),
+            EventKind::FeatureFlag => Self::FeatureFlag(Box::new(typed(value, body, header)?)),
+            EventKind::Project => Self::Project(typed(value, body, header)?),
+            EventKind::Subgroup => Self::Subgroup(typed(value, body, header)?),
+            EventKind::Member => Self::Member(typed(value, body, header)?),
             EventKind::Other => return Err(PayloadError::UnsupportedEvent),
         })
     }
