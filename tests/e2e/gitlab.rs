@@ -138,7 +138,7 @@ async fn signed_deliveries_are_deduplicated_on_their_signed_id(db: TestDatabase)
             .await
             .unwrap()
             .iter()
-            .filter(|j| j.kind == gfj_core::jobs::GitlabEvent::KIND)
+            .filter(|j| j.kind == "gitlab_event")
             .count()
     };
     let before = events().await;

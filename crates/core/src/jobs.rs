@@ -1,10 +1,128 @@
-//! Payloads of the durable queue's jobs: the contract between intake (server) and sync (worker).
+//! The durable queue's jobs: the contract between whoever queues work (intake, linking, the periodic
+//! checks, backfill) and the worker that runs it. [`Job`] holds every kind; the queue stores its tag in
+//! `jobs.kind` and the variant's fields in `jobs.payload`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+/// Attempts a job gets before it is dead (kept, shown by `status`, retried by `retry`).
+pub const DEFAULT_MAX_ATTEMPTS: i64 = 20;
+
+/// Every kind of job. The tag names are stored in `jobs.kind`: renaming one strands the jobs queued
+/// under the old name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "payload", rename_all = "snake_case")]
+pub enum Job {
+    GitlabEvent(GitlabEvent),
+    HookCheck(HookCheck),
+    GitlabTeardown(GitlabTeardown),
+    GitlabSignOut(GitlabSignOut),
+    JiraCleanup(JiraCleanup),
+    Reconcile(Reconcile),
+    BackfillPlan(BackfillPlan),
+    BackfillPage(BackfillPage),
+    BackfillFlush(BackfillFlush),
+}
+
+/// How one job is queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queueing {
+    /// Jobs with the same key are queued once (a redelivery, a periodic check already queued).
+    pub dedup_key: Option<String>,
+    /// Jobs with the same key update the same thing: an older one defers to a newer one.
+    pub coalesce_key: Option<String>,
+    pub max_attempts: i64,
+}
+
+/// A job as the queue stores it.
+#[derive(Deserialize)]
+struct Stored<'a> {
+    kind: &'a str,
+    #[serde(borrow)]
+    payload: &'a RawValue,
+}
+
+impl Job {
+    /// The job as the queue stores it: its kind and its payload.
+    pub fn encode(&self) -> (String, String) {
+        let whole = serde_json::to_string(self).expect("job payloads serialise");
+        let stored: Stored = serde_json::from_str(&whole).expect("an encoded job reads back");
+        (stored.kind.to_owned(), stored.payload.get().to_owned())
+    }
+
+    /// The job the queue stored as `kind` and `payload`.
+    pub fn decode(kind: &str, payload: &str) -> Result<Self, serde_json::Error> {
+        let kind = serde_json::to_string(kind)?;
+        // The tag first, so that the payload is read straight into its variant (no buffering, which a
+        // raw JSON body could not go through).
+        serde_json::from_str(&format!(r#"{{"kind":{kind},"payload":{payload}}}"#))
+    }
+
+    /// How each kind is queued, all in one place.
+    pub fn queueing(&self) -> Queueing {
+        let (dedup_key, coalesce_key) = match self {
+            Job::GitlabEvent(e) => (
+                e.delivery_id
+                    .as_ref()
+                    .map(|id| id.dedup_key(e.subscription_id)),
+                e.entity_key
+                    .as_ref()
+                    .map(|k| format!("{}:{k}", e.subscription_id)),
+            ),
+            Job::HookCheck(c) => (
+                Some(format!("hook_check:{}:{}", c.subscription_id, c.interval)),
+                None,
+            ),
+            Job::Reconcile(r) => (
+                Some(format!("reconcile:{}:{}", r.subscription_id, r.interval)),
+                None,
+            ),
+            Job::BackfillPlan(p) => (Some(format!("backfill_plan:{}", p.subscription_id)), None),
+            Job::BackfillPage(p) => (
+                Some(format!(
+                    "backfill:{}:{}:{}:{}:{}",
+                    p.subscription_id,
+                    p.project_id,
+                    p.entity.as_str(),
+                    p.run,
+                    p.page
+                )),
+                None,
+            ),
+            // Every page queues one; an older one finds the newest behind it and leaves the work to it,
+            // so that a flush always runs after the last page was written.
+            Job::BackfillFlush(f) => (None, Some(format!("backfill_flush:{}", f.subscription_id))),
+            Job::GitlabTeardown(_) | Job::GitlabSignOut(_) | Job::JiraCleanup(_) => (None, None),
+        };
+        Queueing {
+            dedup_key,
+            coalesce_key,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+}
+
+/// What identifies one GitLab delivery, for redeliveries to be queued once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryId {
+    /// The Standard Webhooks `webhook-id`, covered by the signature.
+    Signed(String),
+    /// GitLab's `Idempotency-Key` (unsigned: a replay can change it).
+    Unsigned(String),
+}
+
+impl DeliveryId {
+    fn dedup_key(&self, subscription_id: i64) -> String {
+        match self {
+            DeliveryId::Signed(id) => format!("gitlab-signed:{subscription_id}:{id}"),
+            DeliveryId::Unsigned(id) => format!("gitlab:{subscription_id}:{id}"),
+        }
+    }
+}
+
 /// A GitLab webhook delivery, as accepted by `POST /gitlab/webhook`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GitlabEvent {
     pub subscription_id: i64,
     /// The `X-Gitlab-Event` header.
@@ -12,52 +130,45 @@ pub struct GitlabEvent {
     /// `updateSequenceId` for everything this delivery sends: assigned on arrival, so a retried or late
     /// job never overwrites newer data in Jira.
     pub seq: i64,
-    /// The delivery's body, verbatim.
+    /// The delivery's body: verbatim, or shortened when large (`gitlab::shorten`).
     pub body: Box<RawValue>,
-}
-
-impl GitlabEvent {
-    pub const KIND: &'static str = "gitlab_event";
+    /// The delivery's id, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_id: Option<DeliveryId>,
+    /// The entity whose whole state the event carries (`WebhookEvent::entity_key`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity_key: Option<String>,
 }
 
 /// A periodic check of one subscription's webhooks: restore what GitLab disabled or lost, hook projects
 /// that joined the group (project-hook mode), and record the windows GitLab may not have reported.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HookCheck {
     pub subscription_id: i64,
-}
-
-impl HookCheck {
-    pub const KIND: &'static str = "hook_check";
+    /// Which interval this check is for (time / interval): one check per subscription and interval.
+    #[serde(default)]
+    pub interval: i64,
 }
 
 /// Removing from GitLab the hooks of a subscription whose Jira site uninstalled the app (one job per
 /// subscription, so a GitLab outage delays it without losing it), then signing out its GitLab sign-in
 /// if nothing else uses it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GitlabTeardown {
     pub teardown_id: i64,
 }
 
-impl GitlabTeardown {
-    pub const KIND: &'static str = "gitlab_teardown";
-}
-
 /// Revoking a GitLab sign-in at GitLab and forgetting it, once no subscription, Jira user or pending
 /// teardown uses it any more (its Jira site uninstalled the app).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GitlabSignOut {
     pub connection_id: i64,
-}
-
-impl GitlabSignOut {
-    pub const KIND: &'static str = "gitlab_sign_out";
 }
 
 /// Deleting from Jira what no longer belongs there: everything one subscription sent (after unlink), or
 /// everything that came from one project (it left the linked group). Queued, so that a Jira outage
 /// delays the deletion instead of losing it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JiraCleanup {
     /// The Jira site.
     pub client_key: String,
@@ -71,37 +182,28 @@ pub enum CleanupScope {
     Project { project_id: i64 },
 }
 
-impl JiraCleanup {
-    pub const KIND: &'static str = "jira_cleanup";
-}
-
 /// A periodic pass over one subscription's projects that reads from GitLab what changed since the last
 /// pass (and over any recorded gap) and sends it: what no webhook reports (pushes of more than 3 refs,
 /// deployments waiting for approval, anything missed while a hook was disabled or the service down).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Reconcile {
     pub subscription_id: i64,
-}
-
-impl Reconcile {
-    pub const KIND: &'static str = "reconcile";
+    /// Which interval this pass is for (time / interval): one pass per subscription and interval.
+    #[serde(default)]
+    pub interval: i64,
 }
 
 /// Plans the backfill of a subscription: lists its projects and records one task per project and kind of
 /// history (queued by `link`; reconciliation plans projects that joined the group later).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BackfillPlan {
     pub subscription_id: i64,
-}
-
-impl BackfillPlan {
-    pub const KIND: &'static str = "backfill_plan";
 }
 
 /// One page of one project's history of one kind. The task's cursor lives in the store, not here: the
 /// job names the page it expects, and a job whose page was already done (a replay after SIGKILL) does
 /// nothing.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BackfillPage {
     pub subscription_id: i64,
     pub project_id: i64,
@@ -111,19 +213,11 @@ pub struct BackfillPage {
     pub page: i64,
 }
 
-impl BackfillPage {
-    pub const KIND: &'static str = "backfill_page";
-}
-
 /// Sends a subscription's backfill outbox to Jira: the development information pages have read, packed
 /// into as few requests as Jira's limits allow. One is queued at a time per subscription.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BackfillFlush {
     pub subscription_id: i64,
-}
-
-impl BackfillFlush {
-    pub const KIND: &'static str = "backfill_flush";
 }
 
 /// The kinds of history a backfill reads, one task each per project, in the order they are started.
@@ -172,6 +266,90 @@ impl BackfillEntity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jobs_keep_the_kinds_and_payloads_already_queued() {
+        // Names and payloads as earlier versions queued them: an upgrade must still run them.
+        let cases = [
+            (
+                "gitlab_event",
+                r#"{"subscription_id":1,"event":"Push Hook","seq":5,"body":{"a":[1]}}"#,
+            ),
+            ("hook_check", r#"{"subscription_id":1}"#),
+            ("gitlab_teardown", r#"{"teardown_id":3}"#),
+            ("gitlab_sign_out", r#"{"connection_id":4}"#),
+            (
+                "jira_cleanup",
+                r#"{"client_key":"k","scope":{"project":{"project_id":9}}}"#,
+            ),
+            ("reconcile", r#"{"subscription_id":1}"#),
+            ("backfill_plan", r#"{"subscription_id":1}"#),
+            (
+                "backfill_page",
+                r#"{"subscription_id":1,"project_id":2,"entity":"commits","run":7,"page":3}"#,
+            ),
+            ("backfill_flush", r#"{"subscription_id":1}"#),
+        ];
+        for (kind, payload) in cases {
+            let job = Job::decode(kind, payload).unwrap_or_else(|e| panic!("{kind}: {e}"));
+            let (again, _) = job.encode();
+            assert_eq!(again, kind);
+        }
+        let Job::GitlabEvent(event) = Job::decode("gitlab_event", cases[0].1).unwrap() else {
+            panic!("a gitlab event");
+        };
+        assert_eq!(
+            event.body.get(),
+            r#"{"a":[1]}"#,
+            "the body is kept verbatim"
+        );
+        assert!(Job::decode("no_such_kind", "{}").is_err());
+        assert!(Job::decode("hook_check", r#"{"teardown_id":3}"#).is_err());
+    }
+
+    #[test]
+    fn each_kind_is_queued_with_its_keys() {
+        let event = |delivery_id, entity_key: Option<&str>| {
+            Job::GitlabEvent(GitlabEvent {
+                subscription_id: 4,
+                event: "Merge Request Hook".into(),
+                seq: 1,
+                body: RawValue::from_string("{}".into()).unwrap(),
+                delivery_id,
+                entity_key: entity_key.map(str::to_owned),
+            })
+            .queueing()
+        };
+        let signed = event(Some(DeliveryId::Signed("msg_1".into())), Some("mr:9"));
+        assert_eq!(signed.dedup_key.as_deref(), Some("gitlab-signed:4:msg_1"));
+        assert_eq!(signed.coalesce_key.as_deref(), Some("4:mr:9"));
+        let unsigned = event(Some(DeliveryId::Unsigned("k".into())), None);
+        assert_eq!(unsigned.dedup_key.as_deref(), Some("gitlab:4:k"));
+        assert_eq!(unsigned.coalesce_key, None);
+        assert_eq!(event(None, None).dedup_key, None);
+
+        let page = Job::BackfillPage(BackfillPage {
+            subscription_id: 1,
+            project_id: 2,
+            entity: BackfillEntity::Commits,
+            run: 7,
+            page: 3,
+        })
+        .queueing();
+        assert_eq!(page.dedup_key.as_deref(), Some("backfill:1:2:commits:7:3"));
+        let check = Job::HookCheck(HookCheck {
+            subscription_id: 1,
+            interval: 12,
+        })
+        .queueing();
+        assert_eq!(check.dedup_key.as_deref(), Some("hook_check:1:12"));
+        let flush = Job::BackfillFlush(BackfillFlush { subscription_id: 5 }).queueing();
+        assert_eq!(
+            (flush.dedup_key, flush.coalesce_key.as_deref()),
+            (None, Some("backfill_flush:5"))
+        );
+        assert_eq!(flush.max_attempts, DEFAULT_MAX_ATTEMPTS);
+    }
 
     #[test]
     fn backfill_entities_round_trip_through_their_names() {

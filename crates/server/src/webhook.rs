@@ -10,9 +10,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use gfj_core::gitlab::{EventKind, WebhookEvent, shorten, webhook_token_hash};
-use gfj_core::jobs::GitlabEvent;
+use gfj_core::jobs::{DeliveryId, GitlabEvent, Job};
 use gfj_core::standard_webhooks;
-use gfj_store::queue::{DEFAULT_MAX_ATTEMPTS, NewJob};
+use gfj_store::queue::NewJob;
 use serde_json::value::RawValue;
 use subtle::ConstantTimeEq;
 
@@ -324,32 +324,27 @@ pub async fn receive(
     };
     // A signed delivery is deduplicated on its signed `webhook-id`: the unsigned `Idempotency-Key` of a
     // replayed delivery can be changed without breaking the signature.
-    let header = |name: &str| {
+    let delivery_key = |name: &str| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .filter(|k| !k.is_empty() && k.len() <= 200)
+            .map(str::to_owned)
     };
-    let dedup_key = if known.signing_key.is_some() {
-        header("webhook-id").map(|k| format!("gitlab-signed:{subscription_id}:{k}"))
+    let delivery_id = if known.signing_key.is_some() {
+        delivery_key("webhook-id").map(DeliveryId::Signed)
     } else {
-        header("idempotency-key").map(|k| format!("gitlab:{subscription_id}:{k}"))
+        delivery_key("idempotency-key").map(DeliveryId::Unsigned)
     };
-    let job = GitlabEvent {
+    let job = Job::GitlabEvent(GitlabEvent {
         subscription_id,
         event,
         seq: state.sequence.next(now),
         body,
-    };
-    let payload = serde_json::to_string(&job).expect("serialising a job payload cannot fail");
-    let new = NewJob {
-        kind: GitlabEvent::KIND.to_owned(),
-        payload,
-        dedup_key,
-        run_at: now,
-        max_attempts: DEFAULT_MAX_ATTEMPTS,
-        coalesce_key: entity_key.map(|k| format!("{subscription_id}:{k}")),
-    };
+        delivery_id,
+        entity_key,
+    });
+    let new = NewJob::of(&job, now);
     match state.intake.submit(new).await {
         Ok(()) => (StatusCode::ACCEPTED, "queued".into()),
         Err(_) => (

@@ -2,11 +2,11 @@
 //! cursor (the next GitLab page) is stored here, so that a backfill resumes where it stopped after a
 //! crash. A bounded number run at a time, so that live events always find free workers.
 
-use gfj_core::jobs::{BackfillEntity, BackfillFlush, BackfillPage};
+use gfj_core::jobs::{BackfillEntity, BackfillFlush, BackfillPage, Job};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::queue::{DEFAULT_MAX_ATTEMPTS, NewJob, insert_jobs};
+use crate::queue::{NewJob, insert_jobs};
 use crate::{Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -74,20 +74,7 @@ impl BackfillTask {
             run,
             page: self.next_page,
         };
-        NewJob {
-            kind: BackfillPage::KIND.to_owned(),
-            payload: serde_json::to_string(&page).expect("job payload serialises"),
-            dedup_key: Some(format!(
-                "backfill:{}:{}:{}:{run}:{}",
-                self.subscription_id,
-                self.project_id,
-                self.entity.as_str(),
-                self.next_page
-            )),
-            run_at: now_ms,
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
-            coalesce_key: None,
-        }
+        NewJob::of(&Job::BackfillPage(page), now_ms)
     }
 }
 
@@ -166,17 +153,10 @@ pub struct OutboxState {
 }
 
 fn flush_job(subscription_id: i64, now_ms: i64) -> NewJob {
-    NewJob {
-        kind: BackfillFlush::KIND.to_owned(),
-        payload: serde_json::to_string(&BackfillFlush { subscription_id })
-            .expect("job payload serialises"),
-        dedup_key: None,
-        run_at: now_ms,
-        max_attempts: DEFAULT_MAX_ATTEMPTS,
-        // Every page queues one; an older one finds the newest behind it and leaves the work to it, so
-        // that a flush always runs after the last page was written.
-        coalesce_key: Some(format!("backfill_flush:{subscription_id}")),
-    }
+    NewJob::of(
+        &Job::BackfillFlush(BackfillFlush { subscription_id }),
+        now_ms,
+    )
 }
 
 impl Store {

@@ -10,7 +10,7 @@ use sqlx::Row;
 
 use crate::{Backend, Store, StoreError};
 
-/// A job to insert.
+/// A job to insert ([`NewJob::of`] for a [`gfj_core::jobs::Job`]).
 #[derive(Debug, Clone)]
 pub struct NewJob {
     pub kind: String,
@@ -58,7 +58,23 @@ pub struct JobInfo {
     pub dead_at: Option<i64>,
 }
 
-pub const DEFAULT_MAX_ATTEMPTS: i64 = 20;
+pub use gfj_core::jobs::DEFAULT_MAX_ATTEMPTS;
+
+impl NewJob {
+    /// `job`, to run from `run_at`, queued as its kind says ([`gfj_core::jobs::Job::queueing`]).
+    pub fn of(job: &gfj_core::jobs::Job, run_at: i64) -> Self {
+        let (kind, payload) = job.encode();
+        let queueing = job.queueing();
+        Self {
+            kind,
+            payload,
+            dedup_key: queueing.dedup_key,
+            run_at,
+            max_attempts: queueing.max_attempts,
+            coalesce_key: queueing.coalesce_key,
+        }
+    }
+}
 
 /// The error kept on a job whose last attempt never reported back.
 const NO_OUTCOME: &str = "no outcome after the last attempt: its worker stopped or lost the lease";

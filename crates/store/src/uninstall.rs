@@ -2,11 +2,11 @@
 //! rows go at once, while what lives in GitLab (its subscriptions' hooks, its users' sign-ins) is
 //! removed by queued jobs, which keep the credentials they need in `gitlab_teardowns`.
 
-use gfj_core::jobs::{GitlabSignOut, GitlabTeardown};
+use gfj_core::jobs::{GitlabSignOut, GitlabTeardown, Job};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use crate::queue::{DEFAULT_MAX_ATTEMPTS, NewJob, insert_jobs};
+use crate::queue::{NewJob, insert_jobs};
 use crate::subscriptions::{Hook, token_context};
 use crate::{Store, StoreError};
 
@@ -44,17 +44,6 @@ pub enum UninstallRefusal {
 
 fn teardown_token_context(subscription_id: i64, gitlab_url: &str) -> String {
     format!("gitlab_teardowns.gitlab_token:{subscription_id}:{gitlab_url}")
-}
-
-fn job<T: serde::Serialize>(kind: &str, payload: &T, now_ms: i64) -> NewJob {
-    NewJob {
-        kind: kind.to_owned(),
-        payload: serde_json::to_string(payload).expect("job payload serialises"),
-        dedup_key: None,
-        run_at: now_ms,
-        max_attempts: DEFAULT_MAX_ATTEMPTS,
-        coalesce_key: None,
-    }
 }
 
 /// A verified uninstall token: the token itself (remembered by its SHA-256) and its `iat` and `exp`
@@ -162,9 +151,8 @@ impl Store {
             .bind(now_ms)
             .fetch_one(&mut *tx)
             .await?;
-            jobs.push(job(
-                GitlabTeardown::KIND,
-                &GitlabTeardown { teardown_id },
+            jobs.push(NewJob::of(
+                &Job::GitlabTeardown(GitlabTeardown { teardown_id }),
                 now_ms,
             ));
         }
@@ -183,9 +171,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         for connection_id in sign_ins {
-            jobs.push(job(
-                GitlabSignOut::KIND,
-                &GitlabSignOut { connection_id },
+            jobs.push(NewJob::of(
+                &Job::GitlabSignOut(GitlabSignOut { connection_id }),
                 now_ms,
             ));
         }

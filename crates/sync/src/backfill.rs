@@ -15,14 +15,14 @@ use std::sync::{Arc, Mutex};
 
 use gfj_core::batching;
 use gfj_core::gitlab::{EventKind, GitLabTime, NULL_SHA, Project, PushEvent, WebhookEvent};
-use gfj_core::jobs::{BackfillEntity, BackfillFlush, BackfillPage, BackfillPlan};
+use gfj_core::jobs::{self, BackfillEntity, BackfillFlush, BackfillPage, BackfillPlan};
 use gfj_core::mapping::merge_request::{MergeRequestAction, map_merge_request};
 use gfj_core::mapping::project_keys::ProjectKeys;
 use gfj_core::mapping::{self, PushAction};
 use gfj_gitlab_client::{GitLabClient, GitLabError, ProjectSummary};
 use gfj_jira_client::Site;
 use gfj_store::backfill::{BackfillTask, PageOutcome, TaskKey, TaskState};
-use gfj_store::queue::{DEFAULT_MAX_ATTEMPTS, Job, NewJob};
+use gfj_store::queue::{Job, NewJob};
 use gfj_store::subscriptions::Subscription;
 use gfj_store::{Store, StoreError};
 
@@ -54,15 +54,10 @@ pub async fn queue_backfill_plan(
     subscription_id: i64,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let job = NewJob {
-        kind: BackfillPlan::KIND.to_owned(),
-        payload: serde_json::to_string(&BackfillPlan { subscription_id })
-            .expect("job payload serialises"),
-        dedup_key: Some(format!("backfill_plan:{subscription_id}")),
-        run_at: now_ms,
-        max_attempts: DEFAULT_MAX_ATTEMPTS,
-        coalesce_key: None,
-    };
+    let job = NewJob::of(
+        &jobs::Job::BackfillPlan(BackfillPlan { subscription_id }),
+        now_ms,
+    );
     store.enqueue(&[job], now_ms).await.map(drop)
 }
 

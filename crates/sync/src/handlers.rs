@@ -9,17 +9,14 @@ use gfj_core::jira::{
     Build, BuildsRequest, Deployment, DeploymentsRequest, DevinfoRequest, FeatureFlag,
     FeatureFlagsRequest, ProviderMetadata,
 };
-use gfj_core::jobs::{
-    BackfillFlush, BackfillPage, BackfillPlan, CleanupScope, GitlabEvent, GitlabSignOut,
-    GitlabTeardown, HookCheck, JiraCleanup, Reconcile,
-};
+use gfj_core::jobs::{self, CleanupScope, GitlabEvent, JiraCleanup};
 use gfj_core::mapping::project_keys::ProjectKeys;
 use gfj_core::mapping::{self, PushAction};
 use gfj_gitlab_client::GitLabClient;
 use gfj_jira_client::{DevinfoEntity, JiraApi, JiraError};
 use gfj_jira_client::{JiraClient, Site, SiteAuth};
 use gfj_store::installations::Installation;
-use gfj_store::queue::{DEFAULT_MAX_ATTEMPTS, Job, NewJob};
+use gfj_store::queue::{Job, NewJob};
 use gfj_store::sites::Rejection;
 use gfj_store::subscriptions::Subscription;
 use gfj_store::{Clock, Store};
@@ -130,14 +127,7 @@ pub async fn queue_jira_cleanup(
     cleanup: &JiraCleanup,
     now_ms: i64,
 ) -> Result<(), gfj_store::StoreError> {
-    let job = NewJob {
-        kind: JiraCleanup::KIND.to_owned(),
-        payload: serde_json::to_string(cleanup).expect("job payload serialises"),
-        dedup_key: None,
-        run_at: now_ms,
-        max_attempts: DEFAULT_MAX_ATTEMPTS,
-        coalesce_key: None,
-    };
+    let job = NewJob::of(&jobs::Job::JiraCleanup(cleanup.clone()), now_ms);
     store.enqueue(&[job], now_ms).await.map(drop)
 }
 
@@ -164,71 +154,42 @@ const MAX_ENRICHED_COMMITS: usize = 50;
 /// At most this many commits of one push are sent (GitLab's own app stops at 100).
 const MAX_PUSH_COMMITS: usize = 5_000;
 
+/// Payloads larger than this are decoded on the blocking pool.
+const DECODE_OFF_RUNTIME_BYTES: usize = 64 * 1024;
+
 /// How long a job waits when Jira refuses our credentials, so a broken site is not retried hot.
 const CREDENTIALS_RETRY_MS: i64 = 5 * 60 * 1000;
 
 impl Handlers {
     pub async fn run(&self, job: &Job) -> Result<(), JobError> {
-        match job.kind.as_str() {
-            GitlabEvent::KIND => {
-                if self.store.superseded(job).await? {
-                    tracing::debug!(
-                        job.id = job.id,
-                        "a newer update of the same entity is queued"
-                    );
-                    return Ok(());
-                }
-                // The payload holds the delivery's body, which may be megabytes.
-                let payload = job.payload.clone();
-                let event: GitlabEvent = off_runtime(move || serde_json::from_str(&payload))
-                    .await?
-                    .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
-                self.gitlab_event(event).await
-            }
-            JiraCleanup::KIND => {
-                let cleanup: JiraCleanup = serde_json::from_str(&job.payload)
-                    .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
-                self.cleanup(&cleanup).await
-            }
-            Reconcile::KIND => {
-                let r: Reconcile = serde_json::from_str(&job.payload)
-                    .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
-                self.reconcile(&r).await
-            }
-            BackfillPlan::KIND => {
-                let plan: BackfillPlan = serde_json::from_str(&job.payload)
-                    .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
-                self.plan_backfill(&plan).await
-            }
-            BackfillFlush::KIND => {
-                if self.store.superseded(job).await? {
-                    return Ok(()); // a newer flush is queued behind this one
-                }
-                let flush: BackfillFlush = serde_json::from_str(&job.payload)
-                    .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
-                self.flush_backfill(&flush).await
-            }
-            BackfillPage::KIND => {
-                let page: BackfillPage = serde_json::from_str(&job.payload)
-                    .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
-                self.backfill_page(job, &page).await
-            }
-            HookCheck::KIND => {
-                let check: HookCheck = serde_json::from_str(&job.payload)
-                    .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
-                self.check_hooks(&check).await
-            }
-            GitlabTeardown::KIND => {
-                let t: GitlabTeardown = serde_json::from_str(&job.payload)
-                    .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
-                self.tear_down(&t).await
-            }
-            GitlabSignOut::KIND => {
-                let s: GitlabSignOut = serde_json::from_str(&job.payload)
-                    .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
-                self.sign_out(&s).await
-            }
-            other => Err(JobError::Permanent(format!("unknown job kind {other:?}"))),
+        // A job that replaces an entity's whole state, with a newer one for the same entity queued
+        // behind it, has nothing left to do.
+        if self.store.superseded(job).await? {
+            tracing::debug!(
+                job.id = job.id,
+                "a newer update of the same entity is queued"
+            );
+            return Ok(());
+        }
+        let unreadable =
+            |e: serde_json::Error| JobError::Permanent(format!("unreadable {} job: {e}", job.kind));
+        // A delivery's body may be hundreds of kilobytes (larger ones are queued shortened).
+        let decoded = if job.payload.len() > DECODE_OFF_RUNTIME_BYTES {
+            let (kind, payload) = (job.kind.clone(), job.payload.clone());
+            off_runtime(move || jobs::Job::decode(&kind, &payload)).await?
+        } else {
+            jobs::Job::decode(&job.kind, &job.payload)
+        };
+        match decoded.map_err(unreadable)? {
+            jobs::Job::GitlabEvent(event) => self.gitlab_event(event).await,
+            jobs::Job::JiraCleanup(cleanup) => self.cleanup(&cleanup).await,
+            jobs::Job::Reconcile(reconcile) => self.reconcile(&reconcile).await,
+            jobs::Job::BackfillPlan(plan) => self.plan_backfill(&plan).await,
+            jobs::Job::BackfillFlush(flush) => self.flush_backfill(&flush).await,
+            jobs::Job::BackfillPage(page) => self.backfill_page(job, &page).await,
+            jobs::Job::HookCheck(check) => self.check_hooks(&check).await,
+            jobs::Job::GitlabTeardown(teardown) => self.tear_down(&teardown).await,
+            jobs::Job::GitlabSignOut(sign_out) => self.sign_out(&sign_out).await,
         }
     }
 

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use gfj_core::jobs::{CleanupScope, HookCheck, JiraCleanup};
+use gfj_core::jobs::{CleanupScope, HookCheck, JiraCleanup, Job};
 use gfj_gitlab_client::{GitLabClient, GitLabError, HookInfo, HookScope};
 use gfj_store::subscriptions::{Hook, Subscription};
 use gfj_store::{Store, StoreError};
@@ -63,11 +63,11 @@ pub async fn schedule_hook_checks(
     now_ms: i64,
     interval_ms: i64,
 ) -> Result<u64, StoreError> {
-    crate::queue_per_subscription(store, HookCheck::KIND, now_ms, interval_ms, |id| {
-        serde_json::to_string(&HookCheck {
-            subscription_id: id,
+    crate::queue_per_subscription(store, now_ms, interval_ms, |subscription_id, interval| {
+        Job::HookCheck(HookCheck {
+            subscription_id,
+            interval,
         })
-        .expect("job payload serialises")
     })
     .await
 }

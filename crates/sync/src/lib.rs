@@ -89,24 +89,16 @@ impl From<gfj_store::StoreError> for JobError {
 /// interval, so replicas that tick together queue each job once.
 pub(crate) async fn queue_per_subscription(
     store: &gfj_store::Store,
-    kind: &str,
     now_ms: i64,
     interval_ms: i64,
-    payload: impl Fn(i64) -> String,
+    job: impl Fn(i64, i64) -> gfj_core::jobs::Job,
 ) -> Result<u64, gfj_store::StoreError> {
-    let bucket = now_ms / interval_ms.max(1);
+    let interval = now_ms / interval_ms.max(1);
     let jobs: Vec<gfj_store::queue::NewJob> = store
         .subscriptions()
         .await?
         .iter()
-        .map(|s| gfj_store::queue::NewJob {
-            kind: kind.to_owned(),
-            payload: payload(s.id),
-            dedup_key: Some(format!("{kind}:{}:{bucket}", s.id)),
-            run_at: now_ms,
-            max_attempts: gfj_store::queue::DEFAULT_MAX_ATTEMPTS,
-            coalesce_key: None,
-        })
+        .map(|s| gfj_store::queue::NewJob::of(&job(s.id, interval), now_ms))
         .collect();
     store.enqueue(&jobs, now_ms).await
 }

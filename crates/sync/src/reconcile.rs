@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 
 use gfj_core::gitlab::{EventKind, GitLabTime, NULL_SHA, PushEvent, WebhookEvent};
-use gfj_core::jobs::Reconcile;
+use gfj_core::jobs::{Job, Reconcile};
 use gfj_core::mapping::project_keys::ProjectKeys;
 use gfj_gitlab_client::GitLabClient;
 use gfj_jira_client::{DevinfoEntity, Site};
@@ -31,11 +31,11 @@ pub async fn schedule_reconciles(
     now_ms: i64,
     interval_ms: i64,
 ) -> Result<u64, StoreError> {
-    crate::queue_per_subscription(store, Reconcile::KIND, now_ms, interval_ms, |id| {
-        serde_json::to_string(&Reconcile {
-            subscription_id: id,
+    crate::queue_per_subscription(store, now_ms, interval_ms, |subscription_id, interval| {
+        Job::Reconcile(Reconcile {
+            subscription_id,
+            interval,
         })
-        .expect("job payload serialises")
     })
     .await
 }
