@@ -189,10 +189,10 @@ async fn service(
         group_path: "acme".into(),
         gitlab_token: "unused".into(),
         webhook_token: TOKEN.into(),
-        hook_mode: "project".into(),
+        hook_mode: gfj_core::domain::HookScope::Project,
         // Project 7 is hooked: deliveries naming any other project are dropped as foreign.
         hooks: vec![gfj_store::subscriptions::Hook {
-            scope: "project".into(),
+            scope: gfj_core::domain::HookScope::Project,
             target_id: 7,
             hook_id: 1,
         }],

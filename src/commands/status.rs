@@ -42,7 +42,7 @@ pub async fn status(
             .subscription_hook_status(s.id)
             .await?
             .into_iter()
-            .filter(|h| h.state != "ok")
+            .filter(|h| h.state != gfj_core::domain::HookState::Ok)
             .collect();
         hooks.push((unhealthy, store.open_gaps(s.id).await?));
     }

@@ -697,7 +697,7 @@ async fn a_gitlab_sign_in_links_a_group_and_its_rotated_tokens_are_persisted(db:
             .await
             .unwrap()
             .iter()
-            .all(|h| h.state == "ok" && h.checked_at.is_some())
+            .all(|h| h.state == gfj_core::domain::HookState::Ok && h.checked_at.is_some())
     );
     app.stop().await;
 }

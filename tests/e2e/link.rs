@@ -14,7 +14,7 @@ async fn maintainer_on_free_gets_one_hook_per_project_across_pages(db: TestDatab
     let sub = app.gitlab.add_group("sub", Some(w.group), Plan::Free);
     let deep = app.gitlab.add_project(sub, "deep");
     let linked = app.link("acme", &w.token, HookMode::Auto).await.unwrap();
-    assert_eq!(linked.hook_mode, "project");
+    assert_eq!(linked.hook_mode, gfj_core::domain::HookScope::Project);
     assert_eq!(
         linked.hooks.len(),
         104,

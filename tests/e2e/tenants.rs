@@ -127,7 +127,7 @@ async fn project_hook_subscriptions_drop_deliveries_of_other_projects(db: TestDa
     app.gitlab.set_signing_tokens_supported(false);
     let w = app.world(Plan::Free, 40, 1);
     let linked = app.link("acme", &w.token, HookMode::Auto).await.unwrap();
-    assert_eq!(linked.hook_mode, "project");
+    assert_eq!(linked.hook_mode, gfj_core::domain::HookScope::Project);
     let token = app.gitlab.hook_token(linked.hooks[0].hook_id).unwrap();
     let foreign = foreign_project_hooked_with(&app, w.user, &token).await;
     let mark = app.gitlab.requests().len();
@@ -161,7 +161,7 @@ async fn group_hook_subscriptions_check_a_new_project_once_and_drop_outsiders(db
     let w = app.world(Plan::Premium, 50, 1);
     let web = app.gitlab.add_group("web", Some(w.group), Plan::Premium);
     let linked = app.link("acme", &w.token, HookMode::Auto).await.unwrap();
-    assert_eq!(linked.hook_mode, "group");
+    assert_eq!(linked.hook_mode, gfj_core::domain::HookScope::Group);
     let token = app.gitlab.hook_token(linked.hooks[0].hook_id).unwrap();
     let foreign = foreign_project_hooked_with(&app, w.user, &token).await;
     let mark = app.gitlab.requests().len();

@@ -21,6 +21,7 @@ pub mod batching;
 pub mod connect_jwt;
 pub mod connect_lifecycle;
 pub mod digest;
+pub mod domain;
 pub mod gitlab;
 pub mod issue_keys;
 pub mod jira;

@@ -100,27 +100,13 @@ impl HookInfo {
     }
 }
 
-/// Where a hook lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HookScope {
-    Group,
-    Project,
-}
+pub use gfj_core::domain::HookScope;
 
-impl HookScope {
-    pub fn parse(s: &str) -> Self {
-        if s == "group" {
-            Self::Group
-        } else {
-            Self::Project
-        }
-    }
-
-    fn collection(self) -> &'static str {
-        match self {
-            Self::Group => "groups",
-            Self::Project => "projects",
-        }
+/// The API collection a hook of this scope lives in.
+fn hook_collection(scope: HookScope) -> &'static str {
+    match scope {
+        HookScope::Group => "groups",
+        HookScope::Project => "projects",
     }
 }
 
@@ -371,7 +357,7 @@ impl GitLabClient {
             .expect("hook spec serialises");
         self.call(
             Method::POST,
-            &format!("/{}/{target_id}/hooks", scope.collection()),
+            &format!("/{}/{target_id}/hooks", hook_collection(scope)),
             Some(&spec),
         )
         .await?
@@ -389,7 +375,7 @@ impl GitLabClient {
     ) -> Result<Option<HookInfo>, GitLabError> {
         self.get_optional(&format!(
             "/{}/{target_id}/hooks/{hook_id}",
-            scope.collection()
+            hook_collection(scope)
         ))
         .await
     }
@@ -405,7 +391,7 @@ impl GitLabClient {
             Method::POST,
             &format!(
                 "/{}/{target_id}/hooks/{hook_id}/test/push_events",
-                scope.collection()
+                hook_collection(scope)
             ),
             None,
         )
@@ -423,7 +409,7 @@ impl GitLabClient {
         match self
             .call(
                 Method::DELETE,
-                &format!("/{}/{target_id}/hooks/{hook_id}", scope.collection()),
+                &format!("/{}/{target_id}/hooks/{hook_id}", hook_collection(scope)),
                 None,
             )
             .await

@@ -9,32 +9,13 @@ use sqlx::any::AnyRow;
 use crate::queue::{NewJob, insert_jobs};
 use crate::{Store, StoreError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskState {
-    Pending,
-    Running,
-    Done,
-    Failed,
-}
-
-impl TaskState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskState::Pending => "pending",
-            TaskState::Running => "running",
-            TaskState::Done => "done",
-            TaskState::Failed => "failed",
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        match s {
-            "running" => TaskState::Running,
-            "done" => TaskState::Done,
-            "failed" => TaskState::Failed,
-            _ => TaskState::Pending,
-        }
+gfj_core::named_enum! {
+    /// Where a backfill task is.
+    pub enum TaskState ("backfill task state") {
+        Pending = "pending",
+        Running = "running",
+        Done = "done",
+        Failed = "failed",
     }
 }
 
@@ -90,7 +71,7 @@ fn task(r: &AnyRow) -> Result<BackfillTask, StoreError> {
         project_path: r.try_get("project_path")?,
         entity: BackfillEntity::parse(&entity)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown backfill entity {entity:?}")))?,
-        state: TaskState::parse(&state),
+        state: TaskState::parse(&state)?,
         since_ms: r.try_get("since_ms")?,
         until_ms: r.try_get("until_ms")?,
         next_page: r.try_get("next_page")?,
@@ -174,9 +155,12 @@ impl Store {
         for (project_id, path) in projects {
             for entity in BackfillEntity::ALL {
                 inserted += sqlx::query(
-                    "INSERT INTO backfill_tasks (subscription_id, project_id, project_path, entity, entity_rank, state, \
+                    &format!(
+                        "INSERT INTO backfill_tasks (subscription_id, project_id, project_path, entity, entity_rank, state, \
                      since_ms, next_page, items_done, items_sent, queued_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, 'pending', $6, 1, 0, 0, $7, $7) ON CONFLICT DO NOTHING",
+                     VALUES ($1, $2, $3, $4, $5, '{PENDING}', $6, 1, 0, 0, $7, $7) ON CONFLICT DO NOTHING",
+                        PENDING = TaskState::Pending
+                    ),
                 )
                 .bind(subscription_id)
                 .bind(project_id)
@@ -207,10 +191,11 @@ impl Store {
         now_ms: i64,
     ) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
-        let running: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT subscription_id, COUNT(*) FROM backfill_tasks WHERE state = 'running' \
+        let running: Vec<(i64, i64)> = sqlx::query_as(&format!(
+            "SELECT subscription_id, COUNT(*) FROM backfill_tasks WHERE state = '{RUNNING}' \
              GROUP BY subscription_id",
-        )
+            RUNNING = TaskState::Running
+        ))
         .fetch_all(&mut *tx)
         .await?;
         let room = max_running - running.iter().map(|(_, n)| n).sum::<i64>();
@@ -218,11 +203,12 @@ impl Store {
             return Ok(0);
         }
         // Pending tasks per subscription, counted only up to `room`: no subscription can get more.
-        let pending: Vec<(i64, i64)> = sqlx::query_as(
+        let pending: Vec<(i64, i64)> = sqlx::query_as(&format!(
             "SELECT id, (SELECT COUNT(*) FROM (SELECT 1 FROM backfill_tasks t \
-                         WHERE t.subscription_id = s.id AND t.state = 'pending' LIMIT $1) AS p) \
+                         WHERE t.subscription_id = s.id AND t.state = '{PENDING}' LIMIT $1) AS p) \
              FROM subscriptions s ORDER BY id",
-        )
+            PENDING = TaskState::Pending
+        ))
         .bind(room)
         .fetch_all(&mut *tx)
         .await?;
@@ -242,8 +228,9 @@ impl Store {
         for (subscription_id, slots) in fair_shares(&waiting, room) {
             rows.extend(
                 sqlx::query(&format!(
-                    "SELECT {COLUMNS} FROM backfill_tasks WHERE subscription_id = $1 AND state = 'pending' \
-                     ORDER BY queued_at, project_id, entity_rank LIMIT $2"
+                    "SELECT {COLUMNS} FROM backfill_tasks WHERE subscription_id = $1 AND state = '{PENDING}' \
+                     ORDER BY queued_at, project_id, entity_rank LIMIT $2",
+                    PENDING = TaskState::Pending
                 ))
                 .bind(subscription_id)
                 .bind(slots)
@@ -256,8 +243,11 @@ impl Store {
             let t = task(row)?;
             // The state check makes a replica that raced us here start nothing twice.
             let n = sqlx::query(
-                "UPDATE backfill_tasks SET state = 'running', started_at = $1, until_ms = $1, updated_at = $1, \
-                 error = NULL WHERE subscription_id = $2 AND project_id = $3 AND entity = $4 AND state = 'pending'",
+                &format!(
+                    "UPDATE backfill_tasks SET state = '{RUNNING}', started_at = $1, until_ms = $1, updated_at = $1, \
+                 error = NULL WHERE subscription_id = $2 AND project_id = $3 AND entity = $4 AND state = '{PENDING}'",
+                    PENDING = TaskState::Pending, RUNNING = TaskState::Running
+                ),
             )
             .bind(now_ms)
             .bind(t.subscription_id)
@@ -335,10 +325,13 @@ impl Store {
             None => ("done", Some(now_ms)),
         };
         let n = sqlx::query(
-            "UPDATE backfill_tasks SET next_page = $1, items_done = items_done + $2, items_sent = items_sent + $3, \
+            &format!(
+                "UPDATE backfill_tasks SET next_page = $1, items_done = items_done + $2, items_sent = items_sent + $3, \
              items_total = COALESCE($4, items_total), error = NULL, state = $5, finished_at = $6, updated_at = $7 \
-             WHERE subscription_id = $8 AND project_id = $9 AND entity = $10 AND state = 'running' \
+             WHERE subscription_id = $8 AND project_id = $9 AND entity = $10 AND state = '{RUNNING}' \
              AND started_at = $11 AND next_page = $12",
+                RUNNING = TaskState::Running
+            ),
         )
         .bind(outcome.next_page.unwrap_or(page))
         .bind(outcome.items_read)
@@ -478,7 +471,10 @@ impl Store {
     /// Whether any backfill task of the subscription is still pending or running.
     pub async fn backfill_active(&self, subscription_id: i64) -> Result<bool, StoreError> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM backfill_tasks WHERE subscription_id = $1 AND state IN ('pending', 'running')",
+            &format!(
+                "SELECT COUNT(*) FROM backfill_tasks WHERE subscription_id = $1 AND state IN ('{PENDING}', '{RUNNING}')",
+                PENDING = TaskState::Pending, RUNNING = TaskState::Running
+            ),
         )
         .bind(subscription_id)
         .fetch_one(&self.pool)
@@ -494,8 +490,11 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE backfill_tasks SET error = $1, updated_at = $2 \
-             WHERE subscription_id = $3 AND project_id = $4 AND entity = $5 AND state = 'running'",
+            &format!(
+                "UPDATE backfill_tasks SET error = $1, updated_at = $2 \
+             WHERE subscription_id = $3 AND project_id = $4 AND entity = $5 AND state = '{RUNNING}'",
+                RUNNING = TaskState::Running
+            ),
         )
         .bind(error)
         .bind(now_ms)
@@ -516,8 +515,11 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE backfill_tasks SET state = 'failed', error = $1, finished_at = $2, updated_at = $2 \
-             WHERE subscription_id = $3 AND project_id = $4 AND entity = $5 AND state = 'running' AND started_at = $6",
+            &format!(
+                "UPDATE backfill_tasks SET state = '{FAILED}', error = $1, finished_at = $2, updated_at = $2 \
+             WHERE subscription_id = $3 AND project_id = $4 AND entity = $5 AND state = '{RUNNING}' AND started_at = $6",
+                RUNNING = TaskState::Running, FAILED = TaskState::Failed
+            ),
         )
         .bind(error)
         .bind(now_ms)
@@ -540,17 +542,18 @@ impl Store {
         only_failed: bool,
         now_ms: i64,
     ) -> Result<u64, StoreError> {
-        let mut sql = String::from(
-            "UPDATE backfill_tasks SET state = 'pending', next_page = 1, items_done = 0, items_sent = 0, \
+        let mut sql = format!(
+            "UPDATE backfill_tasks SET state = '{PENDING}', next_page = 1, items_done = 0, items_sent = 0, \
              items_total = NULL, error = NULL, started_at = NULL, until_ms = NULL, finished_at = NULL, \
              queued_at = $1, updated_at = $1",
+            PENDING = TaskState::Pending
         );
         if since_ms.is_some() {
             sql.push_str(", since_ms = $3");
         }
         sql.push_str(" WHERE subscription_id = $2");
         if only_failed {
-            sql.push_str(" AND state = 'failed'");
+            sql.push_str(&format!(" AND state = '{}'", TaskState::Failed));
         }
         if project_id.is_some() {
             sql.push_str(if since_ms.is_some() {

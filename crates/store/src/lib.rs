@@ -51,3 +51,9 @@ pub enum StoreError {
     #[error("the store is shutting down")]
     Closed,
 }
+
+impl From<gfj_core::domain::UnknownName> for StoreError {
+    fn from(e: gfj_core::domain::UnknownName) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}

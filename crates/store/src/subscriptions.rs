@@ -3,13 +3,14 @@
 use serde::Serialize;
 use sqlx::Row;
 
+use gfj_core::domain::{HookScope, HookState};
+
 use crate::{Store, StoreError};
 
 /// A webhook registered in GitLab for a subscription.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Hook {
-    /// `group` or `project`.
-    pub scope: String,
+    pub scope: HookScope,
     /// The group or project id the hook belongs to.
     pub target_id: i64,
     pub hook_id: i64,
@@ -22,7 +23,8 @@ pub struct Subscription {
     pub gitlab_url: String,
     pub group_id: i64,
     pub group_path: String,
-    pub hook_mode: String,
+    /// Where its hooks live.
+    pub hook_mode: HookScope,
     pub created_at: i64,
     /// Hex SHA-256 of the webhook secret token.
     #[serde(skip)]
@@ -41,7 +43,8 @@ pub struct NewSubscription {
     pub gitlab_token: String,
     /// The hooks' `X-Gitlab-Token`: stored encrypted, and looked up by its SHA-256.
     pub webhook_token: String,
-    pub hook_mode: String,
+    /// Where its hooks live.
+    pub hook_mode: HookScope,
     pub hooks: Vec<Hook>,
     /// The `whsec_` signing secret, when GitLab confirmed it for the hooks; stored encrypted.
     pub webhook_signing_secret: Option<String>,
@@ -54,7 +57,7 @@ pub struct NewSubscription {
 pub struct Gap {
     pub id: i64,
     pub subscription_id: i64,
-    pub scope: String,
+    pub scope: HookScope,
     pub target_id: i64,
     pub since_ms: i64,
     pub until_ms: i64,
@@ -67,8 +70,7 @@ pub struct Gap {
 pub struct HookStatus {
     #[serde(flatten)]
     pub hook: Hook,
-    /// `ok`, `disabled` or `missing`.
-    pub state: String,
+    pub state: HookState,
     pub checked_at: Option<i64>,
 }
 
@@ -93,7 +95,8 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Subscription, sqlx::Error> {
         gitlab_url: r.try_get("gitlab_url")?,
         group_id: r.try_get("group_id")?,
         group_path: r.try_get("group_path")?,
-        hook_mode: r.try_get("hook_mode")?,
+        hook_mode: HookScope::parse(&r.try_get::<String, _>("hook_mode")?)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
         created_at: r.try_get("created_at")?,
         webhook_token_hash: r.try_get("webhook_token_hash")?,
         gitlab_connection_id: r.try_get("gitlab_connection_id")?,
@@ -150,7 +153,7 @@ impl Store {
         .bind(&s.group_path)
         .bind(token)
         .bind(gfj_core::gitlab::webhook_token_hash(s.webhook_token.as_bytes()))
-        .bind(&s.hook_mode)
+        .bind(s.hook_mode.as_str())
         .bind(now_ms)
         .bind(signing)
         .bind(webhook_token)
@@ -161,7 +164,7 @@ impl Store {
         for h in &s.hooks {
             sqlx::query("INSERT INTO subscription_hooks (subscription_id, scope, target_id, hook_id) VALUES ($1, $2, $3, $4)")
                 .bind(sub.id)
-                .bind(&h.scope)
+                .bind(h.scope.as_str())
                 .bind(h.target_id)
                 .bind(h.hook_id)
                 .execute(&mut *tx)
@@ -303,11 +306,11 @@ impl Store {
             .map(|r| {
                 Ok(HookStatus {
                     hook: Hook {
-                        scope: r.try_get("scope")?,
+                        scope: HookScope::parse(&r.try_get::<String, _>("scope")?)?,
                         target_id: r.try_get("target_id")?,
                         hook_id: r.try_get("hook_id")?,
                     },
-                    state: r.try_get("state")?,
+                    state: HookState::parse(&r.try_get::<String, _>("state")?)?,
                     checked_at: r.try_get("checked_at")?,
                 })
             })
@@ -326,15 +329,16 @@ impl Store {
             "DELETE FROM subscription_hooks WHERE subscription_id = $1 AND scope = $2 AND target_id = $3",
         )
         .bind(subscription_id)
-        .bind(&hook.scope)
+        .bind(hook.scope.as_str())
         .bind(hook.target_id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO subscription_hooks (subscription_id, scope, target_id, hook_id, state, checked_at) VALUES ($1, $2, $3, $4, 'ok', $5)")
+        sqlx::query("INSERT INTO subscription_hooks (subscription_id, scope, target_id, hook_id, state, checked_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(subscription_id)
-            .bind(&hook.scope)
+            .bind(hook.scope.as_str())
             .bind(hook.target_id)
             .bind(hook.hook_id)
+            .bind(HookState::Ok.as_str())
             .bind(now_ms)
             .execute(&mut *tx)
             .await?;
@@ -346,33 +350,33 @@ impl Store {
     pub async fn remove_subscription_hook(
         &self,
         subscription_id: i64,
-        scope: &str,
+        scope: HookScope,
         target_id: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "DELETE FROM subscription_hooks WHERE subscription_id = $1 AND scope = $2 AND target_id = $3",
         )
         .bind(subscription_id)
-        .bind(scope)
+        .bind(scope.as_str())
         .bind(target_id)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// What a health check saw of a hook (`ok`, `disabled`, `missing`).
+    /// What a health check saw of a hook.
     pub async fn set_hook_state(
         &self,
         subscription_id: i64,
         hook: &Hook,
-        state: &str,
+        state: HookState,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         sqlx::query("UPDATE subscription_hooks SET state = $1, checked_at = $2 WHERE subscription_id = $3 AND scope = $4 AND target_id = $5")
-            .bind(state)
+            .bind(state.as_str())
             .bind(now_ms)
             .bind(subscription_id)
-            .bind(&hook.scope)
+            .bind(hook.scope.as_str())
             .bind(hook.target_id)
             .execute(&self.pool)
             .await?;
@@ -383,7 +387,7 @@ impl Store {
     pub async fn record_gap(
         &self,
         subscription_id: i64,
-        scope: &str,
+        scope: HookScope,
         target_id: i64,
         since_ms: i64,
         until_ms: i64,
@@ -391,7 +395,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO gitlab_gaps (subscription_id, scope, target_id, since_ms, until_ms, reason, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $5)")
             .bind(subscription_id)
-            .bind(scope)
+            .bind(scope.as_str())
             .bind(target_id)
             .bind(since_ms)
             .bind(until_ms)
@@ -412,7 +416,7 @@ impl Store {
                 Ok(Gap {
                     id: r.try_get("id")?,
                     subscription_id: r.try_get("subscription_id")?,
-                    scope: r.try_get("scope")?,
+                    scope: HookScope::parse(&r.try_get::<String, _>("scope")?)?,
                     target_id: r.try_get("target_id")?,
                     since_ms: r.try_get("since_ms")?,
                     until_ms: r.try_get("until_ms")?,
@@ -489,7 +493,7 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok(Hook {
-                    scope: r.try_get("scope")?,
+                    scope: HookScope::parse(&r.try_get::<String, _>("scope")?)?,
                     target_id: r.try_get("target_id")?,
                     hook_id: r.try_get("hook_id")?,
                 })

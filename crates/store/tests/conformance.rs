@@ -1,5 +1,6 @@
 //! The store's behaviour, identical on SQLite and PostgreSQL.
 
+use gfj_core::domain::{HookScope, HookState};
 use std::sync::Arc;
 
 use gfj_store::installations::Installation;
@@ -38,9 +39,9 @@ fn subscription(client_key: &str, group_id: i64, webhook_token: &str) -> NewSubs
         group_path: format!("g{group_id}"),
         gitlab_token: "glpat-secret-token".into(),
         webhook_token: webhook_token.into(),
-        hook_mode: "project".into(),
+        hook_mode: HookScope::Project,
         hooks: vec![Hook {
-            scope: "project".into(),
+            scope: HookScope::Project,
             target_id: 7,
             hook_id: 70,
         }],
@@ -119,11 +120,11 @@ async fn installations_are_encrypted_replaced_and_removed_with_their_subscriptio
 
     // Hook health: state changes, a re-registered hook replaces the old one, gaps are kept.
     let hook = Hook {
-        scope: "project".into(),
+        scope: HookScope::Project,
         target_id: 7,
         hook_id: 70,
     };
-    s.set_hook_state(sub.id, &hook, "disabled", 10)
+    s.set_hook_state(sub.id, &hook, HookState::Disabled, 10)
         .await
         .unwrap();
     let st = s.subscription_hook_status(sub.id).await.unwrap();
@@ -141,9 +142,16 @@ async fn installations_are_encrypted_replaced_and_removed_with_their_subscriptio
     let st = s.subscription_hook_status(sub.id).await.unwrap();
     assert_eq!(st.len(), 1);
     assert_eq!((st[0].hook.hook_id, st[0].state.as_str()), (71, "ok"));
-    s.record_gap(sub.id, "project", 7, 5, 11, "hook deleted in GitLab")
-        .await
-        .unwrap();
+    s.record_gap(
+        sub.id,
+        HookScope::Project,
+        7,
+        5,
+        11,
+        "hook deleted in GitLab",
+    )
+    .await
+    .unwrap();
     let gaps = s.open_gaps(sub.id).await.unwrap();
     assert_eq!(
         (
@@ -154,7 +162,7 @@ async fn installations_are_encrypted_replaced_and_removed_with_their_subscriptio
         ),
         (1, 5, 11, 7)
     );
-    s.remove_subscription_hook(sub.id, "project", 7)
+    s.remove_subscription_hook(sub.id, HookScope::Project, 7)
         .await
         .unwrap();
     assert!(s.subscription_hooks(sub.id).await.unwrap().is_empty());

@@ -9,7 +9,7 @@
 //!
 //! Anything else is dropped, logged and counted (`status --json`: `foreign_deliveries_dropped`).
 
-use gfj_gitlab_client::GitLabError;
+use gfj_gitlab_client::{GitLabError, HookScope};
 use gfj_store::subscriptions::Subscription;
 
 use crate::JobError;
@@ -53,11 +53,11 @@ impl Handlers {
         let hooks = self.store.subscription_hooks(sub.id).await?;
         if hooks
             .iter()
-            .any(|h| h.scope == "project" && h.target_id == project_id)
+            .any(|h| h.scope == HookScope::Project && h.target_id == project_id)
         {
             return Ok(true);
         }
-        if !hooks.iter().any(|h| h.scope == "group") {
+        if !hooks.iter().any(|h| h.scope == HookScope::Group) {
             // Project-hook mode: only hooked projects deliver (the hook check hooks new ones).
             return Ok(false);
         }

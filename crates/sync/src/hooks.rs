@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 
+use gfj_core::domain::HookState;
 use gfj_core::jobs::{CleanupScope, HookCheck, JiraCleanup, Job};
 use gfj_gitlab_client::{GitLabClient, GitLabError, HookInfo, HookScope};
 use gfj_store::subscriptions::{Hook, Subscription};
@@ -89,7 +90,7 @@ impl Handlers {
                     token,
                     signing_secret,
                 });
-        if sub.hook_mode == "project" {
+        if sub.hook_mode == HookScope::Project {
             self.follow_group_projects(&sub, &client, secrets.as_ref())
                 .await?;
         }
@@ -117,7 +118,7 @@ impl Handlers {
             .subscription_hooks(sub.id)
             .await?
             .into_iter()
-            .filter(|h| h.scope == "project")
+            .filter(|h| h.scope == HookScope::Project)
             .collect();
         let current: HashSet<i64> = projects.iter().map(|p| p.id).collect();
         for p in projects
@@ -134,7 +135,7 @@ impl Handlers {
                 .await?;
             let now = self.clock.now_ms();
             let hook = Hook {
-                scope: "project".into(),
+                scope: HookScope::Project,
                 target_id: p.id,
                 hook_id: info.id,
             };
@@ -151,7 +152,7 @@ impl Handlers {
                 Err(e) => return Err(e.into()),
             }
             self.store
-                .remove_subscription_hook(sub.id, "project", *gone)
+                .remove_subscription_hook(sub.id, HookScope::Project, *gone)
                 .await?;
             let cleanup = JiraCleanup {
                 client_key: sub.client_key.clone(),
@@ -175,12 +176,14 @@ impl Handlers {
         hook: &Hook,
         healthy_since: i64,
     ) -> Result<(), JobError> {
-        let scope = HookScope::parse(&hook.scope);
+        let scope = hook.scope;
         let seen = client.hook(scope, hook.target_id, hook.hook_id).await?;
         let now = self.clock.now_ms();
         match seen {
             Some(info) if !info.is_disabled() => {
-                self.store.set_hook_state(sub.id, hook, "ok", now).await?;
+                self.store
+                    .set_hook_state(sub.id, hook, HookState::Ok, now)
+                    .await?;
             }
             Some(info) => {
                 // GitLab re-enables an auto-disabled hook when a test delivery succeeds.
@@ -192,11 +195,13 @@ impl Handlers {
                     .await?;
                 let again = client.hook(scope, hook.target_id, hook.hook_id).await?;
                 if again.as_ref().is_some_and(|h| !h.is_disabled()) {
-                    self.store.set_hook_state(sub.id, hook, "ok", now).await?;
+                    self.store
+                        .set_hook_state(sub.id, hook, HookState::Ok, now)
+                        .await?;
                     self.store
                         .record_gap(
                             sub.id,
-                            &hook.scope,
+                            hook.scope,
                             hook.target_id,
                             healthy_since,
                             now,
@@ -206,7 +211,7 @@ impl Handlers {
                 } else {
                     // Keep the old healthy time, so the gap covers everything once the hook is back.
                     self.store
-                        .set_hook_state(sub.id, hook, "disabled", healthy_since)
+                        .set_hook_state(sub.id, hook, HookState::Disabled, healthy_since)
                         .await?;
                     return Err(JobError::Retry {
                         message: "GitLab keeps the webhook disabled".into(),
@@ -217,7 +222,7 @@ impl Handlers {
             None => {
                 let Some(secrets) = secrets else {
                     self.store
-                        .set_hook_state(sub.id, hook, "missing", healthy_since)
+                        .set_hook_state(sub.id, hook, HookState::Missing, healthy_since)
                         .await?;
                     return Err(JobError::Permanent(
                         "webhook deleted in GitLab and this subscription predates stored hook secrets; link the group again".into(),
@@ -238,7 +243,7 @@ impl Handlers {
                         self.store
                             .record_gap(
                                 sub.id,
-                                &hook.scope,
+                                hook.scope,
                                 hook.target_id,
                                 healthy_since,
                                 now,
@@ -251,12 +256,12 @@ impl Handlers {
                     // The project itself is gone.
                     Err(GitLabError::NotFound(_)) if scope == HookScope::Project => {
                         self.store
-                            .remove_subscription_hook(sub.id, &hook.scope, hook.target_id)
+                            .remove_subscription_hook(sub.id, hook.scope, hook.target_id)
                             .await?;
                     }
                     Err(e) => {
                         self.store
-                            .set_hook_state(sub.id, hook, "missing", healthy_since)
+                            .set_hook_state(sub.id, hook, HookState::Missing, healthy_since)
                             .await?;
                         return Err(e.into());
                     }

@@ -19,17 +19,7 @@ use crate::gitlab_access::GitLabAccess;
 use crate::handlers::queue_jira_cleanup;
 use crate::hooks::{HookSecrets, webhook_url};
 
-/// How webhooks are registered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HookMode {
-    /// A group hook when GitLab allows it (Premium, Owner), else one hook per project.
-    Auto,
-    /// One group hook (GitLab Premium; the user must be Owner).
-    Group,
-    /// One hook per project of the group and its subgroups (any tier; Maintainer).
-    Project,
-}
+pub use gfj_core::domain::HookMode;
 
 /// Who acts in GitLab for the subscription.
 #[derive(Clone)]
@@ -72,7 +62,8 @@ pub struct LinkedSubscription {
     pub gitlab_url: String,
     pub group_id: i64,
     pub group_path: String,
-    pub hook_mode: String,
+    /// Where its hooks live.
+    pub hook_mode: HookScope,
     pub hooks: Vec<Hook>,
     pub created_at: i64,
 }
@@ -226,7 +217,7 @@ impl Linker<'_> {
             group_path: group.full_path.clone(),
             gitlab_token,
             webhook_token: secrets.token.clone(),
-            hook_mode: mode.to_owned(),
+            hook_mode: mode,
             hooks: hooks.clone(),
             webhook_signing_secret: secrets.signing_secret.clone().filter(|_| signed),
             gitlab_connection_id,
@@ -305,7 +296,7 @@ async fn register_hooks(
     group_id: i64,
     url: &str,
     secrets: &HookSecrets,
-) -> Result<(&'static str, Vec<Hook>, bool), LinkError> {
+) -> Result<(HookScope, Vec<Hook>, bool), LinkError> {
     if mode != HookMode::Project {
         match secrets
             .register(client, HookScope::Group, group_id, url)
@@ -313,9 +304,9 @@ async fn register_hooks(
         {
             Ok(h) => {
                 return Ok((
-                    "group",
+                    HookScope::Group,
                     vec![Hook {
-                        scope: "group".into(),
+                        scope: HookScope::Group,
                         target_id: group_id,
                         hook_id: h.id,
                     }],
@@ -351,7 +342,7 @@ async fn register_hooks(
             Ok(h) => {
                 signed &= h.signing_token_present;
                 hooks.push(Hook {
-                    scope: "project".into(),
+                    scope: HookScope::Project,
                     target_id: p.id,
                     hook_id: h.id,
                 })
@@ -366,16 +357,13 @@ async fn register_hooks(
         }
     }
     let signed = signed && !hooks.is_empty();
-    Ok(("project", hooks, signed))
+    Ok((HookScope::Project, hooks, signed))
 }
 
 async fn remove_hooks(client: &GitLabClient, hooks: &[Hook]) -> Vec<String> {
     let mut failures = Vec::new();
     for h in hooks {
-        if let Err(e) = client
-            .delete_hook(HookScope::parse(&h.scope), h.target_id, h.hook_id)
-            .await
-        {
+        if let Err(e) = client.delete_hook(h.scope, h.target_id, h.hook_id).await {
             failures.push(format!(
                 "{} {} hook {}: {e}",
                 h.scope, h.target_id, h.hook_id

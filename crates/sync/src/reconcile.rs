@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use gfj_core::gitlab::{EventKind, GitLabTime, NULL_SHA, PushEvent, WebhookEvent};
 use gfj_core::jobs::{Job, Reconcile};
 use gfj_core::mapping::project_keys::ProjectKeys;
-use gfj_gitlab_client::GitLabClient;
+use gfj_gitlab_client::{GitLabClient, HookScope};
 use gfj_jira_client::{DevinfoEntity, Site};
 use gfj_store::subscriptions::Subscription;
 use gfj_store::{Store, StoreError};
@@ -64,12 +64,12 @@ impl Handlers {
         let started = self.clock.now_ms();
         let seq = started.saturating_mul(1000);
         let gitlab = self.gitlab.client_for(&self.store, &sub, started).await?;
-        let projects: Vec<i64> = if sub.hook_mode == "project" {
+        let projects: Vec<i64> = if sub.hook_mode == HookScope::Project {
             self.store
                 .subscription_hooks(sub.id)
                 .await?
                 .into_iter()
-                .filter(|h| h.scope == "project")
+                .filter(|h| h.scope == HookScope::Project)
                 .map(|h| h.target_id)
                 .collect()
         } else {
@@ -82,7 +82,7 @@ impl Handlers {
         for project_id in projects {
             let covering: Vec<_> = gaps
                 .iter()
-                .filter(|g| g.scope == "group" || g.target_id == project_id)
+                .filter(|g| g.scope == HookScope::Group || g.target_id == project_id)
                 .collect();
             let cursor = self
                 .store
@@ -100,7 +100,7 @@ impl Handlers {
                 .await?;
             let project_gaps: Vec<i64> = covering
                 .iter()
-                .filter(|g| g.scope == "project")
+                .filter(|g| g.scope == HookScope::Project)
                 .map(|g| g.id)
                 .collect();
             self.store
@@ -109,7 +109,7 @@ impl Handlers {
         }
         let group_gaps: Vec<i64> = gaps
             .iter()
-            .filter(|g| g.scope == "group")
+            .filter(|g| g.scope == HookScope::Group)
             .map(|g| g.id)
             .collect();
         self.store

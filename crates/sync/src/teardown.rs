@@ -4,7 +4,7 @@
 
 use gfj_core::jobs::{GitlabSignOut, GitlabTeardown};
 use gfj_gitlab_client::oauth::{self, OAuthTokens};
-use gfj_gitlab_client::{GitLabClient, GitLabError, HookScope};
+use gfj_gitlab_client::{GitLabClient, GitLabError};
 
 use crate::JobError;
 use crate::handlers::Handlers;
@@ -37,10 +37,7 @@ impl Handlers {
         };
         if let Some(client) = client {
             for h in &t.hooks {
-                match client
-                    .delete_hook(HookScope::parse(&h.scope), h.target_id, h.hook_id)
-                    .await
-                {
+                match client.delete_hook(h.scope, h.target_id, h.hook_id).await {
                     Ok(()) => {}
                     // The credentials lost their rights: nothing this service can still do.
                     Err(e @ (GitLabError::Unauthorized | GitLabError::Forbidden(_))) => {
