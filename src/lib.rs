@@ -1,4 +1,4 @@
-//! The `gitlab-for-jira` binary's library: settings, wiring, and the commands of `interface.md`.
+//! The `gitlab-for-jira` binary's library: settings, wiring, and the commands of `docs/interface.md`.
 //!
 //! Data flow (see ARCHITECTURE.md): GitLab → `gfj-server` (intake) → `gfj-store` (durable queue) →
 //! `gfj-sync` (workers, using the pure `gfj-core` mapping) → `gfj-jira-client` → Jira.

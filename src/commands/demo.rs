@@ -20,11 +20,7 @@ pub async fn run() -> anyhow::Result<String> {
 async fn run_in(dir: &std::path::Path) -> anyhow::Result<String> {
     let jira = JiraSim::start(JiraSimConfig::default())
         .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "Jira simulator: {e} (set GFJ_SHARED_DIR to the folder holding jira-fixtures/)"
-            )
-        })?;
+        .map_err(|e| anyhow::anyhow!("Jira simulator: {e}"))?;
     let gitlab = GitLabSim::start().await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base_url = format!("http://{}", listener.local_addr()?);

@@ -1,4 +1,4 @@
-//! One module per command of `interface.md`.
+//! One module per command of `docs/interface.md`.
 
 pub mod demo;
 pub mod link;

@@ -1,7 +1,7 @@
 //! Atlassian Connect: the descriptor, signed installs (and every way to forge one), uninstall.
 
 use gfj_core::connect_jwt::{self, BoundRequest};
-use gfj_sim::jira::{INSTALL_KID, INSTALL_PRIVATE_KEY, validate_descriptor};
+use gfj_sim::jira::{INSTALL_KID, install_private_key, validate_descriptor};
 use gfj_store::test_on_both_databases;
 use gfj_store::testing::TestDatabase;
 use serde_json::{Value, json};
@@ -70,12 +70,20 @@ async fn descriptor_is_valid_and_declares_the_modules(db: TestDatabase) {
         .json()
         .await
         .unwrap();
-    let schema =
-        gfj_sim::shared_dir().join("jira-fixtures/atlassian-connect-jira-global-schema.json");
-    assert_eq!(
-        validate_descriptor(&schema, &d).unwrap(),
-        Vec::<String>::new()
-    );
+    // Atlassian's descriptor schema, when found (required under CI=true).
+    let name = gfj_sim::jira::OFFICIAL_CONNECT_SCHEMA;
+    let schema = gfj_sim::official_fixture(name);
+    gfj_sim::require_official(name, schema.as_deref()).unwrap();
+    if let Some(schema) = &schema {
+        assert_eq!(
+            validate_descriptor(schema, &d).unwrap(),
+            Vec::<String>::new()
+        );
+        // A descriptor missing a required part is refused by the same check.
+        let mut broken = d.clone();
+        broken["modules"]["jiraDevelopmentTool"]["capabilities"] = json!(["everything"]);
+        assert!(!validate_descriptor(schema, &broken).unwrap().is_empty());
+    }
     assert_eq!(d["baseUrl"], app.base_url.as_str());
     assert_eq!(d["scopes"], json!(["READ", "WRITE", "DELETE"]));
     assert_eq!(
@@ -96,10 +104,6 @@ async fn descriptor_is_valid_and_declares_the_modules(db: TestDatabase) {
         d["modules"]["postInstallPage"]["conditions"][0]["condition"],
         "user_is_admin"
     );
-    // A descriptor missing a required part is refused by the same check.
-    let mut broken = d.clone();
-    broken["modules"]["jiraDevelopmentTool"]["capabilities"] = json!(["everything"]);
-    assert!(!validate_descriptor(&schema, &broken).unwrap().is_empty());
     app.stop().await;
 }
 
@@ -109,7 +113,7 @@ async fn forged_installs_are_refused_and_store_nothing(db: TestDatabase) {
     let ck = "forge-client";
     let body = payload(&app, ck, "s3cret");
     let good = Forge {
-        key: INSTALL_PRIVATE_KEY,
+        key: install_private_key(),
         kid: INSTALL_KID,
         iss: ck,
         aud: &app.base_url,
@@ -236,7 +240,7 @@ async fn reinstall_replaces_and_uninstall_removes_everything(db: TestDatabase) {
     // Reinstall with a new secret for the same clientKey.
     let path = "/jira/events/installed";
     let t = token(&Forge {
-        key: INSTALL_PRIVATE_KEY,
+        key: install_private_key(),
         kid: INSTALL_KID,
         iss: &ck,
         aud: &app.base_url,
@@ -322,7 +326,7 @@ async fn only_the_operators_jira_sites_install(db: TestDatabase) {
     let path = "/jira/events/installed";
     let ck = "look-alike";
     let good = Forge {
-        key: INSTALL_PRIVATE_KEY,
+        key: install_private_key(),
         kid: INSTALL_KID,
         iss: ck,
         aud: &app.base_url,

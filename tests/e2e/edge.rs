@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use gfj_core::connect_jwt;
-use gfj_sim::jira::INSTALL_PRIVATE_KEY;
+use gfj_sim::jira::install_private_key;
 use gfj_store::test_on_both_databases;
 use gfj_store::testing::TestDatabase;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -227,7 +227,7 @@ async fn random_kids_do_not_hammer_the_key_server(db: TestDatabase) {
     });
     let token = |kid: &str| {
         connect_jwt::sign_rs256_install(
-            INSTALL_PRIVATE_KEY.as_bytes(),
+            install_private_key().as_bytes(),
             kid,
             "kid-prober",
             &app.base_url,

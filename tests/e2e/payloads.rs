@@ -3,7 +3,7 @@
 
 use gfj_core::gitlab::{Commit, CommitAuthor, Project, PushEvent};
 use gfj_core::mapping::{PushAction, map_push};
-use gfj_sim::openapi::OpenApi;
+use gfj_sim::openapi::RequestSchemas;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 
@@ -82,10 +82,7 @@ fn push() -> impl Strategy<Value = PushEvent> {
 
 #[test]
 fn every_mapped_push_is_valid_devinfo() {
-    let api = OpenApi::load(
-        &gfj_sim::shared_dir().join("jira-fixtures/jira-software-devops-subset.openapi.json"),
-    )
-    .unwrap();
+    let api = RequestSchemas::found().unwrap();
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(200));
     let mut stored = 0;
     runner
@@ -118,7 +115,7 @@ fn every_mapped_push_is_valid_devinfo() {
 
 mod cicd {
     use gfj_core::jira::*;
-    use gfj_sim::openapi::OpenApi;
+    use gfj_sim::openapi::RequestSchemas;
     use proptest::prelude::*;
 
     fn name() -> impl Strategy<Value = String> {
@@ -333,14 +330,10 @@ mod cicd {
             })
     }
 
-    static API: std::sync::LazyLock<OpenApi> = std::sync::LazyLock::new(|| {
-        OpenApi::load(
-            &gfj_sim::shared_dir().join("jira-fixtures/jira-software-devops-subset.openapi.json"),
-        )
-        .unwrap()
-    });
+    static API: std::sync::LazyLock<RequestSchemas> =
+        std::sync::LazyLock::new(|| RequestSchemas::found().unwrap());
 
-    fn api() -> &'static OpenApi {
+    fn api() -> &'static RequestSchemas {
         &API
     }
 
@@ -394,19 +387,15 @@ mod mapped {
         MergeRequestAction, MergeRequestOptions, map_merge_request,
     };
     use gfj_core::mapping::pipeline::map_pipeline;
-    use gfj_sim::openapi::OpenApi;
+    use gfj_sim::openapi::RequestSchemas;
     use proptest::prelude::*;
     use proptest::strategy::ValueTree;
     use serde_json::json;
 
     use super::{commit, text};
 
-    static API: std::sync::LazyLock<OpenApi> = std::sync::LazyLock::new(|| {
-        OpenApi::load(
-            &gfj_sim::shared_dir().join("jira-fixtures/jira-software-devops-subset.openapi.json"),
-        )
-        .unwrap()
-    });
+    static API: std::sync::LazyLock<RequestSchemas> =
+        std::sync::LazyLock::new(|| RequestSchemas::found().unwrap());
 
     fn check(route: &str, body: serde_json::Value) -> Result<(), TestCaseError> {
         let errors = API.validate("POST", route, &body).err().unwrap_or_default();

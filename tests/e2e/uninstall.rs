@@ -187,7 +187,7 @@ async fn uninstall_removes_hooks_and_sign_ins_and_revokes_unused_tokens(db: Test
 
 fn uninstall_token(app: &TestApp, issued_at: i64) -> String {
     gfj_core::connect_jwt::sign_rs256_install(
-        gfj_sim::jira::INSTALL_PRIVATE_KEY.as_bytes(),
+        gfj_sim::jira::install_private_key().as_bytes(),
         gfj_sim::jira::INSTALL_KID,
         app.jira.client_key(),
         &app.base_url,

@@ -5,7 +5,7 @@
 //!   body of Connect lifecycle callbacks.
 //! - [`gitlab`]: typed GitLab webhook payloads (what arrives).
 //! - [`jira`]: typed Jira Software Cloud request bodies (what leaves).
-//! - [`mapping`]: GitLab objects → Jira entities, with the id rules of `interface.md`.
+//! - [`mapping`]: GitLab objects → Jira entities, with the id rules of `docs/interface.md`.
 //! - [`jobs`]: payloads of the durable queue.
 //! - [`batching`]: packing entities into requests within Jira's limits, splitting on 413.
 //! - [`standard_webhooks`]: the HMAC signature GitLab adds to deliveries of hooks with a signing token.

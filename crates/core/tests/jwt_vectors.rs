@@ -30,6 +30,16 @@ fn shared_dir() -> std::path::PathBuf {
 #[test]
 fn all_79_official_vectors_pass() {
     let path = shared_dir().join("jira-fixtures/jwt-signed-urls.json");
+    // Atlassian's vectors are third-party data kept beside the repository: an extra cross-check when
+    // found, required under CI=true (the table tests in `qsh` and `connect_jwt` run regardless).
+    let required = std::env::var("CI").is_ok_and(|v| v == "true");
+    if !path.is_file() && !required {
+        eprintln!(
+            "{} not found: official JWT vectors not checked",
+            path.display()
+        );
+        return;
+    }
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let vectors: Vectors = serde_json::from_str(&text).unwrap();
     assert_eq!(vectors.tests.len(), 79);

@@ -14,11 +14,53 @@ use gfj_core::connect_jwt::{self, BoundRequest, QshRule};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
-use crate::openapi::OpenApi;
+use crate::openapi::RequestSchemas;
 
-/// The private key the simulated Atlassian signs installs with (a test key, published on purpose).
-pub const INSTALL_PRIVATE_KEY: &str = include_str!("../keys/install-key.pem");
-const INSTALL_PUBLIC_KEY: &str = include_str!("../keys/install-key.pub.pem");
+/// The key pair the simulated Atlassian signs installs with: generated once per process, so no key
+/// ships in the binary.
+struct InstallKey {
+    private_pem: String,
+    public_pem: String,
+}
+
+static INSTALL_KEY: std::sync::LazyLock<InstallKey> = std::sync::LazyLock::new(|| {
+    use aws_lc_rs::encoding::AsDer;
+    let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+        .expect("generating an RSA key");
+    let private = pair.as_der().expect("encoding the private key");
+    let public = aws_lc_rs::signature::KeyPair::public_key(&pair)
+        .as_der()
+        .expect("encoding the public key");
+    InstallKey {
+        private_pem: pem("PRIVATE KEY", private.as_ref()),
+        public_pem: pem("PUBLIC KEY", public.as_ref()),
+    }
+});
+
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = text
+        .as_bytes()
+        .chunks(64)
+        .map(|line| std::str::from_utf8(line).expect("base64 is ASCII"))
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
+}
+
+/// The private key (PKCS#8 PEM) the simulated Atlassian signs installs with, for tests that sign their
+/// own install callbacks.
+pub fn install_private_key() -> &'static str {
+    &INSTALL_KEY.private_pem
+}
+/// Atlassian's OpenAPI for the Jira Software APIs we call, among the official fixtures.
+pub const OFFICIAL_OPENAPI: &str = "jira-software-devops-subset.openapi.json";
+/// Atlassian's JSON schema of Connect descriptors, among the official fixtures.
+pub const OFFICIAL_CONNECT_SCHEMA: &str = "atlassian-connect-jira-global-schema.json";
+
 /// The key id the simulated key server publishes its public key under.
 pub const INSTALL_KID: &str = "sim/install-key-1";
 
@@ -36,9 +78,11 @@ pub enum Fault {
 
 #[derive(Debug, Clone)]
 pub struct JiraSimConfig {
-    /// Atlassian's OpenAPI document; every request body is validated against it.
-    pub openapi: PathBuf,
-    /// Connect descriptor JSON schema; when set, `install` refuses apps whose descriptor fails it.
+    /// Atlassian's official OpenAPI document, when found: every request body is validated against it too
+    /// (the project's own schemas check every body anyway).
+    pub official_openapi: Option<PathBuf>,
+    /// Atlassian's Connect descriptor JSON schema, when found: `install` refuses apps whose descriptor
+    /// fails it.
     pub connect_schema: Option<PathBuf>,
     /// Issue keys that exist on the site; `None` means every well-formed key exists.
     pub known_issue_keys: Option<Vec<String>>,
@@ -64,10 +108,9 @@ pub struct RateLimit {
 
 impl Default for JiraSimConfig {
     fn default() -> Self {
-        let fixtures = crate::shared_dir().join("jira-fixtures");
         Self {
-            openapi: fixtures.join("jira-software-devops-subset.openapi.json"),
-            connect_schema: Some(fixtures.join("atlassian-connect-jira-global-schema.json")),
+            official_openapi: crate::official_fixture(OFFICIAL_OPENAPI),
+            connect_schema: crate::official_fixture(OFFICIAL_CONNECT_SCHEMA),
             known_issue_keys: None,
             known_services: None,
             max_body_bytes: 1024 * 1024,
@@ -126,7 +169,7 @@ struct Shared {
     /// Issued bearer tokens and when they expire.
     tokens: Mutex<std::collections::HashMap<String, std::time::Instant>>,
     config: JiraSimConfig,
-    openapi: OpenApi,
+    schemas: RequestSchemas,
     inner: Mutex<Inner>,
     /// How many of the next write requests to hold (to catch a client mid-request).
     holds_remaining: Mutex<usize>,
@@ -171,7 +214,9 @@ const ENTITY_TYPES: [(&str, &str); 3] = [
 
 impl JiraSim {
     pub async fn start(config: JiraSimConfig) -> anyhow::Result<Self> {
-        let openapi = OpenApi::load(&config.openapi)?;
+        crate::require_official(OFFICIAL_OPENAPI, config.official_openapi.as_deref())?;
+        crate::require_official(OFFICIAL_CONNECT_SCHEMA, config.connect_schema.as_deref())?;
+        let schemas = RequestSchemas::new(config.official_openapi.as_deref())?;
         let initial_rate = config.rate_limit;
         let shared = Arc::new(Shared {
             client_key: format!("sim-client-{}", crate::random_hex(8)),
@@ -181,7 +226,7 @@ impl JiraSim {
             oauth_client_secret: crate::random_hex(24),
             tokens: Mutex::default(),
             config,
-            openapi,
+            schemas,
             inner: Mutex::new(Inner {
                 app: None,
                 repos: BTreeMap::new(),
@@ -403,7 +448,7 @@ impl JiraSim {
         let base_path = gfj_core::qsh::split_url(&base).0.to_owned();
         let full_path = format!("{base_path}{path}");
         let token = connect_jwt::sign_rs256_install(
-            INSTALL_PRIVATE_KEY.as_bytes(),
+            install_private_key().as_bytes(),
             INSTALL_KID,
             &self.shared.client_key,
             &base,
@@ -606,7 +651,7 @@ async fn key_server(State(s): State<Arc<Shared>>, Path(kid): Path<String>) -> Re
     if kid == INSTALL_KID {
         (
             [("content-type", "application/x-pem-file")],
-            INSTALL_PUBLIC_KEY,
+            INSTALL_KEY.public_pem.as_str(),
         )
             .into_response()
     } else {
@@ -795,7 +840,7 @@ impl Shared {
         }
         let doc = serde_json::from_slice::<Value>(body)
             .map_err(|_| error(StatusCode::BAD_REQUEST, &["body is not JSON".into()]))?;
-        self.openapi
+        self.schemas
             .validate("POST", route, &doc)
             .map_err(|errors| error(StatusCode::BAD_REQUEST, &errors))?;
         if doc["properties"]

@@ -1,7 +1,8 @@
 //! Faithful simulators of the two services this project talks to, for tests and `gitlab-for-jira demo`.
 //!
 //! - [`jira::JiraSim`]: a Jira Cloud site plus Atlassian's install-key server. It verifies the app's
-//!   JWTs (signature, `iss`, `exp`, `qsh`), validates every request body against Atlassian's OpenAPI,
+//!   JWTs (signature, `iss`, `exp`, `qsh`), validates every request body against the project's own
+//!   schemas (`schemas/`, embedded) and, when found, Atlassian's official OpenAPI too,
 //!   enforces the documented limits, stores entities with the `updateSequenceId` rule, injects 429/5xx/413
 //!   on demand, and performs signed installs.
 //! - [`gitlab::GitLabSim`]: the GitLab REST endpoints we call, with GitLab's tier and role rules and
@@ -16,11 +17,32 @@ pub mod gitlab;
 pub mod jira;
 pub mod openapi;
 
-/// Where the shared Jira fixtures live: `GFJ_SHARED_DIR`, else `../shared` beside the repository.
-pub fn shared_dir() -> std::path::PathBuf {
+/// Where Atlassian's official fixtures may live: `GFJ_SHARED_DIR/jira-fixtures`, else
+/// `../shared/jira-fixtures` beside the repository.
+pub fn official_fixtures_dir() -> std::path::PathBuf {
     std::env::var_os("GFJ_SHARED_DIR")
-        .map(Into::into)
+        .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+        .join("jira-fixtures")
+}
+
+/// One of Atlassian's official fixtures (`name` in [`official_fixtures_dir`]), an extra cross-check on
+/// top of the project's own schemas; `None` when it is not there, for the project runs and tests on its
+/// own. See [`require_official`] for CI.
+pub fn official_fixture(name: &str) -> Option<std::path::PathBuf> {
+    Some(official_fixtures_dir().join(name)).filter(|path| path.is_file())
+}
+
+/// Under `CI=true` the official cross-checks are required: a missing fixture is an error there.
+pub fn require_official(name: &str, found: Option<&std::path::Path>) -> anyhow::Result<()> {
+    if found.is_none() && std::env::var("CI").is_ok_and(|v| v == "true") {
+        anyhow::bail!(
+            "{} is missing: under CI=true the official cross-checks are required (set GFJ_SHARED_DIR \
+             to the folder holding jira-fixtures/)",
+            official_fixtures_dir().join(name).display()
+        );
+    }
+    Ok(())
 }
 
 fn random_hex(bytes: usize) -> String {

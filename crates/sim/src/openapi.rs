@@ -1,4 +1,5 @@
-//! Request-body validation against Atlassian's OpenAPI 3.0 document.
+//! Request-body validation against an OpenAPI 3.0 document: the project's own (`schemas/`, embedded)
+//! or Atlassian's official one.
 //!
 //! The document's schemas are inline; OpenAPI-only keywords are translated so that a JSON Schema
 //! (draft 4) validator can check them: `nullable: true` adds `"null"` to `type`, `example` is dropped, and
@@ -9,16 +10,55 @@ use std::path::Path;
 
 use serde_json::Value;
 
+/// The schemas every request body must pass: the project's own and, when found, Atlassian's official
+/// document.
+pub struct RequestSchemas(Vec<OpenApi>);
+
+impl RequestSchemas {
+    /// The project's own schemas, and the official document at `official` when given.
+    pub fn new(official: Option<&Path>) -> anyhow::Result<Self> {
+        let mut all = vec![OpenApi::own()?];
+        all.extend(official.map(OpenApi::load).transpose()?);
+        Ok(Self(all))
+    }
+
+    /// The project's own schemas, and the official document when it is found (required under `CI=true`).
+    pub fn found() -> anyhow::Result<Self> {
+        let name = crate::jira::OFFICIAL_OPENAPI;
+        let official = crate::official_fixture(name);
+        crate::require_official(name, official.as_deref())?;
+        Self::new(official.as_deref())
+    }
+
+    /// Errors of `body` against the first set of schemas that refuses it.
+    pub fn validate(&self, method: &str, route: &str, body: &Value) -> Result<(), Vec<String>> {
+        self.0
+            .iter()
+            .try_for_each(|schemas| schemas.validate(method, route, body))
+    }
+}
+
 pub struct OpenApi {
     validators: HashMap<(String, String), jsonschema::Validator>,
 }
 
 impl OpenApi {
-    /// Loads the document and compiles the JSON request-body schema of every operation.
+    /// The project's own schemas, written from Atlassian's documented request shapes.
+    pub fn own() -> anyhow::Result<Self> {
+        Self::parse(include_str!("../schemas/jira-devops.openapi.json"))
+            .map_err(|e| anyhow::anyhow!("schemas/jira-devops.openapi.json: {e}"))
+    }
+
+    /// Loads a document from a file.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let doc: Value = serde_json::from_str(&text)?;
+        Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// Compiles the JSON request-body schema of every operation of the document `text`.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let doc: Value = serde_json::from_str(text)?;
         let mut validators = HashMap::new();
         for (route, ops) in doc["paths"].as_object().into_iter().flatten() {
             for (method, op) in ops.as_object().into_iter().flatten() {

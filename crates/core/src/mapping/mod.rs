@@ -1,4 +1,4 @@
-//! GitLab objects → Jira entities. Ids follow `interface.md` (and GitLab's own app): repository id =
+//! GitLab objects → Jira entities. Ids follow `docs/interface.md` (and GitLab's own app): repository id =
 //! project id, commit id = full SHA, branch id = hex SHA-256 of the branch name.
 
 pub mod deployment;
