@@ -135,14 +135,6 @@ impl Config {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -593,7 +585,7 @@ async fn run(c: Config) -> bool {
     std::fs::create_dir_all(&dir).unwrap();
     let db_url = format!("sqlite://{}", dir.join("bench.db").display());
     let log = dir.join("serve.log");
-    let port = free_port();
+    let port = gfj_sim::free_port();
     let vars = serve_env(&db_url, port, &jira, &gitlab);
     let child = start_serve(&vars, &log).await;
     let pid = child.id();

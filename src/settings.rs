@@ -364,7 +364,7 @@ impl Settings {
     /// How the service reaches GitLab: the shared client, the allow-list and the OAuth apps.
     pub fn gitlab_access(&self) -> GitLabAccess {
         GitLabAccess {
-            http: gfj_gitlab_client::http_client(),
+            http: gfj_http::client(),
             urls: self.gitlab_urls.clone(),
             oauth_apps: self.gitlab_oauth_apps.clone(),
             refreshing: Default::default(),
@@ -374,7 +374,7 @@ impl Settings {
     /// The Jira client: calls only sites in `GFJ_JIRA_URLS`, within the per-site caps.
     pub fn jira_client(&self) -> gfj_jira_client::JiraClient {
         gfj_jira_client::JiraClient::with_limits(
-            gfj_jira_client::http_client(),
+            gfj_http::client(),
             &self.app_key,
             &self.atlassian_api_url,
             self.jira_urls.clone(),

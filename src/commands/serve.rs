@@ -78,10 +78,7 @@ impl Service {
             backfill_tasks: self.settings.backfill_tasks as i64,
             edge: self.settings.http.clone(),
         };
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| anyhow::anyhow!("HTTP client: {e}"))?;
+        let http = gfj_http::client();
         let jira = self.settings.jira_client();
         let state = AppState::new(
             self.store.clone(),

@@ -407,7 +407,7 @@ async fn one_tenants_exhausted_rate_limit_does_not_pause_another() {
     gitlab.add_user("ada", "glpat-ada");
     gitlab.add_user("bob", "glpat-bob");
     gitlab.set_rate_limit(3, Duration::from_secs(600));
-    let http = gfj_gitlab_client::http_client();
+    let http = gfj_http::client();
     let ada = GitLabClient::new(http.clone(), &gitlab.base_url, "glpat-ada");
     let bob = GitLabClient::new(http.clone(), &gitlab.base_url, "glpat-bob");
     for _ in 0..3 {
@@ -446,11 +446,7 @@ async fn pagination_that_loops_is_not_followed() {
     gitlab.add_member(group, user, 40);
     let project = gitlab.add_project(group, "p0");
     gitlab.set_pagination_loops(true);
-    let client = GitLabClient::new(
-        gfj_gitlab_client::http_client(),
-        &gitlab.base_url,
-        "glpat-ada",
-    );
+    let client = GitLabClient::new(gfj_http::client(), &gitlab.base_url, "glpat-ada");
     let listed = tokio::time::timeout(Duration::from_secs(20), client.group_projects(group))
         .await
         .expect("still paging after 20 s");
@@ -491,7 +487,7 @@ async fn hostile_token_lifetimes_are_capped() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let http = gfj_gitlab_client::http_client();
+    let http = gfj_http::client();
     let day_ms = gfj_core::server_time::MAX_TOKEN_LIFETIME_SECS * 1000;
     for (lifetime, expected_in_ms) in [(i64::MAX, day_ms), (-100, 0)] {
         gitlab.set_oauth_token_lifetime(lifetime);
@@ -553,7 +549,7 @@ async fn gitlab_oauth_with_pkce_signs_in_and_refreshes_with_rotation() {
     assert!(back.as_str().starts_with(redirect_uri));
     let q: std::collections::HashMap<_, _> = back.query_pairs().into_owned().collect();
     assert_eq!(q["state"], "state-1");
-    let http = gfj_gitlab_client::http_client();
+    let http = gfj_http::client();
     let now = now_ms();
     // The wrong verifier is refused: the code is bound to the challenge.
     let wrong = oauth::pkce_verifier(&[7; 32]);

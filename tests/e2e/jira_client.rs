@@ -23,7 +23,7 @@ async fn twenty_five_hundred_commits_arrive_in_the_fewest_valid_requests() {
         },
     };
     let client = JiraClient::new(
-        gfj_jira_client::http_client(),
+        gfj_http::client(),
         "gitlab-for-jira",
         &jira.base_url,
         loopback_sites(),
@@ -139,7 +139,7 @@ async fn per_site_concurrency_and_rate_caps_hold() {
         rate_per_sec: None,
     };
     let client = Arc::new(JiraClient::with_limits(
-        gfj_jira_client::http_client(),
+        gfj_http::client(),
         "gitlab-for-jira",
         &jira.base_url,
         loopback_sites(),
@@ -183,7 +183,7 @@ async fn per_site_concurrency_and_rate_caps_hold() {
         rate_per_sec: std::num::NonZeroU32::new(20),
     };
     let client = JiraClient::with_limits(
-        gfj_jira_client::http_client(),
+        gfj_http::client(),
         "gitlab-for-jira",
         &jira.base_url,
         loopback_sites(),
@@ -210,7 +210,7 @@ async fn builds_deployments_and_flags_reach_the_issue() {
     let jira = JiraSim::start(JiraSimConfig::default()).await.unwrap();
     let site = oauth_site(&jira);
     let client = JiraClient::new(
-        gfj_jira_client::http_client(),
+        gfj_http::client(),
         "gitlab-for-jira",
         &jira.base_url,
         loopback_sites(),
@@ -368,7 +368,7 @@ async fn connect_sites_read_a_users_groups() {
         .unwrap();
     let site = gfj_sync::handlers::site_of(install);
     let client = JiraClient::new(
-        gfj_jira_client::http_client(),
+        gfj_http::client(),
         "gitlab-for-jira",
         &app.jira.base_url,
         loopback_sites(),
@@ -578,7 +578,7 @@ async fn sites_outside_the_allow_list_get_no_request() {
     let port = jira.base_url.rsplit(':').next().unwrap().to_owned();
     let elsewhere = gfj_core::url_pattern::UrlAllowList::parse("https://*.atlassian.net").unwrap();
     let client = JiraClient::new(
-        gfj_jira_client::http_client(),
+        gfj_http::client(),
         "gitlab-for-jira",
         &jira.base_url,
         elsewhere,

@@ -17,14 +17,6 @@ struct Serve {
     log: std::path::PathBuf,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn env(db: &TestDatabase, port: u16, jira: &JiraSim, gitlab: &GitLabSim) -> Vec<(String, String)> {
     [
         ("GFJ_LISTEN", format!("127.0.0.1:{port}")),
@@ -79,7 +71,7 @@ fn read_log(path: &std::path::Path) -> String {
 async fn sigkill_mid_job_loses_nothing_and_sigterm_exits_cleanly(db: TestDatabase) {
     let jira = JiraSim::start(JiraSimConfig::default()).await.unwrap();
     let gitlab = GitLabSim::start().await.unwrap();
-    let port = free_port();
+    let port = gfj_sim::free_port();
     let vars = env(&db, port, &jira, &gitlab);
     let mut serve = start(&vars, 1).await;
     assert_eq!(
@@ -266,7 +258,7 @@ impl Expected {
 async fn chaos_loses_nothing_and_leaves_nothing_stale(db: TestDatabase) {
     let jira = JiraSim::start(JiraSimConfig::default()).await.unwrap();
     let gitlab = GitLabSim::start().await.unwrap();
-    let port = free_port();
+    let port = gfj_sim::free_port();
     let mut vars = env(&db, port, &jira, &gitlab);
     vars.extend([
         ("GFJ_RECONCILE_SECS".to_owned(), "10".to_owned()),

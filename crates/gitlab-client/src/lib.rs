@@ -6,7 +6,6 @@ pub mod oauth;
 mod transport;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use reqwest::Method;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -203,17 +202,6 @@ impl std::fmt::Debug for GitLabClient {
             .field("api", &self.api)
             .finish_non_exhaustive()
     }
-}
-
-/// The HTTP client every GitLab call shares: timeouts, no redirects (a redirect could leave the allow-list).
-pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(30))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("gitlab-for-jira/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("static client configuration")
 }
 
 fn encode_path(p: &str) -> String {

@@ -13,13 +13,13 @@ use reqwest::Method;
 use reqwest::header::HeaderMap;
 use sha2::{Digest, Sha256};
 
+use gfj_core::backoff::{self, Backoff};
+
 use crate::GitLabError;
 
 /// Attempts for one idempotent request before the error goes back to the caller (whose job is then
 /// retried later by the durable queue, so nothing is lost).
 const ATTEMPTS: u32 = 4;
-/// First backoff window; doubled per attempt.
-const BACKOFF_BASE: Duration = Duration::from_millis(200);
 /// Rate-limit waits one request sits through in-line before its caller postpones the work instead.
 const MAX_THROTTLED: u32 = 5;
 /// A rate-limit wait longer than this is not slept through in-line: the caller gets `RateLimited` and
@@ -134,14 +134,6 @@ fn retry_after(headers: &HeaderMap) -> Duration {
         .unwrap_or(DEFAULT_RETRY_AFTER)
 }
 
-fn jitter() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    // Spreading retries needs no cryptographic randomness.
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(Instant::now().elapsed().as_nanos());
-    (h.finish() % 10_000) as f64 / 10_000.0
-}
-
 /// One request, described so that it can be sent again.
 pub(crate) struct Call<'a> {
     pub method: Method,
@@ -200,8 +192,8 @@ pub(crate) async fn send(
         if !retryable || attempt >= attempts {
             return Err(outcome);
         }
-        let window = BACKOFF_BASE * 2u32.pow(attempt - 1);
-        tokio::time::sleep(window.mul_f64(0.5 + jitter() / 2.0)).await;
+        let delay = Backoff::IN_LINE.delay_ms(attempt, backoff::jitter(), None);
+        tokio::time::sleep(Duration::from_millis(delay.max(0) as u64)).await;
     }
 }
 

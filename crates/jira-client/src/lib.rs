@@ -7,8 +7,6 @@
 //!
 //! Callers write Connect paths (`/rest/devinfo/0.10/bulk`); the client maps them for OAuth.
 
-use std::time::Duration;
-
 use gfj_core::connect_jwt::{self, BoundRequest};
 use gfj_core::jira::{BuildsRequest, DeploymentsRequest, DevinfoRequest, FeatureFlagsRequest};
 use gfj_core::server_time;
@@ -204,17 +202,6 @@ fn oauth_path(connect_path: &str, cloud_id: &str) -> String {
         parts.next().unwrap_or(""),
     );
     format!("/jira/{api}/0.1/cloud/{cloud_id}/{tail}")
-}
-
-/// The HTTP client every Jira call shares.
-pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(30))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("gitlab-for-jira/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("static client configuration")
 }
 
 fn now_secs() -> i64 {

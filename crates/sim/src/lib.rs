@@ -45,6 +45,14 @@ pub fn require_official(name: &str, found: Option<&std::path::Path>) -> anyhow::
     Ok(())
 }
 
+/// A port that was free on loopback a moment ago, for a process the caller starts next.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding a loopback port")
+}
+
 fn random_hex(bytes: usize) -> String {
     use std::hash::{BuildHasher, Hasher};
     // Test-only identifiers: uniqueness matters, unpredictability does not.

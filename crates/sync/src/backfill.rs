@@ -136,12 +136,6 @@ impl BackfillShared {
     }
 }
 
-fn iso(ms: i64) -> String {
-    GitLabTime::from_unix_ms(ms.max(0))
-        .map(|t| t.rfc3339())
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
-}
-
 /// GitLab answers that will not change by retrying: the project is gone or out of reach.
 fn final_gitlab_error(e: &GitLabError) -> bool {
     matches!(
@@ -311,7 +305,7 @@ impl Handlers {
                         .into(),
                 )
             })?;
-        let since = task.since_ms.map(iso);
+        let since = task.since_ms.map(GitLabTime::rfc3339_at);
         let since = since.as_deref();
         let n = task.next_page;
         let project_json = serde_json::to_value(&project).expect("project serialises");
@@ -445,7 +439,7 @@ impl Handlers {
                 })
             }
             BackfillEntity::Commits => {
-                let until = iso(task.until_ms.unwrap_or(now));
+                let until = GitLabTime::rfc3339_at(task.until_ms.unwrap_or(now));
                 let page = gitlab
                     .commits_page(project.id, since, &until, n)
                     .await

@@ -40,12 +40,6 @@ pub async fn schedule_reconciles(
     .await
 }
 
-fn iso(ms: i64) -> String {
-    GitLabTime::from_unix_ms(ms.max(0))
-        .map(|t| t.rfc3339())
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
-}
-
 impl Handlers {
     pub(crate) async fn reconcile(&self, r: &Reconcile) -> Result<(), JobError> {
         let Some(sub) = self.store.subscription(r.subscription_id).await? else {
@@ -132,7 +126,7 @@ impl Handlers {
         let Some(project) = gitlab.project(project_id).await? else {
             return Ok(()); // gone; the hook check forgets it
         };
-        let since = iso(since_ms);
+        let since = GitLabTime::rfc3339_at(since_ms);
         // Branches and their new commits: pushes that sent no webhook, or whose webhook was missed.
         for branch in gitlab.branches(project_id).await? {
             let changed = branch

@@ -212,7 +212,11 @@ impl Runner {
                     store.postpone(job.id, &worker, now + after_ms, message).await
                 }
                 Err(JobError::Retry { message, after_ms }) => {
-                    let delay = backoff::retry_delay_ms(job.attempts as u32, jitter(), *after_ms);
+                    let delay = backoff::Backoff::QUEUE.delay_ms(
+                        job.attempts as u32,
+                        backoff::jitter(),
+                        *after_ms,
+                    );
                     tracing::warn!(job.id = job.id, attempt = job.attempts, retry_in_ms = delay, "failed: {message}");
                     store.fail(job.id, &worker, message, now + delay, false, now).await
                 }
@@ -243,10 +247,4 @@ fn handler_crash(e: tokio::task::JoinError) -> String {
         .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("no message");
     format!("the handler panicked: {message}")
-}
-
-fn jitter() -> f64 {
-    let mut b = [0u8; 8];
-    let _ = getrandom::fill(&mut b);
-    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
 }

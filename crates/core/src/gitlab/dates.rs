@@ -46,6 +46,14 @@ impl GitLabTime {
             .map(Self)
     }
 
+    /// `ms` since the Unix epoch as RFC 3339 in UTC, for GitLab's `updated_after` and similar filters;
+    /// a time out of range reads as the epoch.
+    pub fn rfc3339_at(ms: i64) -> String {
+        Self::from_unix_ms(ms.max(0))
+            .map(|t| t.rfc3339())
+            .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
+    }
+
     /// Milliseconds since the Unix epoch.
     pub fn unix_ms(&self) -> i64 {
         self.0.unix_timestamp() * 1000 + i64::from(self.0.millisecond())
