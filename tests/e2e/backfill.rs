@@ -389,7 +389,34 @@ async fn a_failed_task_says_why_and_resync_failed_runs_only_it_again(db: TestDat
     app.stop().await;
 }
 
+/// A group hook hears `project_create`: the new project's backfill is planned at once, not at the next
+/// reconciliation.
+async fn a_project_created_in_a_linked_group_is_backfilled_at_once(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    app.install().await;
+    let w = app.world(Plan::Premium, 50, 1);
+    let linked = app.link("acme", &w.token, HookMode::Auto).await.unwrap();
+    assert_eq!(linked.hook_mode.as_str(), "group");
+    let before = app.store.backfill_tasks(Some(linked.id)).await.unwrap();
+    let fresh = app.gitlab.create_project(w.group, "fresh").await;
+    app.drained().await;
+    let tasks = app.store.backfill_tasks(Some(linked.id)).await.unwrap();
+    let of_fresh: Vec<_> = tasks.iter().filter(|t| t.project_id == fresh).collect();
+    assert_eq!(of_fresh.len(), 6, "one task per kind of history: {tasks:?}");
+    assert!(
+        of_fresh.iter().all(|t| t.state == TaskState::Done),
+        "{of_fresh:?}"
+    );
+    assert_eq!(
+        tasks.len(),
+        before.len() + 6,
+        "the other projects' tasks are untouched"
+    );
+    app.stop().await;
+}
+
 test_on_both_databases!(
+    a_project_created_in_a_linked_group_is_backfilled_at_once,
     a_linked_groups_history_reaches_jira_as_a_backfill,
     an_interrupted_backfill_resumes_where_it_stopped,
     the_window_bounds_the_backfill_and_resync_since_widens_it,

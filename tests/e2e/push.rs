@@ -186,6 +186,24 @@ async fn webhooks_need_the_subscriptions_token_and_are_queued_once(db: TestDatab
         1,
         "a redelivery with the same Idempotency-Key is queued once"
     );
+    // Kinds the service does not act on are acknowledged and not queued.
+    for event in ["Tag Push Hook", "Member Hook", "System Hook"] {
+        let answer = http
+            .post(&url)
+            .header("X-Gitlab-Event", event)
+            .header("X-Gitlab-Token", &token)
+            .body(push.clone())
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(answer.as_u16(), 200, "{event}");
+    }
+    assert_eq!(
+        app.store.jobs().await.unwrap().len(),
+        1,
+        "nothing more queued"
+    );
     app.stop().await;
 }
 

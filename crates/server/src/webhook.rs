@@ -226,7 +226,7 @@ fn accept_body(
     if let Some(signature) = signature {
         signature.check(&body)?;
     }
-    if kind == EventKind::Other {
+    if !kind.is_acted_on() {
         return Ok(None);
     }
     parse_delivery(kind, &body).map(Some)

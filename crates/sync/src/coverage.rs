@@ -9,7 +9,8 @@
 //!
 //! Anything else is dropped, logged and counted (`status --json`: `foreign_deliveries_dropped`).
 
-use gfj_gitlab_client::{GitLabError, HookScope};
+use gfj_core::gitlab::ProjectEvent;
+use gfj_gitlab_client::{GitLabError, HookScope, ProjectSummary};
 use gfj_store::subscriptions::Subscription;
 
 use crate::JobError;
@@ -92,6 +93,34 @@ impl Handlers {
             .remember_project_coverage(sub.id, project_id, covered, self.clock.now_ms())
             .await?;
         Ok(covered)
+    }
+
+    /// A group hook's project event. A project created in the linked group (or a subgroup) has its
+    /// backfill planned and started now, not at the next reconciliation. Other project events change
+    /// nothing here yet.
+    pub(crate) async fn project_event(
+        &self,
+        sub: &Subscription,
+        event: &ProjectEvent,
+    ) -> Result<(), JobError> {
+        if !event.is_create() {
+            tracing::debug!(event = %event.event_name, project = event.project_id, "project event not acted on");
+            return Ok(());
+        }
+        if !self.covers(sub, event.project_id).await? {
+            return self
+                .drop_foreign(sub, event.project_id, "not a project of the linked group")
+                .await;
+        }
+        let project = ProjectSummary {
+            id: event.project_id,
+            path_with_namespace: event.path_with_namespace.clone(),
+            web_url: String::new(),
+        };
+        self.plan_projects(sub, &[project], self.clock.now_ms())
+            .await?;
+        tracing::info!(subscription = sub.id, project = %event.path_with_namespace, "new project of the group; its backfill is planned");
+        Ok(())
     }
 
     /// Drops a delivery for a project the subscription does not cover: logged and counted, never sent.

@@ -227,6 +227,9 @@ impl Handlers {
                 .await?
                 .map_err(|e| JobError::Permanent(format!("unreadable {}: {e}", event.event)))?,
         };
+        if let WebhookEvent::Project(project) = &parsed {
+            return self.project_event(&sub, project).await;
+        }
         if let Some(project_id) = parsed.project_id()
             && !self.covers(&sub, project_id).await?
         {

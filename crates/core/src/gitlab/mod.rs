@@ -53,6 +53,13 @@ impl EventKind {
         Self::Member,
     ];
 
+    /// Whether the service acts on deliveries of this kind. The others are acknowledged (200) and not
+    /// queued: a hook may send them (GitLab sends tag pushes and member events to the same hook), and
+    /// queuing what no handler uses would only cost the queue.
+    pub fn is_acted_on(self) -> bool {
+        !matches!(self, Self::TagPush | Self::Member | Self::Other)
+    }
+
     pub fn from_header(value: &str) -> Self {
         match value {
             "Push Hook" => Self::Push,
@@ -286,6 +293,12 @@ mod tests {
             EventKind::Other
         );
         assert_eq!(EventKind::from_header("System Hook"), EventKind::Other);
+        let acted_on: Vec<EventKind> = EventKind::KNOWN
+            .into_iter()
+            .filter(|k| k.is_acted_on())
+            .collect();
+        assert!(!acted_on.contains(&EventKind::TagPush) && !acted_on.contains(&EventKind::Member));
+        assert!(acted_on.contains(&EventKind::Push) && acted_on.contains(&EventKind::Job));
         assert_eq!(EventKind::from_header("push hook"), EventKind::Other);
     }
 
