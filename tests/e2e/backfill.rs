@@ -391,7 +391,9 @@ async fn a_failed_task_says_why_and_resync_failed_runs_only_it_again(db: TestDat
 
 /// A group hook hears `project_create`: the new project's backfill is planned at once, not at the next
 /// reconciliation.
-async fn a_project_created_in_a_linked_group_is_backfilled_at_once(db: TestDatabase) {
+async fn a_project_created_in_a_linked_group_is_backfilled_at_once_and_forgotten_when_destroyed(
+    db: TestDatabase,
+) {
     let app = TestApp::start(db).await;
     app.install().await;
     let w = app.world(Plan::Premium, 50, 1);
@@ -416,7 +418,7 @@ async fn a_project_created_in_a_linked_group_is_backfilled_at_once(db: TestDatab
 }
 
 test_on_both_databases!(
-    a_project_created_in_a_linked_group_is_backfilled_at_once,
+    a_project_created_in_a_linked_group_is_backfilled_at_once_and_forgotten_when_destroyed,
     a_linked_groups_history_reaches_jira_as_a_backfill,
     an_interrupted_backfill_resumes_where_it_stopped,
     the_window_bounds_the_backfill_and_resync_since_widens_it,

@@ -541,6 +541,36 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets a project the subscription no longer has (destroyed): its backfill tasks, its reconcile
+    /// cursor, and that it was covered.
+    pub async fn forget_project(
+        &self,
+        subscription_id: i64,
+        project_id: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for table in ["backfill_tasks", "reconcile_cursors"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE subscription_id = $1 AND project_id = $2"
+            ))
+            .bind(subscription_id)
+            .bind(project_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE subscription_projects SET covered = 0, checked_at = $3 WHERE subscription_id = $1 AND project_id = $2",
+        )
+        .bind(subscription_id)
+        .bind(project_id)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Counts a delivery dropped because it named a project the subscription does not cover.
     pub async fn count_foreign_delivery(&self, subscription_id: i64) -> Result<(), StoreError> {
         sqlx::query(

@@ -10,11 +10,12 @@
 //! Anything else is dropped, logged and counted (`status --json`: `foreign_deliveries_dropped`).
 
 use gfj_core::gitlab::ProjectEvent;
+use gfj_core::jobs::{CleanupScope, JiraCleanup};
 use gfj_gitlab_client::{GitLabError, HookScope, ProjectSummary};
 use gfj_store::subscriptions::Subscription;
 
 use crate::JobError;
-use crate::handlers::Handlers;
+use crate::handlers::{Handlers, queue_jira_cleanup};
 
 /// Whether a namespace path is the group's own or one of its subgroups' (`acme`, `acme/web`, not
 /// `acme-evil` or `other/acme`). GitLab paths compare case-insensitively.
@@ -96,13 +97,43 @@ impl Handlers {
     }
 
     /// A group hook's project event. A project created in the linked group (or a subgroup) has its
-    /// backfill planned and started now, not at the next reconciliation. Other project events change
-    /// nothing here yet.
+    /// backfill planned and started now, not at the next reconciliation. A project of the subscription
+    /// that is destroyed is forgotten, and what it sent leaves Jira.
     pub(crate) async fn project_event(
         &self,
         sub: &Subscription,
         event: &ProjectEvent,
     ) -> Result<(), JobError> {
+        let now = self.clock.now_ms();
+        if event.is_destroy() {
+            // Only a project known to be the subscription's: GitLab can no longer be asked about it.
+            if self
+                .store
+                .project_coverage(sub.id, event.project_id, i64::MIN)
+                .await?
+                != Some(true)
+            {
+                return self
+                    .drop_foreign(
+                        sub,
+                        event.project_id,
+                        "not a known project of the linked group",
+                    )
+                    .await;
+            }
+            self.store
+                .forget_project(sub.id, event.project_id, now)
+                .await?;
+            let cleanup = JiraCleanup {
+                client_key: sub.client_key.clone(),
+                scope: CleanupScope::Project {
+                    project_id: event.project_id,
+                },
+            };
+            queue_jira_cleanup(&self.store, &cleanup, now).await?;
+            tracing::info!(subscription = sub.id, project = %event.path_with_namespace, "project destroyed; its data is deleted from Jira");
+            return Ok(());
+        }
         if !event.is_create() {
             tracing::debug!(event = %event.event_name, project = event.project_id, "project event not acted on");
             return Ok(());
@@ -117,8 +148,7 @@ impl Handlers {
             path_with_namespace: event.path_with_namespace.clone(),
             web_url: String::new(),
         };
-        self.plan_projects(sub, &[project], self.clock.now_ms())
-            .await?;
+        self.plan_projects(sub, &[project], now).await?;
         tracing::info!(subscription = sub.id, project = %event.path_with_namespace, "new project of the group; its backfill is planned");
         Ok(())
     }

@@ -223,29 +223,45 @@ impl GitLabSim {
     /// Adds a project as a user would, so group hooks with `project_events` hear `project_create`.
     pub async fn create_project(&self, group_id: i64, path: &str) -> i64 {
         let id = self.add_project(group_id, path);
-        let payload = {
-            let inner = self.shared.inner.lock().unwrap();
-            let p = inner
-                .projects
-                .iter()
-                .find(|p| p.id == id)
-                .expect("just added");
-            let at = super::rfc3339(self.shared.now());
-            json!({
-                "event_name": "project_create",
-                "created_at": at,
-                "updated_at": at,
-                "name": p.name,
-                "path": p.name,
-                "path_with_namespace": p.path_with_namespace,
-                "project_id": p.id,
-                "project_namespace_id": p.group_id,
-                "owners": [],
-                "project_visibility": "private",
-            })
-        };
+        let payload = self.project_event(id, "project_create");
         deliver(&self.shared, Target::Project(id), "Project Hook", payload).await;
         id
+    }
+
+    /// Deletes a project as a user would: group hooks with `project_events` hear `project_destroy`.
+    pub async fn destroy_project(&self, project_id: i64) {
+        let payload = self.project_event(project_id, "project_destroy");
+        deliver(
+            &self.shared,
+            Target::Project(project_id),
+            "Project Hook",
+            payload,
+        )
+        .await;
+        self.remove_project(project_id);
+    }
+
+    /// The body of a `Project Hook` delivery about one project.
+    fn project_event(&self, project_id: i64, event_name: &str) -> Value {
+        let inner = self.shared.inner.lock().unwrap();
+        let p = inner
+            .projects
+            .iter()
+            .find(|p| p.id == project_id)
+            .expect("the project exists");
+        let at = super::rfc3339(self.shared.now());
+        json!({
+            "event_name": event_name,
+            "created_at": at,
+            "updated_at": at,
+            "name": p.name,
+            "path": p.name,
+            "path_with_namespace": p.path_with_namespace,
+            "project_id": p.id,
+            "project_namespace_id": p.group_id,
+            "owners": [],
+            "project_visibility": "private",
+        })
     }
 
     fn with_hook<T>(&self, hook_id: i64, f: impl FnOnce(&mut Hook) -> T) -> Option<T> {
