@@ -3,48 +3,11 @@
 "use strict";
 
 const KEY = "gfj-admin-token";
-
-function say(text, isError) {
-  const m = document.getElementById("message");
-  m.textContent = text;
-  m.className = isError ? "error" : "";
-}
-
-function element(tag, attrs, text) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
+// Operators see how many of a group's backfill tasks are done.
+const WITH_TASKS = true;
 
 async function api(method, path, body) {
-  const response = await fetch(path, {
-    method,
-    headers: {
-      Authorization: "Bearer " + (sessionStorage.getItem(KEY) || ""),
-      "Content-Type": "application/json",
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  let data = null;
-  try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
-  return { ok: response.ok, status: response.status, data };
-}
-
-function progressCell(b) {
-  const td = element("td", { "data-state": b.state, class: "state-" + b.state });
-  const bar = element("span", { class: "bar" });
-  const fill = element("span");
-  fill.style.width = Math.round(Math.min(1, b.fraction) * 100) + "%";
-  bar.append(fill);
-  td.append(bar);
-  let text = b.state + " · " + b.progress.done + "/" + b.progress.tasks + " tasks";
-  if (b.progress.items_done > 0) text += " · " + b.progress.items_done + " read";
-  if (b.state === "running" && b.progress.eta_ms) text += " · about " + Math.ceil(b.progress.eta_ms / 1000) + " s left";
-  if (b.failures.length > 0) text += " · " + b.failures.length + " failed: " + b.failures[0].error;
-  td.append(document.createTextNode(text));
-  return td;
+  return request(method, path, body, "Bearer " + (sessionStorage.getItem(KEY) || ""));
 }
 
 async function refresh() {
@@ -79,7 +42,7 @@ async function refresh() {
   for (const sub of r.data.subscriptions) {
     const tr = element("tr", { "data-subscription": sub.group_path });
     tr.append(element("td", {}, sub.site), element("td", {}, sub.group_path), element("td", {}, sub.gitlab_url));
-    tr.append(progressCell(sub.backfill));
+    tr.append(progressCell(sub.backfill, WITH_TASKS));
     const actions = element("td");
     const resync = element("button", { type: "button", class: "secondary", "data-resync": sub.group_path }, "Resync failed");
     resync.addEventListener("click", async () => {

@@ -3,6 +3,9 @@
 // script; inside Jira with Atlassian's script loaded, it takes fresh tokens from `AP.context.getToken`.
 "use strict";
 
+// The progress cell shows no task count here: Jira users see how far the history is, not its parts.
+const WITH_TASKS = false;
+
 let token = document.querySelector('meta[name="gfj-token"]').content;
 
 function freshToken() {
@@ -14,32 +17,11 @@ function freshToken() {
 
 async function api(method, path, body) {
   token = await freshToken();
-  const response = await fetch(path, {
-    method,
-    headers: { Authorization: "JWT " + token, "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  let data = null;
-  try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
-  return { ok: response.ok, status: response.status, data };
-}
-
-function say(text, isError) {
-  const m = document.getElementById("message");
-  m.textContent = text;
-  m.className = isError ? "error" : "";
+  return request(method, path, body, "JWT " + token);
 }
 
 function instance() {
   return document.getElementById("instance").value;
-}
-
-function element(tag, attrs, text) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
-  if (text !== undefined) e.textContent = text;
-  return e;
 }
 
 async function loadGroups() {
@@ -107,22 +89,6 @@ async function unlink(sub, button) {
   say((r.data && r.data.error) || "Could not unlink.", true);
 }
 
-function progressCell(b) {
-  const td = element("td", { "data-state": b.state, class: "state-" + b.state });
-  const bar = element("span", { class: "bar" });
-  const fill = element("span");
-  fill.style.width = Math.round(Math.min(1, b.fraction) * 100) + "%";
-  bar.append(fill);
-  td.append(bar);
-  let text = b.state;
-  const p = b.progress;
-  if (p.items_done > 0) text += " · " + p.items_done + " read";
-  if (b.state === "running" && p.eta_ms) text += " · about " + Math.ceil(p.eta_ms / 1000) + " s left";
-  if (b.failures.length > 0) text += " · " + b.failures.length + " failed: " + b.failures[0].error;
-  td.append(document.createTextNode(text));
-  return td;
-}
-
 async function loadSubscriptions() {
   const r = await api("GET", "/jira/subscriptions");
   const body = document.querySelector("#subscriptions tbody");
@@ -140,7 +106,7 @@ async function loadSubscriptions() {
     const tr = element("tr", { "data-subscription": sub.group_path });
     tr.append(element("td", {}, sub.group_path));
     tr.append(element("td", {}, sub.gitlab_url));
-    tr.append(progressCell(sub.backfill));
+    tr.append(progressCell(sub.backfill, WITH_TASKS));
     const td = element("td");
     const b = element("button", { type: "button", class: "secondary", "data-unlink": sub.group_path }, "Unlink");
     b.addEventListener("click", () => unlink(sub, b));

@@ -133,6 +133,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/gitlab/oauth/callback", get(gitlab_oauth::callback))
         .route("/gitlab/oauth/confirm", post(gitlab_oauth::confirm))
         .route("/jira/config", get(jira_config::page))
+        .route("/static/page.js", get(page_script))
         .route("/static/config.js", get(jira_config::script))
         .route("/static/config.css", get(jira_config::style))
         .route("/jira/gitlab/sign-in", post(jira_config::sign_in))
@@ -155,4 +156,17 @@ pub fn router(state: Arc<AppState>) -> Router {
             edge::guard_request,
         ))
         .with_state(state)
+}
+
+/// `GET /static/page.js`: what the configuration page's and the admin page's scripts share.
+async fn page_script() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/javascript; charset=utf-8",
+        )],
+        include_str!("../assets/page.js"),
+    )
+        .into_response()
 }
