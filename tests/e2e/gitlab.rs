@@ -132,15 +132,7 @@ async fn signed_deliveries_are_deduplicated_on_their_signed_id(db: TestDatabase)
             .body(body.clone())
             .send()
     };
-    let events = || async {
-        app.store
-            .jobs()
-            .await
-            .unwrap()
-            .iter()
-            .filter(|j| j.kind == "gitlab_event")
-            .count()
-    };
+    let events = || app.queued("gitlab_event");
     let before = events().await;
     for key in ["first", "changed-by-a-replayer", "another"] {
         assert_eq!(deliver(key).await.unwrap().status().as_u16(), 202);
@@ -167,15 +159,7 @@ async fn oversized_webhook_bodies_get_413_and_hook_checks_are_queued_once(db: Te
     let padding = format!(",\"padding\":\"{}\"}}", "x".repeat(4096));
     big.truncate(big.len() - 1);
     big.extend_from_slice(padding.as_bytes());
-    let events = || async {
-        app.store
-            .jobs()
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|j| j.kind == "gitlab_event")
-            .count()
-    };
+    let events = || app.queued("gitlab_event");
     assert_eq!(post_webhook(&app, &token, &big, None).await, 413);
     assert_eq!(events().await, 0);
     assert_eq!(

@@ -201,6 +201,12 @@ impl TestApp {
         while runner.run_due().await > 0 {}
     }
 
+    /// How many jobs of `kind` the queue holds.
+    pub async fn queued(&self, kind: &str) -> usize {
+        let jobs = self.store.jobs().await.unwrap();
+        jobs.iter().filter(|j| j.kind == kind).count()
+    }
+
     /// Waits (bounded) until the queue holds nothing that is due, running or scheduled.
     pub async fn drained(&self) {
         eventually("the queue drains", || async {

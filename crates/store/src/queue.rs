@@ -66,7 +66,7 @@ impl NewJob {
         let (kind, payload) = job.encode();
         let queueing = job.queueing();
         Self {
-            kind,
+            kind: kind.to_owned(),
             payload,
             dedup_key: queueing.dedup_key,
             run_at,
