@@ -110,11 +110,12 @@ impl LargeBodies {
     }
 }
 
-/// Nice 10: a tenth of the CPU share of a normal thread when the cores are busy, all of it otherwise.
+/// Nice 19, the lowest: about 1.5% of the CPU share of a normal thread when the cores are busy, all of
+/// it otherwise.
 #[cfg(target_os = "linux")]
 fn lower_this_threads_priority() {
     // On Linux, a thread id given as the process of `setpriority` sets that one thread's nice value.
-    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10) {
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
         tracing::debug!(error = %e, "could not lower the large-body thread's priority");
     }
 }

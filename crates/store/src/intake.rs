@@ -5,13 +5,16 @@
 //! writer task that takes everything waiting, inserts it in one transaction, commits once, and then
 //! answers every delivery in the batch. Under load batches grow by themselves; when idle a batch is one row
 //! and latency is one commit.
+//!
+//! PostgreSQL overlaps commits from several connections (they share WAL flushes), so it gets several
+//! writers taking turns at the channel; SQLite has one writer at a time whatever we do, so one.
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::queue::NewJob;
-use crate::{Clock, Store, StoreError};
+use crate::{Backend, Clock, Store, StoreError};
 
 /// Most deliveries in one transaction.
 const MAX_BATCH: usize = 512;
@@ -24,10 +27,20 @@ pub struct Intake {
     tx: mpsc::Sender<(NewJob, Reply)>,
 }
 
+/// Writers committing at once on PostgreSQL.
+const POSTGRES_WRITERS: usize = 2;
+
 impl Intake {
     pub fn start(store: Store, clock: Arc<dyn Clock>) -> Self {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 8);
-        tokio::spawn(writer(store, clock, rx));
+        let writers = match store.backend() {
+            Backend::Sqlite => 1,
+            Backend::Postgres => POSTGRES_WRITERS,
+        };
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..writers {
+            tokio::spawn(writer(store.clone(), clock.clone(), rx.clone()));
+        }
         Self { tx }
     }
 
@@ -42,9 +55,15 @@ impl Intake {
     }
 }
 
-async fn writer(store: Store, clock: Arc<dyn Clock>, mut rx: mpsc::Receiver<(NewJob, Reply)>) {
+/// Takes what waits (holding the channel only while taking), commits it, answers it; ends when the
+/// channel closes.
+async fn writer(
+    store: Store,
+    clock: Arc<dyn Clock>,
+    rx: Arc<Mutex<mpsc::Receiver<(NewJob, Reply)>>>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    while rx.lock().await.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (jobs, replies): (Vec<NewJob>, Vec<Reply>) = batch.drain(..).unzip();
         let result = store
             .enqueue(&jobs, clock.now_ms())

@@ -70,24 +70,42 @@ impl Store {
             .collect()
     }
 
-    /// Records issue keys Jira reported as unknown for a site.
+    /// Records issue keys Jira reported as unknown for a site, in one commit: one statement per key was
+    /// one commit (and fsync) each, and a push naming 500 unknown keys held SQLite's only writer, and
+    /// webhook intake behind it, for hundreds of commits.
     pub async fn record_unknown_keys(
         &self,
         client_key: &str,
         keys: &[String],
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        for key in keys {
-            sqlx::query(
-                "INSERT INTO jira_unknown_keys (client_key, issue_key, last_seen) VALUES ($1, $2, $3)
-                 ON CONFLICT (client_key, issue_key) DO UPDATE SET last_seen = excluded.last_seen",
-            )
-            .bind(client_key)
-            .bind(key)
-            .bind(now_ms)
-            .execute(&self.pool)
-            .await?;
+        // Distinct, since one statement may not update the same row twice.
+        let keys: Vec<&String> = keys
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
         }
+        const ROWS_PER_STATEMENT: usize = 500;
+        let mut tx = self.begin_write().await?;
+        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("($1, ${}, $2)", i + 3))
+                .collect();
+            let sql = format!(
+                "INSERT INTO jira_unknown_keys (client_key, issue_key, last_seen) VALUES {}
+                 ON CONFLICT (client_key, issue_key) DO UPDATE SET last_seen = excluded.last_seen",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(client_key).bind(now_ms);
+            for key in chunk {
+                q = q.bind(*key);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -463,6 +463,24 @@ async fn duplicates_are_queued_once_and_intake_commits_in_groups(db: TestDatabas
         s.enqueue(&[job("d", Some("k"), now)], now).await.unwrap(),
         0
     );
+    // More rows than one insert statement takes: all of them, in the order given, which the queue keeps.
+    let many: Vec<NewJob> = (0..1_200)
+        .map(|n| job(&format!("m{n}"), Some(&format!("m{n}")), now))
+        .collect();
+    assert_eq!(s.enqueue(&many, now).await.unwrap(), 1_200);
+    let claimed: Vec<String> = s
+        .claim("w", now, 60_000, 5_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.payload)
+        .collect();
+    let expected: Vec<String> = ["a", "c"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain((0..1_200).map(|n| format!("m{n}")))
+        .collect();
+    assert_eq!(claimed, expected);
 
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::starting_at(now));
     let intake = Intake::start(s.clone(), clock);
@@ -479,7 +497,7 @@ async fn duplicates_are_queued_once_and_intake_commits_in_groups(db: TestDatabas
         h.await.unwrap().unwrap();
     }
     // Every submission that returned is in the database.
-    assert_eq!(s.jobs().await.unwrap().len(), 202);
+    assert_eq!(s.jobs().await.unwrap().len(), 1_402);
     db.drop_database().await;
 }
 
@@ -729,7 +747,34 @@ test_on_both_databases!(
     a_job_past_its_attempts_is_never_claimed_again,
     backfill_slots_are_shared_fairly_between_subscriptions,
     duplicates_are_queued_once_and_intake_commits_in_groups,
+    unknown_keys_are_kept_once_per_site_newest_first,
 );
+
+async fn unknown_keys_are_kept_once_per_site_newest_first(db: TestDatabase) {
+    let s = db.open().await;
+    s.upsert_installation(&install("site-1", "secret"), 0)
+        .await
+        .unwrap();
+    s.upsert_installation(&install("site-2", "secret"), 0)
+        .await
+        .unwrap();
+    let keys = |k: &[&str]| k.iter().map(|k| (*k).to_owned()).collect::<Vec<_>>();
+    // Repeated keys in one report, and more keys than one statement takes.
+    let mut many = keys(&["B-1", "A-1", "B-1"]);
+    many.extend((0..1_200).map(|n| format!("M-{n}")));
+    s.record_unknown_keys("site-1", &many, 1_000).await.unwrap();
+    s.record_unknown_keys("site-1", &keys(&["A-1"]), 2_000)
+        .await
+        .unwrap();
+    s.record_unknown_keys("site-2", &keys(&["C-1"]), 3_000)
+        .await
+        .unwrap();
+    let site_1 = s.unknown_keys("site-1").await.unwrap();
+    assert_eq!(site_1.len(), 1_202);
+    assert_eq!(site_1[..2], keys(&["A-1", "B-1"]));
+    assert_eq!(s.unknown_keys("site-2").await.unwrap(), keys(&["C-1"]));
+    db.drop_database().await;
+}
 
 /// The SQLite database and its WAL hold every secret (encrypted) and every event: created 0600, and a
 /// file left wider by an older version is narrowed at start.
