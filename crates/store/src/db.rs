@@ -44,29 +44,7 @@ impl Store {
         let pool = match backend {
             Backend::Sqlite => {
                 restrict_sqlite_files(&sqlite_file_path(url))?;
-                let url = if url.contains('?') {
-                    format!("{url}&mode=rwc")
-                } else {
-                    format!("{url}?mode=rwc")
-                };
-                AnyPoolOptions::new()
-                    .max_connections(4)
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            // WAL so readers never block the writer; FULL so a 2xx means the event
-                            // reached the disk (group commit keeps this cheap, see intake.rs).
-                            // Checkpoints run in the background (see `checkpoints`), not inside a commit.
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
-                                 PRAGMA wal_autocheckpoint = 0;",
-                            )
-                            .await?;
-                            Ok(())
-                        })
-                    })
-                    .connect(&url)
-                    .await?
+                sqlite_pool(url).await?
             }
             Backend::Postgres => {
                 AnyPoolOptions::new()
@@ -81,7 +59,7 @@ impl Store {
                 // SQLite gives the WAL and shared-memory files the database file's mode; checked
                 // again now that they exist.
                 restrict_sqlite_files(&sqlite_file_path(url))?;
-                tokio::spawn(checkpoints(pool.clone()));
+                tokio::spawn(checkpoints(pool.clone(), sqlite_pool(url).await?));
             }
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
@@ -131,23 +109,58 @@ impl Store {
     }
 }
 
+/// A pool of one connection to a SQLite database. SQLite lets one writer in at a time, and a second
+/// connection that finds the lock taken sleeps in SQLite's busy handler by whole milliseconds (1, 2, 5,
+/// 10…), however soon the lock is free: webhook intake's commits then waited behind any worker's write
+/// (p99 16 ms against 5.5 ms with one connection while 8 MB pushes arrived; BENCHMARKS.md). With one
+/// connection, statements queue in the pool, in turn, and wake as soon as it is free.
+async fn sqlite_pool(url: &str) -> Result<AnyPool, StoreError> {
+    // Created when missing.
+    let url = if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    };
+    Ok(AnyPoolOptions::new()
+        .max_connections(1)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                // WAL so the checkpoint connection never blocks the writer; FULL so a 2xx means the
+                // event reached the disk (group commit keeps this cheap, see intake.rs). Checkpoints run
+                // in the background (see `checkpoints`), not inside a commit.
+                conn.execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+                     PRAGMA wal_autocheckpoint = 0;",
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await?)
+}
+
 /// Copies SQLite's write-ahead log back into the database file every half second, off the commit path: with
 /// SQLite's automatic checkpoints, the commit that crosses the threshold pays for the whole checkpoint and
-/// its fsyncs, which shows as latency spikes on webhook intake. `PASSIVE` never blocks writers. Stops when
-/// the pool is closed.
-async fn checkpoints(pool: AnyPool) {
+/// its fsyncs, which shows as latency spikes on webhook intake. It runs on a connection of its own
+/// (`checkpointer`), beside the store's, and `PASSIVE` never blocks writers. Stops when the store's pool is
+/// closed.
+async fn checkpoints(pool: AnyPool, checkpointer: AnyPool) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         if pool.is_closed() {
+            checkpointer.close().await;
             return;
         }
         if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
+            .execute(&checkpointer)
             .await
         {
             if pool.is_closed() {
+                checkpointer.close().await;
                 return;
             }
             tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
