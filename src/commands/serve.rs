@@ -6,7 +6,7 @@ use std::sync::Arc;
 use gfj_server::{AppState, ServerConfig};
 use gfj_store::intake::Intake;
 use gfj_store::{Backend, Clock, Store, SystemClock};
-use gfj_sync::handlers::Handlers;
+use gfj_sync::Handlers;
 use gfj_sync::{Runner, RunnerConfig};
 use tokio::net::TcpListener;
 
@@ -204,7 +204,7 @@ pub fn handlers(settings: &Settings, store: &Store, clock: Arc<dyn Clock>) -> Ha
         merge_request_options: gfj_core::mapping::merge_request::MergeRequestOptions {
             keys_from_source_branch: settings.mr_keys_from_branch,
         },
-        backfill: gfj_sync::backfill::BackfillSettings {
+        backfill: gfj_sync::shared::BackfillSettings {
             window_ms: settings.backfill_window_ms,
             max_running: settings.backfill_tasks as i64,
         },

@@ -235,7 +235,7 @@ async fn builds_deployments_and_flags_reach_the_issue() {
         builds: vec![build.clone()],
         provider_metadata: ProviderMetadata::ours(),
     };
-    let result = client.submit_builds(&site, &builds).await.unwrap();
+    let result = client.submit(&site, &builds).await.unwrap();
     assert!(result.rejected().is_empty());
     let deployment = Deployment {
         schema_version: "1.0".into(),
@@ -268,10 +268,7 @@ async fn builds_deployments_and_flags_reach_the_issue() {
         deployments: vec![deployment],
         provider_metadata: ProviderMetadata::ours(),
     };
-    client
-        .submit_deployments(&site, &deployments)
-        .await
-        .unwrap();
+    client.submit(&site, &deployments).await.unwrap();
     let status = FlagStatus {
         enabled: true,
         default_value: Some(String::new()),
@@ -304,7 +301,7 @@ async fn builds_deployments_and_flags_reach_the_issue() {
         flags: vec![flag],
         provider_metadata: ProviderMetadata::ours(),
     };
-    client.submit_feature_flags(&site, &flags).await.unwrap();
+    client.submit(&site, &flags).await.unwrap();
     assert_eq!(jira.issue("CI-1").feature_flags.len(), 1);
     // Delete by property removes what was stored with it, and only that.
     client
@@ -327,7 +324,7 @@ async fn builds_deployments_and_flags_reach_the_issue() {
         .await
         .unwrap();
     assert!(jira.issue("CI-1").feature_flags.is_empty());
-    client.submit_feature_flags(&site, &flags).await.unwrap();
+    client.submit(&site, &flags).await.unwrap();
     let view = jira.issue("CI-1");
     assert_eq!(
         (
@@ -341,13 +338,13 @@ async fn builds_deployments_and_flags_reach_the_issue() {
     // Jira's array-shaped errors are read; a schema violation is a 400 with the validator's message.
     let mut bad = builds.clone();
     bad.builds[0].state = "exploded".into();
-    match client.submit_builds(&site, &bad).await {
+    match client.submit(&site, &bad).await {
         Err(JiraError::BadRequest(message)) => assert!(message.contains("exploded"), "{message}"),
         other => panic!("expected a 400, got {other:?}"),
     }
     jira.inject([gfj_sim::jira::Fault::ServerError(503)]);
     assert!(matches!(
-        client.submit_builds(&site, &builds).await,
+        client.submit(&site, &builds).await,
         Err(JiraError::Unavailable { status: 503, .. })
     ));
     let last = jira.requests().pop().unwrap();
@@ -366,7 +363,7 @@ async fn connect_sites_read_a_users_groups() {
         .await
         .unwrap()
         .unwrap();
-    let site = gfj_sync::handlers::site_of(install);
+    let site = gfj_sync::jira_out::site_of(install);
     let client = JiraClient::new(
         gfj_http::client(),
         "gitlab-for-jira",
@@ -469,7 +466,7 @@ async fn builds_go_in_batches_of_the_configured_size_and_unknown_keys_are_record
         })
         .collect();
     handlers
-        .send_builds(&client_key, &site, Default::default(), builds)
+        .send(&client_key, &site, Default::default(), builds)
         .await
         .unwrap();
     let sizes: Vec<usize> = app
@@ -488,9 +485,7 @@ async fn builds_go_in_batches_of_the_configured_size_and_unknown_keys_are_record
 }
 
 /// The app's queue handlers, with the simulator registered as an OAuth-credentials site.
-async fn oauth_handlers(
-    app: &crate::helpers::TestApp,
-) -> (String, Site, gfj_sync::handlers::Handlers) {
+async fn oauth_handlers(app: &crate::helpers::TestApp) -> (String, Site, gfj_sync::Handlers) {
     let (client_id, client_secret) = app.jira.oauth_credentials();
     gitlab_for_jira::commands::sites::add_oauth(
         &app.settings,
@@ -506,7 +501,7 @@ async fn oauth_handlers(
     let client_key = install.client_key.clone();
     let clock: std::sync::Arc<dyn gfj_store::Clock> = std::sync::Arc::new(gfj_store::SystemClock);
     let handlers = gitlab_for_jira::commands::serve::handlers(&app.settings, &app.store, clock);
-    (client_key, gfj_sync::handlers::site_of(install), handlers)
+    (client_key, gfj_sync::jira_out::site_of(install), handlers)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -556,7 +551,7 @@ async fn unknown_service_associations_are_recorded() {
         commands: vec![],
     };
     handlers
-        .send_deployments(&client_key, &site, Default::default(), vec![deployment])
+        .send(&client_key, &site, Default::default(), vec![deployment])
         .await
         .unwrap();
     assert_eq!(app.jira.issue("OPS-1").deployments.len(), 1);
@@ -611,7 +606,7 @@ async fn sites_outside_the_allow_list_get_no_request() {
             flags: vec![],
             provider_metadata: ProviderMetadata::ours(),
         };
-        let err = client.submit_feature_flags(site, &flags).await.unwrap_err();
+        let err = client.submit(site, &flags).await.unwrap_err();
         assert!(matches!(err, JiraError::SiteNotAllowed(_)), "{err}");
     }
     let err = client.cloud_id(&jira.base_url).await.unwrap_err();

@@ -601,32 +601,31 @@ impl JiraClient {
         Ok(BulkResult(value))
     }
 
-    /// `POST /rest/builds/0.1/bulk`.
-    pub async fn submit_builds(
+    /// `POST /rest/{builds,deployments,featureflags}/0.1/bulk`, as the request's type says.
+    pub async fn submit<B: BulkRequest>(
         &self,
         site: &Site,
-        body: &BuildsRequest,
+        body: &B,
     ) -> Result<BulkResult, JiraError> {
-        self.bulk(site, "/rest/builds/0.1/bulk", body).await
+        self.bulk(site, B::PATH, body).await
     }
+}
 
-    /// `POST /rest/deployments/0.1/bulk`.
-    pub async fn submit_deployments(
-        &self,
-        site: &Site,
-        body: &DeploymentsRequest,
-    ) -> Result<BulkResult, JiraError> {
-        self.bulk(site, "/rest/deployments/0.1/bulk", body).await
-    }
+/// A request to one of Jira's bulk APIs for builds, deployments and feature flags.
+pub trait BulkRequest: serde::Serialize + Sync {
+    const PATH: &'static str;
+}
 
-    /// `POST /rest/featureflags/0.1/bulk`.
-    pub async fn submit_feature_flags(
-        &self,
-        site: &Site,
-        body: &FeatureFlagsRequest,
-    ) -> Result<BulkResult, JiraError> {
-        self.bulk(site, "/rest/featureflags/0.1/bulk", body).await
-    }
+impl BulkRequest for BuildsRequest {
+    const PATH: &'static str = "/rest/builds/0.1/bulk";
+}
+
+impl BulkRequest for DeploymentsRequest {
+    const PATH: &'static str = "/rest/deployments/0.1/bulk";
+}
+
+impl BulkRequest for FeatureFlagsRequest {
+    const PATH: &'static str = "/rest/featureflags/0.1/bulk";
 }
 
 /// The kinds of development information Jira deletes one by one.

@@ -95,7 +95,7 @@ async fn require_jira_admin(
     install: &Installation,
     user: &JiraUser,
 ) -> Result<(), Response> {
-    let site = gfj_sync::handlers::site_of(install.clone());
+    let site = gfj_sync::jira_out::site_of(install.clone());
     match state.jira.user_groups(&site, &user.account_id).await {
         Ok(Some(groups)) if groups.iter().any(|g| ADMIN_GROUPS.contains(&g.as_str())) => Ok(()),
         Ok(Some(_)) => {

@@ -10,16 +10,15 @@
 //! GitLab client's gate (`RateLimit-Remaining`, 429) and the Jira site's budget, which every page passes
 //! through; the running-task cap only keeps workers free for live events.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
 
 use gfj_core::batching;
-use gfj_core::gitlab::{EventKind, GitLabTime, NULL_SHA, Project, PushEvent, WebhookEvent};
+use gfj_core::gitlab::{EventKind, GitLabTime, NULL_SHA, PushEvent, WebhookEvent};
 use gfj_core::jobs::{self, BackfillEntity, BackfillFlush, BackfillPage, BackfillPlan};
 use gfj_core::mapping::merge_request::{MergeRequestAction, map_merge_request};
 use gfj_core::mapping::project_keys::ProjectKeys;
 use gfj_core::mapping::{self, PushAction};
-use gfj_gitlab_client::{GitLabClient, GitLabError, ProjectSummary};
+use gfj_gitlab_client::{GitLabError, ProjectSummary};
 use gfj_jira_client::Site;
 use gfj_store::backfill::{BackfillTask, PageOutcome, TaskKey, TaskState};
 use gfj_store::queue::{Job, NewJob};
@@ -27,26 +26,9 @@ use gfj_store::subscriptions::Subscription;
 use gfj_store::{Store, StoreError};
 
 use crate::JobError;
-use crate::handlers::{Handlers, SendOptions, off_runtime, site_of};
-use crate::reconcile::merge_request_hook;
-
-/// How backfills run (`GFJ_BACKFILL_DAYS`, `GFJ_BACKFILL_TASKS`).
-#[derive(Debug, Clone, Copy)]
-pub struct BackfillSettings {
-    /// History older than this is not read; `None`: all of it.
-    pub window_ms: Option<i64>,
-    /// Tasks (project × kind of history) running at once, over all subscriptions.
-    pub max_running: i64,
-}
-
-impl Default for BackfillSettings {
-    fn default() -> Self {
-        Self {
-            window_ms: Some(180 * 24 * 3600 * 1000),
-            max_running: 8,
-        }
-    }
-}
+use crate::context::{Handlers, off_runtime};
+use crate::jira_out::{SendOptions, site_of};
+use crate::replay::merge_request_hook;
 
 /// Queues the planning of a subscription's backfill (after `link`).
 pub async fn queue_backfill_plan(
@@ -59,81 +41,6 @@ pub async fn queue_backfill_plan(
         now_ms,
     );
     store.enqueue(&[job], now_ms).await.map(drop)
-}
-
-/// What the backfill's jobs share in one process: what every page of a project needs from GitLab besides
-/// the page itself, read once per project and kept a few minutes (reading it per page would add a
-/// request to each) — the project as webhooks describe it, and the titles and descriptions of its open
-/// merge requests by source branch (branches carry their keys, as in GitLab) — and the lock that lets
-/// one outbox flush per subscription run at a time.
-#[derive(Default)]
-pub struct BackfillShared {
-    entries: Mutex<HashMap<i64, (i64, Project)>>,
-    open_mr_texts: Mutex<HashMap<i64, (i64, Arc<OpenMergeRequestTexts>)>>,
-    flushing: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-type OpenMergeRequestTexts = HashMap<String, Vec<String>>;
-
-const PROJECT_CACHE_MS: i64 = 5 * 60 * 1000;
-const PROJECT_CACHE_MAX: usize = 4096;
-
-impl BackfillShared {
-    async fn get(
-        &self,
-        gitlab: &GitLabClient,
-        project_id: i64,
-        now_ms: i64,
-    ) -> Result<Option<Project>, GitLabError> {
-        if let Some((at, p)) = self.entries.lock().unwrap().get(&project_id)
-            && now_ms - at < PROJECT_CACHE_MS
-        {
-            return Ok(Some(p.clone()));
-        }
-        let Some(p) = gitlab.project(project_id).await? else {
-            return Ok(None);
-        };
-        let mut entries = self.entries.lock().unwrap();
-        if entries.len() >= PROJECT_CACHE_MAX {
-            entries.clear();
-        }
-        entries.insert(project_id, (now_ms, p.clone()));
-        Ok(Some(p))
-    }
-
-    /// The lock one subscription's outbox flushes take.
-    fn flush_lock(&self, subscription_id: i64) -> Arc<tokio::sync::Mutex<()>> {
-        self.flushing
-            .lock()
-            .unwrap()
-            .entry(subscription_id)
-            .or_default()
-            .clone()
-    }
-
-    async fn open_mr_texts(
-        &self,
-        gitlab: &GitLabClient,
-        project_id: i64,
-        now_ms: i64,
-    ) -> Result<Arc<OpenMergeRequestTexts>, GitLabError> {
-        if let Some((at, texts)) = self.open_mr_texts.lock().unwrap().get(&project_id)
-            && now_ms - at < PROJECT_CACHE_MS
-        {
-            return Ok(texts.clone());
-        }
-        let texts = Arc::new(
-            gitlab
-                .open_merge_request_texts_by_branch(project_id)
-                .await?,
-        );
-        let mut cached = self.open_mr_texts.lock().unwrap();
-        if cached.len() >= PROJECT_CACHE_MAX {
-            cached.clear();
-        }
-        cached.insert(project_id, (now_ms, texts.clone()));
-        Ok(texts)
-    }
 }
 
 /// GitLab answers that will not change by retrying: the project is gone or out of reach.

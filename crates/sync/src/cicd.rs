@@ -15,7 +15,8 @@ use gfj_jira_client::Site;
 use gfj_store::subscriptions::Subscription;
 
 use crate::JobError;
-use crate::handlers::{Handlers, SendOptions, off_runtime};
+use crate::context::{Handlers, off_runtime};
+use crate::jira_out::SendOptions;
 
 impl Handlers {
     pub(crate) async fn cicd_event(
@@ -77,7 +78,7 @@ impl Handlers {
                     None => Ok(()),
                     Some(build) => {
                         let props = properties(ev.project.id);
-                        self.at_site(ck, self.send_builds(ck, site, props, vec![build]))
+                        self.at_site(ck, self.send(ck, site, props, vec![build]))
                             .await
                     }
                 }
@@ -96,8 +97,7 @@ impl Handlers {
                     None => Ok(()),
                     Some(d) => {
                         let props = properties(facts.project.id);
-                        self.at_site(ck, self.send_deployments(ck, site, props, vec![d]))
-                            .await
+                        self.at_site(ck, self.send(ck, site, props, vec![d])).await
                     }
                 }
             }
@@ -128,7 +128,7 @@ impl Handlers {
                 match map_feature_flag(&facts, seq).and_then(|f| keys.filter_flag(f)) {
                     None => Ok(()),
                     Some(flag) => {
-                        self.at_site(ck, self.send_feature_flags(ck, site, props, vec![flag]))
+                        self.at_site(ck, self.send(ck, site, props, vec![flag]))
                             .await
                     }
                 }

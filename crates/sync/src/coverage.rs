@@ -15,7 +15,8 @@ use gfj_gitlab_client::{GitLabError, HookScope, ProjectSummary};
 use gfj_store::subscriptions::Subscription;
 
 use crate::JobError;
-use crate::handlers::{Handlers, queue_jira_cleanup};
+use crate::context::Handlers;
+use crate::jira_out::queue_jira_cleanup;
 
 /// Whether a namespace path is the group's own or one of its subgroups' (`acme`, `acme/web`, not
 /// `acme-evil` or `other/acme`). GitLab paths compare case-insensitively.
@@ -32,18 +33,6 @@ pub fn within_group(namespace_path: &str, group_path: &str) -> bool {
 /// How long GitLab's answer about a project holds: projects move between groups, so a project that
 /// left the group stops being covered within a day (one read per project and day at most).
 pub const RECHECK_AFTER_MS: i64 = 24 * 60 * 60 * 1000;
-
-/// Serialises GitLab membership checks in this process. They happen once per new project, so they are
-/// rare; serialised, a burst of deliveries for one project costs one read, and a flood of made-up
-/// project ids cannot fan out into concurrent GitLab reads.
-#[derive(Clone, Default)]
-pub struct CoverageChecks(std::sync::Arc<tokio::sync::Mutex<()>>);
-
-impl CoverageChecks {
-    async fn lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.0.lock().await
-    }
-}
 
 impl Handlers {
     /// Whether the subscription covers the project; costs at most one GitLab read per new project.

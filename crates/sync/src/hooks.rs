@@ -12,7 +12,8 @@ use gfj_store::subscriptions::{Hook, Subscription};
 use gfj_store::{Store, StoreError};
 
 use crate::JobError;
-use crate::handlers::{Handlers, queue_jira_cleanup};
+use crate::context::Handlers;
+use crate::jira_out::queue_jira_cleanup;
 
 /// Where GitLab delivers webhooks, given `GFJ_BASE_URL`.
 pub fn webhook_url(base_url: &str) -> String {

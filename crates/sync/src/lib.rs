@@ -1,22 +1,40 @@
 //! Sync: the workers that drain the durable queue and bring Jira up to date.
 //!
-//! [`Runner`] claims due jobs with a lease, runs each one ([`handlers`]), and records the outcome:
+//! [`Runner`] claims due jobs with a lease, runs each one ([`dispatch`]), and records the outcome:
 //! done (row deleted), retry with backoff, postponed (Jira asked us to wait), or dead after the last
 //! attempt. A handler that panics fails its attempt like any other error. It never holds a database
 //! transaction across a network call.
 
+//!
+//! Modules, from the bottom up; each uses only those above it:
+//!
+//! - `context` ([`Handlers`]: what every job shares), `shared` (process-wide caches and locks),
+//!   `gitlab_access` (GitLab clients per subscription), `audit` (audit entries of what was sent);
+//! - `jira_out`: everything that goes to Jira (site state, packing, senders, rejections, deletions);
+//! - `push` and `cicd`: live events into Jira;
+//! - `replay`: REST records through the same paths, for `backfill` and `reconcile`;
+//! - `backfill`, `coverage` (which projects a subscription covers; plans a new project's backfill),
+//!   `reconcile`, `hooks`, `teardown`, `linking`;
+//! - `dispatch`: job → handler; `runner`: claims, leases and outcomes.
+
 mod audit;
 pub mod backfill;
 mod cicd;
+mod context;
 pub mod coverage;
+mod dispatch;
 pub mod gitlab_access;
-pub mod handlers;
 pub mod hooks;
+pub mod jira_out;
 pub mod linking;
+mod push;
 pub mod reconcile;
+mod replay;
 mod runner;
+pub mod shared;
 mod teardown;
 
+pub use context::Handlers;
 pub use runner::{JobHandler, Runner, RunnerConfig};
 
 /// How a job ended, when it did not succeed.

@@ -16,8 +16,8 @@ use serde::Serialize;
 
 use crate::JobError;
 use crate::gitlab_access::GitLabAccess;
-use crate::handlers::queue_jira_cleanup;
 use crate::hooks::{HookSecrets, webhook_url};
+use crate::jira_out::queue_jira_cleanup;
 
 pub use gfj_core::domain::HookMode;
 

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::JobError;
-use crate::handlers::Handlers;
+use crate::context::Handlers;
 
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {

@@ -7,7 +7,7 @@ use gfj_gitlab_client::oauth::{self, OAuthTokens};
 use gfj_gitlab_client::{GitLabClient, GitLabError};
 
 use crate::JobError;
-use crate::handlers::Handlers;
+use crate::context::Handlers;
 
 impl Handlers {
     pub(crate) async fn tear_down(&self, job: &GitlabTeardown) -> Result<(), JobError> {
