@@ -13,12 +13,12 @@
 use std::collections::HashSet;
 
 use gfj_core::batching;
-use gfj_core::gitlab::{EventKind, GitLabTime, NULL_SHA, PushEvent, WebhookEvent};
+use gfj_core::gitlab::{EventKind, GitLabTime, NULL_SHA, Project, PushEvent, WebhookEvent};
 use gfj_core::jobs::{self, BackfillEntity, BackfillFlush, BackfillPage, BackfillPlan};
 use gfj_core::mapping::merge_request::{MergeRequestAction, map_merge_request};
 use gfj_core::mapping::project_keys::ProjectKeys;
 use gfj_core::mapping::{self, PushAction};
-use gfj_gitlab_client::{GitLabError, ProjectSummary};
+use gfj_gitlab_client::{GitLabClient, GitLabError, ProjectSummary};
 use gfj_jira_client::Site;
 use gfj_store::backfill::{BackfillTask, PageOutcome, TaskKey, TaskState};
 use gfj_store::queue::{Job, NewJob};
@@ -66,6 +66,33 @@ fn sequence_number(task: &BackfillTask) -> i64 {
         BackfillEntity::FeatureFlags => 5,
     };
     task.queued_at.saturating_mul(1000) + rank
+}
+
+/// What reading any kind of page needs: the task, GitLab, the project, and how to send.
+struct PageContext<'a> {
+    sub: &'a Subscription,
+    site: &'a Site,
+    task: &'a BackfillTask,
+    gitlab: GitLabClient,
+    project: Project,
+    /// The project as webhooks describe it, for the records replayed through the live path.
+    project_json: serde_json::Value,
+    opts: SendOptions,
+    seq: i64,
+    now: i64,
+    /// The start of the window, as GitLab's `updated_after` takes it.
+    since: Option<String>,
+}
+
+/// A GitLab error of a backfill read: final when the project is gone or out of reach.
+fn gone(e: GitLabError) -> JobError {
+    if final_gitlab_error(&e) {
+        JobError::Permanent(format!(
+            "GitLab: {e} (the project was deleted, or the linking user lost access)"
+        ))
+    } else {
+        e.into()
+    }
 }
 
 /// What one page read from GitLab and sent.
@@ -191,16 +218,6 @@ impl Handlers {
             keys: ProjectKeys::new(self.store.site_project_keys(&sub.client_key).await?),
             history: true,
         };
-        let seq = sequence_number(task);
-        let gone = |e: GitLabError| -> JobError {
-            if final_gitlab_error(&e) {
-                JobError::Permanent(format!(
-                    "GitLab: {e} (the project was deleted, or the linking user lost access)"
-                ))
-            } else {
-                e.into()
-            }
-        };
         let project = self
             .backfill_shared
             .get(&gitlab, task.project_id, now)
@@ -212,260 +229,332 @@ impl Handlers {
                         .into(),
                 )
             })?;
-        let since = task.since_ms.map(GitLabTime::rfc3339_at);
-        let since = since.as_deref();
-        let n = task.next_page;
         let project_json = serde_json::to_value(&project).expect("project serialises");
+        let page = PageContext {
+            sub,
+            site,
+            task,
+            gitlab,
+            project,
+            project_json,
+            opts,
+            seq: sequence_number(task),
+            now,
+            since: task.since_ms.map(GitLabTime::rfc3339_at),
+        };
         match task.entity {
-            BackfillEntity::MergeRequests => {
-                let mut page = gitlab
-                    .merge_requests_page(project.id, since, n)
-                    .await
-                    .map_err(gone)?;
-                // A page of merge requests may hold megabytes of descriptions.
-                let options = self.merge_request_options;
-                let items = std::mem::take(&mut page.items);
-                let read = items.len() as i64;
-                let project_id = project.id;
-                let (requests, dropped, sent_ids) = off_runtime(move || {
-                    let mut requests = Vec::new();
-                    let mut dropped = Vec::new();
-                    let mut sent_ids = Vec::new();
-                    for mr in &items {
-                        let hook = merge_request_hook(&project_json, mr);
-                        let bytes = serde_json::to_vec(&hook).expect("JSON serialises");
-                        let Ok(WebhookEvent::MergeRequest(ev)) =
-                            WebhookEvent::parse(EventKind::MergeRequest, &bytes)
-                        else {
-                            tracing::warn!(
-                                project = project_id,
-                                "a merge request GitLab listed could not be read; skipped"
-                            );
-                            continue;
-                        };
-                        if let MergeRequestAction::Store {
-                            request,
-                            dropped_keys,
-                        } = map_merge_request(&ev, seq, options)
-                        {
-                            if request
-                                .repositories
-                                .iter()
-                                .any(|r| !r.pull_requests.is_empty())
-                            {
-                                sent_ids.push(ev.object_attributes.id);
-                            }
-                            requests.push(request);
-                            dropped.extend(
-                                dropped_keys
-                                    .into_iter()
-                                    .filter(|d| d.entity_type == "branch"),
-                            );
-                        }
-                    }
-                    (requests, dropped, sent_ids)
-                })
-                .await?;
-                let (sent, outbox) = self.devinfo_for_outbox(sub, &opts, requests, dropped).await;
-                for id in sent_ids {
-                    self.store
-                        .remember_sent_merge_request(sub.id, project.id, id)
-                        .await?;
-                }
-                Ok(PageRead {
-                    next_page: page.next_page,
-                    read,
-                    sent,
-                    total: page.total,
-                    outbox,
-                })
-            }
-            BackfillEntity::Branches => {
-                let page = gitlab.branches_page(project.id, n).await.map_err(gone)?;
-                let read = page.items.len() as i64;
-                // Like GitLab, a branch also carries the keys of its open merge requests.
-                let open_mr_texts = if page.items.is_empty() {
-                    Default::default()
-                } else {
-                    self.backfill_shared
-                        .open_mr_texts(&gitlab, project.id, now)
-                        .await
-                        .map_err(gone)?
+            BackfillEntity::MergeRequests => self.merge_requests_page(&page).await,
+            BackfillEntity::Branches => self.branches_page(&page).await,
+            BackfillEntity::Commits => self.commits_page(&page).await,
+            BackfillEntity::Pipelines => self.pipelines_page(&page).await,
+            BackfillEntity::Deployments => self.deployments_page(&page).await,
+            BackfillEntity::FeatureFlags => self.feature_flags_page(&page).await,
+        }
+    }
+
+    /// Merge requests, with the keys of their titles, descriptions and branches.
+    async fn merge_requests_page(&self, p: &PageContext<'_>) -> Result<PageRead, JobError> {
+        let sub = p.sub;
+        let gitlab = &p.gitlab;
+        let project = &p.project;
+        let opts = &p.opts;
+        let seq = p.seq;
+        let n = p.task.next_page;
+        let project_json = p.project_json.clone();
+        let since = p.since.as_deref();
+        let mut page = gitlab
+            .merge_requests_page(project.id, since, n)
+            .await
+            .map_err(gone)?;
+        // A page of merge requests may hold megabytes of descriptions.
+        let options = self.merge_request_options;
+        let items = std::mem::take(&mut page.items);
+        let read = items.len() as i64;
+        let project_id = project.id;
+        let (requests, dropped, sent_ids) = off_runtime(move || {
+            let mut requests = Vec::new();
+            let mut dropped = Vec::new();
+            let mut sent_ids = Vec::new();
+            for mr in &items {
+                let hook = merge_request_hook(&project_json, mr);
+                let bytes = serde_json::to_vec(&hook).expect("JSON serialises");
+                let Ok(WebhookEvent::MergeRequest(ev)) =
+                    WebhookEvent::parse(EventKind::MergeRequest, &bytes)
+                else {
+                    tracing::warn!(
+                        project = project_id,
+                        "a merge request GitLab listed could not be read; skipped"
+                    );
+                    continue;
                 };
-                let mut requests = Vec::new();
-                let mut dropped = Vec::new();
-                for branch in page.items {
-                    let recent = branch
-                        .commit
-                        .committed_date
-                        .as_deref()
-                        .and_then(GitLabTime::parse)
-                        .is_none_or(|t| task.since_ms.is_none_or(|s| t.unix_ms() >= s));
-                    if !recent {
-                        continue;
-                    }
-                    let texts = open_mr_texts
-                        .get(&branch.name)
-                        .map(Vec::as_slice)
-                        .unwrap_or_default();
-                    let tip: gfj_core::gitlab::Commit = branch.commit.into();
-                    let push = PushEvent {
-                        object_kind: "push".into(),
-                        before: NULL_SHA.into(),
-                        after: tip.id.clone(),
-                        git_ref: format!("refs/heads/{}", branch.name),
-                        checkout_sha: Some(tip.id.clone()),
-                        user_username: None,
-                        project_id: project.id,
-                        project: project.clone(),
-                        total_commits_count: 1,
-                        commits: vec![tip],
-                    };
-                    if let Ok(PushAction::Store {
-                        request,
-                        dropped_keys,
-                    }) = mapping::map_push_with(&push, seq, None, texts)
-                    {
-                        // The branch with its last commit; the commits themselves are the commits
-                        // task's (it lists those of every branch), so each goes to Jira once.
-                        let mut request = request;
-                        for repo in &mut request.repositories {
-                            repo.commits.clear();
-                        }
-                        requests.push(request);
-                        dropped.extend(dropped_keys);
-                    }
-                }
-                let (sent, outbox) = self.devinfo_for_outbox(sub, &opts, requests, dropped).await;
-                Ok(PageRead {
-                    next_page: page.next_page,
-                    read,
-                    sent,
-                    total: page.total,
-                    outbox,
-                })
-            }
-            BackfillEntity::Commits => {
-                let until = GitLabTime::rfc3339_at(task.until_ms.unwrap_or(now));
-                let page = gitlab
-                    .commits_page(project.id, since, &until, n)
-                    .await
-                    .map_err(gone)?;
-                let read = page.items.len() as i64;
-                let default_branch = project
-                    .default_branch
-                    .clone()
-                    .unwrap_or_else(|| "main".into());
-                // Commits of every branch, as if pushed to the default branch: each is sent on the keys of
-                // its own message (branch names are the branches task's).
-                let push = PushEvent {
-                    object_kind: "push".into(),
-                    before: NULL_SHA.into(),
-                    after: page
-                        .items
-                        .first()
-                        .map(|c| c.id.clone())
-                        .unwrap_or_else(|| NULL_SHA.into()),
-                    git_ref: format!("refs/heads/{default_branch}"),
-                    checkout_sha: None,
-                    user_username: None,
-                    project_id: project.id,
-                    project: project.clone(),
-                    total_commits_count: read,
-                    commits: page.items,
-                };
-                let mut requests = Vec::new();
-                let mut dropped = Vec::new();
-                // A page of commits may hold megabytes of messages.
-                let mapped = if read > 0 {
-                    off_runtime(move || mapping::map_push(&push, seq, None)).await?
-                } else {
-                    Ok(PushAction::Nothing)
-                };
-                if let Ok(PushAction::Store {
+                if let MergeRequestAction::Store {
                     request,
                     dropped_keys,
-                }) = mapped
+                } = map_merge_request(&ev, seq, options)
                 {
-                    requests.push(request);
-                    dropped.extend(dropped_keys);
-                }
-                let (sent, outbox) = self.devinfo_for_outbox(sub, &opts, requests, dropped).await;
-                Ok(PageRead {
-                    next_page: page.next_page,
-                    read,
-                    sent,
-                    total: page.total,
-                    outbox,
-                })
-            }
-            BackfillEntity::Pipelines => {
-                let page = gitlab
-                    .pipelines_page(project.id, since, n)
-                    .await
-                    .map_err(gone)?;
-                for pipeline in &page.items {
-                    self.replay_pipeline(sub, site, &opts, &gitlab, &project_json, pipeline, seq)
-                        .await?;
-                }
-                Ok(PageRead {
-                    next_page: page.next_page,
-                    read: page.items.len() as i64,
-                    sent: page.items.len() as i64,
-                    total: page.total,
-                    outbox: None,
-                })
-            }
-            BackfillEntity::Deployments => {
-                let page = gitlab.deployments_page(project.id, n).await.map_err(gone)?;
-                let mut sent = 0;
-                for d in &page.items {
-                    let recent = d
-                        .updated_at
-                        .as_deref()
-                        .and_then(GitLabTime::parse)
-                        .is_none_or(|t| task.since_ms.is_none_or(|s| t.unix_ms() >= s));
-                    if recent {
-                        self.replay_deployment(sub, site, &opts, &project_json, d, seq)
-                            .await?;
-                        sent += 1;
+                    if request
+                        .repositories
+                        .iter()
+                        .any(|r| !r.pull_requests.is_empty())
+                    {
+                        sent_ids.push(ev.object_attributes.id);
                     }
+                    requests.push(request);
+                    dropped.extend(
+                        dropped_keys
+                            .into_iter()
+                            .filter(|d| d.entity_type == "branch"),
+                    );
                 }
-                Ok(PageRead {
-                    next_page: page.next_page,
-                    read: page.items.len() as i64,
-                    sent,
-                    total: page.total,
-                    outbox: None,
-                })
             }
-            BackfillEntity::FeatureFlags => {
-                // GitLab's REST API lists flags without the ids Jira knows them by; only flags whose id a
-                // toggle webhook taught us can be sent.
-                let known = self
-                    .store
-                    .known_feature_flags(sub.id, project.id)
-                    .await?
-                    .len() as i64;
-                self.replay_known_flags(
-                    sub,
-                    site,
-                    &opts,
-                    &gitlab,
-                    &project_json,
-                    task.since_ms,
-                    seq,
-                )
+            (requests, dropped, sent_ids)
+        })
+        .await?;
+        let (sent, outbox) = self.devinfo_for_outbox(sub, opts, requests, dropped).await;
+        for id in sent_ids {
+            self.store
+                .remember_sent_merge_request(sub.id, project.id, id)
                 .await?;
-                Ok(PageRead {
-                    next_page: None,
-                    read: known,
-                    sent: known,
-                    total: Some(known),
-                    outbox: None,
-                })
+        }
+        Ok(PageRead {
+            next_page: page.next_page,
+            read,
+            sent,
+            total: page.total,
+            outbox,
+        })
+    }
+
+    /// Branches that had commits within the window, each with its tip and, like GitLab, the keys of its open
+    /// merge requests.
+    async fn branches_page(&self, p: &PageContext<'_>) -> Result<PageRead, JobError> {
+        let sub = p.sub;
+        let task = p.task;
+        let gitlab = &p.gitlab;
+        let project = &p.project;
+        let opts = &p.opts;
+        let seq = p.seq;
+        let now = p.now;
+        let n = p.task.next_page;
+        let page = gitlab.branches_page(project.id, n).await.map_err(gone)?;
+        let read = page.items.len() as i64;
+        // Like GitLab, a branch also carries the keys of its open merge requests.
+        let open_mr_texts = if page.items.is_empty() {
+            Default::default()
+        } else {
+            self.backfill_shared
+                .open_mr_texts(gitlab, project.id, now)
+                .await
+                .map_err(gone)?
+        };
+        let mut requests = Vec::new();
+        let mut dropped = Vec::new();
+        for branch in page.items {
+            let recent = branch
+                .commit
+                .committed_date
+                .as_deref()
+                .and_then(GitLabTime::parse)
+                .is_none_or(|t| task.since_ms.is_none_or(|s| t.unix_ms() >= s));
+            if !recent {
+                continue;
+            }
+            let texts = open_mr_texts
+                .get(&branch.name)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let tip: gfj_core::gitlab::Commit = branch.commit.into();
+            let push = PushEvent {
+                object_kind: "push".into(),
+                before: NULL_SHA.into(),
+                after: tip.id.clone(),
+                git_ref: format!("refs/heads/{}", branch.name),
+                checkout_sha: Some(tip.id.clone()),
+                user_username: None,
+                project_id: project.id,
+                project: project.clone(),
+                total_commits_count: 1,
+                commits: vec![tip],
+            };
+            if let Ok(PushAction::Store {
+                request,
+                dropped_keys,
+            }) = mapping::map_push_with(&push, seq, None, texts)
+            {
+                // The branch with its last commit; the commits themselves are the commits
+                // task's (it lists those of every branch), so each goes to Jira once.
+                let mut request = request;
+                for repo in &mut request.repositories {
+                    repo.commits.clear();
+                }
+                requests.push(request);
+                dropped.extend(dropped_keys);
             }
         }
+        let (sent, outbox) = self.devinfo_for_outbox(sub, opts, requests, dropped).await;
+        Ok(PageRead {
+            next_page: page.next_page,
+            read,
+            sent,
+            total: page.total,
+            outbox,
+        })
+    }
+
+    /// Commits of every branch within the window, each sent on the keys of its own message.
+    async fn commits_page(&self, p: &PageContext<'_>) -> Result<PageRead, JobError> {
+        let sub = p.sub;
+        let task = p.task;
+        let gitlab = &p.gitlab;
+        let project = &p.project;
+        let opts = &p.opts;
+        let seq = p.seq;
+        let now = p.now;
+        let n = p.task.next_page;
+        let since = p.since.as_deref();
+        let until = GitLabTime::rfc3339_at(task.until_ms.unwrap_or(now));
+        let page = gitlab
+            .commits_page(project.id, since, &until, n)
+            .await
+            .map_err(gone)?;
+        let read = page.items.len() as i64;
+        let default_branch = project
+            .default_branch
+            .clone()
+            .unwrap_or_else(|| "main".into());
+        // Commits of every branch, as if pushed to the default branch: each is sent on the keys of
+        // its own message (branch names are the branches task's).
+        let push = PushEvent {
+            object_kind: "push".into(),
+            before: NULL_SHA.into(),
+            after: page
+                .items
+                .first()
+                .map(|c| c.id.clone())
+                .unwrap_or_else(|| NULL_SHA.into()),
+            git_ref: format!("refs/heads/{default_branch}"),
+            checkout_sha: None,
+            user_username: None,
+            project_id: project.id,
+            project: project.clone(),
+            total_commits_count: read,
+            commits: page.items,
+        };
+        let mut requests = Vec::new();
+        let mut dropped = Vec::new();
+        // A page of commits may hold megabytes of messages.
+        let mapped = if read > 0 {
+            off_runtime(move || mapping::map_push(&push, seq, None)).await?
+        } else {
+            Ok(PushAction::Nothing)
+        };
+        if let Ok(PushAction::Store {
+            request,
+            dropped_keys,
+        }) = mapped
+        {
+            requests.push(request);
+            dropped.extend(dropped_keys);
+        }
+        let (sent, outbox) = self.devinfo_for_outbox(sub, opts, requests, dropped).await;
+        Ok(PageRead {
+            next_page: page.next_page,
+            read,
+            sent,
+            total: page.total,
+            outbox,
+        })
+    }
+
+    /// Pipelines, as builds, through the live path.
+    async fn pipelines_page(&self, p: &PageContext<'_>) -> Result<PageRead, JobError> {
+        let sub = p.sub;
+        let site = p.site;
+        let gitlab = &p.gitlab;
+        let project = &p.project;
+        let opts = &p.opts;
+        let seq = p.seq;
+        let n = p.task.next_page;
+        let project_json = &p.project_json;
+        let since = p.since.as_deref();
+        let page = gitlab
+            .pipelines_page(project.id, since, n)
+            .await
+            .map_err(gone)?;
+        for pipeline in &page.items {
+            self.replay_pipeline(sub, site, opts, gitlab, project_json, pipeline, seq)
+                .await?;
+        }
+        Ok(PageRead {
+            next_page: page.next_page,
+            read: page.items.len() as i64,
+            sent: page.items.len() as i64,
+            total: page.total,
+            outbox: None,
+        })
+    }
+
+    /// Deployments updated within the window, through the live path.
+    async fn deployments_page(&self, p: &PageContext<'_>) -> Result<PageRead, JobError> {
+        let sub = p.sub;
+        let site = p.site;
+        let task = p.task;
+        let gitlab = &p.gitlab;
+        let project = &p.project;
+        let opts = &p.opts;
+        let seq = p.seq;
+        let n = p.task.next_page;
+        let project_json = &p.project_json;
+        let page = gitlab.deployments_page(project.id, n).await.map_err(gone)?;
+        let mut sent = 0;
+        for d in &page.items {
+            let recent = d
+                .updated_at
+                .as_deref()
+                .and_then(GitLabTime::parse)
+                .is_none_or(|t| task.since_ms.is_none_or(|s| t.unix_ms() >= s));
+            if recent {
+                self.replay_deployment(sub, site, opts, project_json, d, seq)
+                    .await?;
+                sent += 1;
+            }
+        }
+        Ok(PageRead {
+            next_page: page.next_page,
+            read: page.items.len() as i64,
+            sent,
+            total: page.total,
+            outbox: None,
+        })
+    }
+
+    /// Feature flags whose id a toggle webhook taught us (GitLab's REST API lists flags without the ids
+    /// Jira knows them by).
+    async fn feature_flags_page(&self, p: &PageContext<'_>) -> Result<PageRead, JobError> {
+        let sub = p.sub;
+        let site = p.site;
+        let task = p.task;
+        let gitlab = &p.gitlab;
+        let project = &p.project;
+        let opts = &p.opts;
+        let seq = p.seq;
+        let project_json = &p.project_json;
+        // GitLab's REST API lists flags without the ids Jira knows them by; only flags whose id a
+        // toggle webhook taught us can be sent.
+        let known = self
+            .store
+            .known_feature_flags(sub.id, project.id)
+            .await?
+            .len() as i64;
+        self.replay_known_flags(sub, site, opts, gitlab, project_json, task.since_ms, seq)
+            .await?;
+        Ok(PageRead {
+            next_page: None,
+            read: known,
+            sent: known,
+            total: Some(known),
+            outbox: None,
+        })
     }
 
     /// A page's development information, combined into one request for the outbox (with the site's
