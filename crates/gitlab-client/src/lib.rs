@@ -186,6 +186,90 @@ struct RestCommit {
     web_url: String,
 }
 
+/// A merge request as the REST API lists it (`GET /projects/:id/merge_requests`). Lenient like the hook
+/// types: anything but the ids may be missing or null.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MergeRequestDetails {
+    pub id: i64,
+    pub iid: i64,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `opened`, `closed`, `merged` or `locked`.
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default)]
+    pub source_branch: Option<String>,
+    #[serde(default)]
+    pub target_branch: Option<String>,
+    /// `None` when the fork the merge request came from has been deleted.
+    #[serde(default)]
+    pub source_project_id: Option<i64>,
+    pub target_project_id: i64,
+    #[serde(default)]
+    pub author: Option<hooks::User>,
+    #[serde(default)]
+    pub reviewers: Option<Vec<hooks::User>>,
+    #[serde(default)]
+    pub created_at: Option<String>,
+    #[serde(default)]
+    pub updated_at: Option<String>,
+    #[serde(default)]
+    pub merged_at: Option<String>,
+    #[serde(default)]
+    pub web_url: Option<String>,
+    #[serde(default)]
+    pub draft: Option<bool>,
+    #[serde(default)]
+    pub merge_commit_sha: Option<String>,
+}
+
+/// A pipeline as the REST API lists it (`GET /projects/:id/pipelines`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PipelineDetails {
+    pub id: i64,
+    #[serde(default)]
+    pub iid: Option<i64>,
+    #[serde(rename = "ref", default)]
+    pub git_ref: Option<String>,
+    /// Only in a single pipeline's answer; lists leave it out.
+    #[serde(default)]
+    pub tag: Option<bool>,
+    #[serde(default)]
+    pub sha: Option<String>,
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub created_at: Option<String>,
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    #[serde(default)]
+    pub web_url: Option<String>,
+}
+
+/// A job of a pipeline (`GET /projects/:id/pipelines/:id/jobs`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PipelineJob {
+    pub id: i64,
+    #[serde(default)]
+    pub stage: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub created_at: Option<String>,
+    #[serde(default)]
+    pub started_at: Option<String>,
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    #[serde(default)]
+    pub allow_failure: Option<bool>,
+}
+
 #[derive(Clone)]
 pub struct GitLabClient {
     http: reqwest::Client,
@@ -817,7 +901,7 @@ impl GitLabClient {
         project_id: i64,
         since: Option<&str>,
         page: i64,
-    ) -> Result<Page<serde_json::Value>, GitLabError> {
+    ) -> Result<Page<MergeRequestDetails>, GitLabError> {
         let since = since
             .map(|s| format!("&updated_after={}", encode_path(s)))
             .unwrap_or_default();
@@ -874,7 +958,7 @@ impl GitLabClient {
         project_id: i64,
         since: Option<&str>,
         page: i64,
-    ) -> Result<Page<serde_json::Value>, GitLabError> {
+    ) -> Result<Page<PipelineDetails>, GitLabError> {
         let since = since
             .map(|s| format!("&updated_after={}", encode_path(s)))
             .unwrap_or_default();
@@ -932,12 +1016,12 @@ impl GitLabClient {
         Ok(commits.into_iter().rev().map(Into::into).collect())
     }
 
-    /// Merge requests updated since a time, as GitLab's REST entity (JSON).
+    /// Merge requests updated since a time.
     pub async fn merge_requests_updated_after(
         &self,
         project_id: i64,
         since: &str,
-    ) -> Result<Vec<serde_json::Value>, GitLabError> {
+    ) -> Result<Vec<MergeRequestDetails>, GitLabError> {
         self.get_all(&format!(
             "/projects/{project_id}/merge_requests?updated_after={}&order_by=updated_at&sort=asc",
             encode_path(since)
@@ -984,12 +1068,12 @@ impl GitLabClient {
 }
 
 impl GitLabClient {
-    /// Pipelines updated since a time, as GitLab's REST entity (JSON).
+    /// Pipelines updated since a time.
     pub async fn pipelines_updated_after(
         &self,
         project_id: i64,
         since: &str,
-    ) -> Result<Vec<serde_json::Value>, GitLabError> {
+    ) -> Result<Vec<PipelineDetails>, GitLabError> {
         self.get_all(&format!(
             "/projects/{project_id}/pipelines?updated_after={}&order_by=updated_at&sort=asc",
             encode_path(since)
@@ -997,12 +1081,12 @@ impl GitLabClient {
         .await
     }
 
-    /// A pipeline's jobs, as GitLab's REST entity (JSON).
+    /// A pipeline's jobs.
     pub async fn pipeline_jobs(
         &self,
         project_id: i64,
         pipeline_id: i64,
-    ) -> Result<Vec<serde_json::Value>, GitLabError> {
+    ) -> Result<Vec<PipelineJob>, GitLabError> {
         self.get_all(&format!(
             "/projects/{project_id}/pipelines/{pipeline_id}/jobs"
         ))

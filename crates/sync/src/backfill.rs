@@ -13,7 +13,7 @@
 use std::collections::HashSet;
 
 use gfj_core::batching;
-use gfj_core::gitlab::{EventKind, GitLabTime, NULL_SHA, Project, PushEvent, WebhookEvent};
+use gfj_core::gitlab::{GitLabTime, NULL_SHA, Project, PushEvent};
 use gfj_core::jobs::{self, BackfillEntity, BackfillFlush, BackfillPage, BackfillPlan};
 use gfj_core::mapping::merge_request::{MergeRequestAction, map_merge_request};
 use gfj_core::mapping::project_keys::ProjectKeys;
@@ -28,7 +28,7 @@ use gfj_store::{Store, StoreError};
 use crate::JobError;
 use crate::context::{Handlers, off_runtime};
 use crate::jira_out::{SendOptions, site_of};
-use crate::replay::merge_request_hook;
+use crate::replay::merge_request_event;
 
 /// Queues the planning of a subscription's backfill (after `link`).
 pub async fn queue_backfill_plan(
@@ -75,8 +75,6 @@ struct PageContext<'a> {
     task: &'a BackfillTask,
     gitlab: GitLabClient,
     project: Project,
-    /// The project as webhooks describe it, for the records replayed through the live path.
-    project_json: serde_json::Value,
     opts: SendOptions,
     seq: i64,
     now: i64,
@@ -229,14 +227,12 @@ impl Handlers {
                         .into(),
                 )
             })?;
-        let project_json = serde_json::to_value(&project).expect("project serialises");
         let page = PageContext {
             sub,
             site,
             task,
             gitlab,
             project,
-            project_json,
             opts,
             seq: sequence_number(task),
             now,
@@ -260,7 +256,6 @@ impl Handlers {
         let opts = &p.opts;
         let seq = p.seq;
         let n = p.task.next_page;
-        let project_json = p.project_json.clone();
         let since = p.since.as_deref();
         let mut page = gitlab
             .merge_requests_page(project.id, since, n)
@@ -271,19 +266,16 @@ impl Handlers {
         let items = std::mem::take(&mut page.items);
         let read = items.len() as i64;
         let project_id = project.id;
+        let owner = project.clone();
         let (requests, dropped, sent_ids) = off_runtime(move || {
             let mut requests = Vec::new();
             let mut dropped = Vec::new();
             let mut sent_ids = Vec::new();
-            for mr in &items {
-                let hook = merge_request_hook(&project_json, mr);
-                let bytes = serde_json::to_vec(&hook).expect("JSON serialises");
-                let Ok(WebhookEvent::MergeRequest(ev)) =
-                    WebhookEvent::parse(EventKind::MergeRequest, &bytes)
-                else {
+            for mr in items {
+                let Some(ev) = merge_request_event(&owner, mr) else {
                     tracing::warn!(
                         project = project_id,
-                        "a merge request GitLab listed could not be read; skipped"
+                        "a merge request GitLab listed has no branches or state; skipped"
                     );
                     continue;
                 };
@@ -475,14 +467,13 @@ impl Handlers {
         let opts = &p.opts;
         let seq = p.seq;
         let n = p.task.next_page;
-        let project_json = &p.project_json;
         let since = p.since.as_deref();
         let page = gitlab
             .pipelines_page(project.id, since, n)
             .await
             .map_err(gone)?;
         for pipeline in &page.items {
-            self.replay_pipeline(sub, site, opts, gitlab, project_json, pipeline, seq)
+            self.replay_pipeline(sub, site, opts, gitlab, project, pipeline, seq)
                 .await?;
         }
         Ok(PageRead {
@@ -504,7 +495,6 @@ impl Handlers {
         let opts = &p.opts;
         let seq = p.seq;
         let n = p.task.next_page;
-        let project_json = &p.project_json;
         let page = gitlab.deployments_page(project.id, n).await.map_err(gone)?;
         let mut sent = 0;
         for d in &page.items {
@@ -514,7 +504,7 @@ impl Handlers {
                 .and_then(GitLabTime::parse)
                 .is_none_or(|t| task.since_ms.is_none_or(|s| t.unix_ms() >= s));
             if recent {
-                self.replay_deployment(sub, site, opts, project_json, d, seq)
+                self.replay_deployment(sub, site, opts, project, d, seq)
                     .await?;
                 sent += 1;
             }
@@ -538,7 +528,6 @@ impl Handlers {
         let project = &p.project;
         let opts = &p.opts;
         let seq = p.seq;
-        let project_json = &p.project_json;
         // GitLab's REST API lists flags without the ids Jira knows them by; only flags whose id a
         // toggle webhook taught us can be sent.
         let known = self
@@ -546,7 +535,7 @@ impl Handlers {
             .known_feature_flags(sub.id, project.id)
             .await?
             .len() as i64;
-        self.replay_known_flags(sub, site, opts, gitlab, project_json, task.since_ms, seq)
+        self.replay_known_flags(sub, site, opts, gitlab, project, task.since_ms, seq)
             .await?;
         Ok(PageRead {
             next_page: None,

@@ -1,5 +1,5 @@
-//! Merge requests, pipelines, deployments and feature flags: what their webhooks mean for Jira. Pushes
-//! stay in `handlers` (they predate this module and share the tip-commit fetch).
+//! Merge requests, pipelines, deployments and feature flags: what their webhooks (or `replay`'s typed
+//! events made from GitLab's REST records) mean for Jira. Pushes are `push`'s.
 //!
 //! GitLab reads happen before any Jira call, so a GitLab outage never holds a Jira site's slot, and
 //! every Jira call runs under `at_site` (429 pause, credential flag).

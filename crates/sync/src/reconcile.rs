@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use gfj_core::gitlab::{EventKind, GitLabTime, NULL_SHA, PushEvent};
+use gfj_core::gitlab::{GitLabTime, NULL_SHA, PushEvent};
 use gfj_core::jobs::{Job, Reconcile};
 use gfj_core::mapping::project_keys::ProjectKeys;
 use gfj_gitlab_client::{GitLabClient, HookScope};
@@ -18,7 +18,7 @@ use gfj_store::{Store, StoreError};
 use crate::JobError;
 use crate::context::Handlers;
 use crate::jira_out::{SendOptions, site_of};
-use crate::replay::merge_request_hook;
+use crate::replay::merge_request_event;
 
 /// Changes are read from a little before the cursor, so that clock skew between GitLab and us loses
 /// nothing (resending is harmless: Jira keeps the newest by sequence number).
@@ -156,15 +156,21 @@ impl Handlers {
             };
             self.push_event(sub, site, opts, push, seq).await?;
         }
-        let project_json = serde_json::to_value(&project).expect("project serialises");
         // Merge requests edited, opened, merged or closed.
         for mr in gitlab
             .merge_requests_updated_after(project_id, &since)
             .await?
         {
-            let hook = merge_request_hook(&project_json, &mr);
-            self.replay(sub, site, opts, EventKind::MergeRequest, &hook, seq)
-                .await?;
+            let Some(event) = merge_request_event(&project, mr) else {
+                tracing::warn!(
+                    subscription = sub.id,
+                    project = project_id,
+                    "a merge request GitLab listed has no branches or state; skipped"
+                );
+                continue;
+            };
+            let event = gfj_core::gitlab::WebhookEvent::MergeRequest(Box::new(event));
+            self.cicd_event(sub, site, opts, event, seq).await?;
         }
         // Merge requests deleted in GitLab (which sends no webhook for it) leave Jira.
         let sent = self.store.sent_merge_requests(sub.id, project_id).await?;
@@ -192,15 +198,15 @@ impl Handlers {
         }
         // Deployments, blocked ones (waiting for approval) included.
         for d in gitlab.deployments_updated_after(project_id, &since).await? {
-            self.replay_deployment(sub, site, opts, &project_json, &d, seq)
+            self.replay_deployment(sub, site, opts, &project, &d, seq)
                 .await?;
         }
         // Pipelines whose webhooks were missed.
         for pipeline in gitlab.pipelines_updated_after(project_id, &since).await? {
-            self.replay_pipeline(sub, site, opts, gitlab, &project_json, &pipeline, seq)
+            self.replay_pipeline(sub, site, opts, gitlab, &project, &pipeline, seq)
                 .await?;
         }
-        self.replay_known_flags(sub, site, opts, gitlab, &project_json, Some(since_ms), seq)
+        self.replay_known_flags(sub, site, opts, gitlab, &project, Some(since_ms), seq)
             .await
     }
 }

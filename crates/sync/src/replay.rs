@@ -1,11 +1,17 @@
 //! Replay: what GitLab's REST API lists (merge requests, pipelines, deployments, flags), turned into the
-//! events the live path maps and sent the same way. Shared by backfill and reconciliation.
+//! typed events the live path maps (no webhook JSON is made up and parsed again) and sent the same way.
+//! Shared by backfill and reconciliation. The conversions are pure functions at the bottom.
 
-use gfj_core::gitlab::{EventKind, GitLabTime, WebhookEvent};
-use gfj_gitlab_client::GitLabClient;
+use gfj_core::gitlab::{
+    Commit, DeploymentEvent, FeatureFlagAttributes, FeatureFlagEvent, GitLabTime,
+    MergeRequestAttributes, MergeRequestEvent, PipelineAttributes, PipelineBuild, PipelineEvent,
+    Project, WebhookEvent,
+};
+use gfj_gitlab_client::{
+    DeploymentDetails, GitLabClient, MergeRequestDetails, PipelineDetails, PipelineJob,
+};
 use gfj_jira_client::Site;
 use gfj_store::subscriptions::Subscription;
-use serde_json::{Value, json};
 
 use crate::JobError;
 use crate::context::Handlers;
@@ -18,23 +24,12 @@ impl Handlers {
         sub: &Subscription,
         site: &Site,
         opts: &SendOptions,
-        project_json: &Value,
-        d: &gfj_gitlab_client::DeploymentDetails,
+        project: &Project,
+        d: &DeploymentDetails,
         seq: i64,
     ) -> Result<(), JobError> {
-        let hook = json!({
-            "object_kind": "deployment",
-            "status": d.status,
-            "status_changed_at": d.updated_at,
-            "deployment_id": d.id,
-            "environment": d.environment.name,
-            "environment_tier": d.environment.tier,
-            "project": project_json,
-            "short_sha": d.sha.chars().take(8).collect::<String>(),
-            "ref": d.git_ref,
-        });
-        self.replay(sub, site, opts, EventKind::Deployment, &hook, seq)
-            .await
+        let event = WebhookEvent::Deployment(Box::new(deployment_event(project, d)));
+        self.cicd_event(sub, site, opts, event, seq).await
     }
 
     /// A pipeline as the REST API lists it, through the live path; its jobs and commit are read too (the
@@ -46,24 +41,27 @@ impl Handlers {
         site: &Site,
         opts: &SendOptions,
         gitlab: &GitLabClient,
-        project_json: &Value,
-        pipeline: &Value,
+        project: &Project,
+        pipeline: &PipelineDetails,
         seq: i64,
     ) -> Result<(), JobError> {
-        let (Some(id), Some(project_id)) = (pipeline["id"].as_i64(), project_json["id"].as_i64())
-        else {
-            return Ok(());
-        };
-        let jobs = gitlab.pipeline_jobs(project_id, id).await?;
-        let sha = pipeline["sha"].as_str().unwrap_or_default();
-        let commit = match gitlab.commit(project_id, sha).await {
+        let jobs = gitlab.pipeline_jobs(project.id, pipeline.id).await?;
+        let sha = pipeline.sha.as_deref().unwrap_or_default();
+        let commit = match gitlab.commit(project.id, sha).await {
             Ok(c) => Some(c),
             Err(gfj_gitlab_client::GitLabError::NotFound(_)) => None,
             Err(e) => return Err(e.into()),
         };
-        let hook = pipeline_hook(project_json, pipeline, &jobs, commit.as_ref());
-        self.replay(sub, site, opts, EventKind::Pipeline, &hook, seq)
-            .await
+        let Some(event) = pipeline_event(project, pipeline, &jobs, commit) else {
+            tracing::warn!(
+                subscription = sub.id,
+                pipeline = pipeline.id,
+                "a pipeline GitLab listed has no ref, SHA or status; skipped"
+            );
+            return Ok(());
+        };
+        let event = WebhookEvent::Pipeline(Box::new(event));
+        self.cicd_event(sub, site, opts, event, seq).await
     }
 
     /// Feature flags: GitLab reports only toggles. Flags whose id a webhook taught us, edited since
@@ -76,18 +74,15 @@ impl Handlers {
         site: &Site,
         opts: &SendOptions,
         gitlab: &GitLabClient,
-        project_json: &Value,
+        project: &Project,
         since_ms: Option<i64>,
         seq: i64,
     ) -> Result<(), JobError> {
-        let Some(project_id) = project_json["id"].as_i64() else {
-            return Ok(());
-        };
-        let known = self.store.known_feature_flags(sub.id, project_id).await?;
+        let known = self.store.known_feature_flags(sub.id, project.id).await?;
         if known.is_empty() {
             return Ok(());
         }
-        let listed = gitlab.feature_flags(project_id).await?;
+        let listed = gitlab.feature_flags(project.id).await?;
         for (name, id) in known {
             let changed = match listed.iter().find(|f| f.name == name) {
                 None => true,
@@ -98,100 +93,262 @@ impl Handlers {
                     .is_none_or(|t| since_ms.is_none_or(|s| t.unix_ms() >= s)),
             };
             if changed {
-                let hook = json!({
-                    "object_kind": "feature_flag",
-                    "project": project_json,
-                    "object_attributes": { "id": id, "name": name, "active": false },
-                });
-                self.replay(sub, site, opts, EventKind::FeatureFlag, &hook, seq)
-                    .await?;
+                let event = WebhookEvent::FeatureFlag(Box::new(flag_event(project, id, name)));
+                self.cicd_event(sub, site, opts, event, seq).await?;
             }
         }
         Ok(())
     }
+}
 
-    /// Sends a webhook-shaped body made up from the REST API through the live path.
-    pub(crate) async fn replay(
-        &self,
-        sub: &Subscription,
-        site: &Site,
-        opts: &SendOptions,
-        kind: EventKind,
-        body: &Value,
-        seq: i64,
-    ) -> Result<(), JobError> {
-        let bytes = serde_json::to_vec(body).expect("JSON serialises");
-        match WebhookEvent::parse(kind, &bytes) {
-            Ok(event) => self.cicd_event(sub, site, opts, event, seq).await,
-            Err(e) => {
-                tracing::warn!(subscription = sub.id, kind = ?kind, error = %e, "GitLab listed something reconciliation cannot read; skipped");
-                Ok(())
+/// A REST merge request as the Merge Request Hook would describe it; `None` when it lacks what routes it
+/// (its branches and state).
+pub(crate) fn merge_request_event(
+    project: &Project,
+    mr: MergeRequestDetails,
+) -> Option<MergeRequestEvent> {
+    let time = |t: &Option<String>| t.as_deref().and_then(GitLabTime::parse);
+    let author_id = mr.author.as_ref().and_then(|a| a.id);
+    Some(MergeRequestEvent {
+        object_kind: "merge_request".into(),
+        user: mr.author,
+        project: project.clone(),
+        object_attributes: MergeRequestAttributes {
+            id: mr.id,
+            iid: mr.iid,
+            title: mr.title.unwrap_or_default(),
+            description: mr.description,
+            state: mr.state?,
+            action: None,
+            source_branch: mr.source_branch?,
+            target_branch: mr.target_branch?,
+            source_project_id: mr.source_project_id,
+            target_project_id: mr.target_project_id,
+            author_id,
+            assignee_ids: Vec::new(),
+            reviewer_ids: Vec::new(),
+            created_at: time(&mr.created_at),
+            updated_at: time(&mr.updated_at),
+            last_edited_at: None,
+            merged_at: time(&mr.merged_at),
+            url: mr.web_url.unwrap_or_default(),
+            last_commit: None,
+            merge_commit_sha: mr.merge_commit_sha,
+            head_pipeline_id: None,
+            oldrev: None,
+            draft: mr.draft.unwrap_or(false),
+            work_in_progress: false,
+            merge_status: None,
+            detailed_merge_status: None,
+            blocking_discussions_resolved: None,
+        },
+        repository: None,
+        labels: Vec::new(),
+        assignees: Vec::new(),
+        reviewers: mr.reviewers.unwrap_or_default(),
+        changes: serde_json::Value::Null,
+    })
+}
+
+/// A REST pipeline, its jobs and its commit as the Pipeline Hook would describe them; `None` when it
+/// lacks its ref, SHA or status.
+pub(crate) fn pipeline_event(
+    project: &Project,
+    pipeline: &PipelineDetails,
+    jobs: &[PipelineJob],
+    commit: Option<Commit>,
+) -> Option<PipelineEvent> {
+    let time = |t: &Option<String>| t.as_deref().and_then(GitLabTime::parse);
+    let builds = jobs
+        .iter()
+        .map(|j| {
+            let status = j.status.clone().unwrap_or_default();
+            PipelineBuild {
+                id: j.id,
+                stage: j.stage.clone().unwrap_or_default(),
+                name: j.name.clone().unwrap_or_default(),
+                manual: status == "manual",
+                status,
+                created_at: time(&j.created_at),
+                started_at: time(&j.started_at),
+                finished_at: time(&j.finished_at),
+                duration: None,
+                queued_duration: None,
+                when: None,
+                allow_failure: j.allow_failure.unwrap_or(false),
+                failure_reason: None,
+                user: None,
+                environment: None,
             }
-        }
+        })
+        .collect();
+    Some(PipelineEvent {
+        object_kind: "pipeline".into(),
+        object_attributes: PipelineAttributes {
+            id: pipeline.id,
+            iid: pipeline.iid,
+            name: None,
+            git_ref: pipeline.git_ref.clone()?,
+            tag: pipeline.tag.unwrap_or(false),
+            sha: pipeline.sha.clone()?,
+            before_sha: None,
+            source: pipeline.source.clone(),
+            status: pipeline.status.clone()?,
+            detailed_status: None,
+            stages: Vec::new(),
+            created_at: time(&pipeline.created_at),
+            finished_at: time(&pipeline.finished_at),
+            duration: None,
+            queued_duration: None,
+            url: pipeline.web_url.clone(),
+        },
+        merge_request: None,
+        user: None,
+        project: project.clone(),
+        commit,
+        builds,
+    })
+}
+
+/// A REST deployment as the Deployment Hook would describe it. The live path reads the deployment again
+/// by id for what the hook lacks (iid, full SHA, commits).
+pub(crate) fn deployment_event(project: &Project, d: &DeploymentDetails) -> DeploymentEvent {
+    DeploymentEvent {
+        object_kind: "deployment".into(),
+        status: d.status.clone(),
+        status_changed_at: d.updated_at.as_deref().and_then(GitLabTime::parse),
+        deployment_id: d.id,
+        deployable_id: None,
+        deployable_url: None,
+        environment: d.environment.name.clone(),
+        environment_tier: d.environment.tier.clone(),
+        environment_slug: None,
+        environment_external_url: None,
+        project: project.clone(),
+        short_sha: d.sha.chars().take(8).collect(),
+        user: None,
+        user_url: None,
+        commit_url: None,
+        commit_title: None,
+        git_ref: Some(d.git_ref.clone()),
     }
 }
 
-/// A REST merge request in the Merge Request Hook's shape.
-pub(crate) fn merge_request_hook(project: &Value, mr: &Value) -> Value {
-    json!({
-        "object_kind": "merge_request",
-        "project": project,
-        "user": mr["author"],
-        "reviewers": mr["reviewers"],
-        "object_attributes": {
-            "id": mr["id"],
-            "iid": mr["iid"],
-            "title": mr["title"],
-            "description": mr["description"],
-            "state": mr["state"],
-            "source_branch": mr["source_branch"],
-            "target_branch": mr["target_branch"],
-            "source_project_id": mr["source_project_id"],
-            "target_project_id": mr["target_project_id"],
-            "author_id": mr["author"]["id"],
-            "created_at": mr["created_at"],
-            "updated_at": mr["updated_at"],
-            "merged_at": mr["merged_at"],
-            "url": mr["web_url"],
-            "draft": mr["draft"],
-            "merge_commit_sha": mr["merge_commit_sha"],
+/// A flag known by its webhook id, as a Feature Flag Hook would name it; the live path reads its state.
+pub(crate) fn flag_event(project: &Project, id: i64, name: String) -> FeatureFlagEvent {
+    FeatureFlagEvent {
+        object_kind: "feature_flag".into(),
+        project: project.clone(),
+        user: None,
+        user_url: None,
+        object_attributes: FeatureFlagAttributes {
+            id,
+            name,
+            description: None,
+            active: false,
         },
-    })
+    }
 }
 
-/// A REST pipeline, its jobs and its commit in the Pipeline Hook's shape.
-fn pipeline_hook(
-    project: &Value,
-    pipeline: &Value,
-    jobs: &[Value],
-    commit: Option<&gfj_core::gitlab::Commit>,
-) -> Value {
-    json!({
-        "object_kind": "pipeline",
-        "project": project,
-        "object_attributes": {
-            "id": pipeline["id"],
-            "iid": pipeline["iid"],
-            "ref": pipeline["ref"],
-            "tag": pipeline["tag"].as_bool().unwrap_or(false),
-            "sha": pipeline["sha"],
-            "source": pipeline["source"],
-            "status": pipeline["status"],
-            "created_at": pipeline["created_at"],
-            "finished_at": pipeline["finished_at"],
-            "url": pipeline["web_url"],
-        },
-        "commit": commit,
-        "builds": jobs.iter().map(|j| json!({
-            "id": j["id"],
-            "stage": j["stage"],
-            "name": j["name"],
-            "status": j["status"],
-            "created_at": j["created_at"],
-            "started_at": j["started_at"],
-            "finished_at": j["finished_at"],
-            "allow_failure": j["allow_failure"].as_bool().unwrap_or(false),
-            "manual": j["status"] == "manual",
-        })).collect::<Vec<_>>(),
-    })
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gfj_core::mapping::merge_request::{MergeRequestAction, map_merge_request};
+
+    /// The merge request of the webhook fixture, as `GET /projects/:id/merge_requests` lists it.
+    fn rest_merge_request() -> serde_json::Value {
+        serde_json::json!({
+            "id": 90211, "iid": 57, "project_id": 4711,
+            "title": "PAY-142: Retry webhook deliveries",
+            "description": "Retries deliveries that time out.\n\nCloses PAY-142.",
+            "state": "opened",
+            "created_at": "2026-03-02T08:20:11Z", "updated_at": "2026-03-02T08:20:11Z",
+            "merged_at": null, "closed_at": null,
+            "target_branch": "main", "source_branch": "feature/PAY-142-retry-webhooks",
+            "author": {"id": 212, "name": "Priya Raman", "username": "praman",
+                       "avatar_url": "https://gitlab.example.com/uploads/-/system/user/avatar/212/avatar.png",
+                       "email": "priya.raman@acme.example"},
+            "reviewers": [{"id": 405, "name": "Mei Lin", "username": "meilin",
+                           "avatar_url": "https://secure.gravatar.com/avatar/0a9e44c1?s=80&d=identicon"}],
+            "source_project_id": 4711, "target_project_id": 4711,
+            "draft": false, "work_in_progress": false, "merge_commit_sha": null,
+            "web_url": "https://gitlab.example.com/acme/platform/payments-api/-/merge_requests/57"
+        })
+    }
+
+    fn pull_requests(action: MergeRequestAction) -> Vec<gfj_core::jira::PullRequest> {
+        match action {
+            MergeRequestAction::Store { request, .. } => request
+                .repositories
+                .into_iter()
+                .flat_map(|r| r.pull_requests)
+                .collect(),
+            MergeRequestAction::Nothing => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_listed_merge_request_reaches_jira_as_its_webhook_does() {
+        let hook = include_str!("../../core/tests/fixtures/gitlab/merge_request_opened.json");
+        let WebhookEvent::MergeRequest(from_hook) =
+            WebhookEvent::parse(gfj_core::gitlab::EventKind::MergeRequest, hook.as_bytes())
+                .unwrap()
+        else {
+            panic!("a merge request")
+        };
+        let rest: MergeRequestDetails = serde_json::from_value(rest_merge_request()).unwrap();
+        let from_rest = merge_request_event(&from_hook.project, rest).unwrap();
+        let options = Default::default();
+        let expected = pull_requests(map_merge_request(&from_hook, 7, options));
+        assert_eq!(expected.len(), 1);
+        assert_eq!(
+            pull_requests(map_merge_request(&from_rest, 7, options)),
+            expected
+        );
+    }
+
+    #[test]
+    fn a_listed_merge_request_without_its_branches_or_state_is_skipped() {
+        let project: Project = serde_json::from_value(serde_json::json!({
+            "id": 4711, "name": "payments-api", "web_url": "https://gitlab.example.com/acme/payments-api"
+        }))
+        .unwrap();
+        for field in ["source_branch", "target_branch", "state"] {
+            let mut rest = rest_merge_request();
+            rest[field] = serde_json::Value::Null;
+            let rest: MergeRequestDetails = serde_json::from_value(rest).unwrap();
+            assert!(merge_request_event(&project, rest).is_none(), "{field}");
+        }
+    }
+
+    #[test]
+    fn a_listed_pipeline_keeps_its_jobs_and_manual_ones_are_marked() {
+        let project: Project = serde_json::from_value(serde_json::json!({
+            "id": 7, "name": "api", "web_url": "https://gitlab.example.com/acme/api"
+        }))
+        .unwrap();
+        let pipeline: PipelineDetails = serde_json::from_value(serde_json::json!({
+            "id": 880123, "iid": 12, "project_id": 7, "sha": "a1b2c3", "ref": "main",
+            "status": "success", "source": "push", "created_at": "2026-03-02T08:20:11Z",
+            "updated_at": "2026-03-02T08:30:11Z", "web_url": "https://gitlab.example.com/acme/api/-/pipelines/880123"
+        }))
+        .unwrap();
+        let jobs: Vec<PipelineJob> = serde_json::from_value(serde_json::json!([
+            {"id": 1, "stage": "test", "name": "unit", "status": "success", "allow_failure": false},
+            {"id": 2, "stage": "deploy", "name": "prod", "status": "manual", "allow_failure": true}
+        ]))
+        .unwrap();
+        let event = pipeline_event(&project, &pipeline, &jobs, None).unwrap();
+        assert_eq!(event.object_attributes.git_ref, "main");
+        assert_eq!(event.object_attributes.status, "success");
+        let builds: Vec<(i64, bool, bool)> = event
+            .builds
+            .iter()
+            .map(|b| (b.id, b.manual, b.allow_failure))
+            .collect();
+        assert_eq!(builds, [(1, false, false), (2, true, true)]);
+        let mut without_sha = pipeline.clone();
+        without_sha.sha = None;
+        assert!(pipeline_event(&project, &without_sha, &jobs, None).is_none());
+    }
 }
