@@ -203,9 +203,7 @@ fn serve_env(db_url: &str, port: u16, jira: &JiraSim, gitlab: &GitLabSim) -> Vec
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    let passed = gitlab_for_jira::settings::NAMES
-        .into_iter()
-        .chain(["RUST_LOG", "MALLOC_ARENA_MAX"]);
+    let passed = gitlab_for_jira::settings::names().chain(["RUST_LOG", "MALLOC_ARENA_MAX"]);
     for name in passed {
         if let Ok(v) = std::env::var(name)
             && !vars.contains_key(name)

@@ -1,8 +1,10 @@
 //! `GFJ_*` settings: from the environment, or from a TOML file given with `--config` (the environment
-//! wins). Every setting is documented in the README.
+//! wins). Each is declared once, with its default, bounds and documentation, in
+//! `gfj_core::settings::SETTINGS`; the README's table is made from it.
 
 use std::collections::BTreeMap;
 
+use gfj_core::settings::{SETTINGS, setting};
 use gfj_core::url_pattern::{UrlAllowList, normalize_base_url};
 use gfj_gitlab_client::oauth::OAuthApp;
 use gfj_sync::gitlab_access::GitLabAccess;
@@ -136,37 +138,10 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-pub const NAMES: [&str; 29] = [
-    "GFJ_LISTEN",
-    "GFJ_BASE_URL",
-    "GFJ_DATABASE_URL",
-    "GFJ_ENCRYPTION_KEY",
-    "GFJ_APP_KEY",
-    "GFJ_CONNECT_KEYS_URL",
-    "GFJ_GITLAB_URLS",
-    "GFJ_JIRA_URLS",
-    "GFJ_ATLASSIAN_API_URL",
-    "GFJ_ADMIN_TOKEN",
-    "GFJ_LOG_FORMAT",
-    "GFJ_WORKER_CONCURRENCY",
-    "GFJ_JOB_LEASE_SECS",
-    "GFJ_JIRA_SITE_CONCURRENCY",
-    "GFJ_JIRA_SITE_RATE",
-    "GFJ_JIRA_BATCH_SIZE",
-    "GFJ_WEBHOOK_MAX_BYTES",
-    "GFJ_HOOK_CHECK_SECS",
-    "GFJ_GITLAB_OAUTH_APPS",
-    "GFJ_MR_KEYS_FROM_BRANCH",
-    "GFJ_AUDIT_DAYS",
-    "GFJ_RECONCILE_SECS",
-    "GFJ_BACKFILL_DAYS",
-    "GFJ_BACKFILL_TASKS",
-    "GFJ_HTTP_MAX_CONNECTIONS",
-    "GFJ_HTTP_MAX_REQUESTS",
-    "GFJ_HTTP_HEADER_TIMEOUT_SECS",
-    "GFJ_HTTP_REQUEST_TIMEOUT_SECS",
-    "GFJ_HTTP_DRAIN_SECS",
-];
+/// Every setting's name ([`gfj_core::settings::SETTINGS`], where each is declared).
+pub fn names() -> impl Iterator<Item = &'static str> {
+    SETTINGS.iter().map(|s| s.name)
+}
 
 /// Parses the settings file. A syntax error says where, never what: the line may hold a secret
 /// (`admin_token = "…` with its closing quote missing), and errors end up in logs.
@@ -206,7 +181,7 @@ impl Settings {
                     format!("GFJ_{key}")
                 };
                 anyhow::ensure!(
-                    NAMES.contains(&key.as_str()),
+                    names().any(|n| n == key),
                     "config file {}: unknown setting {k:?}",
                     path.display()
                 );
@@ -227,7 +202,7 @@ impl Settings {
                 values.insert(key, v);
             }
         }
-        for name in NAMES {
+        for name in names() {
             if let Ok(v) = std::env::var(name) {
                 values.insert(name.to_owned(), v);
             }
@@ -236,12 +211,13 @@ impl Settings {
     }
 
     pub fn from_map(values: &BTreeMap<String, String>) -> anyhow::Result<Self> {
-        let get = |k: &str, default: &str| {
+        // The value given, else the declared default ("" for a setting unset by default).
+        let get = |k: &str| {
             values
                 .get(k)
                 .filter(|v| !v.trim().is_empty())
                 .map(|v| v.trim().to_owned())
-                .unwrap_or_else(|| default.to_owned())
+                .unwrap_or_else(|| setting(k).default.unwrap_or_default().to_owned())
         };
         let opt = |k: &str| {
             values
@@ -249,10 +225,8 @@ impl Settings {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        let list = |k: &str, default: &str| {
-            UrlAllowList::parse(&get(k, default)).map_err(|e| anyhow::anyhow!("{k}: {e}"))
-        };
-        let base_url = normalize_base_url(&get("GFJ_BASE_URL", "http://127.0.0.1:8080"));
+        let list = |k: &str| UrlAllowList::parse(&get(k)).map_err(|e| anyhow::anyhow!("{k}: {e}"));
+        let base_url = normalize_base_url(&get("GFJ_BASE_URL"));
         anyhow::ensure!(
             base_url.starts_with("http://") || base_url.starts_with("https://"),
             "GFJ_BASE_URL must be an http(s) URL, got {base_url:?}"
@@ -264,8 +238,10 @@ impl Settings {
                 "GFJ_LOG_FORMAT must be json or pretty, got {f:?}"
             );
         }
-        let number = |k: &str, default: i64, min: i64, max: i64| -> anyhow::Result<i64> {
-            let v = get(k, &default.to_string());
+        // A whole number within the declared bounds.
+        let number = |k: &str| -> anyhow::Result<i64> {
+            let (min, max) = setting(k).bounds.unwrap_or((i64::MIN, i64::MAX));
+            let v = get(k);
             let n: i64 = v
                 .parse()
                 .map_err(|_| anyhow::anyhow!("{k} must be a whole number, got {v:?}"))?;
@@ -275,15 +251,15 @@ impl Settings {
             );
             Ok(n)
         };
-        let gitlab_urls = list("GFJ_GITLAB_URLS", "https://gitlab.com")?;
+        let gitlab_urls = list("GFJ_GITLAB_URLS")?;
         let gitlab_oauth_apps =
-            parse_oauth_apps(&get("GFJ_GITLAB_OAUTH_APPS", ""), &gitlab_urls, &base_url)?;
-        let mr_keys_from_branch = match get("GFJ_MR_KEYS_FROM_BRANCH", "true").as_str() {
+            parse_oauth_apps(&get("GFJ_GITLAB_OAUTH_APPS"), &gitlab_urls, &base_url)?;
+        let mr_keys_from_branch = match get("GFJ_MR_KEYS_FROM_BRANCH").as_str() {
             "true" | "1" | "yes" => true,
             "false" | "0" | "no" => false,
             other => anyhow::bail!("GFJ_MR_KEYS_FROM_BRANCH must be true or false, got {other:?}"),
         };
-        let backfill_window_ms = match get("GFJ_BACKFILL_DAYS", "180").trim() {
+        let backfill_window_ms = match get("GFJ_BACKFILL_DAYS").trim() {
             "all" => None,
             days => {
                 let d: i64 = days.parse().map_err(|_| {
@@ -291,71 +267,47 @@ impl Settings {
                         "GFJ_BACKFILL_DAYS must be a number of days or all, got {days:?}"
                     )
                 })?;
+                let (min, max) = setting("GFJ_BACKFILL_DAYS").bounds.unwrap_or((1, i64::MAX));
                 anyhow::ensure!(
-                    (1..=36_500).contains(&d),
-                    "GFJ_BACKFILL_DAYS must be between 1 and 36500, or all, got {d}"
+                    (min..=max).contains(&d),
+                    "GFJ_BACKFILL_DAYS must be between {min} and {max}, or all, got {d}"
                 );
                 Some(d * 86_400_000)
             }
         };
-        let edge = gfj_server::edge::EdgeLimits::default();
-        let secs = |k: &str, default: std::time::Duration, max: i64| {
-            number(k, default.as_secs() as i64, 1, max)
-                .map(|n| std::time::Duration::from_secs(n as u64))
-        };
+        let secs = |k: &str| number(k).map(|n| std::time::Duration::from_secs(n as u64));
         let http = gfj_server::edge::EdgeLimits {
-            max_connections: number(
-                "GFJ_HTTP_MAX_CONNECTIONS",
-                edge.max_connections as i64,
-                1,
-                1_000_000,
-            )? as usize,
-            max_requests: number(
-                "GFJ_HTTP_MAX_REQUESTS",
-                edge.max_requests as i64,
-                1,
-                1_000_000,
-            )? as usize,
-            header_timeout: secs("GFJ_HTTP_HEADER_TIMEOUT_SECS", edge.header_timeout, 3600)?,
-            request_timeout: secs("GFJ_HTTP_REQUEST_TIMEOUT_SECS", edge.request_timeout, 3600)?,
-            drain_timeout: secs("GFJ_HTTP_DRAIN_SECS", edge.drain_timeout, 3600)?,
+            max_connections: number("GFJ_HTTP_MAX_CONNECTIONS")? as usize,
+            max_requests: number("GFJ_HTTP_MAX_REQUESTS")? as usize,
+            header_timeout: secs("GFJ_HTTP_HEADER_TIMEOUT_SECS")?,
+            request_timeout: secs("GFJ_HTTP_REQUEST_TIMEOUT_SECS")?,
+            drain_timeout: secs("GFJ_HTTP_DRAIN_SECS")?,
         };
         Ok(Self {
             http,
             gitlab_oauth_apps,
             mr_keys_from_branch,
             backfill_window_ms,
-            backfill_tasks: number("GFJ_BACKFILL_TASKS", 8, 1, 1024)? as usize,
-            worker_concurrency: number("GFJ_WORKER_CONCURRENCY", 16, 1, 1024)? as usize,
-            job_lease_secs: number("GFJ_JOB_LEASE_SECS", 120, 1, 86_400)?,
-            jira_site_concurrency: number("GFJ_JIRA_SITE_CONCURRENCY", 8, 1, 1024)? as usize,
-            jira_site_rate: number("GFJ_JIRA_SITE_RATE", 0, 0, 100_000)? as u32,
-            jira_batch_size: number("GFJ_JIRA_BATCH_SIZE", 100, 1, 1000)? as usize,
-            webhook_max_bytes: number(
-                "GFJ_WEBHOOK_MAX_BYTES",
-                gfj_server::DEFAULT_WEBHOOK_MAX_BYTES as i64,
-                1024,
-                1 << 30,
-            )? as usize,
-            hook_check_secs: number("GFJ_HOOK_CHECK_SECS", 300, 5, 86_400)?,
-            audit_days: number("GFJ_AUDIT_DAYS", 30, 1, 3650)?,
-            reconcile_secs: number("GFJ_RECONCILE_SECS", 900, 10, 7 * 86_400)?,
-            listen: get("GFJ_LISTEN", "127.0.0.1:8080"),
+            backfill_tasks: number("GFJ_BACKFILL_TASKS")? as usize,
+            worker_concurrency: number("GFJ_WORKER_CONCURRENCY")? as usize,
+            job_lease_secs: number("GFJ_JOB_LEASE_SECS")?,
+            jira_site_concurrency: number("GFJ_JIRA_SITE_CONCURRENCY")? as usize,
+            jira_site_rate: number("GFJ_JIRA_SITE_RATE")? as u32,
+            jira_batch_size: number("GFJ_JIRA_BATCH_SIZE")? as usize,
+            webhook_max_bytes: number("GFJ_WEBHOOK_MAX_BYTES")? as usize,
+            hook_check_secs: number("GFJ_HOOK_CHECK_SECS")?,
+            audit_days: number("GFJ_AUDIT_DAYS")?,
+            reconcile_secs: number("GFJ_RECONCILE_SECS")?,
+            listen: get("GFJ_LISTEN"),
             base_url,
-            database_url: get("GFJ_DATABASE_URL", "sqlite://gitlab-for-jira.db"),
+            database_url: get("GFJ_DATABASE_URL"),
             encryption_key: opt("GFJ_ENCRYPTION_KEY"),
-            app_key: get("GFJ_APP_KEY", "gitlab-for-jira"),
-            connect_keys_url: normalize_base_url(&get(
-                "GFJ_CONNECT_KEYS_URL",
-                "https://connect-install-keys.atlassian.com",
-            )),
+            app_key: get("GFJ_APP_KEY"),
+            connect_keys_url: normalize_base_url(&get("GFJ_CONNECT_KEYS_URL")),
             gitlab_urls,
             // No default: only the operator's own sites, listed on purpose.
-            jira_urls: list("GFJ_JIRA_URLS", "")?,
-            atlassian_api_url: normalize_base_url(&get(
-                "GFJ_ATLASSIAN_API_URL",
-                "https://api.atlassian.com",
-            )),
+            jira_urls: list("GFJ_JIRA_URLS")?,
+            atlassian_api_url: normalize_base_url(&get("GFJ_ATLASSIAN_API_URL")),
             admin_token: opt("GFJ_ADMIN_TOKEN"),
             log_format,
         })
@@ -424,6 +376,17 @@ mod tests {
         ] {
             check_admin_token(strong).unwrap();
         }
+    }
+
+    /// The README's settings table is the declaration's ([`gfj_core::settings::markdown_table`]).
+    #[test]
+    fn the_readme_lists_every_setting_as_declared() {
+        let readme = include_str!("../README.md");
+        let table = gfj_core::settings::markdown_table();
+        assert!(
+            readme.contains(&table),
+            "README.md's settings table differs from gfj_core::settings::SETTINGS; replace it with:\n{table}"
+        );
     }
 
     #[test]

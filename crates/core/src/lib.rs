@@ -29,5 +29,6 @@ pub mod jobs;
 pub mod mapping;
 pub mod qsh;
 pub mod server_time;
+pub mod settings;
 pub mod standard_webhooks;
 pub mod url_pattern;

@@ -165,9 +165,10 @@ pub struct SiteLimits {
 
 impl Default for SiteLimits {
     fn default() -> Self {
+        use gfj_core::settings::default_number;
         Self {
-            concurrency: 8,
-            rate_per_sec: None,
+            concurrency: default_number("GFJ_JIRA_SITE_CONCURRENCY") as usize,
+            rate_per_sec: std::num::NonZeroU32::new(default_number("GFJ_JIRA_SITE_RATE") as u32),
         }
     }
 }

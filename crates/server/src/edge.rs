@@ -40,12 +40,14 @@ pub struct EdgeLimits {
 
 impl Default for EdgeLimits {
     fn default() -> Self {
+        use gfj_core::settings::default_number;
+        let secs = |name| Duration::from_secs(default_number(name) as u64);
         Self {
-            max_connections: 1024,
-            max_requests: 512,
-            header_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(60),
-            drain_timeout: Duration::from_secs(30),
+            max_connections: default_number("GFJ_HTTP_MAX_CONNECTIONS") as usize,
+            max_requests: default_number("GFJ_HTTP_MAX_REQUESTS") as usize,
+            header_timeout: secs("GFJ_HTTP_HEADER_TIMEOUT_SECS"),
+            request_timeout: secs("GFJ_HTTP_REQUEST_TIMEOUT_SECS"),
+            drain_timeout: secs("GFJ_HTTP_DRAIN_SECS"),
         }
     }
 }

@@ -109,9 +109,6 @@ impl AppState {
     }
 }
 
-/// Default for `GFJ_WEBHOOK_MAX_BYTES` (GitLab's pushes and pipelines stay well below).
-pub const DEFAULT_WEBHOOK_MAX_BYTES: usize = 25 * 1024 * 1024;
-
 pub fn router(state: Arc<AppState>) -> Router {
     let lifecycle_throttle =
         axum::middleware::from_fn_with_state(state.clone(), lifecycle::throttle);

@@ -25,9 +25,10 @@ pub struct RunnerConfig {
 
 impl Default for RunnerConfig {
     fn default() -> Self {
+        use gfj_core::settings::default_number;
         Self {
-            concurrency: 16,
-            lease_ms: 120_000,
+            concurrency: default_number("GFJ_WORKER_CONCURRENCY") as usize,
+            lease_ms: default_number("GFJ_JOB_LEASE_SECS") * 1000,
             poll_interval: Duration::from_millis(500),
         }
     }

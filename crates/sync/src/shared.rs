@@ -19,9 +19,10 @@ pub struct BackfillSettings {
 
 impl Default for BackfillSettings {
     fn default() -> Self {
+        use gfj_core::settings::default_number;
         Self {
-            window_ms: Some(180 * 24 * 3600 * 1000),
-            max_running: 8,
+            window_ms: Some(default_number("GFJ_BACKFILL_DAYS") * 86_400_000),
+            max_running: default_number("GFJ_BACKFILL_TASKS"),
         }
     }
 }

@@ -21,7 +21,8 @@ pub struct MergeRequestOptions {
 impl Default for MergeRequestOptions {
     fn default() -> Self {
         Self {
-            keys_from_source_branch: true,
+            keys_from_source_branch: crate::settings::setting("GFJ_MR_KEYS_FROM_BRANCH").default
+                == Some("true"),
         }
     }
 }
