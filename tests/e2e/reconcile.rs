@@ -1,6 +1,7 @@
 //! Reconciliation catches what no webhook reports: a push of more than three refs, a deployment
 //! waiting for approval, and events GitLab held back while a hook was disabled.
 
+use gfj_core::domain::{ProjectId, SubscriptionId};
 use gfj_sim::gitlab::ci::JobSpec;
 use gfj_store::test_on_both_databases;
 use gfj_store::testing::TestDatabase;
@@ -265,7 +266,7 @@ async fn a_deleted_merge_request_leaves_jira(db: TestDatabase) {
     let sub = app.store.subscriptions().await.unwrap()[0].clone();
     assert_eq!(
         app.store
-            .sent_merge_requests(sub.id, p)
+            .sent_merge_requests(SubscriptionId(sub.id), ProjectId(p))
             .await
             .unwrap()
             .len(),

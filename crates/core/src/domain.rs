@@ -116,3 +116,33 @@ mod tests {
         );
     }
 }
+
+/// Ids that travel side by side (a subscription's project, a project's merge request): each its own
+/// type, so that two cannot be swapped in a call without the compiler noticing.
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub i64);
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A subscription (a linked group) of this service.
+    SubscriptionId
+);
+id_type!(
+    /// A GitLab project, by its global id.
+    ProjectId
+);
+id_type!(
+    /// A GitLab merge request, by its global id (not its iid).
+    MergeRequestId
+);

@@ -4,12 +4,13 @@
 use sqlx::Row;
 
 use crate::{Store, StoreError};
+use gfj_core::domain::{ProjectId, SubscriptionId};
 
 impl Store {
     pub async fn remember_feature_flag(
         &self,
-        subscription_id: i64,
-        project_id: i64,
+        subscription_id: SubscriptionId,
+        project_id: ProjectId,
         name: &str,
         flag_id: i64,
     ) -> Result<(), StoreError> {
@@ -17,16 +18,16 @@ impl Store {
         sqlx::query(
             "DELETE FROM feature_flag_ids WHERE subscription_id = $1 AND project_id = $2 AND name = $3",
         )
-        .bind(subscription_id)
-        .bind(project_id)
+        .bind(subscription_id.0)
+        .bind(project_id.0)
         .bind(name)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
             "INSERT INTO feature_flag_ids (subscription_id, project_id, name, flag_id) VALUES ($1, $2, $3, $4)",
         )
-        .bind(subscription_id)
-        .bind(project_id)
+        .bind(subscription_id.0)
+        .bind(project_id.0)
         .bind(name)
         .bind(flag_id)
         .execute(&mut *tx)
@@ -38,14 +39,14 @@ impl Store {
     /// The flags of a project whose ids the subscription knows, as (name, id).
     pub async fn known_feature_flags(
         &self,
-        subscription_id: i64,
-        project_id: i64,
+        subscription_id: SubscriptionId,
+        project_id: ProjectId,
     ) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query(
             "SELECT name, flag_id FROM feature_flag_ids WHERE subscription_id = $1 AND project_id = $2 ORDER BY name",
         )
-        .bind(subscription_id)
-        .bind(project_id)
+        .bind(subscription_id.0)
+        .bind(project_id.0)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -55,15 +56,15 @@ impl Store {
 
     pub async fn forget_feature_flag(
         &self,
-        subscription_id: i64,
-        project_id: i64,
+        subscription_id: SubscriptionId,
+        project_id: ProjectId,
         name: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "DELETE FROM feature_flag_ids WHERE subscription_id = $1 AND project_id = $2 AND name = $3",
         )
-        .bind(subscription_id)
-        .bind(project_id)
+        .bind(subscription_id.0)
+        .bind(project_id.0)
         .bind(name)
         .execute(&self.pool)
         .await?;

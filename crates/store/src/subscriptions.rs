@@ -6,6 +6,7 @@ use sqlx::Row;
 use gfj_core::domain::{HookScope, HookState};
 
 use crate::{Store, StoreError};
+use gfj_core::domain::{ProjectId, SubscriptionId};
 
 /// A webhook registered in GitLab for a subscription.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -430,14 +431,14 @@ impl Store {
     /// Until when a project has been reconciled with GitLab, if ever.
     pub async fn reconcile_cursor(
         &self,
-        subscription_id: i64,
-        project_id: i64,
+        subscription_id: SubscriptionId,
+        project_id: ProjectId,
     ) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT cursor_ms FROM reconcile_cursors WHERE subscription_id = $1 AND project_id = $2",
         )
-        .bind(subscription_id)
-        .bind(project_id)
+        .bind(subscription_id.0)
+        .bind(project_id.0)
         .fetch_optional(&self.pool)
         .await?)
     }
@@ -445,20 +446,20 @@ impl Store {
     /// Moves a project's reconciliation cursor, and marks the gaps it covered as reconciled.
     pub async fn advance_reconcile_cursor(
         &self,
-        subscription_id: i64,
-        project_id: i64,
+        subscription_id: SubscriptionId,
+        project_id: ProjectId,
         cursor_ms: i64,
         gaps: &[i64],
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM reconcile_cursors WHERE subscription_id = $1 AND project_id = $2")
-            .bind(subscription_id)
-            .bind(project_id)
+            .bind(subscription_id.0)
+            .bind(project_id.0)
             .execute(&mut *tx)
             .await?;
         sqlx::query("INSERT INTO reconcile_cursors (subscription_id, project_id, cursor_ms) VALUES ($1, $2, $3)")
-            .bind(subscription_id)
-            .bind(project_id)
+            .bind(subscription_id.0)
+            .bind(project_id.0)
             .bind(cursor_ms)
             .execute(&mut *tx)
             .await?;
@@ -505,15 +506,15 @@ impl Store {
     /// `None` when it was not asked since (projects move between groups).
     pub async fn project_coverage(
         &self,
-        subscription_id: i64,
-        project_id: i64,
+        subscription_id: SubscriptionId,
+        project_id: ProjectId,
         checked_since_ms: i64,
     ) -> Result<Option<bool>, StoreError> {
         let covered: Option<i64> = sqlx::query_scalar(
             "SELECT covered FROM subscription_projects WHERE subscription_id = $1 AND project_id = $2 AND checked_at >= $3",
         )
-        .bind(subscription_id)
-        .bind(project_id)
+        .bind(subscription_id.0)
+        .bind(project_id.0)
         .bind(checked_since_ms)
         .fetch_optional(&self.pool)
         .await?;
@@ -523,8 +524,8 @@ impl Store {
     /// Remembers GitLab's answer to whether the subscription covers a project.
     pub async fn remember_project_coverage(
         &self,
-        subscription_id: i64,
-        project_id: i64,
+        subscription_id: SubscriptionId,
+        project_id: ProjectId,
         covered: bool,
         now_ms: i64,
     ) -> Result<(), StoreError> {
@@ -532,8 +533,8 @@ impl Store {
             "INSERT INTO subscription_projects (subscription_id, project_id, covered, checked_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (subscription_id, project_id) DO UPDATE SET covered = excluded.covered, checked_at = excluded.checked_at",
         )
-        .bind(subscription_id)
-        .bind(project_id)
+        .bind(subscription_id.0)
+        .bind(project_id.0)
         .bind(i64::from(covered))
         .bind(now_ms)
         .execute(&self.pool)
@@ -545,8 +546,8 @@ impl Store {
     /// cursor, and that it was covered.
     pub async fn forget_project(
         &self,
-        subscription_id: i64,
-        project_id: i64,
+        subscription_id: SubscriptionId,
+        project_id: ProjectId,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
@@ -554,16 +555,16 @@ impl Store {
             sqlx::query(&format!(
                 "DELETE FROM {table} WHERE subscription_id = $1 AND project_id = $2"
             ))
-            .bind(subscription_id)
-            .bind(project_id)
+            .bind(subscription_id.0)
+            .bind(project_id.0)
             .execute(&mut *tx)
             .await?;
         }
         sqlx::query(
             "UPDATE subscription_projects SET covered = 0, checked_at = $3 WHERE subscription_id = $1 AND project_id = $2",
         )
-        .bind(subscription_id)
-        .bind(project_id)
+        .bind(subscription_id.0)
+        .bind(project_id.0)
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;

@@ -1,6 +1,6 @@
 //! The store's behaviour, identical on SQLite and PostgreSQL.
 
-use gfj_core::domain::{HookScope, HookState};
+use gfj_core::domain::{HookScope, HookState, ProjectId, SubscriptionId};
 use std::sync::Arc;
 
 use gfj_store::installations::Installation;
@@ -692,29 +692,62 @@ async fn per_project_state_belongs_to_one_subscription(db: TestDatabase) {
         .create_subscription(&subscription("k2", 5, "hb"), 2)
         .await
         .unwrap();
-    s.remember_feature_flag(a.id, 7, "rollout", 11)
+    s.remember_feature_flag(SubscriptionId(a.id), ProjectId(7), "rollout", 11)
         .await
         .unwrap();
-    assert!(s.known_feature_flags(b.id, 7).await.unwrap().is_empty());
-    s.remember_feature_flag(b.id, 7, "rollout", 99)
+    assert!(
+        s.known_feature_flags(SubscriptionId(b.id), ProjectId(7))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    s.remember_feature_flag(SubscriptionId(b.id), ProjectId(7), "rollout", 99)
         .await
         .unwrap();
-    s.forget_feature_flag(b.id, 7, "rollout").await.unwrap();
+    s.forget_feature_flag(SubscriptionId(b.id), ProjectId(7), "rollout")
+        .await
+        .unwrap();
     assert_eq!(
-        s.known_feature_flags(a.id, 7).await.unwrap(),
+        s.known_feature_flags(SubscriptionId(a.id), ProjectId(7))
+            .await
+            .unwrap(),
         [("rollout".to_owned(), 11)]
     );
-    assert!(s.known_feature_flags(b.id, 7).await.unwrap().is_empty());
+    assert!(
+        s.known_feature_flags(SubscriptionId(b.id), ProjectId(7))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
-    s.remember_project_coverage(a.id, 8, true, 3).await.unwrap();
-    s.remember_project_coverage(b.id, 8, false, 3)
+    s.remember_project_coverage(SubscriptionId(a.id), ProjectId(8), true, 3)
         .await
         .unwrap();
-    assert_eq!(s.project_coverage(a.id, 8, 3).await.unwrap(), Some(true));
-    assert_eq!(s.project_coverage(b.id, 8, 3).await.unwrap(), Some(false));
-    assert_eq!(s.project_coverage(a.id, 9, 3).await.unwrap(), None);
+    s.remember_project_coverage(SubscriptionId(b.id), ProjectId(8), false, 3)
+        .await
+        .unwrap();
     assert_eq!(
-        s.project_coverage(a.id, 8, 4).await.unwrap(),
+        s.project_coverage(SubscriptionId(a.id), ProjectId(8), 3)
+            .await
+            .unwrap(),
+        Some(true)
+    );
+    assert_eq!(
+        s.project_coverage(SubscriptionId(b.id), ProjectId(8), 3)
+            .await
+            .unwrap(),
+        Some(false)
+    );
+    assert_eq!(
+        s.project_coverage(SubscriptionId(a.id), ProjectId(9), 3)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.project_coverage(SubscriptionId(a.id), ProjectId(8), 4)
+            .await
+            .unwrap(),
         None,
         "an answer older than asked for is checked again"
     );
@@ -734,8 +767,19 @@ async fn per_project_state_belongs_to_one_subscription(db: TestDatabase) {
 
     // Removing a subscription removes its state, not the other's.
     assert!(s.delete_subscription(b.id).await.unwrap());
-    assert_eq!(s.known_feature_flags(a.id, 7).await.unwrap().len(), 1);
-    assert_eq!(s.project_coverage(a.id, 8, 3).await.unwrap(), Some(true));
+    assert_eq!(
+        s.known_feature_flags(SubscriptionId(a.id), ProjectId(7))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.project_coverage(SubscriptionId(a.id), ProjectId(8), 3)
+            .await
+            .unwrap(),
+        Some(true)
+    );
 }
 
 test_on_both_databases!(

@@ -10,6 +10,7 @@
 //! GitLab client's gate (`RateLimit-Remaining`, 429) and the Jira site's budget, which every page passes
 //! through; the running-task cap only keeps workers free for live events.
 
+use gfj_core::domain::{MergeRequestId, ProjectId, SubscriptionId};
 use std::collections::HashSet;
 
 use gfj_core::batching;
@@ -305,7 +306,11 @@ impl Handlers {
         let (sent, outbox) = self.devinfo_for_outbox(sub, opts, requests, dropped).await;
         for id in sent_ids {
             self.store
-                .remember_sent_merge_request(sub.id, project.id, id)
+                .remember_sent_merge_request(
+                    SubscriptionId(sub.id),
+                    ProjectId(project.id),
+                    MergeRequestId(id),
+                )
                 .await?;
         }
         Ok(PageRead {
@@ -532,7 +537,7 @@ impl Handlers {
         // toggle webhook taught us can be sent.
         let known = self
             .store
-            .known_feature_flags(sub.id, project.id)
+            .known_feature_flags(SubscriptionId(sub.id), ProjectId(project.id))
             .await?
             .len() as i64;
         self.replay_known_flags(sub, site, opts, gitlab, project, task.since_ms, seq)

@@ -4,6 +4,7 @@
 //! GitLab reads happen before any Jira call, so a GitLab outage never holds a Jira site's slot, and
 //! every Jira call runs under `at_site` (429 pause, credential flag).
 
+use gfj_core::domain::{MergeRequestId, ProjectId, SubscriptionId};
 use gfj_core::gitlab::{DeploymentEvent, FeatureFlagEvent, WebhookEvent};
 use gfj_core::issue_keys;
 use gfj_core::mapping;
@@ -58,9 +59,9 @@ impl Handlers {
                             // Reconciliation compares these with GitLab's list to find deletions.
                             self.store
                                 .remember_sent_merge_request(
-                                    sub.id,
-                                    ev.project.id,
-                                    ev.object_attributes.id,
+                                    SubscriptionId(sub.id),
+                                    ProjectId(ev.project.id),
+                                    MergeRequestId(ev.object_attributes.id),
                                 )
                                 .await?;
                         }
@@ -104,14 +105,23 @@ impl Handlers {
             WebhookEvent::FeatureFlag(ev) => {
                 let attrs = &ev.object_attributes;
                 self.store
-                    .remember_feature_flag(sub.id, ev.project.id, &attrs.name, attrs.id)
+                    .remember_feature_flag(
+                        SubscriptionId(sub.id),
+                        ProjectId(ev.project.id),
+                        &attrs.name,
+                        attrs.id,
+                    )
                     .await?;
                 let mut props = properties(ev.project.id);
                 props.insert(mapping::FLAG_PROPERTY.to_owned(), attrs.id.to_string());
                 let Some(facts) = self.flag_facts(sub, &ev).await? else {
                     // Deleted in GitLab since: delete it from Jira too.
                     self.store
-                        .forget_feature_flag(sub.id, ev.project.id, &attrs.name)
+                        .forget_feature_flag(
+                            SubscriptionId(sub.id),
+                            ProjectId(ev.project.id),
+                            &attrs.name,
+                        )
                         .await?;
                     let props: Vec<(&str, &str)> = props
                         .iter()

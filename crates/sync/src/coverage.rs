@@ -9,6 +9,7 @@
 //!
 //! Anything else is dropped, logged and counted (`status --json`: `foreign_deliveries_dropped`).
 
+use gfj_core::domain::{ProjectId, SubscriptionId};
 use gfj_core::gitlab::ProjectEvent;
 use gfj_core::jobs::{CleanupScope, JiraCleanup};
 use gfj_gitlab_client::{GitLabError, HookScope, ProjectSummary};
@@ -55,7 +56,7 @@ impl Handlers {
         let fresh_since = self.clock.now_ms() - RECHECK_AFTER_MS;
         if let Some(known) = self
             .store
-            .project_coverage(sub.id, project_id, fresh_since)
+            .project_coverage(SubscriptionId(sub.id), ProjectId(project_id), fresh_since)
             .await?
         {
             return Ok(known);
@@ -64,7 +65,7 @@ impl Handlers {
         let _one_check_at_a_time = self.coverage_checks.lock().await;
         if let Some(known) = self
             .store
-            .project_coverage(sub.id, project_id, fresh_since)
+            .project_coverage(SubscriptionId(sub.id), ProjectId(project_id), fresh_since)
             .await?
         {
             return Ok(known);
@@ -80,7 +81,12 @@ impl Handlers {
             Err(e) => return Err(e.into()),
         };
         self.store
-            .remember_project_coverage(sub.id, project_id, covered, self.clock.now_ms())
+            .remember_project_coverage(
+                SubscriptionId(sub.id),
+                ProjectId(project_id),
+                covered,
+                self.clock.now_ms(),
+            )
             .await?;
         Ok(covered)
     }
@@ -98,7 +104,11 @@ impl Handlers {
             // Only a project known to be the subscription's: GitLab can no longer be asked about it.
             if self
                 .store
-                .project_coverage(sub.id, event.project_id, i64::MIN)
+                .project_coverage(
+                    SubscriptionId(sub.id),
+                    ProjectId(event.project_id),
+                    i64::MIN,
+                )
                 .await?
                 != Some(true)
             {
@@ -111,7 +121,7 @@ impl Handlers {
                     .await;
             }
             self.store
-                .forget_project(sub.id, event.project_id, now)
+                .forget_project(SubscriptionId(sub.id), ProjectId(event.project_id), now)
                 .await?;
             let cleanup = JiraCleanup {
                 client_key: sub.client_key.clone(),

@@ -5,6 +5,7 @@
 //! the same paths as live events. Its sequence number is the pass's start, so a live event that arrives
 //! later still wins, and an older queued one cannot overwrite what the pass sent.
 
+use gfj_core::domain::{MergeRequestId, ProjectId, SubscriptionId};
 use std::collections::HashSet;
 
 use gfj_core::gitlab::{GitLabTime, NULL_SHA, PushEvent};
@@ -81,7 +82,7 @@ impl Handlers {
                 .collect();
             let cursor = self
                 .store
-                .reconcile_cursor(sub.id, project_id)
+                .reconcile_cursor(SubscriptionId(sub.id), ProjectId(project_id))
                 .await?
                 .unwrap_or(sub.created_at);
             let since = covering.iter().map(|g| g.since_ms).fold(cursor, i64::min) - OVERLAP_MS;
@@ -99,7 +100,12 @@ impl Handlers {
                 .map(|g| g.id)
                 .collect();
             self.store
-                .advance_reconcile_cursor(sub.id, project_id, started, &project_gaps)
+                .advance_reconcile_cursor(
+                    SubscriptionId(sub.id),
+                    ProjectId(project_id),
+                    started,
+                    &project_gaps,
+                )
                 .await?;
         }
         let group_gaps: Vec<i64> = gaps
@@ -173,12 +179,16 @@ impl Handlers {
             self.cicd_event(sub, site, opts, event, seq).await?;
         }
         // Merge requests deleted in GitLab (which sends no webhook for it) leave Jira.
-        let sent = self.store.sent_merge_requests(sub.id, project_id).await?;
+        let sent = self
+            .store
+            .sent_merge_requests(SubscriptionId(sub.id), ProjectId(project_id))
+            .await?;
         if !sent.is_empty() {
-            let existing: HashSet<i64> = gitlab
+            let existing: HashSet<MergeRequestId> = gitlab
                 .merge_request_ids(project_id)
                 .await?
                 .into_iter()
+                .map(MergeRequestId)
                 .collect();
             let repository_id = project_id.to_string();
             for mr_id in sent.into_iter().filter(|id| !existing.contains(id)) {
@@ -192,7 +202,7 @@ impl Handlers {
                 );
                 self.at_site(&sub.client_key, delete).await?;
                 self.store
-                    .forget_sent_merge_request(sub.id, project_id, mr_id)
+                    .forget_sent_merge_request(SubscriptionId(sub.id), ProjectId(project_id), mr_id)
                     .await?;
             }
         }

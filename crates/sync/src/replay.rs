@@ -2,6 +2,7 @@
 //! typed events the live path maps (no webhook JSON is made up and parsed again) and sent the same way.
 //! Shared by backfill and reconciliation. The conversions are pure functions at the bottom.
 
+use gfj_core::domain::{ProjectId, SubscriptionId};
 use gfj_core::gitlab::{
     Commit, DeploymentEvent, FeatureFlagAttributes, FeatureFlagEvent, GitLabTime,
     MergeRequestAttributes, MergeRequestEvent, PipelineAttributes, PipelineBuild, PipelineEvent,
@@ -78,7 +79,10 @@ impl Handlers {
         since_ms: Option<i64>,
         seq: i64,
     ) -> Result<(), JobError> {
-        let known = self.store.known_feature_flags(sub.id, project.id).await?;
+        let known = self
+            .store
+            .known_feature_flags(SubscriptionId(sub.id), ProjectId(project.id))
+            .await?;
         if known.is_empty() {
             return Ok(());
         }
