@@ -2,11 +2,13 @@
 //! waiting for approval, and events GitLab held back while a hook was disabled.
 
 use gfj_core::domain::{ProjectId, SubscriptionId};
+use gfj_sim::gitlab::Plan;
 use gfj_sim::gitlab::ci::JobSpec;
 use gfj_store::test_on_both_databases;
 use gfj_store::testing::TestDatabase;
 
 use crate::helpers::{TestApp, now_ms};
+use gitlab_for_jira::commands::link::HookMode;
 
 async fn reconcile(app: &TestApp) {
     gfj_sync::reconcile::schedule_reconciles(&app.store, now_ms(), 900_000)
@@ -276,7 +278,90 @@ async fn a_deleted_merge_request_leaves_jira(db: TestDatabase) {
     app.stop().await;
 }
 
+/// GitLab tells group hooks nothing when a project moves between groups. A project moved into the linked
+/// group has its history backfilled on its first delivery; one moved out is forgotten by the next
+/// reconciliation and its data leaves Jira; a removed subgroup's projects leave at once.
+async fn projects_that_move_in_or_out_of_a_linked_group_follow_it(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    app.install().await;
+    let w = app.world(Plan::Premium, 50, 2);
+    let (leaving, in_subgroup) = (w.projects[0], w.projects[1]);
+    let team = app.gitlab.add_group("team", Some(w.group), Plan::Premium);
+    app.gitlab.transfer_project(in_subgroup, team);
+    // History from before the link, so that only the backfill sends it.
+    app.gitlab
+        .push(leaving, "main", &["LEAVE-1 history"], w.user)
+        .await;
+    app.gitlab
+        .push(in_subgroup, "main", &["SUB-1 history"], w.user)
+        .await;
+    let linked = app.link("acme", &w.token, HookMode::Auto).await.unwrap();
+    assert_eq!(linked.hook_mode.as_str(), "group");
+    app.drained().await;
+    assert_eq!(app.jira.issue("LEAVE-1").commits.len(), 1);
+    assert_eq!(app.jira.issue("SUB-1").commits.len(), 1);
+
+    let elsewhere = app.gitlab.add_group("elsewhere", None, Plan::Premium);
+    app.gitlab.add_member(elsewhere, w.user, 50);
+    let arriving = app.gitlab.add_project(elsewhere, "arriving");
+    app.gitlab
+        .push(
+            arriving,
+            "main",
+            &["MOVE-1 work from before the move"],
+            w.user,
+        )
+        .await;
+    app.gitlab.transfer_project(arriving, w.group);
+    app.gitlab
+        .push(
+            arriving,
+            "main",
+            &["MOVE-2 the first work after it"],
+            w.user,
+        )
+        .await;
+    app.drained().await;
+    assert_eq!(app.jira.issue("MOVE-2").commits.len(), 1);
+    assert_eq!(
+        app.jira.issue("MOVE-1").commits.len(),
+        1,
+        "backfilled on its first delivery"
+    );
+
+    app.gitlab.transfer_project(leaving, elsewhere);
+    reconcile(&app).await;
+    assert!(
+        app.jira.issue("LEAVE-1").commits.is_empty(),
+        "its data left Jira"
+    );
+    let tasks = app.store.backfill_tasks(Some(linked.id)).await.unwrap();
+    assert!(tasks.iter().all(|t| t.project_id != leaving), "{tasks:?}");
+    assert!(tasks.iter().any(|t| t.project_id == arriving));
+
+    app.gitlab.remove_project(in_subgroup);
+    app.gitlab
+        .deliver_group_event(
+            team,
+            "Subgroup Hook",
+            serde_json::json!({
+                "event_name": "subgroup_destroy", "name": "team", "path": "team",
+                "full_path": "acme/team", "group_id": team, "parent_group_id": w.group,
+                "parent_name": "acme", "parent_path": "acme", "parent_full_path": "acme",
+            }),
+        )
+        .await;
+    app.drained().await;
+    assert!(
+        app.jira.issue("SUB-1").commits.is_empty(),
+        "its data left Jira"
+    );
+    assert_eq!(app.jira.issue("MOVE-2").commits.len(), 1, "the others stay");
+    app.stop().await;
+}
+
 test_on_both_databases!(
+    projects_that_move_in_or_out_of_a_linked_group_follow_it,
     a_deleted_merge_request_leaves_jira,
     a_pipeline_gitlab_held_back_is_reconciled,
     a_new_projects_history_is_backfilled_without_transitions,

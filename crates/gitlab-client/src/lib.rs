@@ -558,24 +558,26 @@ impl GitLabClient {
         Ok(ns.map(|n| n.kind))
     }
 
-    /// The full path of the namespace (group or user) a project lives in; `None` when the project does not
-    /// exist or this token cannot see it.
-    pub async fn project_namespace_path(
+    /// A project and the full path of the namespace (group or user) it lives in; `None` when the project
+    /// does not exist or this token cannot see it.
+    pub async fn project_placement(
         &self,
         project_id: i64,
-    ) -> Result<Option<String>, GitLabError> {
+    ) -> Result<Option<(ProjectSummary, String)>, GitLabError> {
         #[derive(Deserialize)]
         struct Namespace {
             full_path: String,
         }
         #[derive(Deserialize)]
-        struct ProjectNamespace {
+        struct Placed {
+            #[serde(flatten)]
+            project: ProjectSummary,
             namespace: Namespace,
         }
-        let p: Option<ProjectNamespace> = self
+        let p: Option<Placed> = self
             .get_optional(&format!("/projects/{project_id}"))
             .await?;
-        Ok(p.map(|p| p.namespace.full_path))
+        Ok(p.map(|p| (p.project, p.namespace.full_path)))
     }
 
     pub async fn project_exists(&self, path: &str) -> Result<bool, GitLabError> {

@@ -10,7 +10,7 @@
 //! Anything else is dropped, logged and counted (`status --json`: `foreign_deliveries_dropped`).
 
 use gfj_core::domain::{ProjectId, SubscriptionId};
-use gfj_core::gitlab::ProjectEvent;
+use gfj_core::gitlab::{ProjectEvent, SubgroupEvent};
 use gfj_core::jobs::{CleanupScope, JiraCleanup};
 use gfj_gitlab_client::{GitLabError, HookScope, ProjectSummary};
 use gfj_store::subscriptions::Subscription;
@@ -74,21 +74,114 @@ impl Handlers {
             .gitlab
             .client_for(&self.store, sub, self.clock.now_ms())
             .await?;
-        let covered = match gitlab.project_namespace_path(project_id).await {
-            Ok(Some(path)) => within_group(&path, &sub.group_path),
+        let (covered, project) = match gitlab.project_placement(project_id).await {
+            Ok(Some((project, path))) => (within_group(&path, &sub.group_path), Some(project)),
             // Invisible to the subscription's credentials: certainly not one of its projects.
-            Ok(None) | Err(GitLabError::Forbidden(_)) => false,
+            Ok(None) | Err(GitLabError::Forbidden(_)) => (false, None),
             Err(e) => return Err(e.into()),
         };
-        self.store
-            .remember_project_coverage(
-                SubscriptionId(sub.id),
-                ProjectId(project_id),
-                covered,
-                self.clock.now_ms(),
-            )
+        let known_before = self
+            .store
+            .project_coverage(SubscriptionId(sub.id), ProjectId(project_id), i64::MIN)
             .await?;
+        let now = self.clock.now_ms();
+        self.store
+            .remember_project_coverage(SubscriptionId(sub.id), ProjectId(project_id), covered, now)
+            .await?;
+        // GitLab sends group hooks no event when a project moves into the group: its first delivery is
+        // where the move shows, and its history is planned then (tasks that exist, such as the link's
+        // own plan, are left alone).
+        if known_before != Some(true)
+            && covered
+            && let Some(project) = project
+            && self.plan_projects(sub, &[project], now).await? > 0
+        {
+            tracing::info!(
+                subscription = sub.id,
+                project = project_id,
+                "a project new to the linked group; its backfill is planned"
+            );
+        }
         Ok(covered)
+    }
+
+    /// Projects the subscription has history of (backfill tasks) that GitLab no longer lists in the
+    /// group (`listed`: moved out, deleted, or archived) are checked once a day at most (`covers`); those
+    /// that left are forgotten and their data leaves Jira. GitLab tells group hooks nothing when a
+    /// project moves out. Returns how many were forgotten.
+    pub(crate) async fn forget_departed_projects(
+        &self,
+        sub: &Subscription,
+        listed: &[i64],
+        now: i64,
+    ) -> Result<usize, JobError> {
+        let listed: std::collections::HashSet<i64> = listed.iter().copied().collect();
+        let known: std::collections::BTreeSet<i64> = self
+            .store
+            .backfill_tasks(Some(sub.id))
+            .await?
+            .into_iter()
+            .map(|t| t.project_id)
+            .filter(|id| !listed.contains(id))
+            .collect();
+        let mut forgotten = 0;
+        for project_id in known {
+            if !self.covers(sub, project_id).await? {
+                self.forget_project(sub, project_id, "left the linked group", now)
+                    .await?;
+                forgotten += 1;
+            }
+        }
+        Ok(forgotten)
+    }
+
+    /// A group hook's subgroup event. A removed subgroup takes its projects with it: they are looked
+    /// for at once rather than at the next reconciliation. A new one holds no project yet.
+    pub(crate) async fn subgroup_event(
+        &self,
+        sub: &Subscription,
+        event: &SubgroupEvent,
+    ) -> Result<(), JobError> {
+        if !event.is_destroy() {
+            tracing::debug!(event = %event.event_name, group = %event.full_path, "subgroup event not acted on");
+            return Ok(());
+        }
+        let now = self.clock.now_ms();
+        let gitlab = self.gitlab.client_for(&self.store, sub, now).await?;
+        let listed: Vec<i64> = gitlab
+            .group_projects(sub.group_id)
+            .await?
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        let forgotten = self.forget_departed_projects(sub, &listed, now).await?;
+        tracing::info!(subscription = sub.id, subgroup = %event.full_path, forgotten, "subgroup removed; its projects are forgotten");
+        Ok(())
+    }
+
+    /// Forgets a project that left the subscription (destroyed, or moved out of the group) and queues
+    /// the deletion of what it sent from Jira.
+    async fn forget_project(
+        &self,
+        sub: &Subscription,
+        project_id: i64,
+        why: &str,
+        now: i64,
+    ) -> Result<(), JobError> {
+        self.store
+            .forget_project(SubscriptionId(sub.id), ProjectId(project_id), now)
+            .await?;
+        let cleanup = JiraCleanup {
+            client_key: sub.client_key.clone(),
+            scope: CleanupScope::Project { project_id },
+        };
+        queue_jira_cleanup(&self.store, &cleanup, now).await?;
+        tracing::info!(
+            subscription = sub.id,
+            project = project_id,
+            "project {why}; its data is deleted from Jira"
+        );
+        Ok(())
     }
 
     /// A group hook's project event. A project created in the linked group (or a subgroup) has its
@@ -120,17 +213,8 @@ impl Handlers {
                     )
                     .await;
             }
-            self.store
-                .forget_project(SubscriptionId(sub.id), ProjectId(event.project_id), now)
+            self.forget_project(sub, event.project_id, "destroyed", now)
                 .await?;
-            let cleanup = JiraCleanup {
-                client_key: sub.client_key.clone(),
-                scope: CleanupScope::Project {
-                    project_id: event.project_id,
-                },
-            };
-            queue_jira_cleanup(&self.store, &cleanup, now).await?;
-            tracing::info!(subscription = sub.id, project = %event.path_with_namespace, "project destroyed; its data is deleted from Jira");
             return Ok(());
         }
         if !event.is_create() {

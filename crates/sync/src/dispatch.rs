@@ -81,8 +81,10 @@ impl Handlers {
                 .await?
                 .map_err(|e| JobError::Permanent(format!("unreadable {}: {e}", event.event)))?,
         };
-        if let WebhookEvent::Project(project) = &parsed {
-            return self.project_event(&sub, project).await;
+        match &parsed {
+            WebhookEvent::Project(project) => return self.project_event(&sub, project).await,
+            WebhookEvent::Subgroup(subgroup) => return self.subgroup_event(&sub, subgroup).await,
+            _ => {}
         }
         if let Some(project_id) = parsed.project_id()
             && !self.covers(&sub, project_id).await?

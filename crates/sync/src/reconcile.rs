@@ -70,9 +70,13 @@ impl Handlers {
                 .collect()
         } else {
             let listed = gitlab.group_projects(sub.group_id).await?;
-            // Projects that joined the group since the link get their history too.
+            // Projects that joined the group since the link get their history too; those that left are
+            // forgotten, with their data in Jira.
             self.plan_projects(&sub, &listed, started).await?;
-            listed.into_iter().map(|p| p.id).collect()
+            let listed: Vec<i64> = listed.into_iter().map(|p| p.id).collect();
+            self.forget_departed_projects(&sub, &listed, started)
+                .await?;
+            listed
         };
         let gaps = self.store.open_gaps(sub.id).await?;
         for project_id in projects {

@@ -333,6 +333,23 @@ impl GitLabSim {
         }
     }
 
+    /// Moves a project to another group, as "Transfer project" does: its path changes, and no group hook
+    /// of either group hears of it (GitLab sends none).
+    pub fn transfer_project(&self, project_id: i64, to_group_id: i64) {
+        let mut i = self.shared.inner.lock().unwrap();
+        let group = i
+            .groups
+            .iter()
+            .find(|g| g.id == to_group_id)
+            .expect("group exists")
+            .full_path
+            .clone();
+        if let Some(p) = i.projects.iter_mut().find(|p| p.id == project_id) {
+            p.group_id = to_group_id;
+            p.path_with_namespace = format!("{group}/{}", p.name);
+        }
+    }
+
     /// Deletes a project with its hooks, shares and commits.
     pub fn remove_project(&self, project_id: i64) {
         let mut i = self.shared.inner.lock().unwrap();
