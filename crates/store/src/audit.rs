@@ -30,25 +30,9 @@ impl Store {
         }
         let mut tx = self.begin_write().await?;
         for chunk in entries.chunks(ROWS_PER_STATEMENT) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let b = i * 8;
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                        b + 1,
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5,
-                        b + 6,
-                        b + 7,
-                        b + 8
-                    )
-                })
-                .collect();
             let sql = format!(
                 "INSERT INTO jira_audit (client_key, issue_key, entity_type, entity_id, seq, verdict, message, at) VALUES {}",
-                values.join(", ")
+                crate::db::placeholders(chunk.len(), 8)
             );
             let mut q = sqlx::query(&sql);
             for e in chunk {

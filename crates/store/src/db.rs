@@ -230,6 +230,27 @@ fn restrict_sqlite_files(db: &std::path::Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// `($1, $2, …), ($n+1, …), …`: the `VALUES` of a multi-row insert of `rows` rows of `columns` bound
+/// parameters each, numbered in order.
+pub(crate) fn placeholders(rows: usize, columns: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(row * columns + column + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +258,8 @@ mod tests {
     #[test]
     fn urls() {
         assert_eq!(backend_of("sqlite://x.db").unwrap(), Backend::Sqlite);
+        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(placeholders(1, 1), "($1)");
         assert_eq!(backend_of("postgres://u@h/db").unwrap(), Backend::Postgres);
         assert!(backend_of("mysql://h/db").is_err());
         assert_eq!(

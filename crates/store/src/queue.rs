@@ -357,25 +357,10 @@ async fn insert_sqlite(
     jobs: &[NewJob],
     now_ms: i64,
 ) -> Result<u64, StoreError> {
-    let mut sql = String::from(INSERT_JOBS);
-    sql.push_str(" VALUES ");
-    for i in 0..jobs.len() {
-        let b = i * 7;
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-            b + 1,
-            b + 2,
-            b + 3,
-            b + 4,
-            b + 5,
-            b + 6,
-            b + 7
-        ));
-    }
-    sql.push_str(" ON CONFLICT (dedup_key) DO NOTHING");
+    let sql = format!(
+        "{INSERT_JOBS} VALUES {} ON CONFLICT (dedup_key) DO NOTHING",
+        crate::db::placeholders(jobs.len(), 7)
+    );
     let mut q = sqlx::query(&sql);
     for j in jobs {
         q = q

@@ -254,7 +254,6 @@ impl Handlers {
         let sub = p.sub;
         let gitlab = &p.gitlab;
         let project = &p.project;
-        let opts = &p.opts;
         let seq = p.seq;
         let n = p.task.next_page;
         let since = p.since.as_deref();
@@ -303,7 +302,6 @@ impl Handlers {
             (requests, dropped, sent_ids)
         })
         .await?;
-        let (sent, outbox) = self.devinfo_for_outbox(sub, opts, requests, dropped).await;
         for id in sent_ids {
             self.store
                 .remember_sent_merge_request(
@@ -313,27 +311,19 @@ impl Handlers {
                 )
                 .await?;
         }
-        Ok(PageRead {
-            next_page: page.next_page,
-            read,
-            sent,
-            total: page.total,
-            outbox,
-        })
+        Ok(self.outbox_page(p, &page, read, requests, dropped).await)
     }
 
     /// Branches that had commits within the window, each with its tip and, like GitLab, the keys of its open
     /// merge requests.
     async fn branches_page(&self, p: &PageContext<'_>) -> Result<PageRead, JobError> {
-        let sub = p.sub;
         let task = p.task;
         let gitlab = &p.gitlab;
         let project = &p.project;
-        let opts = &p.opts;
         let seq = p.seq;
         let now = p.now;
         let n = p.task.next_page;
-        let page = gitlab.branches_page(project.id, n).await.map_err(gone)?;
+        let mut page = gitlab.branches_page(project.id, n).await.map_err(gone)?;
         let read = page.items.len() as i64;
         // Like GitLab, a branch also carries the keys of its open merge requests.
         let open_mr_texts = if page.items.is_empty() {
@@ -346,7 +336,7 @@ impl Handlers {
         };
         let mut requests = Vec::new();
         let mut dropped = Vec::new();
-        for branch in page.items {
+        for branch in std::mem::take(&mut page.items) {
             let recent = branch
                 .commit
                 .committed_date
@@ -388,29 +378,20 @@ impl Handlers {
                 dropped.extend(dropped_keys);
             }
         }
-        let (sent, outbox) = self.devinfo_for_outbox(sub, opts, requests, dropped).await;
-        Ok(PageRead {
-            next_page: page.next_page,
-            read,
-            sent,
-            total: page.total,
-            outbox,
-        })
+        Ok(self.outbox_page(p, &page, read, requests, dropped).await)
     }
 
     /// Commits of every branch within the window, each sent on the keys of its own message.
     async fn commits_page(&self, p: &PageContext<'_>) -> Result<PageRead, JobError> {
-        let sub = p.sub;
         let task = p.task;
         let gitlab = &p.gitlab;
         let project = &p.project;
-        let opts = &p.opts;
         let seq = p.seq;
         let now = p.now;
         let n = p.task.next_page;
         let since = p.since.as_deref();
         let until = GitLabTime::rfc3339_at(task.until_ms.unwrap_or(now));
-        let page = gitlab
+        let mut page = gitlab
             .commits_page(project.id, since, &until, n)
             .await
             .map_err(gone)?;
@@ -435,7 +416,7 @@ impl Handlers {
             project_id: project.id,
             project: project.clone(),
             total_commits_count: read,
-            commits: page.items,
+            commits: std::mem::take(&mut page.items),
         };
         let mut requests = Vec::new();
         let mut dropped = Vec::new();
@@ -453,14 +434,7 @@ impl Handlers {
             requests.push(request);
             dropped.extend(dropped_keys);
         }
-        let (sent, outbox) = self.devinfo_for_outbox(sub, opts, requests, dropped).await;
-        Ok(PageRead {
-            next_page: page.next_page,
-            read,
-            sent,
-            total: page.total,
-            outbox,
-        })
+        Ok(self.outbox_page(p, &page, read, requests, dropped).await)
     }
 
     /// Pipelines, as builds, through the live path.
@@ -551,30 +525,40 @@ impl Handlers {
         })
     }
 
-    /// A page's development information, combined into one request for the outbox (with the site's
-    /// project keys and the history flags applied), and how many entities it holds. Keys beyond Jira's
+    /// A page whose development information goes to the outbox: its requests combined into one (with the
+    /// site's project keys and the history flags applied), and what the page read. Keys beyond Jira's
     /// limit are recorded now.
-    async fn devinfo_for_outbox(
+    async fn outbox_page<T>(
         &self,
-        sub: &Subscription,
-        opts: &SendOptions,
+        p: &PageContext<'_>,
+        listed: &gfj_gitlab_client::Page<T>,
+        read: i64,
         requests: Vec<gfj_core::jira::DevinfoRequest>,
         dropped: Vec<mapping::DroppedKeys>,
-    ) -> (i64, Option<(i64, String)>) {
+    ) -> PageRead {
+        let mut page = PageRead {
+            next_page: listed.next_page,
+            read,
+            sent: 0,
+            total: listed.total,
+            outbox: None,
+        };
         let Some(mut request) = batching::combine_devinfo(requests) else {
-            return (0, None);
+            return page;
         };
         if let Some(repo) = request.repositories.first() {
             let repository_id = repo.id.clone();
-            self.record_dropped_keys(&sub.client_key, &repository_id, dropped)
+            self.record_dropped_keys(&p.sub.client_key, &repository_id, dropped)
                 .await;
         }
-        if !opts.prepare(&mut request) {
-            return (0, None);
+        if !p.opts.prepare(&mut request) {
+            return page;
         }
         let entities = batching::devinfo_entities(&request) as i64;
         let json = serde_json::to_string(&request).expect("devinfo serialises");
-        (entities, Some((entities, json)))
+        page.sent = entities;
+        page.outbox = Some((entities, json));
+        page
     }
 
     /// Sends a subscription's outbox: the pages of all its projects together, so that each Jira request
