@@ -735,7 +735,7 @@ mod mapped {
                     name,
                     description,
                     active,
-                    strategies,
+                    strategies: strategies.into_iter().map(Into::into).collect(),
                     updated_at,
                 },
             )

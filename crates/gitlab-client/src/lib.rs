@@ -652,7 +652,7 @@ pub struct FeatureFlagDetails {
     #[serde(default)]
     pub active: bool,
     #[serde(default)]
-    pub strategies: Vec<serde_json::Value>,
+    pub strategies: Vec<gfj_core::mapping::feature_flag::FlagStrategy>,
     #[serde(default)]
     pub updated_at: Option<String>,
 }

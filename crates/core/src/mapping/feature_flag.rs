@@ -20,8 +20,43 @@ pub struct FlagFacts {
     pub description: String,
     pub active: bool,
     /// GitLab's `strategies[]` as the REST API returns them.
-    pub strategies: Vec<serde_json::Value>,
+    pub strategies: Vec<FlagStrategy>,
     pub updated_at: String,
+}
+
+/// One of a flag's strategies, as GitLab's REST API returns it, read leniently: a field of another shape
+/// reads as absent (a strategy that is not even an object reads as one without name, rollout or scopes),
+/// so one odd strategy never costs the whole flag.
+#[derive(Debug, Clone, PartialEq, Default, serde::Deserialize)]
+#[serde(from = "Value")]
+pub struct FlagStrategy {
+    /// `default`, `gradualRolloutUserId`, `flexibleRollout`, `userWithId`, `gitlabUserList`, …
+    pub name: String,
+    /// The `rollout` or `percentage` parameter, where it is a percentage Jira accepts (0–100).
+    pub percentage: Option<f64>,
+    /// The environment scopes it applies to (`*` for all).
+    pub scopes: Vec<String>,
+}
+
+impl From<Value> for FlagStrategy {
+    fn from(strategy: Value) -> Self {
+        let scopes = strategy["scopes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|scope| {
+                scope["environment_scope"]
+                    .as_str()
+                    .unwrap_or("*")
+                    .to_owned()
+            })
+            .collect();
+        Self {
+            name: strategy["name"].as_str().unwrap_or_default().to_owned(),
+            percentage: percentage(&strategy),
+            scopes,
+        }
+    }
 }
 
 /// `None` when the description names no issue key.
@@ -39,18 +74,16 @@ pub fn map_feature_flag(f: &FlagFacts, seq: i64) -> Option<FeatureFlag> {
     ))
     .filter(|u| u.chars().count() <= jira::MAX_URL_CHARS);
     let last_updated = time_or_seq(GitLabTime::parse(&f.updated_at), seq);
-    let strategies: Vec<&Value> = f.strategies.iter().collect();
     let summary_status = status(
         f.active,
-        strategies.first().and_then(|s| percentage(s)),
-        &strategies,
+        f.strategies.first().and_then(|s| s.percentage),
+        &f.strategies,
     );
 
     let mut details = Vec::new();
-    for s in &strategies {
-        let detail_status = status(f.active, percentage(s), std::slice::from_ref(s));
-        for scope in s["scopes"].as_array().into_iter().flatten() {
-            let name = scope["environment_scope"].as_str().unwrap_or("*");
+    for s in &f.strategies {
+        let detail_status = status(f.active, s.percentage, std::slice::from_ref(s));
+        for name in &s.scopes {
             details.push(FlagDetails {
                 // Jira requires a detail URL; the flag's own page is the only one GitLab has.
                 url: url.clone().unwrap_or_else(|| f.project.web_url.clone()),
@@ -93,10 +126,10 @@ pub fn map_feature_flag(f: &FlagFacts, seq: i64) -> Option<FeatureFlag> {
     })
 }
 
-fn status(enabled: bool, percentage: Option<f64>, strategies: &[&Value]) -> FlagStatus {
+fn status(enabled: bool, percentage: Option<f64>, strategies: &[FlagStrategy]) -> FlagStatus {
     let text = strategies
         .iter()
-        .map(|s| strategy_text(s["name"].as_str().unwrap_or("")))
+        .map(|s| strategy_text(&s.name))
         .filter(|t| !t.is_empty())
         .collect::<Vec<_>>()
         .join(", ");
@@ -159,7 +192,7 @@ mod tests {
             name: "new_login".into(),
             description: description.into(),
             active: true,
-            strategies,
+            strategies: serde_json::from_value(Value::Array(strategies)).unwrap(),
             updated_at: "2026-11-27T10:00:00.123+02:00".into(),
         }
     }
