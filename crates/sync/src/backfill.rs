@@ -29,7 +29,7 @@ use gfj_store::{Store, StoreError};
 use crate::JobError;
 use crate::context::{Handlers, off_runtime};
 use crate::jira_out::{SendOptions, site_of};
-use crate::replay::merge_request_event;
+use crate::replay::{merge_request_event, within_window};
 
 /// Queues the planning of a subscription's backfill (after `link`).
 pub async fn queue_backfill_plan(
@@ -251,9 +251,12 @@ impl Handlers {
 
     /// Merge requests, with the keys of their titles, descriptions and branches.
     async fn merge_requests_page(&self, p: &PageContext<'_>) -> Result<PageRead, JobError> {
-        let sub = p.sub;
-        let gitlab = &p.gitlab;
-        let project = &p.project;
+        let PageContext {
+            sub,
+            gitlab,
+            project,
+            ..
+        } = p;
         let seq = p.seq;
         let n = p.task.next_page;
         let since = p.since.as_deref();
@@ -317,9 +320,12 @@ impl Handlers {
     /// Branches that had commits within the window, each with its tip and, like GitLab, the keys of its open
     /// merge requests.
     async fn branches_page(&self, p: &PageContext<'_>) -> Result<PageRead, JobError> {
-        let task = p.task;
-        let gitlab = &p.gitlab;
-        let project = &p.project;
+        let PageContext {
+            task,
+            gitlab,
+            project,
+            ..
+        } = p;
         let seq = p.seq;
         let now = p.now;
         let n = p.task.next_page;
@@ -337,13 +343,7 @@ impl Handlers {
         let mut requests = Vec::new();
         let mut dropped = Vec::new();
         for branch in std::mem::take(&mut page.items) {
-            let recent = branch
-                .commit
-                .committed_date
-                .as_deref()
-                .and_then(GitLabTime::parse)
-                .is_none_or(|t| task.since_ms.is_none_or(|s| t.unix_ms() >= s));
-            if !recent {
+            if !within_window(branch.commit.committed_date.as_deref(), task.since_ms) {
                 continue;
             }
             let texts = open_mr_texts
@@ -383,9 +383,12 @@ impl Handlers {
 
     /// Commits of every branch within the window, each sent on the keys of its own message.
     async fn commits_page(&self, p: &PageContext<'_>) -> Result<PageRead, JobError> {
-        let task = p.task;
-        let gitlab = &p.gitlab;
-        let project = &p.project;
+        let PageContext {
+            task,
+            gitlab,
+            project,
+            ..
+        } = p;
         let seq = p.seq;
         let now = p.now;
         let n = p.task.next_page;
@@ -439,11 +442,14 @@ impl Handlers {
 
     /// Pipelines, as builds, through the live path.
     async fn pipelines_page(&self, p: &PageContext<'_>) -> Result<PageRead, JobError> {
-        let sub = p.sub;
-        let site = p.site;
-        let gitlab = &p.gitlab;
-        let project = &p.project;
-        let opts = &p.opts;
+        let PageContext {
+            sub,
+            site,
+            gitlab,
+            project,
+            opts,
+            ..
+        } = p;
         let seq = p.seq;
         let n = p.task.next_page;
         let since = p.since.as_deref();
@@ -466,23 +472,21 @@ impl Handlers {
 
     /// Deployments updated within the window, through the live path.
     async fn deployments_page(&self, p: &PageContext<'_>) -> Result<PageRead, JobError> {
-        let sub = p.sub;
-        let site = p.site;
-        let task = p.task;
-        let gitlab = &p.gitlab;
-        let project = &p.project;
-        let opts = &p.opts;
+        let PageContext {
+            sub,
+            site,
+            task,
+            gitlab,
+            project,
+            opts,
+            ..
+        } = p;
         let seq = p.seq;
         let n = p.task.next_page;
         let page = gitlab.deployments_page(project.id, n).await.map_err(gone)?;
         let mut sent = 0;
         for d in &page.items {
-            let recent = d
-                .updated_at
-                .as_deref()
-                .and_then(GitLabTime::parse)
-                .is_none_or(|t| task.since_ms.is_none_or(|s| t.unix_ms() >= s));
-            if recent {
+            if within_window(d.updated_at.as_deref(), task.since_ms) {
                 self.replay_deployment(sub, site, opts, project, d, seq)
                     .await?;
                 sent += 1;
@@ -500,12 +504,15 @@ impl Handlers {
     /// Feature flags whose id a toggle webhook taught us (GitLab's REST API lists flags without the ids
     /// Jira knows them by).
     async fn feature_flags_page(&self, p: &PageContext<'_>) -> Result<PageRead, JobError> {
-        let sub = p.sub;
-        let site = p.site;
-        let task = p.task;
-        let gitlab = &p.gitlab;
-        let project = &p.project;
-        let opts = &p.opts;
+        let PageContext {
+            sub,
+            site,
+            task,
+            gitlab,
+            project,
+            opts,
+            ..
+        } = p;
         let seq = p.seq;
         // GitLab's REST API lists flags without the ids Jira knows them by; only flags whose id a
         // toggle webhook taught us can be sent.

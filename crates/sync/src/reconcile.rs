@@ -19,7 +19,7 @@ use gfj_store::{Store, StoreError};
 use crate::JobError;
 use crate::context::Handlers;
 use crate::jira_out::{SendOptions, site_of};
-use crate::replay::merge_request_event;
+use crate::replay::{merge_request_event, within_window};
 
 /// Changes are read from a little before the cursor, so that clock skew between GitLab and us loses
 /// nothing (resending is harmless: Jira keeps the newest by sequence number).
@@ -140,12 +140,7 @@ impl Handlers {
         let since = GitLabTime::rfc3339_at(since_ms);
         // Branches and their new commits: pushes that sent no webhook, or whose webhook was missed.
         for branch in gitlab.branches(project_id).await? {
-            let changed = branch
-                .commit
-                .committed_date
-                .as_deref()
-                .and_then(GitLabTime::parse)
-                .is_none_or(|t| t.unix_ms() >= since_ms);
+            let changed = within_window(branch.commit.committed_date.as_deref(), Some(since_ms));
             if !changed {
                 continue;
             }

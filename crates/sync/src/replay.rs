@@ -90,11 +90,7 @@ impl Handlers {
         for (name, id) in known {
             let changed = match listed.iter().find(|f| f.name == name) {
                 None => true,
-                Some(f) => f
-                    .updated_at
-                    .as_deref()
-                    .and_then(GitLabTime::parse)
-                    .is_none_or(|t| since_ms.is_none_or(|s| t.unix_ms() >= s)),
+                Some(f) => within_window(f.updated_at.as_deref(), since_ms),
             };
             if changed {
                 let event = WebhookEvent::FeatureFlag(Box::new(flag_event(project, id, name)));
@@ -103,6 +99,13 @@ impl Handlers {
         }
         Ok(())
     }
+}
+
+/// Whether a record GitLab stamped `time` belongs to a window starting at `since_ms` (all of history when
+/// `None`). A record without a readable time is kept: sending it again is harmless, leaving it out is not.
+pub(crate) fn within_window(time: Option<&str>, since_ms: Option<i64>) -> bool {
+    time.and_then(GitLabTime::parse)
+        .is_none_or(|t| since_ms.is_none_or(|s| t.unix_ms() >= s))
 }
 
 /// A REST merge request as the Merge Request Hook would describe it; `None` when it lacks what routes it
@@ -322,6 +325,21 @@ mod tests {
             rest[field] = serde_json::Value::Null;
             let rest: MergeRequestDetails = serde_json::from_value(rest).unwrap();
             assert!(merge_request_event(&project, rest).is_none(), "{field}");
+        }
+    }
+
+    #[test]
+    fn the_window_keeps_what_is_new_or_undated() {
+        let since = GitLabTime::parse("2026-03-02T08:00:00Z").unwrap().unix_ms();
+        for (time, since_ms, kept) in [
+            (Some("2026-03-02T08:00:00Z"), Some(since), true),
+            (Some("2026-03-02T09:00:00+01:00"), Some(since), true),
+            (Some("2026-03-02T07:59:59Z"), Some(since), false),
+            (Some("2020-01-01T00:00:00Z"), None, true),
+            (Some("yesterday"), Some(since), true),
+            (None, Some(since), true),
+        ] {
+            assert_eq!(within_window(time, since_ms), kept, "{time:?} {since_ms:?}");
         }
     }
 
