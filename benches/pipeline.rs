@@ -7,7 +7,8 @@
 //!    intake), with the workers running and mapping them.
 //!
 //! `cargo bench --bench pipeline` (needs PostgreSQL like the tests; `GFJ_BENCH_SECS` sets the length of each
-//! intake run, default 5; `GFJ_BENCH_PARTS` picks tables, e.g. `intake,hostile`, default all three:
+//! intake run, default 5; `GFJ_BENCH_BODY_BYTES` the size of the pushes `wrk` posts, default 700;
+//! `GFJ_BENCH_PARTS` picks tables, e.g. `intake,hostile`, default all three:
 //! `intake,latency,hostile`). Intake is driven by `wrk`. Everything runs on loopback and stops by itself.
 
 use std::collections::BTreeMap;
@@ -33,7 +34,12 @@ fn push_body(n: usize) -> String {
         z = "0".repeat(40),
         sha = format!("{:040x}", n + 1),
     );
-    while body.len() < 699 {
+    let size: usize = std::env::var("GFJ_BENCH_BODY_BYTES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(700)
+        .max(body.len() + 1);
+    while body.len() < size - 1 {
         body.push(' ');
     }
     body.push('}');
