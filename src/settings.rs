@@ -70,6 +70,8 @@ pub struct Settings {
     pub worker_concurrency: usize,
     /// How long a claimed job stays with its worker before another may take it over.
     pub job_lease_secs: i64,
+    /// On SIGTERM, how long running jobs may finish before they are handed back.
+    pub job_drain_secs: i64,
     /// Requests in flight at once to one Jira site, from this process.
     pub jira_site_concurrency: usize,
     /// Requests per second to one Jira site, from this process; 0 for no limit but Jira's own 429s.
@@ -291,6 +293,7 @@ impl Settings {
             backfill_tasks: number("GFJ_BACKFILL_TASKS")? as usize,
             worker_concurrency: number("GFJ_WORKER_CONCURRENCY")? as usize,
             job_lease_secs: number("GFJ_JOB_LEASE_SECS")?,
+            job_drain_secs: number("GFJ_JOB_DRAIN_SECS")?,
             jira_site_concurrency: number("GFJ_JIRA_SITE_CONCURRENCY")? as usize,
             jira_site_rate: number("GFJ_JIRA_SITE_RATE")? as u32,
             jira_batch_size: number("GFJ_JIRA_BATCH_SIZE")? as usize,

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use gfj_server::{AppState, ServerConfig};
 use gfj_store::intake::Intake;
@@ -94,6 +95,7 @@ impl Service {
             let config = RunnerConfig {
                 concurrency: self.settings.worker_concurrency,
                 lease_ms: self.settings.job_lease_secs * 1000,
+                drain: Duration::from_secs(self.settings.job_drain_secs.unsigned_abs()),
                 ..RunnerConfig::default()
             };
             let runner = Runner::new(

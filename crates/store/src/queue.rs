@@ -3,8 +3,9 @@
 //! Jobs are claimed with a *lease* (`locked_by`, `locked_until`) in one atomic statement, not by holding a
 //! row lock for the job's duration: SQLite allows one writer at a time, and on PostgreSQL a lock held
 //! across a Jira call would pin a connection. A worker that dies mid-job simply lets its lease run out and
-//! the job is claimed again. Completing deletes the row only if the lease is still ours, so a job whose
-//! lease was taken over cannot be completed twice.
+//! the job is claimed again. Every claim takes the job's next lease number ([`Lease`]), and every write
+//! that completes, fails, postpones or extends a job names the lease it holds: a worker whose lease was
+//! taken over (it stalled, or lost the database for a while) cannot record anything afterwards.
 
 use sqlx::Row;
 
@@ -23,10 +24,21 @@ pub struct NewJob {
     pub coalesce_key: Option<String>,
 }
 
+/// Proof of one claim of a job: the worker and the claim's number. A write naming an older claim does
+/// nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub job_id: i64,
+    pub worker: String,
+    /// The job's claim count when this claim took it; each claim increments it.
+    pub claim: i64,
+}
+
 /// A claimed job.
 #[derive(Debug, Clone)]
 pub struct Job {
     pub id: i64,
+    pub lease: Lease,
     pub kind: String,
     pub payload: String,
     /// Attempts made, this one included.
@@ -123,11 +135,12 @@ impl Store {
                  last_error = CASE WHEN attempts < max_attempts THEN last_error
                                    WHEN last_error IS NULL THEN '{NO_OUTCOME}'
                                    ELSE '{NO_OUTCOME}; before: ' || last_error END,
-                 attempts = CASE WHEN attempts < max_attempts THEN attempts + 1 ELSE attempts END
+                 attempts = CASE WHEN attempts < max_attempts THEN attempts + 1 ELSE attempts END,
+                 lease = lease + 1
              WHERE id IN (SELECT id FROM jobs
                           WHERE dead_at IS NULL AND run_at <= $3 AND (locked_until IS NULL OR locked_until < $3)
                           ORDER BY run_at, id LIMIT $4 {lock})
-             RETURNING id, kind, payload, attempts, max_attempts, created_at, coalesce_key, dead_at"
+             RETURNING id, kind, payload, attempts, max_attempts, created_at, coalesce_key, dead_at, lease"
         );
         let rows = sqlx::query(&sql)
             .bind(worker)
@@ -145,6 +158,11 @@ impl Store {
             }
             jobs.push(Job {
                 id,
+                lease: Lease {
+                    job_id: id,
+                    worker: worker.to_owned(),
+                    claim: r.try_get("lease")?,
+                },
                 kind: r.try_get("kind")?,
                 payload: r.try_get("payload")?,
                 attempts: r.try_get("attempts")?,
@@ -174,30 +192,48 @@ impl Store {
     }
 
     /// Extends a running job's lease. Returns false when the lease was lost.
-    pub async fn extend_lease(
-        &self,
-        job_id: i64,
-        worker: &str,
-        until_ms: i64,
-    ) -> Result<bool, StoreError> {
-        let n = sqlx::query("UPDATE jobs SET locked_until = $3 WHERE id = $1 AND locked_by = $2")
-            .bind(job_id)
-            .bind(worker)
-            .bind(until_ms)
+    pub async fn extend_lease(&self, lease: &Lease, until_ms: i64) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE jobs SET locked_until = $4 WHERE id = $1 AND locked_by = $2 AND lease = $3",
+        )
+        .bind(lease.job_id)
+        .bind(&lease.worker)
+        .bind(lease.claim)
+        .bind(until_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Removes a finished job. Returns false when the lease was lost (someone else owns it now).
+    pub async fn complete(&self, lease: &Lease) -> Result<bool, StoreError> {
+        let n = sqlx::query("DELETE FROM jobs WHERE id = $1 AND locked_by = $2 AND lease = $3")
+            .bind(lease.job_id)
+            .bind(&lease.worker)
+            .bind(lease.claim)
             .execute(&self.pool)
             .await?
             .rows_affected();
         Ok(n == 1)
     }
 
-    /// Removes a finished job. Returns false when the lease was lost (someone else owns it now).
-    pub async fn complete(&self, job_id: i64, worker: &str) -> Result<bool, StoreError> {
-        let n = sqlx::query("DELETE FROM jobs WHERE id = $1 AND locked_by = $2")
-            .bind(job_id)
-            .bind(worker)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+    /// Hands a job back unfinished (a replica draining on shutdown): due again at once for another
+    /// worker, and the attempt is not counted.
+    pub async fn release(&self, lease: &Lease) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE jobs SET locked_by = NULL, locked_until = NULL, attempts = attempts - 1
+             WHERE id = $1 AND locked_by = $2 AND lease = $3",
+        )
+        .bind(lease.job_id)
+        .bind(&lease.worker)
+        .bind(lease.claim)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if n > 0 {
+            self.wake_workers();
+        }
         Ok(n == 1)
     }
 
@@ -205,8 +241,7 @@ impl Store {
     /// when `permanent`, the job is kept as dead for an operator to inspect or retry.
     pub async fn fail(
         &self,
-        job_id: i64,
-        worker: &str,
+        lease: &Lease,
         error: &str,
         retry_at_ms: i64,
         permanent: bool,
@@ -215,14 +250,15 @@ impl Store {
         let n = sqlx::query(
             "UPDATE jobs SET locked_by = NULL, locked_until = NULL, run_at = $3, last_error = $4,
                  dead_at = CASE WHEN $5 = 1 OR attempts >= max_attempts THEN $6 ELSE NULL END
-             WHERE id = $1 AND locked_by = $2",
+             WHERE id = $1 AND locked_by = $2 AND lease = $7",
         )
-        .bind(job_id)
-        .bind(worker)
+        .bind(lease.job_id)
+        .bind(&lease.worker)
         .bind(retry_at_ms)
         .bind(truncate(error, 2000))
         .bind(i64::from(permanent))
         .bind(now_ms)
+        .bind(lease.claim)
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -232,20 +268,20 @@ impl Store {
     /// Gives a job back without counting the attempt (the upstream asked us to wait, e.g. HTTP 429).
     pub async fn postpone(
         &self,
-        job_id: i64,
-        worker: &str,
+        lease: &Lease,
         run_at_ms: i64,
         note: &str,
     ) -> Result<bool, StoreError> {
         let n = sqlx::query(
             "UPDATE jobs SET locked_by = NULL, locked_until = NULL, run_at = $3, last_error = $4,
                  attempts = attempts - 1
-             WHERE id = $1 AND locked_by = $2",
+             WHERE id = $1 AND locked_by = $2 AND lease = $5",
         )
-        .bind(job_id)
-        .bind(worker)
+        .bind(lease.job_id)
+        .bind(&lease.worker)
         .bind(run_at_ms)
         .bind(truncate(note, 2000))
+        .bind(lease.claim)
         .execute(&self.pool)
         .await?
         .rows_affected();

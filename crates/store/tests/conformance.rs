@@ -198,14 +198,17 @@ async fn claims_are_exclusive_and_leases_expire(db: TestDatabase) {
                 if got.is_empty() {
                     return mine;
                 }
-                mine.extend(got.into_iter().map(|j| j.id));
+                mine.extend(got.into_iter().map(|j| j.lease));
             }
         }));
     }
-    let mut all = Vec::new();
+    let mut leases = Vec::new();
     for h in handles {
-        all.extend(h.await.unwrap());
+        leases.extend(h.await.unwrap());
     }
+    let claimed_first: std::collections::HashMap<i64, gfj_store::queue::Lease> =
+        leases.iter().map(|l| (l.job_id, l.clone())).collect();
+    let mut all: Vec<i64> = leases.iter().map(|l| l.job_id).collect();
     all.sort();
     let before = all.len();
     all.dedup();
@@ -225,20 +228,31 @@ async fn claims_are_exclusive_and_leases_expire(db: TestDatabase) {
     let again = s.claim("late", now + 60_001, 60_000, 100).await.unwrap();
     assert_eq!(again.len(), 40);
     assert_eq!(again[0].attempts, 2);
-    // The first owner lost its lease: it can neither complete nor fail the job.
-    for w in 0..8 {
-        assert!(!s.complete(again[0].id, &format!("w{w}")).await.unwrap());
-        assert!(
-            !s.fail(again[0].id, &format!("w{w}"), "x", now, true, now)
-                .await
-                .unwrap()
-        );
+    // The first owners lost their leases: they can neither complete, fail, postpone, extend nor hand
+    // back the job, even a worker of the same name, since each claim has its own number.
+    let first = &claimed_first[&again[0].id];
+    assert_eq!(first.claim + 1, again[0].lease.claim);
+    let same_name = gfj_store::queue::Lease {
+        worker: "late".into(),
+        ..first.clone()
+    };
+    for stale in [first, &same_name] {
+        assert!(!s.complete(stale).await.unwrap());
+        assert!(!s.fail(stale, "x", now, true, now).await.unwrap());
+        assert!(!s.postpone(stale, now, "x").await.unwrap());
+        assert!(!s.extend_lease(stale, now + 1_000_000).await.unwrap());
+        assert!(!s.release(stale).await.unwrap());
     }
-    assert!(s.complete(again[1].id, "late").await.unwrap());
+    assert!(s.complete(&again[1].lease).await.unwrap());
     assert!(
-        !s.complete(again[1].id, "late").await.unwrap(),
+        !s.complete(&again[1].lease).await.unwrap(),
         "completed once"
     );
+    // Handing a job back frees it at once, without using up an attempt.
+    assert!(s.release(&again[2].lease).await.unwrap());
+    let back = s.claim("next", now + 60_001, 60_000, 100).await.unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!((back[0].id, back[0].attempts), (again[2].id, 2));
     db.drop_database().await;
 }
 
@@ -248,7 +262,7 @@ async fn failures_back_off_postpone_and_die(db: TestDatabase) {
     s.enqueue(&[job("x", None, now)], now).await.unwrap();
     let j = s.claim("w", now, 1_000, 1).await.unwrap().remove(0);
     assert!(
-        s.fail(j.id, "w", "boom", now + 10_000, false, now)
+        s.fail(&j.lease, "boom", now + 10_000, false, now)
             .await
             .unwrap()
     );
@@ -270,7 +284,7 @@ async fn failures_back_off_postpone_and_die(db: TestDatabase) {
         .remove(0);
     assert_eq!(j.attempts, 2);
     assert!(
-        s.postpone(j.id, "w", now + 20_000, "rate limited")
+        s.postpone(&j.lease, now + 20_000, "rate limited")
             .await
             .unwrap()
     );
@@ -281,7 +295,7 @@ async fn failures_back_off_postpone_and_die(db: TestDatabase) {
         .remove(0);
     assert_eq!(j.attempts, 2);
     assert!(
-        s.fail(j.id, "w", "boom 2", now + 30_000, false, now)
+        s.fail(&j.lease, "boom 2", now + 30_000, false, now)
             .await
             .unwrap()
     );
@@ -292,7 +306,7 @@ async fn failures_back_off_postpone_and_die(db: TestDatabase) {
         .remove(0);
     assert_eq!(j.attempts, 3);
     assert!(
-        s.fail(j.id, "w", "boom 3", now + 40_000, false, now)
+        s.fail(&j.lease, "boom 3", now + 40_000, false, now)
             .await
             .unwrap()
     );
@@ -320,7 +334,7 @@ async fn failures_back_off_postpone_and_die(db: TestDatabase) {
         .find(|j| j.payload == "y")
         .unwrap();
     assert!(
-        s.fail(j.id, "w", "bad request", now, true, now)
+        s.fail(&j.lease, "bad request", now, true, now)
             .await
             .unwrap()
     );

@@ -21,6 +21,8 @@ pub struct RunnerConfig {
     pub lease_ms: i64,
     /// How often to look for due jobs when nothing woke us (retries, other replicas' jobs).
     pub poll_interval: Duration,
+    /// On shutdown, how long running jobs may finish before they are stopped and handed back.
+    pub drain: Duration,
 }
 
 impl Default for RunnerConfig {
@@ -30,6 +32,7 @@ impl Default for RunnerConfig {
             concurrency: default_number("GFJ_WORKER_CONCURRENCY") as usize,
             lease_ms: default_number("GFJ_JOB_LEASE_SECS") * 1000,
             poll_interval: Duration::from_millis(500),
+            drain: Duration::from_secs(default_number("GFJ_JOB_DRAIN_SECS") as u64),
         }
     }
 }
@@ -98,8 +101,11 @@ impl Runner {
         &self.worker_id
     }
 
-    /// Runs until `shutdown` turns true, then lets the jobs in flight finish.
+    /// Runs until `shutdown` turns true, then claims nothing more and drains: the jobs in flight may
+    /// finish within [`RunnerConfig::drain`], and those still running then are stopped and handed back
+    /// (their leases released), so that another replica takes them at once.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let (hand_back, hand_back_rx) = watch::channel(false);
         let mut in_flight: JoinSet<()> = JoinSet::new();
         loop {
             if *shutdown.borrow() {
@@ -113,7 +119,7 @@ impl Runner {
             };
             let got_any = !claimed.is_empty();
             for job in claimed {
-                in_flight.spawn(self.execute(job));
+                in_flight.spawn(self.execute(job, hand_back_rx.clone()));
             }
             if got_any && in_flight.len() < self.config.concurrency {
                 continue; // there may be more due right now
@@ -125,16 +131,29 @@ impl Runner {
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
             }
         }
-        while in_flight.join_next().await.is_some() {}
+        if in_flight.is_empty() {
+            return;
+        }
+        tracing::info!(jobs = in_flight.len(), "draining: letting running jobs finish");
+        let all_done = async { while in_flight.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.config.drain, all_done).await.is_err() {
+            tracing::info!(
+                jobs = in_flight.len(),
+                "handing back the jobs still running"
+            );
+            let _ = hand_back.send(true);
+            while in_flight.join_next().await.is_some() {}
+        }
     }
 
     /// Claims and runs one batch of due jobs, returning how many ran (tests and one-shot commands).
     pub async fn run_due(&self) -> usize {
         let jobs = self.claim(self.config.concurrency).await;
         let n = jobs.len();
+        let (_never, hand_back) = watch::channel(false);
         let mut set = JoinSet::new();
         for job in jobs {
-            set.spawn(self.execute(job));
+            set.spawn(self.execute(job, hand_back.clone()));
         }
         while set.join_next().await.is_some() {}
         n
@@ -159,30 +178,41 @@ impl Runner {
         }
     }
 
-    fn execute(&self, job: Job) -> impl std::future::Future<Output = ()> + Send + 'static {
+    /// Runs `job` until it ends, its lease is lost (then it is stopped, and nothing it did is recorded),
+    /// or `hand_back` turns true (then it is stopped and its lease released).
+    fn execute(
+        &self,
+        job: Job,
+        mut hand_back: watch::Receiver<bool>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let store = self.store.clone();
         let clock = self.clock.clone();
         let handlers = self.handlers.clone();
-        let worker = self.worker_id.clone();
         let lease_ms = self.config.lease_ms;
         let span = tracing::info_span!("job", job.id = job.id, job.kind = %job.kind, job.attempt = job.attempts);
         async move {
             // A long job (a reconciliation pass, a large push) keeps its lease while it runs, so that no
             // other worker starts it again; a crashed worker stops renewing and the lease expires.
+            // A worker that lost its lease (it stalled, or could not reach the database for a lease's
+            // time) stops the handler at once: another worker owns the job now.
             let heartbeat = async {
                 let every = std::time::Duration::from_millis((lease_ms / 3).max(100) as u64);
                 loop {
                     tokio::time::sleep(every).await;
                     match store
-                        .extend_lease(job.id, &worker, clock.now_ms() + lease_ms)
+                        .extend_lease(&job.lease, clock.now_ms() + lease_ms)
                         .await
                     {
                         Ok(true) => {}
-                        Ok(false) => {
-                            tracing::warn!(job.id = job.id, "lease lost while running");
-                            std::future::pending::<()>().await;
-                        }
+                        Ok(false) => return,
                         Err(e) => tracing::warn!(job.id = job.id, error = %e, "could not extend the lease"),
+                    }
+                }
+            };
+            let handed_back = async {
+                while !*hand_back.borrow_and_update() {
+                    if hand_back.changed().await.is_err() {
+                        std::future::pending::<()>().await;
                     }
                 }
             };
@@ -203,14 +233,28 @@ impl Runner {
                     Some(Err(e)) => Err(JobError::Retry { message: handler_crash(e), after_ms: None }),
                     None => unreachable!("one task was spawned"),
                 },
-                () = heartbeat => unreachable!("the heartbeat never ends"),
+                () = heartbeat => {
+                    handler_task.shutdown().await;
+                    tracing::warn!(job.id = job.id, "lease lost while running: stopped, another worker owns the job");
+                    return;
+                }
+                () = handed_back => {
+                    handler_task.shutdown().await;
+                    match store.release(&job.lease).await {
+                        Ok(true) => tracing::info!(job.id = job.id, "handed back unfinished"),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(job.id = job.id, error = %e, "could not hand the job back; its lease will run out"),
+                    }
+                    return;
+                }
             };
             let now = clock.now_ms();
+            let lease = &job.lease;
             let recorded = match &outcome {
-                Ok(()) => store.complete(job.id, &worker).await,
+                Ok(()) => store.complete(lease).await,
                 Err(JobError::Postpone { message, after_ms }) => {
                     tracing::info!(job.id = job.id, after_ms, "postponed: {message}");
-                    store.postpone(job.id, &worker, now + after_ms, message).await
+                    store.postpone(lease, now + after_ms, message).await
                 }
                 Err(JobError::Retry { message, after_ms }) => {
                     let delay = backoff::Backoff::QUEUE.delay_ms(
@@ -219,11 +263,11 @@ impl Runner {
                         *after_ms,
                     );
                     tracing::warn!(job.id = job.id, attempt = job.attempts, retry_in_ms = delay, "failed: {message}");
-                    store.fail(job.id, &worker, message, now + delay, false, now).await
+                    store.fail(lease, message, now + delay, false, now).await
                 }
                 Err(JobError::Permanent(message)) => {
                     tracing::error!(job.id = job.id, "failed permanently: {message}");
-                    store.fail(job.id, &worker, message, now, true, now).await
+                    store.fail(lease, message, now, true, now).await
                 }
             };
             match recorded {
