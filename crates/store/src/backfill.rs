@@ -7,7 +7,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::queue::{NewJob, insert_jobs};
-use crate::{Store, StoreError};
+use crate::{Backend, Store, StoreError};
 
 gfj_core::named_enum! {
     /// Where a backfill task is.
@@ -58,6 +58,10 @@ impl BackfillTask {
         NewJob::of(&Job::BackfillPage(page), now_ms)
     }
 }
+
+/// The PostgreSQL advisory lock under which backfill tasks are counted and started (any fixed number
+/// this database uses for nothing else).
+const BACKFILL_START_LOCK: i64 = 0x6766_6a5f_6266; // "gfj_bf"
 
 const COLUMNS: &str = "subscription_id, project_id, project_path, entity, state, since_ms, until_ms, next_page, \
      items_done, items_sent, items_total, error, queued_at, started_at, finished_at, updated_at";
@@ -191,6 +195,14 @@ impl Store {
         now_ms: i64,
     ) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
+        // Replicas count and start in turn: without it two transactions count the same free slots
+        // and both fill them. (SQLite's `BEGIN IMMEDIATE` already lets one writer in at a time.)
+        if self.backend() == Backend::Postgres {
+            sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock($1)) AS taken")
+                .bind(BACKFILL_START_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
         let running: Vec<(i64, i64)> = sqlx::query_as(&format!(
             "SELECT subscription_id, COUNT(*) FROM backfill_tasks WHERE state = '{RUNNING}' \
              GROUP BY subscription_id",

@@ -6,6 +6,7 @@
 //! - [`gitlab_connections`]: GitLab users signed in with OAuth (rotating token pairs).
 //! - [`backfill`]: per project and kind of history, the backfill's cursor and progress.
 //! - [`queue`]: the durable job queue (enqueue, claim with a lease, complete, retry, dead-letter).
+//! - [`locks`]: work one replica at a time owns (named locks, periodic schedules).
 //! - [`intake`]: group commit of webhook deliveries into the queue.
 //! - [`audit`], [`feature_flags`], [`merge_requests`]: what was sent where (for "why", edits and deletions).
 //!
@@ -21,6 +22,7 @@ pub mod feature_flags;
 pub mod gitlab_connections;
 pub mod installations;
 pub mod intake;
+pub mod locks;
 pub mod merge_requests;
 pub mod queue;
 pub mod sites;

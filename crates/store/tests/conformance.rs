@@ -806,7 +806,127 @@ test_on_both_databases!(
     backfill_slots_are_shared_fairly_between_subscriptions,
     duplicates_are_queued_once_and_intake_commits_in_groups,
     unknown_keys_are_kept_once_per_site_newest_first,
+    locks_and_schedules_have_one_owner_across_replicas,
+    the_backfill_cap_holds_when_replicas_start_tasks_at_once,
 );
+
+/// `n` stores on one database, as `n` replicas open it.
+async fn replicas(db: &TestDatabase, n: usize) -> Vec<gfj_store::Store> {
+    let mut stores = Vec::new();
+    for _ in 0..n {
+        stores.push(db.open().await);
+    }
+    stores
+}
+
+/// Runs `f` on every replica at once.
+async fn at_once<T, F, Fut>(replicas: &[gfj_store::Store], f: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(gfj_store::Store) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let mut set = tokio::task::JoinSet::new();
+    for r in replicas {
+        set.spawn(f(r.clone()));
+    }
+    set.join_all().await
+}
+
+/// Named locks and schedules decide which of several replicas owns a piece of shared work: many
+/// stores on one database (one per replica) ask at once and exactly one wins.
+async fn locks_and_schedules_have_one_owner_across_replicas(db: TestDatabase) {
+    let replicas = replicas(&db, 4).await;
+    let lock_winners = at_once(&replicas, |r| async move {
+        r.try_lock("flush:1", 1_000, 500).await.unwrap()
+    })
+    .await
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>();
+    assert_eq!(lock_winners.len(), 1, "one replica holds the lock");
+    let held = lock_winners.into_iter().next().unwrap();
+    let s = &replicas[0];
+    assert!(s.try_lock("flush:1", 1_499, 500).await.unwrap().is_none());
+    // Other names are other locks.
+    assert!(s.try_lock("flush:2", 1_000, 500).await.unwrap().is_some());
+    // Renewed, it holds past its first end; run out, another takes it, and the first holder's
+    // renewal and release no longer touch it.
+    assert!(s.renew_lock(&held, 1_400, 500).await.unwrap());
+    assert!(s.try_lock("flush:1", 1_600, 500).await.unwrap().is_none());
+    let next = s.try_lock("flush:1", 1_900, 500).await.unwrap().unwrap();
+    assert!(!s.renew_lock(&held, 1_900, 500).await.unwrap());
+    s.unlock(held).await.unwrap();
+    assert!(s.try_lock("flush:1", 2_000, 500).await.unwrap().is_none());
+    s.unlock(next).await.unwrap();
+    assert!(s.try_lock("flush:1", 2_000, 500).await.unwrap().is_some());
+
+    // Schedules: created once (a second start keeps the next run), claimed once per interval.
+    s.ensure_schedule("hook_checks", 10_000).await.unwrap();
+    replicas[1].ensure_schedule("hook_checks", 99_000).await.unwrap();
+    let claims = |now: i64| {
+        let replicas = replicas.clone();
+        async move {
+            at_once(&replicas, move |r| async move {
+                r.claim_schedule("hook_checks", now, 5_000).await.unwrap()
+            })
+            .await
+            .into_iter()
+            .filter(|won| *won)
+            .count()
+        }
+    };
+    assert_eq!(claims(9_999).await, 0, "not due yet");
+    assert_eq!(claims(10_000).await, 1);
+    assert_eq!(claims(14_999).await, 0, "once per interval");
+    assert_eq!(claims(15_000).await, 1);
+    // A claimed run that could not be carried out is due again when rescheduled.
+    s.reschedule("hook_checks", 15_100).await.unwrap();
+    assert_eq!(claims(15_100).await, 1);
+    assert!(!s.claim_schedule("unknown", 20_000, 1).await.unwrap());
+    for r in replicas {
+        r.close().await;
+    }
+    db.drop_database().await;
+}
+
+/// Replicas starting backfill tasks at the same moment never run more than the cap between them.
+async fn the_backfill_cap_holds_when_replicas_start_tasks_at_once(db: TestDatabase) {
+    use gfj_store::backfill::TaskState;
+    let s = db.open().await;
+    s.upsert_installation(&install("k1", "secret"), 1)
+        .await
+        .unwrap();
+    let sub = s
+        .create_subscription(&subscription("k1", 5, "h1"), 1)
+        .await
+        .unwrap();
+    let projects: Vec<(i64, String)> = (0..10).map(|id| (id, format!("g/p{id}"))).collect();
+    s.plan_backfill(sub.id, &projects, None, 10).await.unwrap();
+    let replicas = replicas(&db, 6).await;
+    for round in 0..5 {
+        let cap = 2;
+        let started: u64 = at_once(&replicas, move |r| async move {
+            r.start_backfill_tasks(cap, 20 + round).await.unwrap()
+        })
+        .await
+        .into_iter()
+        .sum();
+        let running = s
+            .backfill_tasks(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.state == TaskState::Running)
+            .count();
+        assert_eq!(running, 2, "round {round}: the cap holds across replicas");
+        assert!(started <= 2, "round {round}: {started} started");
+    }
+    for r in replicas {
+        r.close().await;
+    }
+    db.drop_database().await;
+}
 
 async fn unknown_keys_are_kept_once_per_site_newest_first(db: TestDatabase) {
     let s = db.open().await;
