@@ -322,7 +322,6 @@ impl Settings {
             http: gfj_http::client(),
             urls: self.gitlab_urls.clone(),
             oauth_apps: self.gitlab_oauth_apps.clone(),
-            refreshing: Default::default(),
         }
     }
 

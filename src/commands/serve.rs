@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use gfj_server::{AppState, ServerConfig};
 use gfj_store::intake::Intake;
-use gfj_store::{Backend, Clock, Store, SystemClock};
+use gfj_store::{Backend, Clock, DatabaseClock, Store, SystemClock};
 use gfj_sync::Handlers;
+use gfj_sync::upkeep::Upkeep;
 use gfj_sync::{Runner, RunnerConfig};
 use tokio::net::TcpListener;
 
@@ -20,10 +21,24 @@ pub struct Service {
     pub clock: Arc<dyn Clock>,
     /// Whether this process also drains the queue (tests run their own workers).
     pub run_workers: bool,
+    /// With SQLite, held while the service lives: a second `serve` on the same file is refused.
+    _one_process: Option<std::fs::File>,
 }
+
+/// A machine clock further than this from the database's is worth a warning.
+const CLOCK_WARNING_MS: i64 = 2_000;
 
 impl Service {
     pub async fn open(settings: Settings) -> anyhow::Result<Self> {
+        Self::open_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// [`Self::open`] on `machine`'s time (tests give a replica a wrong clock): the service runs on
+    /// the database's time, measured through it.
+    pub async fn open_with_clock(
+        settings: Settings,
+        machine: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
         if let Some(token) = &settings.admin_token {
             crate::settings::check_admin_token(token)?;
         }
@@ -33,12 +48,21 @@ impl Service {
                  site(s), e.g. GFJ_JIRA_URLS=https://your-site.atlassian.net"
             );
         }
+        let one_process = Store::lock_for_one_process(&settings.database_url)?;
         let store = settings.open_store().await?;
+        let clock = DatabaseClock::start(&store, machine).await?;
+        if clock.offset_ms().abs() > CLOCK_WARNING_MS {
+            tracing::warn!(
+                offset_ms = clock.offset_ms(),
+                "this machine's clock differs from the database's; the service runs on the database's"
+            );
+        }
         Ok(Self {
             store,
             settings,
-            clock: Arc::new(SystemClock),
+            clock,
             run_workers: true,
+            _one_process: one_process,
         })
     }
 
@@ -104,17 +128,13 @@ impl Service {
                 self.handlers(),
                 config,
             );
-            tokio::spawn(periodic_upkeep(
-                self.store.clone(),
-                self.clock.clone(),
-                Upkeep {
-                    hook_check_ms: self.settings.hook_check_secs * 1000,
-                    reconcile_ms: self.settings.reconcile_secs * 1000,
-                    audit_retention_ms: self.settings.audit_days * 86_400_000,
-                    backfill_tasks: self.settings.backfill_tasks as i64,
-                },
-                stop_rx.clone(),
-            ));
+            let upkeep = Upkeep {
+                hook_check_ms: self.settings.hook_check_secs * 1000,
+                reconcile_ms: self.settings.reconcile_secs * 1000,
+                audit_retention_ms: self.settings.audit_days * 86_400_000,
+                backfill_tasks: self.settings.backfill_tasks as i64,
+            };
+            tokio::spawn(upkeep.run(self.store.clone(), self.clock.clone(), stop_rx.clone()));
             Some(tokio::spawn(runner.run(stop_rx)))
         } else {
             None
@@ -137,60 +157,6 @@ impl Service {
         }
         self.store.close().await;
         Ok(())
-    }
-}
-
-/// How often the periodic jobs run.
-struct Upkeep {
-    hook_check_ms: i64,
-    reconcile_ms: i64,
-    audit_retention_ms: i64,
-    backfill_tasks: i64,
-}
-
-/// Queues each subscription's hook check (the first at start: it catches hooks GitLab disabled while
-/// the service was down) and reconciliation once per their intervals, and forgets audit entries past
-/// retention. Replicas ticking together queue each job once (dedup key per interval).
-async fn periodic_upkeep(
-    store: Store,
-    clock: Arc<dyn Clock>,
-    every: Upkeep,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let tick = every.hook_check_ms.min(every.reconcile_ms).max(1000);
-    let mut ticker = tokio::time::interval(std::time::Duration::from_millis(tick as u64));
-    let mut hooks_done = None;
-    // Reconciliation starts one interval after start: its cursors already cover the downtime, and
-    // a restart does not resend the recent past.
-    let mut next_reconcile = clock.now_ms() + every.reconcile_ms;
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.changed() => return,
-        }
-        let now = clock.now_ms();
-        let bucket = Some(now / every.hook_check_ms);
-        if bucket != hooks_done {
-            match gfj_sync::hooks::schedule_hook_checks(&store, now, every.hook_check_ms).await {
-                Ok(_) => hooks_done = bucket,
-                Err(e) => tracing::warn!(error = %e, "could not queue hook checks; trying again"),
-            }
-            if let Err(e) = store.prune_audit(now - every.audit_retention_ms).await {
-                tracing::warn!(error = %e, "could not prune the audit trail; trying again");
-            }
-        }
-        // Tasks start as others finish; this catches those a `resync` queued from the command line.
-        if let Err(e) = store.start_backfill_tasks(every.backfill_tasks, now).await {
-            tracing::warn!(error = %e, "could not start backfill tasks; trying again");
-        }
-        if now >= next_reconcile {
-            match gfj_sync::reconcile::schedule_reconciles(&store, now, every.reconcile_ms).await {
-                Ok(_) => next_reconcile = now + every.reconcile_ms,
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not queue reconciliation; trying again")
-                }
-            }
-        }
     }
 }
 

@@ -17,6 +17,7 @@ mod payloads;
 mod process;
 mod push;
 mod reconcile;
+mod replicas;
 mod sign_in;
 mod tenants;
 mod uninstall;

@@ -8,7 +8,9 @@
 //! - [`gitlab::GitLabSim`]: the GitLab REST endpoints we call, with GitLab's tier and role rules and
 //!   pagination headers, and webhook delivery with GitLab's headers and payload shapes.
 //!
-//! Both listen on `127.0.0.1` only.
+//! - [`proxy::RoundRobin`]: a load balancer in front of several replicas of the service.
+//!
+//! All listen on `127.0.0.1` only.
 
 // Handlers answer errors as ready responses (`Result<Response, Response>`), as axum allows.
 #![allow(clippy::result_large_err)]
@@ -16,6 +18,7 @@
 pub mod gitlab;
 pub mod jira;
 pub mod openapi;
+pub mod proxy;
 
 /// Where Atlassian's official fixtures may live: `GFJ_SHARED_DIR/jira-fixtures`, else
 /// `../shared/jira-fixtures` beside the repository.

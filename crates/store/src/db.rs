@@ -71,6 +71,42 @@ impl Store {
         })
     }
 
+    /// For `serve` on SQLite: makes sure no other `serve` process uses the same database file, and
+    /// keeps it so while the returned lock lives. SQLite's queue has no leases between processes (a
+    /// process frees every lease it finds at start), so two would run each job twice. Other commands
+    /// (`status`, `link`, …) may still open the database beside it. `None` on PostgreSQL.
+    pub fn lock_for_one_process(url: &str) -> Result<Option<std::fs::File>, StoreError> {
+        if backend_of(url)? != Backend::Sqlite {
+            return Ok(None);
+        }
+        let db = sqlite_file_path(url);
+        let mut path = db.clone().into_os_string();
+        path.push(".serve.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| {
+                StoreError::Config(format!(
+                    "cannot open {}: {e}",
+                    std::path::Path::new(&path).display()
+                ))
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Config(format!(
+                "another `serve` process already runs on the SQLite database {}: SQLite serves one process. \
+                 Stop the other one, or run several replicas on PostgreSQL (GFJ_DATABASE_URL=postgres://…)",
+                db.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Config(format!(
+                "cannot lock {}: {e}",
+                std::path::Path::new(&path).display()
+            ))),
+        }
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

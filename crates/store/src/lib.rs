@@ -30,7 +30,7 @@ pub mod subscriptions;
 pub mod testing;
 pub mod uninstall;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, DatabaseClock, ManualClock, SkewedClock, SystemClock};
 pub use db::{Backend, Store};
 
 /// Everything the store can fail with.

@@ -808,6 +808,7 @@ test_on_both_databases!(
     unknown_keys_are_kept_once_per_site_newest_first,
     locks_and_schedules_have_one_owner_across_replicas,
     the_backfill_cap_holds_when_replicas_start_tasks_at_once,
+    replicas_with_wrong_clocks_agree_on_the_databases_time,
 );
 
 /// `n` stores on one database, as `n` replicas open it.
@@ -863,7 +864,10 @@ async fn locks_and_schedules_have_one_owner_across_replicas(db: TestDatabase) {
 
     // Schedules: created once (a second start keeps the next run), claimed once per interval.
     s.ensure_schedule("hook_checks", 10_000).await.unwrap();
-    replicas[1].ensure_schedule("hook_checks", 99_000).await.unwrap();
+    replicas[1]
+        .ensure_schedule("hook_checks", 99_000)
+        .await
+        .unwrap();
     let claims = |now: i64| {
         let replicas = replicas.clone();
         async move {
@@ -984,5 +988,73 @@ async fn sqlite_files_are_private_to_their_owner() {
     let store = db.open().await;
     assert_eq!(mode(&path), 0o600, "narrowed at start");
     store.close().await;
+    db.drop_database().await;
+}
+
+/// Leases, locks, schedules and sequence numbers are taken on the database's time: two replicas whose
+/// machine clocks are an hour apart read the same time through their `DatabaseClock`, and it never
+/// goes backwards.
+async fn replicas_with_wrong_clocks_agree_on_the_databases_time(db: TestDatabase) {
+    use gfj_store::{DatabaseClock, SkewedClock, SystemClock};
+    let store = db.open().await;
+    let machine = |skew_ms| -> Arc<dyn Clock> {
+        Arc::new(SkewedClock {
+            base: Arc::new(SystemClock),
+            skew_ms,
+        })
+    };
+    let ahead = DatabaseClock::start(&store, machine(3_600_000))
+        .await
+        .unwrap();
+    let behind = DatabaseClock::start(&store, machine(-3_600_000))
+        .await
+        .unwrap();
+    assert!(
+        (ahead.offset_ms() + 3_600_000).abs() < 1_000,
+        "{}",
+        ahead.offset_ms()
+    );
+    assert!(
+        (behind.offset_ms() - 3_600_000).abs() < 1_000,
+        "{}",
+        behind.offset_ms()
+    );
+    let database = store.database_now_ms().await.unwrap();
+    for clock in [&ahead, &behind] {
+        assert!((clock.now_ms() - database).abs() < 1_000);
+    }
+    let mut last = ahead.now_ms();
+    for _ in 0..1_000 {
+        let now = ahead.now_ms();
+        assert!(now >= last, "never backwards");
+        last = now;
+    }
+    store.close().await;
+    db.drop_database().await;
+}
+
+/// SQLite serves one `serve` process: its queue has no leases between processes. The second one on a
+/// file is refused with a message that says what to do; a PostgreSQL URL takes no such lock.
+#[tokio::test]
+async fn one_serve_process_per_sqlite_file() {
+    let db = TestDatabase::sqlite().await;
+    let first = gfj_store::Store::lock_for_one_process(&db.url).unwrap();
+    assert!(first.is_some());
+    let refused = gfj_store::Store::lock_for_one_process(&db.url).unwrap_err();
+    let message = refused.to_string();
+    assert!(message.contains("another `serve` process"), "{message}");
+    assert!(message.contains("PostgreSQL"), "{message}");
+    drop(first);
+    assert!(
+        gfj_store::Store::lock_for_one_process(&db.url)
+            .unwrap()
+            .is_some(),
+        "released with the process"
+    );
+    assert!(
+        gfj_store::Store::lock_for_one_process("postgres://postgres@127.0.0.1:5432/x")
+            .unwrap()
+            .is_none()
+    );
     db.drop_database().await;
 }

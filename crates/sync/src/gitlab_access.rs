@@ -2,16 +2,20 @@
 //! in with OAuth. OAuth pairs are refreshed shortly before they expire and the rotated pair is persisted
 //! (compare-and-swap) before it is used, so a crash never strands a revoked refresh token.
 
-use std::collections::HashMap;
-
 use gfj_core::url_pattern::UrlAllowList;
 use gfj_gitlab_client::GitLabClient;
 use gfj_gitlab_client::oauth::{self, OAuthApp, OAuthTokens};
 use gfj_store::Store;
-use gfj_store::gitlab_connections::GitLabConnection;
+use gfj_store::gitlab_connections::{ConnectionTokens, GitLabConnection};
 use gfj_store::subscriptions::Subscription;
 
 use crate::JobError;
+
+/// How long a replica may hold a sign-in's refresh: one token request, with its timeouts, and the swap.
+const REFRESH_LOCK_MS: i64 = 60_000;
+/// How long a worker waits for another replica's refresh of the same sign-in before it postpones.
+const REFRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+const REFRESH_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// How GitLab is reached: one HTTP client, the allow-list, and the OAuth apps per instance.
 #[derive(Clone)]
@@ -19,26 +23,6 @@ pub struct GitLabAccess {
     pub http: reqwest::Client,
     pub urls: UrlAllowList,
     pub oauth_apps: Vec<OAuthApp>,
-    /// One refresh at a time per sign-in in this process: GitLab rotates the refresh token, so two
-    /// concurrent refreshes with the same one would see the second refused.
-    pub refreshing: RefreshLocks,
-}
-
-/// Per GitLab sign-in, the lock its refreshes take.
-#[derive(Clone, Default)]
-pub struct RefreshLocks(
-    std::sync::Arc<std::sync::Mutex<HashMap<i64, std::sync::Arc<tokio::sync::Mutex<()>>>>>,
-);
-
-impl RefreshLocks {
-    fn of(&self, connection_id: i64) -> std::sync::Arc<tokio::sync::Mutex<()>> {
-        self.0
-            .lock()
-            .unwrap()
-            .entry(connection_id)
-            .or_default()
-            .clone()
-    }
 }
 
 impl GitLabAccess {
@@ -73,14 +57,47 @@ impl GitLabAccess {
     }
 
     /// A client acting as a signed-in GitLab user, refreshing the pair first when it is about to expire.
+    ///
+    /// GitLab rotates the refresh token on every refresh, so a second refresh with the same one is
+    /// refused. One refresh per sign-in runs at a time across every replica (a lock in the database);
+    /// a worker that finds it taken waits for the winner's pair and uses it.
     pub async fn client_for_connection(
         &self,
         store: &Store,
         connection_id: i64,
         now_ms: i64,
     ) -> Result<(GitLabClient, GitLabConnection), JobError> {
-        let lock = self.refreshing.of(connection_id);
-        let _one_refresh_at_a_time = lock.lock().await;
+        let waiting_since = std::time::Instant::now();
+        loop {
+            let now = now_ms + waiting_since.elapsed().as_millis() as i64;
+            let (conn, stored, tokens) = self.stored_sign_in(store, connection_id).await?;
+            if !tokens.needs_refresh(now) {
+                return Ok((self.client_as(&conn, &tokens)?, conn));
+            }
+            let lock = format!("gitlab_refresh:{connection_id}");
+            if let Some(held) = store.try_lock(&lock, now, REFRESH_LOCK_MS).await? {
+                let refreshed = self.refresh(store, connection_id, now).await;
+                store.unlock(held).await?;
+                let (conn, tokens) = refreshed?;
+                return Ok((self.client_as(&conn, &tokens)?, conn));
+            }
+            drop(stored);
+            if waiting_since.elapsed() >= REFRESH_WAIT {
+                return Err(JobError::Postpone {
+                    message: "another worker is refreshing the GitLab sign-in".into(),
+                    after_ms: 1_000,
+                });
+            }
+            tokio::time::sleep(REFRESH_POLL).await;
+        }
+    }
+
+    /// The sign-in as stored, with its pair.
+    async fn stored_sign_in(
+        &self,
+        store: &Store,
+        connection_id: i64,
+    ) -> Result<(GitLabConnection, ConnectionTokens, OAuthTokens), JobError> {
         let (conn, stored) = store
             .gitlab_connection(connection_id)
             .await?
@@ -89,56 +106,70 @@ impl GitLabAccess {
                     "GitLab sign-in {connection_id} no longer exists; sign in again"
                 ))
             })?;
-        let origin = self.allowed(&conn.gitlab_url)?;
         let tokens: OAuthTokens = serde_json::from_str(&stored.tokens)
             .map_err(|e| JobError::Permanent(format!("unreadable GitLab sign-in: {e}")))?;
-        let tokens = if tokens.needs_refresh(now_ms) {
-            let app = self.app_for(&conn.gitlab_url).ok_or_else(|| {
-                JobError::Permanent(format!(
-                    "no OAuth application for {} in GFJ_GITLAB_OAUTH_APPS",
-                    conn.gitlab_url
-                ))
-            })?;
-            match oauth::refresh(&self.http, app, &tokens, now_ms).await {
-                Ok(fresh) => {
-                    let json = serde_json::to_string(&fresh).expect("tokens serialise");
-                    if store
-                        .swap_gitlab_connection_tokens(&conn, &stored, &json, now_ms)
-                        .await?
-                    {
-                        tracing::info!(connection = conn.id, user = %conn.username, "refreshed the GitLab sign-in");
-                        fresh
-                    } else {
-                        // Cannot happen with GitLab's rotation (the loser's refresh fails), but if it
-                        // did, the stored pair is the one GitLab knows about.
-                        return Err(JobError::Retry {
-                            message: "GitLab sign-in was refreshed concurrently".into(),
-                            after_ms: Some(0),
-                        });
-                    }
-                }
-                Err(gfj_gitlab_client::GitLabError::OAuthRejected(reason)) => {
-                    // Another process may have rotated the pair first; its pair is then stored.
-                    let again = store.gitlab_connection(connection_id).await?;
-                    if again.is_some_and(|(_, t)| t.tokens != stored.tokens) {
-                        return Err(JobError::Retry {
-                            message: "GitLab sign-in was refreshed by another process".into(),
-                            after_ms: Some(0),
-                        });
-                    }
-                    return Err(JobError::Permanent(format!(
-                        "GitLab refused to refresh the sign-in of {} ({reason}); sign in again",
-                        conn.username
-                    )));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        } else {
-            tokens
-        };
-        Ok((
-            GitLabClient::new(self.http.clone(), &origin, &tokens.access_token),
-            conn,
+        Ok((conn, stored, tokens))
+    }
+
+    fn client_as(
+        &self,
+        conn: &GitLabConnection,
+        tokens: &OAuthTokens,
+    ) -> Result<GitLabClient, JobError> {
+        let origin = self.allowed(&conn.gitlab_url)?;
+        Ok(GitLabClient::new(
+            self.http.clone(),
+            &origin,
+            &tokens.access_token,
         ))
+    }
+
+    /// Refreshes the sign-in, holding its refresh lock, and persists the rotated pair (compare-and-swap)
+    /// before it is used, so that a crash never strands a revoked refresh token.
+    async fn refresh(
+        &self,
+        store: &Store,
+        connection_id: i64,
+        now_ms: i64,
+    ) -> Result<(GitLabConnection, OAuthTokens), JobError> {
+        // Read again under the lock: the previous holder may have refreshed it just now.
+        let (conn, stored, tokens) = self.stored_sign_in(store, connection_id).await?;
+        if !tokens.needs_refresh(now_ms) {
+            return Ok((conn, tokens));
+        }
+        self.allowed(&conn.gitlab_url)?;
+        let app = self.app_for(&conn.gitlab_url).ok_or_else(|| {
+            JobError::Permanent(format!(
+                "no OAuth application for {} in GFJ_GITLAB_OAUTH_APPS",
+                conn.gitlab_url
+            ))
+        })?;
+        match oauth::refresh(&self.http, app, &tokens, now_ms).await {
+            Ok(fresh) => {
+                let json = serde_json::to_string(&fresh).expect("tokens serialise");
+                if store
+                    .swap_gitlab_connection_tokens(&conn, &stored, &json, now_ms)
+                    .await?
+                {
+                    tracing::info!(connection = conn.id, user = %conn.username, "refreshed the GitLab sign-in");
+                    Ok((conn, fresh))
+                } else {
+                    // Only when a holder's lock ran out mid-refresh: the stored pair is the one GitLab
+                    // knows about.
+                    Err(JobError::Retry {
+                        message: "GitLab sign-in was refreshed concurrently".into(),
+                        after_ms: Some(0),
+                    })
+                }
+            }
+            // Under the lock, nobody else presented this refresh token: GitLab revoked the sign-in.
+            Err(gfj_gitlab_client::GitLabError::OAuthRejected(reason)) => {
+                Err(JobError::Permanent(format!(
+                    "GitLab refused to refresh the sign-in of {} ({reason}); sign in again",
+                    conn.username
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }

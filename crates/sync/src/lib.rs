@@ -15,7 +15,8 @@
 //! - `replay`: REST records through the same paths, for `backfill` and `reconcile`;
 //! - `backfill`, `coverage` (which projects a subscription covers; plans a new project's backfill),
 //!   `reconcile`, `hooks`, `teardown`, `linking`;
-//! - `dispatch`: job → handler; `runner`: claims, leases and outcomes.
+//! - `dispatch`: job → handler; `runner`: claims, leases and outcomes; `upkeep`: periodic work, once
+//!   per interval across replicas.
 
 mod audit;
 pub mod backfill;
@@ -33,6 +34,7 @@ mod replay;
 mod runner;
 pub mod shared;
 mod teardown;
+pub mod upkeep;
 
 pub use context::Handlers;
 pub use runner::{JobHandler, Runner, RunnerConfig};

@@ -134,9 +134,15 @@ impl Runner {
         if in_flight.is_empty() {
             return;
         }
-        tracing::info!(jobs = in_flight.len(), "draining: letting running jobs finish");
+        tracing::info!(
+            jobs = in_flight.len(),
+            "draining: letting running jobs finish"
+        );
         let all_done = async { while in_flight.join_next().await.is_some() {} };
-        if tokio::time::timeout(self.config.drain, all_done).await.is_err() {
+        if tokio::time::timeout(self.config.drain, all_done)
+            .await
+            .is_err()
+        {
             tracing::info!(
                 jobs = in_flight.len(),
                 "handing back the jobs still running"

@@ -1,6 +1,6 @@
 //! What jobs share in one process besides the store: settings of the backfill, caches of what every
-//! backfill page of a project needs from GitLab, and the locks that serialise outbox flushes and GitLab
-//! membership checks.
+//! backfill page of a project needs from GitLab, and the lock that serialises GitLab membership checks.
+//! (Work that one replica at a time must own takes locks in the database: `gfj_store::locks`.)
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,14 +29,12 @@ impl Default for BackfillSettings {
 
 /// What the backfill's jobs share in one process: what every page of a project needs from GitLab besides
 /// the page itself, read once per project and kept a few minutes (reading it per page would add a
-/// request to each) — the project as webhooks describe it, and the titles and descriptions of its open
-/// merge requests by source branch (branches carry their keys, as in GitLab) — and the lock that lets
-/// one outbox flush per subscription run at a time.
+/// request to each): the project as webhooks describe it, and the titles and descriptions of its open
+/// merge requests by source branch (branches carry their keys, as in GitLab).
 #[derive(Default)]
 pub struct BackfillShared {
     entries: Mutex<HashMap<i64, (i64, Project)>>,
     open_mr_texts: Mutex<HashMap<i64, (i64, Arc<OpenMergeRequestTexts>)>>,
-    flushing: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 pub(crate) type OpenMergeRequestTexts = HashMap<String, Vec<String>>;
@@ -65,16 +63,6 @@ impl BackfillShared {
         }
         entries.insert(project_id, (now_ms, p.clone()));
         Ok(Some(p))
-    }
-
-    /// The lock one subscription's outbox flushes take.
-    pub(crate) fn flush_lock(&self, subscription_id: i64) -> Arc<tokio::sync::Mutex<()>> {
-        self.flushing
-            .lock()
-            .unwrap()
-            .entry(subscription_id)
-            .or_default()
-            .clone()
     }
 
     pub(crate) async fn open_mr_texts(

@@ -74,7 +74,6 @@ async fn a_panicking_job_is_a_failed_attempt_and_dies_after_the_last(db: TestDat
     db.drop_database().await;
 }
 
-
 /// A handler that never finishes on its own and says when it is stopped.
 struct RunsUntilStopped {
     started: tokio::sync::mpsc::UnboundedSender<()>,

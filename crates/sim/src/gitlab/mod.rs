@@ -125,6 +125,7 @@ struct Shared {
     clock_offset_ms: std::sync::atomic::AtomicI64,
     limits: Mutex<limits::Limits>,
     oauth: Mutex<oauth::OAuth>,
+    refresh_hold: oauth::RefreshHold,
     /// For webhook deliveries; GitLab gives up on a receiver after about 10 s.
     http: reqwest::Client,
     /// `GitLabSim::set_signing_tokens_supported(false)`.
@@ -184,6 +185,7 @@ impl GitLabSim {
             clock_offset_ms: Default::default(),
             limits: Mutex::default(),
             oauth: Mutex::default(),
+            refresh_hold: Default::default(),
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(10))
                 .build()?,

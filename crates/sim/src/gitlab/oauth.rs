@@ -135,7 +135,58 @@ impl OAuth {
     }
 }
 
+/// Refresh answers held back after GitLab has rotated the pair ([`GitLabSim::hold_next_refreshes`]): a
+/// client whose answer is slow while another presents the refresh token it just used.
+pub(super) struct RefreshHold {
+    remaining: std::sync::Mutex<usize>,
+    held: tokio::sync::watch::Sender<usize>,
+    released: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for RefreshHold {
+    fn default() -> Self {
+        Self {
+            remaining: Default::default(),
+            held: tokio::sync::watch::channel(0).0,
+            released: tokio::sync::watch::channel(0).0,
+        }
+    }
+}
+
+impl RefreshHold {
+    /// Waits for a release if this answer is one of those to hold.
+    async fn hold_if_asked(&self) {
+        let mut released = self.released.subscribe();
+        {
+            let mut remaining = self.remaining.lock().unwrap();
+            if *remaining == 0 {
+                return;
+            }
+            *remaining -= 1;
+        }
+        self.held.send_modify(|n| *n += 1);
+        let _ = released.changed().await;
+    }
+}
+
 impl GitLabSim {
+    /// The next `n` successful refreshes rotate the pair at once but answer only after
+    /// [`GitLabSim::release_refreshes`].
+    pub fn hold_next_refreshes(&self, n: usize) {
+        *self.shared.refresh_hold.remaining.lock().unwrap() = n;
+    }
+
+    /// Waits until at least `n` refresh answers are held.
+    pub async fn wait_until_refreshes_held(&self, n: usize) {
+        let mut held = self.shared.refresh_hold.held.subscribe();
+        let _ = held.wait_for(|h| *h >= n).await;
+    }
+
+    /// Sends every held refresh answer.
+    pub fn release_refreshes(&self) {
+        self.shared.refresh_hold.released.send_modify(|g| *g += 1);
+    }
+
     /// Registers a confidential OAuth application; returns its `(client_id, secret)`.
     pub fn add_oauth_application(&self, redirect_uri: &str) -> (String, String) {
         let client_id = crate::random_hex(32);
@@ -434,7 +485,11 @@ async fn token(
             ));
         }
     };
+    let refreshed = grant_type == "refresh_token";
     s.oauth.lock().unwrap().grants.push(grant_type);
+    if refreshed {
+        s.refresh_hold.hold_if_asked().await;
+    }
     Ok((
         [
             (header::CACHE_CONTROL, "no-store"),
