@@ -1023,6 +1023,23 @@ async fn replicas_with_wrong_clocks_agree_on_the_databases_time(db: TestDatabase
     for clock in [&ahead, &behind] {
         assert!((clock.now_ms() - database).abs() < 1_000);
     }
+    // A lease taken by the replica whose machine is an hour slow is not over for the one an hour fast
+    // (read on their machine clocks, the fast one would take the job at once).
+    let due = store.database_now_ms().await.unwrap();
+    enqueue_one(&store, due).await;
+    let taken = store
+        .claim("slow", behind.now_ms(), 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    assert!(
+        store
+            .claim("fast", ahead.now_ms(), 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the lease holds on the database's time"
+    );
     let mut last = ahead.now_ms();
     for _ in 0..1_000 {
         let now = ahead.now_ms();
@@ -1031,6 +1048,16 @@ async fn replicas_with_wrong_clocks_agree_on_the_databases_time(db: TestDatabase
     }
     store.close().await;
     db.drop_database().await;
+}
+
+async fn enqueue_one(store: &gfj_store::Store, run_at: i64) {
+    assert_eq!(
+        store
+            .enqueue(&[job("one", None, run_at)], run_at)
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 /// SQLite serves one `serve` process: its queue has no leases between processes. The second one on a
