@@ -49,14 +49,15 @@ async fn start(vars: &[(String, String)], run: usize) -> Serve {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let base = vars
+    // Its own address: behind a balancer, the public one may be answered by another replica.
+    let listen = vars
         .iter()
-        .find(|(k, _)| k == "GFJ_BASE_URL")
+        .find(|(k, _)| k == "GFJ_LISTEN")
         .unwrap()
         .1
         .clone();
     eventually("serve answers /readyz", || async {
-        reqwest::get(format!("{base}/readyz"))
+        reqwest::get(format!("http://{listen}/readyz"))
             .await
             .is_ok_and(|r| r.status() == 200)
     })
@@ -163,6 +164,181 @@ test_on_both_databases!(
     chaos_loses_nothing_and_leaves_nothing_stale,
     sigkill_mid_job_loses_nothing_and_sigterm_exits_cleanly
 );
+
+/// A stream of mixed GitLab activity, and what Jira must show for it at the end.
+struct Workload<'a> {
+    gitlab: &'a GitLabSim,
+    jira: &'a JiraSim,
+    user: i64,
+    want: Expected,
+    /// Events GitLab produced (webhooks and silent changes alike).
+    events: usize,
+    n: usize,
+}
+
+impl<'a> Workload<'a> {
+    fn new(gitlab: &'a GitLabSim, jira: &'a JiraSim, user: i64) -> Self {
+        Self {
+            gitlab,
+            jira,
+            user,
+            want: Expected::default(),
+            events: 0,
+            n: 0,
+        }
+    }
+
+    /// A fresh issue key.
+    fn next(&mut self, prefix: &str) -> String {
+        self.n += 1;
+        format!("{prefix}-{}", self.n)
+    }
+
+    /// A keyed commit pushed to `p`'s default branch.
+    async fn push_to_main(&mut self, p: i64, what: &str) {
+        let key = self.next("DOWN");
+        let sha = self
+            .gitlab
+            .push(p, "main", &[&format!("{key} {what}")], self.user)
+            .await;
+        self.want.commits.push((key, sha[0].clone()));
+        self.events += 1;
+    }
+
+    /// Step `i` of round `round` on project `p`: one of ten kinds of activity, and a burst of Jira
+    /// 429/503 every 25 steps. The `i % 20 == 9` steps deploy to a protected environment, which
+    /// `p` must have.
+    async fn step(&mut self, p: i64, round: usize, i: usize) {
+        let (jira, user) = (self.jira, self.user);
+        if i % 25 == 0 {
+            jira.inject([
+                Fault::RateLimited {
+                    retry_after_secs: 1,
+                },
+                Fault::ServerError(503),
+                Fault::ServerError(503),
+            ]);
+        }
+        match i % 10 {
+            // Pushes to the default branch.
+            0..=2 => {
+                let key = self.next("CH");
+                let sha = self
+                    .gitlab
+                    .push(p, "main", &[&format!("{key} work")], user)
+                    .await;
+                self.want.commits.push((key, sha[0].clone()));
+                self.events += 1;
+            }
+            // Pushes to an issue branch, reused so that heads move.
+            3..=5 => {
+                let branch_key = format!("BR{}-{}", i % 2, i % 7);
+                let branch = format!("feature/{branch_key}");
+                let key = self.next("CH");
+                let sha = self
+                    .gitlab
+                    .push(p, &branch, &[&format!("{key} on a branch")], user)
+                    .await;
+                self.want.commits.push((key, sha[0].clone()));
+                self.want
+                    .branches
+                    .insert(branch_key, (branch, sha[0].clone()));
+                self.events += 1;
+            }
+            // One push of four refs: GitLab sends no webhook at all.
+            6 => {
+                let keys: Vec<String> = (0..4).map(|_| self.next("SILENT")).collect();
+                let msgs: Vec<[&str; 1]> = keys.iter().map(|k| [k.as_str()]).collect();
+                let names = ["silent-a", "silent-b", "silent-c", "silent-d"];
+                let updates: Vec<(&str, &[&str])> = names
+                    .iter()
+                    .copied()
+                    .zip(msgs.iter().map(|m| &m[..]))
+                    .collect();
+                let shas = self.gitlab.push_refs(p, &updates, user).await;
+                for (key, sha) in keys.into_iter().zip(shas) {
+                    self.want.commits.push((key, sha[0].clone()));
+                }
+                self.events += 4;
+            }
+            // A merge request opened from an issue branch, merged two rounds of ten later.
+            7 => {
+                let key = self.next("MR");
+                let branch = format!("mr/{key}");
+                self.gitlab.push(p, &branch, &["prepare"], user).await;
+                let mr = self
+                    .gitlab
+                    .open_merge_request(p, &branch, "main", &format!("{key} change"), "", user)
+                    .await;
+                self.events += 2;
+                if i % 20 == 7 {
+                    self.gitlab.merge_merge_request(p, mr.iid, user).await;
+                    self.want.merge_requests.insert(key, "MERGED");
+                    self.events += 1;
+                } else {
+                    self.want.merge_requests.insert(key, "OPEN");
+                }
+            }
+            // A feature flag toggled on (a webhook), then silently described anew (no webhook).
+            8 => {
+                let name = format!("flag_{round}_{i}");
+                let first = self.next("FF");
+                self.gitlab
+                    .create_feature_flag(p, &name, &first, false, vec![])
+                    .await;
+                self.gitlab
+                    .update_feature_flag(p, &name, None, Some(true))
+                    .await;
+                // GitLab's REST API hides flag ids; only the toggle's webhook tells it. A flag
+                // whose only webhook went nowhere (service down) cannot be known, by design.
+                let toggle_received = self.gitlab.deliveries().last().is_some_and(|d| {
+                    d.event == "Feature Flag Hook"
+                        && d.status.is_some_and(|s| (200..300).contains(&s))
+                });
+                let second = self.next("FF");
+                self.gitlab
+                    .update_feature_flag(p, &name, Some(&second), None)
+                    .await;
+                if toggle_received {
+                    self.want.flags.insert(second, name);
+                }
+                self.want.gone_flag_keys.push(first);
+                self.events += 3;
+            }
+            // A deployment to "web"'s protected production: blocked, and no webhook says so.
+            9 if i % 20 == 9 => {
+                let key = self.next("DEP");
+                self.gitlab
+                    .push(p, "main", &[&format!("{key} release")], user)
+                    .await;
+                let deploy = JobSpec::deploy("deploy", "production", "production", false);
+                self.gitlab.run_pipeline(p, "main", &[deploy]).await;
+                self.want.pending_deployments.push(key);
+                self.events += 2;
+            }
+            // A pipeline on a branch of its own, running its test job to success.
+            _ => {
+                let key = self.next("PL");
+                let sha = self
+                    .gitlab
+                    .push(p, "ci", &[&format!("{key} faster tests")], user)
+                    .await;
+                self.want.commits.push((key.clone(), sha[0].clone()));
+                let pipeline = self
+                    .gitlab
+                    .run_pipeline(p, "ci", &[JobSpec::new("test", "test")])
+                    .await;
+                for status in ["running", "success"] {
+                    self.gitlab
+                        .set_job_status(p, pipeline.job_ids[0], status)
+                        .await;
+                }
+                self.want.builds.insert(key, pipeline.iid);
+                self.events += 4;
+            }
+        }
+    }
+}
 
 /// What the Jira panel must show at the end, as the test made it happen in GitLab.
 #[derive(Default)]
@@ -294,148 +470,22 @@ async fn chaos_loses_nothing_and_leaves_nothing_stale(db: TestDatabase) {
     };
     link::link(&settings, &store, req, now_ms()).await.unwrap();
 
-    let mut want = Expected::default();
-    let mut events = 0;
-    let mut n = 0;
-    let mut next = |prefix: &str| {
-        n += 1;
-        format!("{prefix}-{n}")
-    };
+    let mut work = Workload::new(&gitlab, &jira, user);
     for round in 0..3 {
         for i in 0..200 {
-            let p = projects[i % 2];
-            if i % 25 == 0 {
-                jira.inject([
-                    Fault::RateLimited {
-                        retry_after_secs: 1,
-                    },
-                    Fault::ServerError(503),
-                    Fault::ServerError(503),
-                ]);
-            }
-            match i % 10 {
-                // Pushes to the default branch.
-                0..=2 => {
-                    let key = next("CH");
-                    let sha = gitlab
-                        .push(p, "main", &[&format!("{key} work")], user)
-                        .await;
-                    want.commits.push((key, sha[0].clone()));
-                    events += 1;
-                }
-                // Pushes to an issue branch, reused so that heads move.
-                3..=5 => {
-                    let branch_key = format!("BR{}-{}", i % 2, i % 7);
-                    let branch = format!("feature/{branch_key}");
-                    let key = next("CH");
-                    let sha = gitlab
-                        .push(p, &branch, &[&format!("{key} on a branch")], user)
-                        .await;
-                    want.commits.push((key, sha[0].clone()));
-                    want.branches.insert(branch_key, (branch, sha[0].clone()));
-                    events += 1;
-                }
-                // One push of four refs: GitLab sends no webhook at all.
-                6 => {
-                    let keys: Vec<String> = (0..4).map(|_| next("SILENT")).collect();
-                    let msgs: Vec<[&str; 1]> = keys.iter().map(|k| [k.as_str()]).collect();
-                    let names = ["silent-a", "silent-b", "silent-c", "silent-d"];
-                    let updates: Vec<(&str, &[&str])> = names
-                        .iter()
-                        .copied()
-                        .zip(msgs.iter().map(|m| &m[..]))
-                        .collect();
-                    let shas = gitlab.push_refs(p, &updates, user).await;
-                    for (key, sha) in keys.into_iter().zip(shas) {
-                        want.commits.push((key, sha[0].clone()));
-                    }
-                    events += 4;
-                }
-                // A merge request opened from an issue branch, merged two rounds of ten later.
-                7 => {
-                    let key = next("MR");
-                    let branch = format!("mr/{key}");
-                    gitlab.push(p, &branch, &["prepare"], user).await;
-                    let mr = gitlab
-                        .open_merge_request(p, &branch, "main", &format!("{key} change"), "", user)
-                        .await;
-                    events += 2;
-                    if i % 20 == 7 {
-                        gitlab.merge_merge_request(p, mr.iid, user).await;
-                        want.merge_requests.insert(key, "MERGED");
-                        events += 1;
-                    } else {
-                        want.merge_requests.insert(key, "OPEN");
-                    }
-                }
-                // A feature flag toggled on (a webhook), then silently described anew (no webhook).
-                8 => {
-                    let name = format!("flag_{round}_{i}");
-                    let first = next("FF");
-                    gitlab
-                        .create_feature_flag(p, &name, &first, false, vec![])
-                        .await;
-                    gitlab.update_feature_flag(p, &name, None, Some(true)).await;
-                    // GitLab's REST API hides flag ids; only the toggle's webhook tells it. A flag
-                    // whose only webhook went nowhere (service down) cannot be known, by design.
-                    let toggle_received = gitlab.deliveries().last().is_some_and(|d| {
-                        d.event == "Feature Flag Hook"
-                            && d.status.is_some_and(|s| (200..300).contains(&s))
-                    });
-                    let second = next("FF");
-                    gitlab
-                        .update_feature_flag(p, &name, Some(&second), None)
-                        .await;
-                    if toggle_received {
-                        want.flags.insert(second, name);
-                    }
-                    want.gone_flag_keys.push(first);
-                    events += 3;
-                }
-                // A deployment to "web"'s protected production: blocked, and no webhook says so.
-                9 if i % 20 == 9 => {
-                    let key = next("DEP");
-                    gitlab
-                        .push(p, "main", &[&format!("{key} release")], user)
-                        .await;
-                    let deploy = JobSpec::deploy("deploy", "production", "production", false);
-                    gitlab.run_pipeline(p, "main", &[deploy]).await;
-                    want.pending_deployments.push(key);
-                    events += 2;
-                }
-                // A pipeline on a branch of its own, running its test job to success.
-                _ => {
-                    let key = next("PL");
-                    let sha = gitlab
-                        .push(p, "ci", &[&format!("{key} faster tests")], user)
-                        .await;
-                    want.commits.push((key.clone(), sha[0].clone()));
-                    let pipeline = gitlab
-                        .run_pipeline(p, "ci", &[JobSpec::new("test", "test")])
-                        .await;
-                    for status in ["running", "success"] {
-                        gitlab.set_job_status(p, pipeline.job_ids[0], status).await;
-                    }
-                    want.builds.insert(key, pipeline.iid);
-                    events += 4;
-                }
-            }
+            work.step(projects[i % 2], round, i).await;
             // Twice, in the middle of the stream: kill -9, keep GitLab busy meanwhile, restart.
             if round < 2 && i == 140 {
                 serve.child.kill().unwrap();
                 serve.child.wait().unwrap();
                 for _ in 0..20 {
-                    let key = next("DOWN");
-                    let sha = gitlab
-                        .push(projects[0], "main", &[&format!("{key} while down")], user)
-                        .await;
-                    want.commits.push((key, sha[0].clone()));
-                    events += 1;
+                    work.push_to_main(projects[0], "while down").await;
                 }
                 serve = start(&vars, round + 2).await;
             }
         }
     }
+    let (want, events) = (work.want, work.events);
     assert!(events >= 1000, "{events} events");
 
     // Converges: live events, retries, hook repair and reconciliation passes.
@@ -464,5 +514,345 @@ async fn chaos_loses_nothing_and_leaves_nothing_stale(db: TestDatabase) {
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     let _ = tokio::task::spawn_blocking(move || serve.child.wait()).await;
     store.close().await;
+    db.drop_database().await;
+}
+
+/// What Jira accepted, and how much of it it had accepted before with the same sequence number (the
+/// same work done twice).
+#[derive(Debug, Default)]
+struct Repeats {
+    requests: usize,
+    /// Requests all of whose entities had been accepted before.
+    repeated_requests: usize,
+    entities: usize,
+    repeated_entities: usize,
+    /// Repeated entities by kind.
+    by_kind: std::collections::BTreeMap<&'static str, usize>,
+}
+
+fn repeats_in(jira: &JiraSim) -> Repeats {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Repeats::default();
+    for r in jira.requests() {
+        if r.method != "POST" || !(200..300).contains(&r.status) {
+            continue;
+        }
+        let Some(body) = r.body else { continue };
+        let mut entities: Vec<(&'static str, String)> = Vec::new();
+        for repo in body["repositories"].as_array().into_iter().flatten() {
+            for kind in ["commits", "branches", "pullRequests"] {
+                for e in repo[kind].as_array().into_iter().flatten() {
+                    entities.push((kind, format!("{} {kind} {e}", repo["id"])));
+                }
+            }
+        }
+        for kind in ["builds", "deployments", "flags"] {
+            for e in body[kind].as_array().into_iter().flatten() {
+                entities.push((kind, format!("{kind} {e}")));
+            }
+        }
+        if entities.is_empty() {
+            continue;
+        }
+        out.requests += 1;
+        let mut all_repeated = true;
+        for (kind, entity) in entities {
+            out.entities += 1;
+            if seen.insert(entity) {
+                all_repeated = false;
+            } else {
+                out.repeated_entities += 1;
+                *out.by_kind.entry(kind).or_default() += 1;
+            }
+        }
+        if all_repeated {
+            out.repeated_requests += 1;
+        }
+    }
+    out
+}
+
+/// Waits for `child` to exit without holding up a runtime thread (the balancer runs on them).
+async fn exited(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve did not exit within 30 s of its signal");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Lines of the replicas' logs (every run of each) that contain `text`.
+fn log_lines_with(logs: &[std::path::PathBuf], text: &str) -> usize {
+    logs.iter()
+        .map(|l| {
+            read_log(l)
+                .lines()
+                .filter(|line| line.contains(text))
+                .count()
+        })
+        .sum()
+}
+
+/// Three `serve` processes on one PostgreSQL behind a round-robin balancer, as operators run them:
+/// over 2,000 mixed live events and the backfill of a 50-project group, while Jira answers bursts of
+/// 429 and 503, GitLab's API answers 503 for a while, and every few seconds one replica is killed
+/// (SIGKILL, or SIGTERM as in a rolling restart) and started again. At the end Jira shows what GitLab
+/// holds, nothing died in the queue, every hook in GitLab is one the service recorded, each periodic
+/// check ran once per interval across the three, and under 1% of what Jira accepted was sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_under_chaos_lose_nothing_and_repeat_little() {
+    use gfj_sim::gitlab::bulk::HistorySpec;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    const HOOK_CHECK_SECS: u64 = 5;
+    const RECONCILE_SECS: u64 = 10;
+    let db = TestDatabase::postgres().await;
+    let jira = JiraSim::start(JiraSimConfig::default()).await.unwrap();
+    let gitlab = GitLabSim::start().await.unwrap();
+    let balancer = gfj_sim::proxy::RoundRobin::start().await.unwrap();
+    let replica_vars: Vec<Vec<(String, String)>> = (0..3)
+        .map(|_| {
+            let mut vars = env(&db, gfj_sim::free_port(), &jira, &gitlab);
+            vars.retain(|(k, _)| k != "GFJ_BASE_URL");
+            vars.extend(
+                [
+                    ("GFJ_BASE_URL", balancer.base_url.clone()),
+                    ("GFJ_HOOK_CHECK_SECS", HOOK_CHECK_SECS.to_string()),
+                    ("GFJ_RECONCILE_SECS", RECONCILE_SECS.to_string()),
+                    ("GFJ_JOB_DRAIN_SECS", "2".to_owned()),
+                ]
+                .map(|(k, v)| (k.to_owned(), v)),
+            );
+            vars
+        })
+        .collect();
+    let started = Instant::now();
+    let mut replicas = Vec::new();
+    for (n, vars) in replica_vars.iter().enumerate() {
+        replicas.push(start(vars, n).await);
+    }
+    let logs: Arc<Mutex<Vec<std::path::PathBuf>>> =
+        Arc::new(Mutex::new(replicas.iter().map(|r| r.log.clone()).collect()));
+    balancer.set_backends(
+        replica_vars
+            .iter()
+            .map(|v| {
+                let listen = &v.iter().find(|(k, _)| k == "GFJ_LISTEN").unwrap().1;
+                format!("http://{listen}")
+            })
+            .collect(),
+    );
+    assert_eq!(jira.install(&balancer.base_url).await.unwrap(), 204);
+
+    // A group of 50 projects: two with live activity, 48 with history for the backfill.
+    let user = gitlab.add_user("ada", "glpat-ada");
+    let group = gitlab.add_group("acme", None, Plan::Free);
+    gitlab.add_member(group, user, 40);
+    let projects = [
+        gitlab.add_project(group, "api"),
+        gitlab.add_project(group, "web"),
+    ];
+    gitlab.add_environment(projects[1], "production", "production");
+    let approver = gitlab.add_user("approver", "glpat-approver");
+    gitlab.protect_environment(projects[1], "production", &[approver], 1);
+    let mut work = Workload::new(&gitlab, &jira, user);
+    for n in 0..48u64 {
+        let project = gitlab.add_project(group, &format!("old{n:02}"));
+        let history = gitlab.seed_history(
+            project,
+            &HistorySpec {
+                commits: 12,
+                branches: 3,
+                merge_requests: 3,
+                key_project: "HIST".into(),
+                first_issue: n * 100,
+                span: Duration::from_secs(3 * 24 * 3600),
+                author_id: user,
+            },
+        );
+        for (sha, key) in history.commits {
+            work.want.commits.push((key, sha));
+        }
+        for b in history.branches {
+            work.want.commits.push((b.key.clone(), b.sha));
+            if let Some((_, state)) = b.merge_request {
+                let status = match state {
+                    "opened" => "OPEN",
+                    "merged" => "MERGED",
+                    _ => "DECLINED",
+                };
+                work.want.merge_requests.insert(b.key, status);
+            }
+        }
+    }
+    let settings = Settings::from_map(&replica_vars[0].iter().cloned().collect()).unwrap();
+    let store = settings.open_store().await.unwrap();
+    let req = LinkRequest {
+        site: jira.client_key().into(),
+        group: "acme".into(),
+        gitlab_url: gitlab.base_url.clone(),
+        gitlab_token: "glpat-ada".into(),
+        gitlab_connection: None,
+        hook_mode: HookMode::Auto,
+    };
+    link::link(&settings, &store, req, now_ms()).await.unwrap();
+    let progress = |what: &str| eprintln!("[{:>5.1} s] {what}", started.elapsed().as_secs_f64());
+    progress("linked");
+
+    // Every three seconds one replica goes down and comes back: two SIGKILLs, then a SIGTERM.
+    let replicas = Arc::new(tokio::sync::Mutex::new(replicas));
+    let (stop_chaos, mut chaos_stopped) = tokio::sync::watch::channel(false);
+    let chaos = {
+        let (replicas, logs, replica_vars) = (replicas.clone(), logs.clone(), replica_vars.clone());
+        tokio::spawn(async move {
+            let mut restarts = 0usize;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(3)) => {}
+                    _ = chaos_stopped.changed() => return restarts,
+                }
+                let which = restarts % 3;
+                let mut replicas = replicas.lock().await;
+                let victim = &mut replicas[which];
+                if restarts % 3 == 2 {
+                    let pid = victim.child.id().to_string();
+                    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+                } else {
+                    victim.child.kill().unwrap();
+                }
+                let status = exited(&mut victim.child).await;
+                if restarts % 3 == 2 {
+                    assert_eq!(
+                        status.code(),
+                        Some(0),
+                        "SIGTERM exits 0; log:\n{}",
+                        read_log(&victim.log)
+                    );
+                }
+                restarts += 1;
+                *victim = start(&replica_vars[which], 10 + restarts).await;
+                logs.lock().unwrap().push(victim.log.clone());
+            }
+        })
+    };
+
+    for round in 0..6 {
+        for i in 0..200 {
+            work.step(projects[i % 2], round, i).await;
+            // GitLab's API fails for a while, twice.
+            if round % 3 == 1 && i == 50 {
+                gitlab.fail_next(60, 503);
+            }
+        }
+        progress(&format!("round {round}: {} events", work.events));
+    }
+    let (want, events) = (work.want, work.events);
+    assert!(events >= 2_000, "{events} events");
+    stop_chaos.send(true).unwrap();
+    let restarts = chaos.await.unwrap();
+    progress(&format!("{restarts} restarts; converging"));
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let missing = want.differences(&jira);
+        let tasks = store.backfill_tasks(None).await.unwrap();
+        let backfilled = !tasks.is_empty()
+            && tasks
+                .iter()
+                .all(|t| t.state == gfj_store::backfill::TaskState::Done);
+        if missing.is_empty() && backfilled {
+            break;
+        }
+        progress(&format!(
+            "{} differences, backfill done: {backfilled}, e.g. {:?}",
+            missing.len(),
+            missing.first()
+        ));
+        assert!(
+            Instant::now() < deadline,
+            "{} differences after 120 s (backfill done: {backfilled}), e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)],
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Nothing was given up on.
+    let queue = store.queue_stats(now_ms()).await.unwrap();
+    assert_eq!(
+        queue.dead,
+        0,
+        "dead jobs: {:?}",
+        store.jobs().await.unwrap()
+    );
+    // No orphaned hook: GitLab holds exactly the hooks the service recorded, one per project.
+    let sub = store.subscriptions().await.unwrap()[0].id;
+    let mut recorded: Vec<i64> = store
+        .subscription_hooks(sub)
+        .await
+        .unwrap()
+        .iter()
+        .map(|h| h.hook_id)
+        .collect();
+    recorded.sort();
+    let mut in_gitlab: Vec<i64> = gitlab.hooks().iter().map(|h| h.id).collect();
+    in_gitlab.sort();
+    assert_eq!(in_gitlab, recorded, "hooks in GitLab are the recorded ones");
+    assert_eq!(recorded.len(), 50);
+
+    // Stop all three as a rolling restart would, then count the periodic runs in their logs.
+    for r in replicas.lock().await.iter_mut() {
+        let pid = r.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert_eq!(exited(&mut r.child).await.code(), Some(0));
+    }
+    let elapsed = started.elapsed().as_secs();
+    let logs = logs.lock().unwrap().clone();
+    let hook_checks = log_lines_with(&logs, "queued the periodic hook checks");
+    let reconciles = log_lines_with(&logs, "queued the periodic reconciliation");
+    let repeats = repeats_in(&jira);
+    let share = |part: usize, of: usize| part as f64 * 100.0 / of.max(1) as f64;
+    println!(
+        "three replicas, {elapsed} s: {events} GitLab events, {restarts} restarts; Jira accepted {} \
+         requests, {} sent again ({:.2}%), with {} entities, {} sent again ({:.2}%, by kind {:?}); \
+         {hook_checks} hook-check runs (every {HOOK_CHECK_SECS} s), {reconciles} reconciliation runs \
+         (every {RECONCILE_SECS} s)",
+        repeats.requests,
+        repeats.repeated_requests,
+        share(repeats.repeated_requests, repeats.requests),
+        repeats.entities,
+        repeats.repeated_entities,
+        share(repeats.repeated_entities, repeats.entities),
+        repeats.by_kind,
+    );
+    let most = |every: u64| (elapsed / every + 1) as usize;
+    assert!(
+        hook_checks <= most(HOOK_CHECK_SECS),
+        "hook checks ran {hook_checks} times in {elapsed} s"
+    );
+    assert!(
+        hook_checks + 3 >= most(HOOK_CHECK_SECS),
+        "hook checks ran only {hook_checks} times in {elapsed} s"
+    );
+    assert!(
+        reconciles <= most(RECONCILE_SECS) && reconciles + 3 >= most(RECONCILE_SECS),
+        "reconciliation ran {reconciles} times in {elapsed} s"
+    );
+    assert!(restarts >= 5, "{restarts} restarts");
+    assert!(
+        share(repeats.repeated_requests, repeats.requests) < 1.0,
+        "{repeats:?}"
+    );
+    store.close().await;
+    for log in logs {
+        let _ = std::fs::remove_file(log);
+    }
     db.drop_database().await;
 }

@@ -14,25 +14,18 @@ impl Store {
         name: &str,
         flag_id: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
+        // One statement: replicas recording the same flag at once (its webhook here, a reconciliation
+        // there) both succeed, where a delete-then-insert let the second hit the primary key.
         sqlx::query(
-            "DELETE FROM feature_flag_ids WHERE subscription_id = $1 AND project_id = $2 AND name = $3",
-        )
-        .bind(subscription_id.0)
-        .bind(project_id.0)
-        .bind(name)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO feature_flag_ids (subscription_id, project_id, name, flag_id) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO feature_flag_ids (subscription_id, project_id, name, flag_id) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (subscription_id, project_id, name) DO UPDATE SET flag_id = excluded.flag_id",
         )
         .bind(subscription_id.0)
         .bind(project_id.0)
         .bind(name)
         .bind(flag_id)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 

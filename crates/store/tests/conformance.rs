@@ -809,6 +809,7 @@ test_on_both_databases!(
     locks_and_schedules_have_one_owner_across_replicas,
     the_backfill_cap_holds_when_replicas_start_tasks_at_once,
     replicas_with_wrong_clocks_agree_on_the_databases_time,
+    replicas_remember_the_same_feature_flag_at_once,
 );
 
 /// `n` stores on one database, as `n` replicas open it.
@@ -1083,5 +1084,39 @@ async fn one_serve_process_per_sqlite_file() {
             .unwrap()
             .is_none()
     );
+    db.drop_database().await;
+}
+
+/// A flag's webhook on one replica and a reconciliation pass on another record the same flag id at
+/// once: both succeed, and one row holds the newest id (a delete-then-insert let the second fail on
+/// the primary key under PostgreSQL's read-committed isolation).
+async fn replicas_remember_the_same_feature_flag_at_once(db: TestDatabase) {
+    let s = db.open().await;
+    s.upsert_installation(&install("k1", "secret"), 1)
+        .await
+        .unwrap();
+    let sub = SubscriptionId(
+        s.create_subscription(&subscription("k1", 5, "ha"), 2)
+            .await
+            .unwrap()
+            .id,
+    );
+    let replicas = replicas(&db, 6).await;
+    for round in 0..20 {
+        let outcomes = at_once(&replicas, move |r| async move {
+            r.remember_feature_flag(sub, ProjectId(7), &format!("flag-{round}"), 40 + round)
+                .await
+        })
+        .await;
+        for outcome in outcomes {
+            outcome.unwrap();
+        }
+    }
+    let known = s.known_feature_flags(sub, ProjectId(7)).await.unwrap();
+    assert_eq!(known.len(), 20);
+    for r in replicas {
+        r.close().await;
+    }
+    s.close().await;
     db.drop_database().await;
 }

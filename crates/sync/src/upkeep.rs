@@ -108,8 +108,16 @@ impl Upkeep {
                     }
                 }
             }
-            if let Err(e) = self.tick(&store, now).await {
-                tracing::warn!(error = %e, "periodic upkeep failed; trying again");
+            match self.tick(&store, now).await {
+                Ok(ticked) => {
+                    if let Some(n) = ticked.hook_checks {
+                        tracing::info!(subscriptions = n, "queued the periodic hook checks");
+                    }
+                    if let Some(n) = ticked.reconciles {
+                        tracing::info!(subscriptions = n, "queued the periodic reconciliation");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "periodic upkeep failed; trying again"),
             }
         }
     }
