@@ -5,11 +5,13 @@
 //! 3. Intake latency of ordinary webhooks at a steady 200/s, alone and while 8 MB pushes whose commit
 //!    message holds about a million distinct issue keys keep arriving (hostile payloads must not stall
 //!    intake), with the workers running and mapping them.
+//! 4. Event → Jira 2xx throughput with 1, 2 and 3 replicas on one PostgreSQL, Jira answering in 0 and
+//!    50 ms: what replicas buy when Jira's latency, not the machine, is the limit.
 //!
 //! `cargo bench --bench pipeline` (needs PostgreSQL like the tests; `GFJ_BENCH_SECS` sets the length of each
 //! intake run, default 5; `GFJ_BENCH_BODY_BYTES` the size of the pushes `wrk` posts, default 700;
-//! `GFJ_BENCH_PARTS` picks tables, e.g. `intake,hostile`, default all three:
-//! `intake,latency,hostile`). Intake is driven by `wrk`. Everything runs on loopback and stops by itself.
+//! `GFJ_BENCH_PARTS` picks tables, e.g. `intake,hostile`, default all four:
+//! `intake,latency,hostile,replicas`). Intake is driven by `wrk`. Everything runs on loopback and stops by itself.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -212,7 +214,9 @@ async fn bare_handler() -> String {
 }
 
 /// The service on `db`, with one Jira site and one subscription whose webhook token is `TOKEN`.
-async fn service(
+/// One `serve` replica on `db`, with workers when `workers`; returns its base URL, its store and what
+/// stops it.
+async fn replica(
     db: &TestDatabase,
     jira: Option<&JiraSim>,
     workers: bool,
@@ -237,6 +241,17 @@ async fn service(
     tokio::spawn(svc.run(listener, async move {
         let _ = stopped.await;
     }));
+    (base_url, store, stop)
+}
+
+/// A replica installed in `jira` (or with a stand-in installation) and a subscription hooking project 7;
+/// returns its webhook URL.
+async fn service(
+    db: &TestDatabase,
+    jira: Option<&JiraSim>,
+    workers: bool,
+) -> (String, Store, tokio::sync::oneshot::Sender<()>) {
+    let (base_url, store, stop) = replica(db, jira, workers).await;
     let client_key = match jira {
         Some(j) => {
             assert_eq!(j.install(&base_url).await.unwrap(), 204);
@@ -328,6 +343,66 @@ async fn latency(db: TestDatabase, n: usize, per_sec: u64) -> (Vec<u64>, usize) 
     store.close().await;
     db.drop_database().await;
     (lat, n)
+}
+
+/// Throughput from GitLab event to Jira 2xx with `replicas` replicas on one PostgreSQL behind a
+/// round-robin balancer, Jira answering after `jira_latency`: `n` pushes posted by 16 clients at once,
+/// timed from the first post until Jira stored the last. Returns events per second.
+async fn replica_throughput(replicas: usize, jira_latency: Duration, n: usize) -> f64 {
+    let db = TestDatabase::postgres().await;
+    let jira = JiraSim::start(JiraSimConfig::default()).await.unwrap();
+    jira.set_latency(jira_latency);
+    let (first, store, stop) = service(&db, Some(&jira), true).await;
+    let mut stops = vec![stop];
+    let mut backends = vec![first.trim_end_matches("/gitlab/webhook").to_owned()];
+    for _ in 1..replicas {
+        let (base_url, _, stop) = replica(&db, Some(&jira), true).await;
+        backends.push(base_url);
+        stops.push(stop);
+    }
+    let balancer = gfj_sim::proxy::RoundRobin::start().await.unwrap();
+    balancer.set_backends(backends);
+    let url = format!("{}/gitlab/webhook", balancer.base_url);
+    let started = Instant::now();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut posters = Vec::new();
+    for _ in 0..16 {
+        let (url, next) = (url.clone(), next.clone());
+        posters.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    return;
+                }
+                let mut req = client
+                    .post(&url)
+                    .body(push_body(i))
+                    .header("content-type", "application/json")
+                    .header("idempotency-key", format!("replicas-{i}"));
+                for (k, v) in webhook_headers() {
+                    req = req.header(k, v);
+                }
+                assert!(req.send().await.unwrap().status().is_success());
+            }
+        }));
+    }
+    for p in posters {
+        p.await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let stored = || jira.requests().iter().filter(|r| r.status == 202).count();
+    while stored() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(stored(), n, "every event reached Jira");
+    for stop in stops {
+        let _ = stop.send(());
+    }
+    store.close().await;
+    db.drop_database().await;
+    n as f64 / elapsed
 }
 
 /// A push whose one commit message is `bytes` long and made of distinct issue keys.
@@ -444,7 +519,7 @@ fn main() {
         .unwrap();
     rt.block_on(async move {
         println!("# gitlab-for-jira pipeline benchmark ({CONNECTIONS} connections, {secs} s per intake run)\n");
-        let parts = std::env::var("GFJ_BENCH_PARTS").unwrap_or_else(|_| "intake,latency,hostile".into());
+        let parts = std::env::var("GFJ_BENCH_PARTS").unwrap_or_else(|_| "intake,latency,hostile,replicas".into());
         let part = |name: &str| parts.split(',').any(|p| p.trim() == name);
         if part("intake") {
         let bare = load(&bare_handler().await, &[], secs).await;
@@ -473,6 +548,20 @@ fn main() {
             let (lat, n) = latency(db, 500, 100).await;
             let ms = |p: f64| percentile(&lat, p) as f64 / 1000.0;
             println!("| {name} | {}/{n} | {:.2} | {:.2} | {:.2} |", lat.len(), ms(0.5), ms(0.99), ms(1.0));
+        }
+        }
+        if part("replicas") {
+        println!("\n| replicas on one PostgreSQL (in one process, behind a round-robin balancer) | Jira answers in | events → Jira 2xx per s | ratio to 1 replica |");
+        println!("|---|---|---|---|");
+        for (latency, n) in [(Duration::ZERO, 3_000), (Duration::from_millis(50), 1_500)] {
+            let mut one = 0.0;
+            for replicas in 1..=3 {
+                let rate = replica_throughput(replicas, latency, n).await;
+                if replicas == 1 {
+                    one = rate;
+                }
+                println!("| {replicas} | {} ms | {rate:.0} | {:.2} |", latency.as_millis(), rate / one);
+            }
         }
         }
         if part("hostile") {

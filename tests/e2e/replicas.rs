@@ -61,6 +61,7 @@ fn claimed(job: &Job) -> QueuedJob {
         max_attempts: new.max_attempts,
         created_at: 0,
         coalesce_key: new.coalesce_key,
+        coalesce_seq: new.coalesce_seq,
     }
 }
 
@@ -360,7 +361,48 @@ async fn a_sign_in_is_refreshed_once_across_replicas_and_the_loser_uses_the_new_
     app.stop().await;
 }
 
+/// Found by the chaos test: reconciliation passes of later intervals started while one was still
+/// running, each resending the same window, until the queue held a pass per interval and none finished.
+/// Now a pass on one replica while another holds the subscription's pass reads nothing from GitLab.
+async fn one_reconciliation_pass_per_subscription_runs_at_a_time(db: TestDatabase) {
+    let app = TestApp::start_with(db, false).await;
+    app.linked_world(2).await;
+    let sub = app.store.subscriptions().await.unwrap()[0].clone();
+    let pass = |interval| {
+        Job::Reconcile(gfj_core::jobs::Reconcile {
+            subscription_id: sub.id,
+            interval,
+        })
+    };
+    let other = replica(&app).await;
+    let held = other
+        .store
+        .try_lock(&format!("reconcile:{}", sub.id), now_ms(), 60_000)
+        .await
+        .unwrap()
+        .expect("the other replica runs a pass");
+    let mine = replica(&app).await;
+    let before = app.gitlab.requests().len();
+    mine.run(&pass(2)).await.unwrap();
+    assert_eq!(
+        app.gitlab.requests().len(),
+        before,
+        "the pass held elsewhere read nothing"
+    );
+    other.store.unlock(held).await.unwrap();
+    mine.run(&pass(3)).await.unwrap();
+    assert!(
+        app.gitlab.requests().len() > before,
+        "once free, a pass reads GitLab"
+    );
+    for r in [other, mine] {
+        r.store.close().await;
+    }
+    app.stop().await;
+}
+
 test_on_both_databases!(
+    one_reconciliation_pass_per_subscription_runs_at_a_time,
     a_sign_in_is_refreshed_once_across_replicas_and_the_loser_uses_the_new_pair,
     one_replica_at_a_time_sends_a_subscriptions_outbox,
     periodic_checks_run_once_per_interval_across_replicas,

@@ -31,6 +31,9 @@ pub struct Queueing {
     pub dedup_key: Option<String>,
     /// Jobs with the same key update the same thing: an older one defers to a newer one.
     pub coalesce_key: Option<String>,
+    /// What "newer" means among them: the delivery's sequence number. Replicas queue in their own
+    /// batches, so a later delivery can get the lower job id; without it, the id decides.
+    pub coalesce_seq: Option<i64>,
     pub max_attempts: i64,
 }
 
@@ -62,6 +65,10 @@ impl Job {
 
     /// How each kind is queued, all in one place.
     pub fn queueing(&self) -> Queueing {
+        let coalesce_seq = match self {
+            Job::GitlabEvent(e) if e.entity_key.is_some() => Some(e.seq),
+            _ => None,
+        };
         let (dedup_key, coalesce_key) = match self {
             Job::GitlabEvent(e) => (
                 e.delivery_id
@@ -99,6 +106,7 @@ impl Job {
         Queueing {
             dedup_key,
             coalesce_key,
+            coalesce_seq,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
         }
     }

@@ -301,27 +301,19 @@ impl Store {
         connection_id: i64,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "DELETE FROM jira_gitlab_sign_ins WHERE client_key = $1 AND account_id = $2 AND gitlab_url = $3",
-        )
-        .bind(&user.client_key)
-        .bind(&user.account_id)
-        .bind(gitlab_url)
-        .execute(&mut *tx)
-        .await?;
+        // One statement, so that two sign-ins of one user finishing at once cannot collide.
         sqlx::query(
             "INSERT INTO jira_gitlab_sign_ins (client_key, account_id, gitlab_url, connection_id, updated_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (client_key, account_id, gitlab_url) \
+             DO UPDATE SET connection_id = excluded.connection_id, updated_at = excluded.updated_at",
         )
         .bind(&user.client_key)
         .bind(&user.account_id)
         .bind(gitlab_url)
         .bind(connection_id)
         .bind(now_ms)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 

@@ -325,25 +325,20 @@ impl Store {
         hook: &Hook,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
+        // One statement, so that replicas recording a hook at once cannot collide on the key.
         sqlx::query(
-            "DELETE FROM subscription_hooks WHERE subscription_id = $1 AND scope = $2 AND target_id = $3",
+            "INSERT INTO subscription_hooks (subscription_id, scope, target_id, hook_id, state, checked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (subscription_id, scope, target_id) \
+             DO UPDATE SET hook_id = excluded.hook_id, state = excluded.state, checked_at = excluded.checked_at",
         )
         .bind(subscription_id)
         .bind(hook.scope.as_str())
         .bind(hook.target_id)
-        .execute(&mut *tx)
+        .bind(hook.hook_id)
+        .bind(HookState::Ok.as_str())
+        .bind(now_ms)
+        .execute(&self.pool)
         .await?;
-        sqlx::query("INSERT INTO subscription_hooks (subscription_id, scope, target_id, hook_id, state, checked_at) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(subscription_id)
-            .bind(hook.scope.as_str())
-            .bind(hook.target_id)
-            .bind(hook.hook_id)
-            .bind(HookState::Ok.as_str())
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
         Ok(())
     }
 

@@ -18,6 +18,7 @@ fn job(payload: &str, dedup: Option<&str>, run_at: i64) -> NewJob {
         run_at,
         max_attempts: 3,
         coalesce_key: None,
+        coalesce_seq: None,
     }
 }
 
@@ -810,6 +811,7 @@ test_on_both_databases!(
     the_backfill_cap_holds_when_replicas_start_tasks_at_once,
     replicas_with_wrong_clocks_agree_on_the_databases_time,
     replicas_remember_the_same_feature_flag_at_once,
+    the_newer_delivery_supersedes_whatever_its_job_id,
 );
 
 /// `n` stores on one database, as `n` replicas open it.
@@ -977,6 +979,7 @@ async fn sqlite_files_are_private_to_their_owner() {
                 run_at: 0,
                 max_attempts: 1,
                 coalesce_key: None,
+                coalesce_seq: None,
             }],
             0,
         )
@@ -1117,6 +1120,55 @@ async fn replicas_remember_the_same_feature_flag_at_once(db: TestDatabase) {
     for r in replicas {
         r.close().await;
     }
+    s.close().await;
+    db.drop_database().await;
+}
+
+/// Updates of one entity coalesce into the newest delivery. Two replicas commit their batches in any
+/// order, so the later delivery (higher sequence number) can get the lower job id: it must still be
+/// the one that is sent, and the older one the one skipped.
+async fn the_newer_delivery_supersedes_whatever_its_job_id(db: TestDatabase) {
+    let s = db.open().await;
+    let update = |payload: &str, seq: i64| NewJob {
+        coalesce_key: Some("1:mr:9".into()),
+        coalesce_seq: Some(seq),
+        ..job(payload, None, 0)
+    };
+    // The merge (sequence 200) is committed first; the open (sequence 100) after it.
+    s.enqueue(&[update("merge", 200)], 0).await.unwrap();
+    s.enqueue(&[update("open", 100)], 0).await.unwrap();
+    // An update queued without a sequence number (older rows) is ordered by id.
+    s.enqueue(
+        &[NewJob {
+            coalesce_key: Some("1:mr:10".into()),
+            ..job("unnumbered", None, 0)
+        }],
+        0,
+    )
+    .await
+    .unwrap();
+    s.enqueue(
+        &[NewJob {
+            coalesce_key: Some("1:mr:10".into()),
+            coalesce_seq: Some(1),
+            ..job("numbered", None, 0)
+        }],
+        0,
+    )
+    .await
+    .unwrap();
+    let claimed = s.claim("w", 0, 60_000, 10).await.unwrap();
+    let by_payload = |p: &str| claimed.iter().find(|j| j.payload == p).unwrap();
+    assert!(
+        s.superseded(by_payload("open")).await.unwrap(),
+        "the older delivery is skipped"
+    );
+    assert!(
+        !s.superseded(by_payload("merge")).await.unwrap(),
+        "the newer one is sent"
+    );
+    assert!(s.superseded(by_payload("unnumbered")).await.unwrap());
+    assert!(!s.superseded(by_payload("numbered")).await.unwrap());
     s.close().await;
     db.drop_database().await;
 }

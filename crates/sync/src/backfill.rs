@@ -29,7 +29,7 @@ use gfj_store::{Store, StoreError};
 
 use crate::JobError;
 use crate::context::{Handlers, off_runtime};
-use crate::jira_out::{SendOptions, site_of};
+use crate::jira_out::{OnPause, SendOptions, site_of};
 use crate::replay::{merge_request_event, within_window};
 
 /// Queues the planning of a subscription's backfill (after `link`).
@@ -217,6 +217,9 @@ impl Handlers {
         let opts = SendOptions {
             keys: ProjectKeys::new(self.store.site_project_keys(&sub.client_key).await?),
             history: true,
+            // A page of pipelines, deployments or flags is many requests: started over after a
+            // pause, it would resend what it had sent.
+            on_pause: OnPause::Wait,
         };
         let project = self
             .backfill_shared
@@ -680,8 +683,12 @@ impl Handlers {
                 }
                 let keys = entity_keys(&request);
                 let ck = &sub.client_key;
-                self.at_site(ck, self.store_devinfo(ck, &site, request))
-                    .await?;
+                self.at_site(
+                    ck,
+                    OnPause::Postpone,
+                    self.store_devinfo(ck, &site, request),
+                )
+                .await?;
                 sent.extend(keys);
                 // Rows whose every entity Jira now has leave the outbox at once: a later failure does
                 // not send them again.

@@ -53,8 +53,12 @@ impl Handlers {
                             .repositories
                             .iter()
                             .any(|r| !r.pull_requests.is_empty());
-                        self.at_site(ck, self.store_entities(ck, site, request, dropped_keys))
-                            .await?;
+                        self.at_site(
+                            ck,
+                            opts.on_pause,
+                            self.store_entities(ck, site, request, dropped_keys),
+                        )
+                        .await?;
                         if sends_pull_request {
                             // Reconciliation compares these with GitLab's list to find deletions.
                             self.store
@@ -79,7 +83,7 @@ impl Handlers {
                     None => Ok(()),
                     Some(build) => {
                         let props = properties(ev.project.id);
-                        self.at_site(ck, self.send(ck, site, props, vec![build]))
+                        self.at_site(ck, opts.on_pause, self.send(ck, site, props, vec![build]))
                             .await
                     }
                 }
@@ -98,7 +102,8 @@ impl Handlers {
                     None => Ok(()),
                     Some(d) => {
                         let props = properties(facts.project.id);
-                        self.at_site(ck, self.send(ck, site, props, vec![d])).await
+                        self.at_site(ck, opts.on_pause, self.send(ck, site, props, vec![d]))
+                            .await
                     }
                 }
             }
@@ -133,12 +138,12 @@ impl Handlers {
                         &props,
                         None,
                     );
-                    return self.at_site(ck, delete).await;
+                    return self.at_site(ck, opts.on_pause, delete).await;
                 };
                 match map_feature_flag(&facts, seq).and_then(|f| keys.filter_flag(f)) {
                     None => Ok(()),
                     Some(flag) => {
-                        self.at_site(ck, self.send(ck, site, props, vec![flag]))
+                        self.at_site(ck, opts.on_pause, self.send(ck, site, props, vec![flag]))
                             .await
                     }
                 }

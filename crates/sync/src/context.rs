@@ -32,6 +32,53 @@ pub struct Handlers {
     pub coverage_checks: CoverageChecks,
 }
 
+impl Handlers {
+    /// Runs `work` holding the database lock `name` ([`gfj_store::locks`]), renewed every third of
+    /// `hold_ms` while it runs, so that a holder that dies frees it within `hold_ms` however long the
+    /// work takes. `None` when another holds it, or when the lock ran out (the work is then stopped:
+    /// another holder may have started).
+    pub(crate) async fn while_locked<T>(
+        &self,
+        name: &str,
+        hold_ms: i64,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<Option<T>, gfj_store::StoreError> {
+        let Some(lock) = self
+            .store
+            .try_lock(name, self.clock.now_ms(), hold_ms)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let renewals = async {
+            let every = std::time::Duration::from_millis((hold_ms / 3).max(100) as u64);
+            loop {
+                tokio::time::sleep(every).await;
+                match self
+                    .store
+                    .renew_lock(&lock, self.clock.now_ms(), hold_ms)
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => tracing::warn!(lock = name, error = %e, "could not renew a lock"),
+                }
+            }
+        };
+        let outcome = tokio::select! {
+            done = work => Some(done),
+            () = renewals => {
+                tracing::warn!(lock = name, "a lock ran out while its work ran; the work was stopped");
+                None
+            }
+        };
+        if let Err(e) = self.store.unlock(lock).await {
+            tracing::warn!(lock = name, error = %e, "could not release a lock; it runs out on its own");
+        }
+        Ok(outcome)
+    }
+}
+
 /// The GitLab client acting for a subscription, made on first use (reading and, for an OAuth sign-in,
 /// perhaps refreshing its credentials) and then shared by every read of one job.
 pub(crate) struct LazyGitLab<'a> {

@@ -8,7 +8,6 @@ use std::collections::HashSet;
 use gfj_core::domain::HookState;
 use gfj_core::jobs::{CleanupScope, HookCheck, JiraCleanup, Job};
 use gfj_gitlab_client::{GitLabClient, GitLabError, HookInfo, HookScope};
-use gfj_store::locks::HeldLock;
 use gfj_store::subscriptions::{Hook, Subscription};
 use gfj_store::{Store, StoreError};
 
@@ -60,8 +59,9 @@ impl HookSecrets {
     }
 }
 
-/// How long a hook check holds its subscription's lock without renewing it (it renews per hook).
-const HOOK_CHECK_LOCK_MS: i64 = 300_000;
+/// A hook check's hold on its subscription's lock, renewed while it runs: a check whose replica dies
+/// frees it within this.
+const HOOK_CHECK_LOCK_MS: i64 = 30_000;
 
 /// Queues one `hook_check` per subscription for the current interval.
 pub async fn schedule_hook_checks(
@@ -83,25 +83,22 @@ impl Handlers {
         // One check of a subscription at a time across all replicas: two would each register a
         // missing hook, and the one not recorded would deliver twice, never to be removed.
         let name = format!("hook_check:{}", check.subscription_id);
-        let Some(lock) = self
-            .store
-            .try_lock(&name, self.clock.now_ms(), HOOK_CHECK_LOCK_MS)
+        match self
+            .while_locked(&name, HOOK_CHECK_LOCK_MS, self.check_hooks_locked(check))
             .await?
-        else {
-            tracing::info!(
-                subscription = check.subscription_id,
-                "hook check skipped: another worker is checking this subscription's hooks"
-            );
-            return Ok(());
-        };
-        let checked = self.check_hooks_locked(check, &lock).await;
-        if let Err(e) = self.store.unlock(lock).await {
-            tracing::warn!(error = %e, "could not release the hook-check lock; it runs out on its own");
+        {
+            Some(checked) => checked,
+            None => {
+                tracing::info!(
+                    subscription = check.subscription_id,
+                    "hook check skipped: another worker is checking this subscription's hooks"
+                );
+                Ok(())
+            }
         }
-        checked
     }
 
-    async fn check_hooks_locked(&self, check: &HookCheck, lock: &HeldLock) -> Result<(), JobError> {
+    async fn check_hooks_locked(&self, check: &HookCheck) -> Result<(), JobError> {
         let Some(sub) = self.store.subscription(check.subscription_id).await? else {
             return Ok(());
         };
@@ -122,17 +119,6 @@ impl Handlers {
                 .await?;
         }
         for status in self.store.subscription_hook_status(sub.id).await? {
-            if !self
-                .store
-                .renew_lock(lock, self.clock.now_ms(), HOOK_CHECK_LOCK_MS)
-                .await?
-            {
-                tracing::warn!(
-                    subscription = sub.id,
-                    "the hook-check lock ran out; another worker took the check over"
-                );
-                return Ok(());
-            }
             let since = status.checked_at.unwrap_or(sub.created_at);
             self.check_hook(&sub, &client, secrets.as_ref(), &status.hook, since)
                 .await?;

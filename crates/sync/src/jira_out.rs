@@ -28,13 +28,29 @@ use crate::context::Handlers;
 pub struct SendOptions {
     pub keys: ProjectKeys,
     pub history: bool,
+    pub on_pause: OnPause,
 }
+
+/// What a job does when the site is paused (after a 429) as it is about to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnPause {
+    /// Hands its worker back and runs again when the pause is over: a live event is one request.
+    Postpone,
+    /// Waits the pause out (up to [`LONGEST_PAUSE_WAITED_MS`]) and goes on: a job of many requests (a
+    /// reconciliation pass, a backfill page of pipelines) would otherwise start over, and resend what
+    /// it had sent, after every pause.
+    Wait,
+}
+
+/// The longest pause a job that waits pauses out sits through; a longer one postpones it.
+const LONGEST_PAUSE_WAITED_MS: i64 = 60_000;
 
 impl SendOptions {
     pub fn live(keys: ProjectKeys) -> Self {
         Self {
             keys,
             history: false,
+            on_pause: OnPause::Postpone,
         }
     }
 
@@ -146,7 +162,7 @@ impl Handlers {
             }
             Ok(())
         };
-        self.at_site(&c.client_key, calls).await
+        self.at_site(&c.client_key, OnPause::Postpone, calls).await
     }
 
     /// Runs calls to one Jira site under its shared state: nothing is sent while the site is paused after a
@@ -155,14 +171,24 @@ impl Handlers {
     pub(crate) async fn at_site(
         &self,
         client_key: &str,
+        on_pause: OnPause,
         calls: impl std::future::Future<Output = Result<(), JiraError>>,
     ) -> Result<(), JobError> {
         let now = self.clock.now_ms();
         if let Some(until) = self.store.site_paused_until(client_key, now).await? {
-            return Err(JobError::Postpone {
-                message: "Jira site paused after a 429".into(),
-                after_ms: until - now,
-            });
+            let wait_ms = until - now;
+            if on_pause == OnPause::Postpone || wait_ms > LONGEST_PAUSE_WAITED_MS {
+                return Err(JobError::Postpone {
+                    message: "Jira site paused after a 429".into(),
+                    after_ms: wait_ms,
+                });
+            }
+            // Spread over a second: every waiting job resuming at once would meet Jira together.
+            let spread_ms = (gfj_core::backoff::jitter() * 1_000.0) as i64;
+            tokio::time::sleep(std::time::Duration::from_millis(
+                (wait_ms + spread_ms).max(0) as u64,
+            ))
+            .await;
         }
         match calls.await {
             Ok(()) => {

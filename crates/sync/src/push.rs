@@ -74,6 +74,7 @@ impl Handlers {
         };
         self.at_site(
             &sub.client_key,
+            opts.on_pause,
             self.apply_push(&sub.client_key, site, action, seq, properties),
         )
         .await

@@ -18,7 +18,7 @@ use gfj_store::{Store, StoreError};
 
 use crate::JobError;
 use crate::context::Handlers;
-use crate::jira_out::{SendOptions, site_of};
+use crate::jira_out::{OnPause, SendOptions, site_of};
 use crate::replay::{merge_request_event, within_window};
 
 /// Changes are read from a little before the cursor, so that clock skew between GitLab and us loses
@@ -42,8 +42,34 @@ pub async fn schedule_reconciles(
     .await
 }
 
+/// A pass's hold on its subscription's lock, renewed while it runs: a pass whose replica dies frees it
+/// within this.
+const RECONCILE_LOCK_MS: i64 = 30_000;
+/// How long one pass waits out Jira's pauses (429 Retry-After) in all, before it is postponed whole.
+const MAX_PAUSE_WAIT_MS: i64 = 120_000;
+
 impl Handlers {
     pub(crate) async fn reconcile(&self, r: &Reconcile) -> Result<(), JobError> {
+        // One pass per subscription at a time across all replicas: passes of later intervals that
+        // start while one runs would each resend the same window. The running pass's cursors cover
+        // what they would have read; the next interval's pass reads on from them.
+        let name = format!("reconcile:{}", r.subscription_id);
+        match self
+            .while_locked(&name, RECONCILE_LOCK_MS, self.reconcile_locked(r))
+            .await?
+        {
+            Some(reconciled) => reconciled,
+            None => {
+                tracing::info!(
+                    subscription = r.subscription_id,
+                    "reconciliation skipped: another worker is reconciling this subscription"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    async fn reconcile_locked(&self, r: &Reconcile) -> Result<(), JobError> {
         let Some(sub) = self.store.subscription(r.subscription_id).await? else {
             return Ok(());
         };
@@ -52,10 +78,15 @@ impl Handlers {
         };
         let site = site_of(install);
         let keys = ProjectKeys::new(self.store.site_project_keys(&sub.client_key).await?);
-        let live = SendOptions::live(keys.clone());
+        // A pass waits out Jira's pauses rather than start over after each (see `OnPause`).
+        let live = SendOptions {
+            on_pause: OnPause::Wait,
+            ..SendOptions::live(keys.clone())
+        };
         let history = SendOptions {
             keys,
             history: true,
+            on_pause: OnPause::Wait,
         };
         let started = self.clock.now_ms();
         let seq = started.saturating_mul(1000);
@@ -79,6 +110,7 @@ impl Handlers {
             listed
         };
         let gaps = self.store.open_gaps(sub.id).await?;
+        let mut paused_ms = 0;
         for project_id in projects {
             let covering: Vec<_> = gaps
                 .iter()
@@ -96,8 +128,27 @@ impl Handlers {
             } else {
                 &live
             };
-            self.reconcile_project(&sub, &site, opts, &gitlab, project_id, since, seq)
-                .await?;
+            // A pass of many projects outlasts the pauses a busy Jira asks for: it waits them out
+            // and goes on with this project, rather than starting the whole pass again (which,
+            // under steady 429s, would never finish).
+            loop {
+                match self
+                    .reconcile_project(&sub, &site, opts, &gitlab, project_id, since, seq)
+                    .await
+                {
+                    Err(JobError::Postpone { after_ms, message })
+                        if paused_ms + after_ms <= MAX_PAUSE_WAIT_MS =>
+                    {
+                        tracing::debug!(subscription = sub.id, project = project_id, %message, after_ms, "reconciliation waits for Jira");
+                        paused_ms += after_ms.max(1);
+                        tokio::time::sleep(
+                            std::time::Duration::from_millis(after_ms.max(1) as u64),
+                        )
+                        .await;
+                    }
+                    outcome => break outcome?,
+                }
+            }
             let project_gaps: Vec<i64> = covering
                 .iter()
                 .filter(|g| g.scope == HookScope::Project)
@@ -199,7 +250,7 @@ impl Handlers {
                     &entity_id,
                     seq,
                 );
-                self.at_site(&sub.client_key, delete).await?;
+                self.at_site(&sub.client_key, opts.on_pause, delete).await?;
                 self.store
                     .forget_sent_merge_request(SubscriptionId(sub.id), ProjectId(project_id), mr_id)
                     .await?;

@@ -34,6 +34,7 @@ async fn a_panicking_job_is_a_failed_attempt_and_dies_after_the_last(db: TestDat
                 run_at: clock.now_ms(),
                 max_attempts,
                 coalesce_key: None,
+                coalesce_seq: None,
             }],
             clock.now_ms(),
         )
@@ -117,6 +118,7 @@ async fn a_job_that_lost_its_lease_is_stopped(db: TestDatabase) {
                 run_at: clock.now_ms(),
                 max_attempts: 5,
                 coalesce_key: None,
+                coalesce_seq: None,
             }],
             clock.now_ms(),
         )
@@ -174,6 +176,7 @@ async fn a_draining_runner_hands_back_what_it_cannot_finish(db: TestDatabase) {
         run_at: clock.now_ms(),
         max_attempts: 5,
         coalesce_key: None,
+        coalesce_seq: None,
     };
     store.enqueue(&[slow(1)], clock.now_ms()).await.unwrap();
     let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
