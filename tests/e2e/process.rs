@@ -88,15 +88,7 @@ async fn sigkill_mid_job_loses_nothing_and_sigterm_exits_cleanly(db: TestDatabas
     let project = gitlab.add_project(group, "api");
     let settings = Settings::from_map(&vars.iter().cloned().collect()).unwrap();
     let store = settings.open_store().await.unwrap();
-    let req = LinkRequest {
-        site: jira.client_key().into(),
-        group: "acme".into(),
-        gitlab_url: gitlab.base_url.clone(),
-        gitlab_token: "glpat-ada".into(),
-        gitlab_connection: None,
-        hook_mode: HookMode::Auto,
-    };
-    link::link(&settings, &store, req, now_ms()).await.unwrap();
+    link_acme(&settings, &store, &jira, &gitlab).await;
     // The (empty) project's backfill first, so that the held write is the push's.
     eventually("the backfill is done", || async {
         let tasks = store.backfill_tasks(None).await.unwrap();
@@ -164,6 +156,40 @@ test_on_both_databases!(
     chaos_loses_nothing_and_leaves_nothing_stale,
     sigkill_mid_job_loses_nothing_and_sigterm_exits_cleanly
 );
+
+/// User `ada` (Maintainer) and the Free group `acme` with projects `api` and `web`; deployments of
+/// `web` to production wait for an approval that never comes. Returns (user, group, projects).
+fn chaos_group(gitlab: &GitLabSim) -> (i64, i64, [i64; 2]) {
+    let user = gitlab.add_user("ada", "glpat-ada");
+    let group = gitlab.add_group("acme", None, Plan::Free);
+    gitlab.add_member(group, user, 40);
+    let projects = [
+        gitlab.add_project(group, "api"),
+        gitlab.add_project(group, "web"),
+    ];
+    gitlab.add_environment(projects[1], "production", "production");
+    let approver = gitlab.add_user("approver", "glpat-approver");
+    gitlab.protect_environment(projects[1], "production", &[approver], 1);
+    (user, group, projects)
+}
+
+/// Links `acme` to the Jira site as `ada`.
+async fn link_acme(
+    settings: &Settings,
+    store: &gfj_store::Store,
+    jira: &JiraSim,
+    gitlab: &GitLabSim,
+) {
+    let req = LinkRequest {
+        site: jira.client_key().into(),
+        group: "acme".into(),
+        gitlab_url: gitlab.base_url.clone(),
+        gitlab_token: "glpat-ada".into(),
+        gitlab_connection: None,
+        hook_mode: HookMode::Auto,
+    };
+    link::link(settings, store, req, now_ms()).await.unwrap();
+}
 
 /// A stream of mixed GitLab activity, and what Jira must show for it at the end.
 struct Workload<'a> {
@@ -447,28 +473,10 @@ async fn chaos_loses_nothing_and_leaves_nothing_stale(db: TestDatabase) {
             .unwrap(),
         204
     );
-    let user = gitlab.add_user("ada", "glpat-ada");
-    let group = gitlab.add_group("acme", None, Plan::Free);
-    gitlab.add_member(group, user, 40);
-    let projects = [
-        gitlab.add_project(group, "api"),
-        gitlab.add_project(group, "web"),
-    ];
-    // Deployments of "web" to production wait for an approval that never comes.
-    gitlab.add_environment(projects[1], "production", "production");
-    let approver = gitlab.add_user("approver", "glpat-approver");
-    gitlab.protect_environment(projects[1], "production", &[approver], 1);
+    let (user, _, projects) = chaos_group(&gitlab);
     let settings = Settings::from_map(&vars.iter().cloned().collect()).unwrap();
     let store = settings.open_store().await.unwrap();
-    let req = LinkRequest {
-        site: jira.client_key().into(),
-        group: "acme".into(),
-        gitlab_url: gitlab.base_url.clone(),
-        gitlab_token: "glpat-ada".into(),
-        gitlab_connection: None,
-        hook_mode: HookMode::Auto,
-    };
-    link::link(&settings, &store, req, now_ms()).await.unwrap();
+    link_acme(&settings, &store, &jira, &gitlab).await;
 
     let mut work = Workload::new(&gitlab, &jira, user);
     for round in 0..3 {
@@ -660,16 +668,7 @@ async fn three_replicas_under_chaos_lose_nothing_and_repeat_little() {
     assert_eq!(jira.install(&balancer.base_url).await.unwrap(), 204);
 
     // A group of 50 projects: two with live activity, 48 with history for the backfill.
-    let user = gitlab.add_user("ada", "glpat-ada");
-    let group = gitlab.add_group("acme", None, Plan::Free);
-    gitlab.add_member(group, user, 40);
-    let projects = [
-        gitlab.add_project(group, "api"),
-        gitlab.add_project(group, "web"),
-    ];
-    gitlab.add_environment(projects[1], "production", "production");
-    let approver = gitlab.add_user("approver", "glpat-approver");
-    gitlab.protect_environment(projects[1], "production", &[approver], 1);
+    let (user, group, projects) = chaos_group(&gitlab);
     let mut work = Workload::new(&gitlab, &jira, user);
     for n in 0..48u64 {
         let project = gitlab.add_project(group, &format!("old{n:02}"));
@@ -702,15 +701,7 @@ async fn three_replicas_under_chaos_lose_nothing_and_repeat_little() {
     }
     let settings = Settings::from_map(&replica_vars[0].iter().cloned().collect()).unwrap();
     let store = settings.open_store().await.unwrap();
-    let req = LinkRequest {
-        site: jira.client_key().into(),
-        group: "acme".into(),
-        gitlab_url: gitlab.base_url.clone(),
-        gitlab_token: "glpat-ada".into(),
-        gitlab_connection: None,
-        hook_mode: HookMode::Auto,
-    };
-    link::link(&settings, &store, req, now_ms()).await.unwrap();
+    link_acme(&settings, &store, &jira, &gitlab).await;
     let progress = |what: &str| eprintln!("[{:>5.1} s] {what}", started.elapsed().as_secs_f64());
     progress("linked");
 
