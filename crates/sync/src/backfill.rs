@@ -22,7 +22,6 @@ use gfj_core::mapping::{self, PushAction};
 use gfj_gitlab_client::{GitLabClient, GitLabError, ProjectSummary};
 use gfj_jira_client::Site;
 use gfj_store::backfill::{BackfillTask, PageOutcome, TaskKey, TaskState};
-use gfj_store::locks::HeldLock;
 use gfj_store::queue::{Job, NewJob};
 use gfj_store::subscriptions::Subscription;
 use gfj_store::{Store, StoreError};
@@ -579,25 +578,18 @@ impl Handlers {
         // One flush at a time per subscription across all replicas: two would read and send the same
         // rows. The lock runs out on its own if this process dies holding it.
         let name = format!("backfill_flush:{}", flush.subscription_id);
-        let Some(lock) = self
-            .store
-            .try_lock(&name, self.clock.now_ms(), FLUSH_LOCK_MS)
+        self.while_locked(&name, FLUSH_LOCK_MS, self.flush_outbox(flush))
             .await?
-        else {
-            return Err(JobError::Postpone {
-                message: "another worker is sending this subscription's outbox".into(),
-                after_ms: FLUSH_LOCK_WAIT_MS,
-            });
-        };
-        let flushed = self.flush_outbox(flush, &lock).await;
-        if let Err(e) = self.store.unlock(lock).await {
-            tracing::warn!(error = %e, "could not release the outbox lock; it runs out on its own");
-        }
-        flushed
+            .unwrap_or_else(|| {
+                Err(JobError::Postpone {
+                    message: "another worker is sending this subscription's outbox".into(),
+                    after_ms: FLUSH_LOCK_WAIT_MS,
+                })
+            })
     }
 
-    /// [`Self::flush_backfill`] under the subscription's lock, renewed before every request it sends.
-    async fn flush_outbox(&self, flush: &BackfillFlush, lock: &HeldLock) -> Result<(), JobError> {
+    /// [`Self::flush_backfill`] under the subscription's lock.
+    async fn flush_outbox(&self, flush: &BackfillFlush) -> Result<(), JobError> {
         let Some(sub) = self.store.subscription(flush.subscription_id).await? else {
             return Ok(());
         };
@@ -671,16 +663,6 @@ impl Handlers {
                 if size < FLUSH_ENTITIES * 9 / 10 && active && age < FLUSH_LINGER_MS {
                     break;
                 }
-                if !self
-                    .store
-                    .renew_lock(lock, self.clock.now_ms(), FLUSH_LOCK_MS)
-                    .await?
-                {
-                    return Err(JobError::Postpone {
-                        message: "the outbox lock ran out; another worker sends the rest".into(),
-                        after_ms: FLUSH_LOCK_WAIT_MS,
-                    });
-                }
                 let keys = entity_keys(&request);
                 let ck = &sub.client_key;
                 self.at_site(
@@ -732,9 +714,9 @@ fn entity_keys(request: &gfj_core::jira::DevinfoRequest) -> Vec<EntityKey> {
     keys
 }
 
-/// How long a flush holds its subscription's outbox lock without renewing it (it renews before each
-/// request; a request, with its retries after 429, ends well within this).
-const FLUSH_LOCK_MS: i64 = 120_000;
+/// A flush's hold on its subscription's outbox lock, renewed while it runs: a flush whose replica dies
+/// frees it within this.
+const FLUSH_LOCK_MS: i64 = 30_000;
 /// A flush that finds the lock held tries again this much later.
 const FLUSH_LOCK_WAIT_MS: i64 = 1_000;
 

@@ -70,7 +70,7 @@ impl GitLabAccess {
         let waiting_since = std::time::Instant::now();
         loop {
             let now = now_ms + waiting_since.elapsed().as_millis() as i64;
-            let (conn, stored, tokens) = self.stored_sign_in(store, connection_id).await?;
+            let (conn, _, tokens) = self.stored_sign_in(store, connection_id).await?;
             if !tokens.needs_refresh(now) {
                 return Ok((self.client_as(&conn, &tokens)?, conn));
             }
@@ -81,7 +81,6 @@ impl GitLabAccess {
                 let (conn, tokens) = refreshed?;
                 return Ok((self.client_as(&conn, &tokens)?, conn));
             }
-            drop(stored);
             if waiting_since.elapsed() >= REFRESH_WAIT {
                 return Err(JobError::Postpone {
                     message: "another worker is refreshing the GitLab sign-in".into(),
