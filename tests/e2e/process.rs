@@ -839,12 +839,14 @@ async fn three_replicas_under_chaos_lose_nothing_and_repeat_little() {
     let share = |part: usize, of: usize| part as f64 * 100.0 / of.max(1) as f64;
     println!(
         "three replicas, {elapsed} s: {events} GitLab events, {restarts} restarts; Jira accepted {} \
-         requests, {} sent again ({:.2}%), with {} entities, {} sent again ({:.2}%, by kind {:?}); \
+         requests, {} sent again ({:.2}%, by path {:?}), with {} entities, {} sent again ({:.2}%, by \
+         kind {:?}); \
          {hook_checks} hook-check runs (every {HOOK_CHECK_SECS} s), {reconciles} reconciliation runs \
          (every {RECONCILE_SECS} s)",
         repeats.requests,
         repeats.repeated_requests,
         share(repeats.repeated_requests, repeats.requests),
+        repeats.by_path,
         repeats.entities,
         repeats.repeated_entities,
         share(repeats.repeated_entities, repeats.entities),
@@ -864,13 +866,12 @@ async fn three_replicas_under_chaos_lose_nothing_and_repeat_little() {
         "reconciliation ran {reconciles} times in {elapsed} s"
     );
     assert!(restarts >= 5, "{restarts} restarts");
-    // A job that dies or fails after some of its requests sends those again when it runs again (at
-    // least once, by design). The goal is under 1% of requests; measured so far: 1-3% of entities and
-    // 5-7% of requests, mostly builds, deployments and flags of jobs killed or answered 503 after
-    // their first request. This bound catches a regression to the 7-15% seen before jobs of many
-    // requests waited out Jira's pauses.
+    // A job that runs again sends only what Jira had not accepted (`gfj-sync::accepted`); what is
+    // left is a kill between Jira's answer and the job's record of it, and deliveries GitLab sent
+    // again after a replica died before answering. Measured: 0.4% of requests (2% before jobs kept
+    // what Jira accepted, 7-15% before jobs of many requests waited out Jira's pauses).
     assert!(
-        share(repeats.repeated_entities, repeats.entities) < 5.0,
+        share(repeats.repeated_requests, repeats.requests) < 1.0,
         "{repeats:?}"
     );
     store.close().await;

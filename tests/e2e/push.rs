@@ -582,6 +582,115 @@ async fn a_worker_killed_mid_job_is_replaced_and_the_job_completes_once(db: Test
     app.stop().await;
 }
 
+/// Messages of `n` commits, each naming its own key `BIG-<i>`: a push Jira takes in two requests
+/// (at most 400 commits each).
+fn big_push_messages(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("BIG-{i} step {i}")).collect()
+}
+
+/// How many times Jira accepted each commit of the requests answered after the first `skip`.
+fn commits_accepted(app: &TestApp, skip: usize) -> std::collections::BTreeMap<String, usize> {
+    let mut times = std::collections::BTreeMap::new();
+    for r in app.jira.requests().into_iter().skip(skip) {
+        if r.status != 202 {
+            continue;
+        }
+        let Some(body) = r.body else { continue };
+        for repo in body["repositories"].as_array().into_iter().flatten() {
+            for c in repo["commits"].as_array().into_iter().flatten() {
+                *times
+                    .entry(c["id"].as_str().unwrap().to_owned())
+                    .or_default() += 1;
+            }
+        }
+    }
+    times
+}
+
+/// A job of several requests that Jira fails partway (a 503 on the second) runs again and sends only
+/// what Jira had not accepted.
+async fn a_job_that_fails_partway_resends_only_what_jira_had_not_accepted(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    let w = app.linked_world(1).await;
+    let before = app.jira.requests().len();
+    app.jira.inject([Fault::Pass, Fault::ServerError(503)]);
+    let messages = big_push_messages(450);
+    let messages: Vec<&str> = messages.iter().map(String::as_str).collect();
+    app.gitlab
+        .push(w.projects[0], "main", &messages, w.user)
+        .await;
+    app.drained().await;
+    let statuses: Vec<u16> = app.jira.requests()[before..]
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        statuses,
+        [202, 503, 202],
+        "the first request is not sent again"
+    );
+    let accepted = commits_accepted(&app, before);
+    assert_eq!(accepted.len(), 450);
+    assert!(accepted.values().all(|&n| n == 1), "{accepted:?}");
+    assert_eq!(app.jira.issue("BIG-449").commits.len(), 1);
+    app.stop().await;
+}
+
+/// A worker killed between two requests of a job: the worker that takes the job over sends only the
+/// request Jira had not answered.
+async fn a_job_killed_between_its_requests_resends_none_that_jira_accepted(db: TestDatabase) {
+    let app = TestApp::start_with(db, false).await;
+    let w = app.linked_world(1).await;
+    let before = app.jira.requests().len();
+    let messages = big_push_messages(450);
+    let messages: Vec<&str> = messages.iter().map(String::as_str).collect();
+    app.gitlab
+        .push(w.projects[0], "main", &messages, w.user)
+        .await;
+
+    let clock = ManualClock::starting_at(crate::helpers::now_ms());
+    let config = RunnerConfig {
+        lease_ms: 60_000,
+        ..Default::default()
+    };
+    let worker = |clock: &ManualClock| {
+        let clock: Arc<dyn gfj_store::Clock> = Arc::new(clock.clone());
+        Runner::new(
+            app.store.clone(),
+            clock.clone(),
+            serve::handlers(&app.settings, &app.store, clock),
+            config.clone(),
+        )
+    };
+    // Worker A's first request goes through; it dies while its second is in flight.
+    app.jira.hold_next_writes(2);
+    let (_stop_a, stop_rx) = tokio::sync::watch::channel(false);
+    let a = tokio::spawn(worker(&clock).run(stop_rx));
+    app.jira.wait_until_held(1).await;
+    app.jira.release_held();
+    crate::helpers::eventually("Jira answers A's first request", || async {
+        app.jira.requests().len() == before + 1
+    })
+    .await;
+    app.jira.wait_until_held(1).await;
+    a.abort();
+    assert!(a.await.unwrap_err().is_cancelled());
+
+    clock.advance_ms(60_001);
+    assert_eq!(worker(&clock).run_due().await, 1);
+    assert!(app.store.jobs().await.unwrap().is_empty(), "completed");
+    let statuses: Vec<u16> = app.jira.requests()[before..]
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [202, 202], "A's first request, then B's one");
+    let accepted = commits_accepted(&app, before);
+    assert_eq!(accepted.len(), 450);
+    assert!(accepted.values().all(|&n| n == 1), "{accepted:?}");
+    app.jira.release_held();
+    app.stop().await;
+}
+
 test_on_both_databases!(
     push_reaches_the_development_panel,
     new_branch_without_commits_fetches_its_tip_from_gitlab,
@@ -594,4 +703,6 @@ test_on_both_databases!(
     keys_jira_does_not_know_are_recorded_and_slow_jira_is_waited_for,
     keys_beyond_jiras_limit_are_sent_up_to_the_limit_and_recorded,
     a_huge_commit_message_sends_what_the_whole_message_would,
+    a_job_that_fails_partway_resends_only_what_jira_had_not_accepted,
+    a_job_killed_between_its_requests_resends_none_that_jira_accepted,
 );

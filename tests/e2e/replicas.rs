@@ -62,6 +62,7 @@ fn claimed(job: &Job) -> QueuedJob {
         created_at: 0,
         coalesce_key: new.coalesce_key,
         coalesce_seq: new.coalesce_seq,
+        accepted_requests: Vec::new(),
     }
 }
 

@@ -74,6 +74,8 @@ pub enum Fault {
     TooLarge,
     /// Any other status, with a devinfo-shaped error body (e.g. 401, 403).
     Status(u16),
+    /// No fault: the request is processed as usual (lets requests through before the faults after it).
+    Pass,
 }
 
 #[derive(Debug, Clone)]
@@ -909,6 +911,7 @@ impl Shared {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &["Data is too large. Submit fewer devinfo entities in each payload.".into()],
             ),
+            Fault::Pass => return None,
         })
     }
 }

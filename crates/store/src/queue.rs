@@ -49,6 +49,9 @@ pub struct Job {
     pub created_at: i64,
     pub coalesce_key: Option<String>,
     pub coalesce_seq: Option<i64>,
+    /// Digests of the requests Jira accepted in earlier runs of this job
+    /// ([`Store::record_accepted_requests`]).
+    pub accepted_requests: Vec<String>,
 }
 
 /// What the queue holds right now.
@@ -144,7 +147,8 @@ impl Store {
              WHERE id IN (SELECT id FROM jobs
                           WHERE dead_at IS NULL AND run_at <= $3 AND (locked_until IS NULL OR locked_until < $3)
                           ORDER BY run_at, id LIMIT $4 {lock})
-             RETURNING id, kind, payload, attempts, max_attempts, created_at, coalesce_key, coalesce_seq, dead_at, lease"
+             RETURNING id, kind, payload, attempts, max_attempts, created_at, coalesce_key, coalesce_seq, dead_at, lease,
+                       accepted_requests"
         );
         let rows = sqlx::query(&sql)
             .bind(worker)
@@ -174,6 +178,12 @@ impl Store {
                 created_at: r.try_get("created_at")?,
                 coalesce_key: r.try_get("coalesce_key")?,
                 coalesce_seq: r.try_get("coalesce_seq")?,
+                accepted_requests: r
+                    .try_get::<Option<String>, _>("accepted_requests")?
+                    .unwrap_or_default()
+                    .split_ascii_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
             });
         }
         jobs.sort_by_key(|j| j.id);
@@ -223,6 +233,27 @@ impl Store {
         .bind(&lease.worker)
         .bind(lease.claim)
         .bind(until_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Adds `digests` to the requests Jira accepted for a running job, kept across its runs. Returns false
+    /// when the lease was lost.
+    pub async fn record_accepted_requests(
+        &self,
+        lease: &Lease,
+        digests: &[String],
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE jobs SET accepted_requests = COALESCE(accepted_requests || ' ', '') || $4
+             WHERE id = $1 AND locked_by = $2 AND lease = $3",
+        )
+        .bind(lease.job_id)
+        .bind(&lease.worker)
+        .bind(lease.claim)
+        .bind(digests.join(" "))
         .execute(&self.pool)
         .await?
         .rows_affected();

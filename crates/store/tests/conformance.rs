@@ -812,6 +812,7 @@ test_on_both_databases!(
     replicas_with_wrong_clocks_agree_on_the_databases_time,
     replicas_remember_the_same_feature_flag_at_once,
     the_newer_delivery_supersedes_whatever_its_job_id,
+    a_jobs_accepted_requests_outlive_its_runs_and_only_its_holder_adds_to_them,
 );
 
 /// `n` stores on one database, as `n` replicas open it.
@@ -1170,5 +1171,72 @@ async fn the_newer_delivery_supersedes_whatever_its_job_id(db: TestDatabase) {
     assert!(s.superseded(by_payload("unnumbered")).await.unwrap());
     assert!(!s.superseded(by_payload("numbered")).await.unwrap());
     s.close().await;
+    db.drop_database().await;
+}
+
+/// What Jira accepted for a job is kept across its runs (a failure, a postponement, a hand-back, an
+/// expired lease), only the worker holding the job can add to it, and it goes with the job.
+async fn a_jobs_accepted_requests_outlive_its_runs_and_only_its_holder_adds_to_them(
+    db: TestDatabase,
+) {
+    let s = db.open().await;
+    let now = 1_000_000;
+    enqueue_one(&s, now).await;
+    let claim = |worker: &'static str, at: i64| {
+        let s = s.clone();
+        async move {
+            let mut got = s.claim(worker, at, 60_000, 10).await.unwrap();
+            assert_eq!(got.len(), 1, "{worker} claims the job");
+            got.remove(0)
+        }
+    };
+    let digests = |list: &[&str]| list.iter().map(|d| (*d).to_owned()).collect::<Vec<_>>();
+
+    let first = claim("a", now).await;
+    assert!(first.accepted_requests.is_empty());
+    assert!(
+        s.record_accepted_requests(&first.lease, &digests(&["d1", "d2"]))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.record_accepted_requests(&first.lease, &digests(&["d3"]))
+            .await
+            .unwrap()
+    );
+    assert!(s.fail(&first.lease, "503", now, false, now).await.unwrap());
+
+    let second = claim("b", now).await;
+    assert_eq!(second.accepted_requests, digests(&["d1", "d2", "d3"]));
+    assert!(
+        s.record_accepted_requests(&second.lease, &digests(&["d4"]))
+            .await
+            .unwrap()
+    );
+    assert!(s.postpone(&second.lease, now, "429").await.unwrap());
+
+    // A worker that lost the job adds nothing.
+    let third = claim("c", now).await;
+    assert_eq!(third.accepted_requests, digests(&["d1", "d2", "d3", "d4"]));
+    assert!(
+        !s.record_accepted_requests(&second.lease, &digests(&["stale"]))
+            .await
+            .unwrap()
+    );
+    assert!(s.release(&third.lease).await.unwrap());
+    // Nor does one whose lease ran out and was taken over.
+    let fourth = claim("d", now).await;
+    let fifth = claim("e", now + 60_001).await;
+    assert!(
+        !s.record_accepted_requests(&fourth.lease, &digests(&["late"]))
+            .await
+            .unwrap()
+    );
+    assert_eq!(fifth.accepted_requests, digests(&["d1", "d2", "d3", "d4"]));
+
+    // A finished job takes its record with it: a new job of the same payload starts afresh.
+    assert!(s.complete(&fifth.lease).await.unwrap());
+    enqueue_one(&s, now).await;
+    assert!(claim("f", now + 60_001).await.accepted_requests.is_empty());
     db.drop_database().await;
 }

@@ -20,6 +20,7 @@ use gfj_store::queue::NewJob;
 use gfj_store::sites::Rejection;
 
 use crate::JobError;
+use crate::accepted;
 use crate::audit::Rejections;
 use crate::context::Handlers;
 
@@ -278,8 +279,12 @@ impl Handlers {
         let mut pending: Vec<DevinfoRequest> = batching::pack_devinfo(request);
         pending.reverse();
         while let Some(request) = pending.pop() {
+            let Some(sending) = accepted::before_sending(&request).await else {
+                continue;
+            };
             match self.jira.store_devinfo(site, &request).await {
                 Ok(result) => {
+                    sending.accepted();
                     let failures = result.failures();
                     self.record_audit(crate::audit::devinfo(
                         client_key,
@@ -350,7 +355,11 @@ impl Handlers {
     ) -> Result<(), JiraError> {
         for chunk in entities.chunks(self.cicd_batch_size.max(1)) {
             let body = E::request(properties.clone(), chunk.to_vec());
+            let Some(sending) = accepted::before_sending(&body).await else {
+                continue;
+            };
             let result = self.jira.submit(site, &body).await?;
+            sending.accepted();
             self.record_bulk_result(client_key, E::ENTITY_TYPE, &result, |rejected, now| {
                 E::audit(client_key, chunk, rejected, now)
             })

@@ -9,7 +9,8 @@
 //! Modules, from the bottom up; each uses only those above it:
 //!
 //! - `context` ([`Handlers`]: what every job shares), `shared` (process-wide caches and locks),
-//!   `gitlab_access` (GitLab clients per subscription), `audit` (audit entries of what was sent);
+//!   `gitlab_access` (GitLab clients per subscription), `audit` (audit entries of what was sent),
+//!   `accepted` (the requests Jira accepted for the running job, kept across its runs);
 //! - `jira_out`: everything that goes to Jira (site state, packing, senders, rejections, deletions);
 //! - `push` and `cicd`: live events into Jira;
 //! - `replay`: REST records through the same paths, for `backfill` and `reconcile`;
@@ -18,6 +19,7 @@
 //! - `dispatch`: job → handler; `runner`: claims, leases and outcomes; `upkeep`: periodic work, once
 //!   per interval across replicas.
 
+mod accepted;
 mod audit;
 pub mod backfill;
 mod cicd;

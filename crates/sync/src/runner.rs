@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::JobError;
+use crate::accepted::AcceptedRequests;
 use crate::context::Handlers;
 
 #[derive(Debug, Clone)]
@@ -227,10 +228,14 @@ impl Runner {
             // and the job dies after its last attempt instead of holding its lease until it expires.
             // The one-task set aborts the handler if this future is dropped.
             let mut handler_task = JoinSet::new();
+            // What Jira accepts is kept on the job's row, so that a run after this one sends the rest only.
+            let accepted = AcceptedRequests::of(store.clone(), &job);
             {
-                let (handlers, job) = (handlers.clone(), job.clone());
+                let (handlers, job, accepted) = (handlers.clone(), job.clone(), accepted.clone());
                 handler_task.spawn(
-                    async move { handlers.run(&job).await }.instrument(tracing::Span::current()),
+                    accepted
+                        .scope(async move { handlers.run(&job).await })
+                        .instrument(tracing::Span::current()),
                 );
             }
             let outcome = tokio::select! {
@@ -246,6 +251,7 @@ impl Runner {
                 }
                 () = handed_back => {
                     handler_task.shutdown().await;
+                    accepted.record().await;
                     match store.release(&job.lease).await {
                         Ok(true) => tracing::info!(job.id = job.id, "handed back unfinished"),
                         Ok(false) => {}
@@ -254,6 +260,9 @@ impl Runner {
                     return;
                 }
             };
+            if outcome.is_err() {
+                accepted.record().await;
+            }
             let now = clock.now_ms();
             let lease = &job.lease;
             let recorded = match &outcome {
