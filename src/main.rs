@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use gfj_store::{Clock, SystemClock};
 use gitlab_for_jira::Settings;
-use gitlab_for_jira::commands::{demo, link, resync, serve, sites, status};
+use gitlab_for_jira::commands::{demo, jsm, link, resync, serve, sites, status};
 
 #[derive(Parser)]
 #[command(
@@ -94,8 +94,62 @@ enum Command {
         #[arg(long)]
         failed: bool,
     },
+    /// Jira Service Management: service IDs on deployments, per project or as a group's defaults.
+    Jsm {
+        #[command(subcommand)]
+        command: JsmCommand,
+    },
     /// Run against the built-in GitLab and Jira simulators and print what Jira shows per issue key.
     Demo,
+}
+
+/// A project, or a group whose projects inherit (the linked group or a subgroup of it).
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct JsmTarget {
+    /// Full path of a project of a linked group.
+    #[arg(long)]
+    project: Option<String>,
+    /// Full path of a linked group or of a subgroup of it: defaults its projects inherit unless they set
+    /// their own.
+    #[arg(long)]
+    group: Option<String>,
+}
+
+impl JsmTarget {
+    fn target(self) -> jsm::Target {
+        match (self.project, self.group) {
+            (Some(project), _) => jsm::Target::Project(project),
+            (None, group) => jsm::Target::Group(group.unwrap_or_default()),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum JsmCommand {
+    /// Set JSM settings of a project or group; what is not given stays as it was.
+    Set {
+        #[command(flatten)]
+        target: JsmTarget,
+        /// The Jira site (clientKey or base URL), when the path is linked to several.
+        #[arg(long)]
+        site: Option<String>,
+        /// Comma-separated JSM service IDs (at most 100) that every deployment carries; "" for none.
+        #[arg(long)]
+        service_ids: Option<String>,
+    },
+    /// Remove a project's or group's own settings, so that it inherits again.
+    Clear {
+        #[command(flatten)]
+        target: JsmTarget,
+        #[arg(long)]
+        site: Option<String>,
+    },
+    /// The JSM settings in force, per linked group and project.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -257,6 +311,34 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
             let bars = std::io::stdout().is_terminal();
             status::status(&settings.open_store().await?, now, json, bars).await
         }
+        Command::Jsm {
+            command:
+                JsmCommand::Set {
+                    target,
+                    site,
+                    service_ids,
+                },
+        } => {
+            let req = jsm::SetRequest {
+                site,
+                target: target.target(),
+                service_ids,
+            };
+            jsm::set(&settings.open_store().await?, &req, now).await
+        }
+        Command::Jsm {
+            command: JsmCommand::Clear { target, site },
+        } => {
+            jsm::clear(
+                &settings.open_store().await?,
+                site.as_deref(),
+                &target.target(),
+            )
+            .await
+        }
+        Command::Jsm {
+            command: JsmCommand::Show { json },
+        } => jsm::show(&settings.open_store().await?, json).await,
         Command::Resync {
             site,
             group,

@@ -46,6 +46,13 @@ pub async fn status(
             .collect();
         hooks.push((unhealthy, store.open_gaps(s.id).await?));
     }
+    let mut unknown = std::collections::HashMap::new();
+    for i in &sites {
+        unknown.insert(
+            i.client_key.clone(),
+            unknown_by_kind(store.unknown_keys(&i.client_key).await?),
+        );
+    }
     let tasks = store.backfill_tasks(None).await?;
     let mut outboxes = Vec::with_capacity(subs.len());
     for s in &subs {
@@ -60,6 +67,8 @@ pub async fn status(
                     "base_url": i.base_url,
                     "paused_until": st.map(|s| s.paused_until).filter(|&p| p > now_ms),
                     "attention": st.and_then(|s| s.attention.clone()),
+                    "unknown_issue_keys": unknown[&i.client_key].0,
+                    "unknown_services": unknown[&i.client_key].1,
                 })
             }).collect::<Vec<_>>(),
             "subscriptions": subs.iter().zip(&hooks).map(|(s, (unhealthy, gaps))| {
@@ -76,11 +85,17 @@ pub async fn status(
     let mut out = vec![format!("sites: {}", sites.len())];
     for i in &sites {
         let mut line = format!("  {}  ({})", i.base_url, i.client_key);
-        let unknown = store.unknown_keys(&i.client_key).await?;
-        if !unknown.is_empty() {
+        let (keys, services) = &unknown[&i.client_key];
+        if !keys.is_empty() {
             line.push_str(&format!(
                 "  issue keys Jira does not know: {}",
-                unknown.join(", ")
+                keys.join(", ")
+            ));
+        }
+        if !services.is_empty() {
+            line.push_str(&format!(
+                "  JSM services Jira does not know: {}",
+                services.join(", ")
             ));
         }
         if let Some(st) = state_of(&i.client_key) {
@@ -330,6 +345,20 @@ fn bar(fraction: f64, width: usize) -> String {
         "-".repeat(width - filled),
         (f * 100.0).floor() as u32
     )
+}
+
+/// What a site answered it does not know, as (issue keys, JSM service IDs): unknown associations are
+/// kept beside unknown keys with their association type in front.
+fn unknown_by_kind(unknown: Vec<String>) -> (Vec<String>, Vec<String>) {
+    let mut keys = Vec::new();
+    let mut services = Vec::new();
+    for u in unknown {
+        match u.strip_prefix("serviceIdOrKeys:") {
+            Some(service) => services.push(service.to_owned()),
+            None => keys.push(u),
+        }
+    }
+    (keys, services)
 }
 
 #[cfg(test)]

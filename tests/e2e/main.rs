@@ -11,6 +11,7 @@ mod gitlab;
 mod helpers;
 mod jira_client;
 mod jira_config;
+mod jsm;
 mod link;
 mod oauth;
 mod payloads;

@@ -26,6 +26,7 @@ pub mod gitlab;
 pub mod issue_keys;
 pub mod jira;
 pub mod jobs;
+pub mod jsm;
 pub mod mapping;
 pub mod qsh;
 pub mod server_time;

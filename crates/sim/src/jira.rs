@@ -581,6 +581,26 @@ impl JiraSim {
         view
     }
 
+    /// The deployments stored with a JSM service among their associations.
+    pub fn service_deployments(&self, service: &str) -> Vec<Value> {
+        let inner = self.shared.inner.lock().unwrap();
+        inner
+            .cicd
+            .iter()
+            .filter(|((api, _), _)| *api == "deployments")
+            .map(|(_, stored)| &stored.entity)
+            .filter(|d| {
+                d["associations"].as_array().into_iter().flatten().any(|a| {
+                    a["associationType"] == "serviceIdOrKeys"
+                        && a["values"]
+                            .as_array()
+                            .is_some_and(|v| v.iter().any(|v| v == service))
+                })
+            })
+            .cloned()
+            .collect()
+    }
+
     /// Every issue key with data, sorted.
     pub fn issue_keys(&self) -> Vec<String> {
         let inner = self.shared.inner.lock().unwrap();

@@ -22,6 +22,7 @@ pub mod feature_flags;
 pub mod gitlab_connections;
 pub mod installations;
 pub mod intake;
+pub mod jsm;
 pub mod locks;
 pub mod merge_requests;
 pub mod queue;

@@ -176,6 +176,11 @@ impl Handlers {
             return Ok(None);
         };
         let commits = gitlab.deployment_commits(project_id, &d).await?;
+        let jsm = gfj_core::jsm::in_force(
+            &self.store.jsm_settings(SubscriptionId(sub.id)).await?,
+            ProjectId(project_id),
+            &mapping::full_path(&ev.project),
+        );
         // The deployed commit first, then the newest of the others: key order follows relevance.
         let mut key_texts: Vec<String> = Vec::with_capacity(commits.len());
         if let Some(own) = commits.iter().find(|c| c.id == d.sha) {
@@ -216,10 +221,13 @@ impl Handlers {
                 .or(d.updated_at.clone())
                 .unwrap_or_default(),
             key_texts,
-            service_ids: Vec::new(),
+            service_ids: jsm.service_ids,
             gating: false,
         };
-        if issue_keys::extract(facts.key_texts.iter().map(String::as_str)).is_empty() {
+        // Service IDs alone are enough: JSM shows the deployment on the service.
+        if facts.service_ids.is_empty()
+            && issue_keys::extract(facts.key_texts.iter().map(String::as_str)).is_empty()
+        {
             return Ok(None);
         }
         Ok(Some(facts))

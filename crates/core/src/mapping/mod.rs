@@ -340,7 +340,8 @@ fn url_or(url: String, fallback: impl FnOnce() -> String) -> String {
 }
 
 /// `group/project`: `path_with_namespace`, or the path of `web_url` when a payload left it out.
-fn full_path(p: &Project) -> String {
+/// The project's full path (`group/subgroup/project`), from its URL when the payload lacks it.
+pub fn full_path(p: &Project) -> String {
     if !p.path_with_namespace.is_empty() {
         return p.path_with_namespace.clone();
     }
