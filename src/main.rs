@@ -137,6 +137,17 @@ enum JsmCommand {
         /// Comma-separated JSM service IDs (at most 100) that every deployment carries; "" for none.
         #[arg(long)]
         service_ids: Option<String>,
+        /// Comma-separated environment tiers (production, staging, testing, development) whose blocked
+        /// deployments wait for a JSM change request; "" turns gating off.
+        #[arg(long)]
+        gating_tiers: Option<String>,
+        /// A file holding the GitLab token (a service account or bot that may approve deployments in the
+        /// projects) that approves, rejects and plays gated deployments. Also GFJ_GATING_TOKEN.
+        #[arg(long)]
+        gating_token_file: Option<PathBuf>,
+        /// Whether an approved deployment's manual job is started (approval alone does not start it).
+        #[arg(long)]
+        play_after_approval: Option<bool>,
     },
     /// Remove a project's or group's own settings, so that it inherits again.
     Clear {
@@ -317,14 +328,25 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
                     target,
                     site,
                     service_ids,
+                    gating_tiers,
+                    gating_token_file,
+                    play_after_approval,
                 },
         } => {
+            let gating_token = secret(
+                std::env::var("GFJ_GATING_TOKEN").ok(),
+                gating_token_file.as_deref(),
+                "gating token",
+            )?;
             let req = jsm::SetRequest {
                 site,
                 target: target.target(),
                 service_ids,
+                gating_tiers,
+                gating_token,
+                play_after_approval,
             };
-            jsm::set(&settings.open_store().await?, &req, now).await
+            jsm::set(&settings, &settings.open_store().await?, &req, now).await
         }
         Command::Jsm {
             command: JsmCommand::Clear { target, site },

@@ -91,6 +91,12 @@ pub struct Settings {
     pub audit_days: i64,
     /// How often each subscription's projects are reconciled with GitLab.
     pub reconcile_secs: i64,
+    /// How often deployment gates are looked after.
+    pub gating_poll_secs: i64,
+    /// How long a gated deployment waits for JSM.
+    pub gating_timeout_secs: i64,
+    /// What happens to a gate JSM found invalid or did not decide in time.
+    pub gating_undecided: gfj_core::jsm::Undecided,
     /// How far back a backfill reads history; `None` for all of it.
     pub backfill_window_ms: Option<i64>,
     /// Backfill tasks (project × kind of history) running at once.
@@ -256,6 +262,11 @@ impl Settings {
         let gitlab_urls = list("GFJ_GITLAB_URLS")?;
         let gitlab_oauth_apps =
             parse_oauth_apps(&get("GFJ_GITLAB_OAUTH_APPS"), &gitlab_urls, &base_url)?;
+        let gating_undecided = match get("GFJ_GATING_UNDECIDED").as_str() {
+            "reject" => gfj_core::jsm::Undecided::Reject,
+            "leave" => gfj_core::jsm::Undecided::Leave,
+            other => anyhow::bail!("GFJ_GATING_UNDECIDED must be reject or leave, got {other:?}"),
+        };
         let mr_keys_from_branch = match get("GFJ_MR_KEYS_FROM_BRANCH").as_str() {
             "true" | "1" | "yes" => true,
             "false" | "0" | "no" => false,
@@ -301,6 +312,9 @@ impl Settings {
             hook_check_secs: number("GFJ_HOOK_CHECK_SECS")?,
             audit_days: number("GFJ_AUDIT_DAYS")?,
             reconcile_secs: number("GFJ_RECONCILE_SECS")?,
+            gating_poll_secs: number("GFJ_GATING_POLL_SECS")?,
+            gating_timeout_secs: number("GFJ_GATING_TIMEOUT_SECS")?,
+            gating_undecided,
             listen: get("GFJ_LISTEN"),
             base_url,
             database_url: get("GFJ_DATABASE_URL"),

@@ -10,6 +10,8 @@ use gfj_store::Store;
 use gfj_store::subscriptions::Subscription;
 use serde_json::json;
 
+use crate::Settings;
+
 /// What `jsm set` and `jsm clear` apply to.
 #[derive(Debug, Clone)]
 pub enum Target {
@@ -25,34 +27,81 @@ impl Target {
     }
 }
 
+#[derive(Default)]
 pub struct SetRequest {
     /// The Jira site (clientKey or base URL), needed only when the path is linked to several.
     pub site: Option<String>,
     pub target: Target,
     /// Comma-separated service IDs; `Some("")` sets none; `None` leaves them as they are.
     pub service_ids: Option<String>,
+    /// Comma-separated tiers whose blocked deployments wait for JSM; `Some("")` turns gating off.
+    pub gating_tiers: Option<String>,
+    /// The GitLab token that approves, rejects and plays gated deployments.
+    pub gating_token: Option<String>,
+    pub play_after_approval: Option<bool>,
 }
 
-/// Sets what the request names, leaving the rest of the scope's settings as they were.
-pub async fn set(store: &Store, req: &SetRequest, now_ms: i64) -> anyhow::Result<String> {
+impl Default for Target {
+    fn default() -> Self {
+        Target::Group(String::new())
+    }
+}
+
+/// Sets what the request names, leaving the rest of the scope's settings as they were. Gating is
+/// checked against GitLab first: the token's user must be able to approve deployments where it will.
+pub async fn set(
+    settings: &Settings,
+    store: &Store,
+    req: &SetRequest,
+    now_ms: i64,
+) -> anyhow::Result<String> {
     let service_ids = req
         .service_ids
         .as_deref()
         .map(jsm::parse_service_ids)
         .transpose()?;
+    let tiers = req
+        .gating_tiers
+        .as_deref()
+        .map(jsm::parse_tiers)
+        .transpose()?;
     let (sub, scope) = resolve(store, req.site.as_deref(), &req.target).await?;
-    let records = store.jsm_settings(SubscriptionId(sub.id)).await?;
-    let mut settings = records
-        .into_iter()
+    let mut records = store.jsm_settings(SubscriptionId(sub.id)).await?;
+    let mut own = records
+        .iter()
         .find(|(s, _)| same_scope(s, &scope))
-        .map(|(_, s)| s)
+        .map(|(_, s)| s.clone())
         .unwrap_or_default();
     if let Some(ids) = service_ids {
-        settings.service_ids = Some(ids);
+        own.service_ids = Some(ids);
+    }
+    if let Some(tiers) = tiers {
+        own.gating_tiers = Some(tiers);
+    }
+    if let Some(token) = &req.gating_token {
+        own.gating_token = Some(jsm::GatingToken(token.clone()));
+    }
+    if let Some(play) = req.play_after_approval {
+        own.play_after_approval = Some(play);
+    }
+    records.retain(|(s, _)| !same_scope(s, &scope));
+    records.push((scope.clone(), own.clone()));
+    let gating_changed = req.gating_tiers.is_some() || req.gating_token.is_some();
+    if gating_changed {
+        check_gating(
+            settings,
+            store,
+            &sub,
+            &scope,
+            &records,
+            req.gating_token.is_some(),
+        )
+        .await?;
     }
     store
-        .put_jsm_settings(SubscriptionId(sub.id), &scope, &settings, now_ms)
+        .put_jsm_settings(SubscriptionId(sub.id), &scope, &own, now_ms)
         .await?;
+    let settings = own;
     Ok(serde_json::to_string(&json!({
         "subscription_id": sub.id,
         "target": scope,
@@ -100,21 +149,48 @@ pub async fn show(store: &Store, as_json: bool) -> anyhow::Result<String> {
                 JsmScope::Group { .. } => "group",
                 JsmScope::Project { .. } => "project",
             };
+            let tiers = match &settings.gating_tiers {
+                None => "inherited".to_owned(),
+                Some(t) if t.is_empty() => "off".to_owned(),
+                Some(t) => tier_list(t),
+            };
             lines.push(format!(
-                "  {kind} {}: service IDs {}",
+                "  {kind} {}: service IDs {}; gating tiers {tiers}; gating token {}; play after approval {}",
                 scope.path(),
-                describe_ids(settings.service_ids.as_deref())
+                describe_ids(settings.service_ids.as_deref()),
+                if settings.gating_token.is_some() {
+                    "set"
+                } else {
+                    "inherited"
+                },
+                settings
+                    .play_after_approval
+                    .map_or_else(|| "inherited".to_owned(), |p| p.to_string()),
             ));
         }
-        for (path, f) in in_force
-            .iter()
-            .filter(|(_, f)| f.service_ids_from.is_some())
-        {
-            lines.push(format!(
-                "  in force for {path}: service IDs {} (from {})",
-                describe_ids(Some(&f.service_ids)),
-                f.service_ids_from.as_deref().unwrap_or_default()
-            ));
+        for (path, f) in &in_force {
+            if let Some(from) = &f.service_ids_from {
+                lines.push(format!(
+                    "  in force for {path}: service IDs {} (from {from})",
+                    describe_ids(Some(&f.service_ids)),
+                ));
+            }
+            if let Some(g) = &f.gating {
+                lines.push(format!(
+                    "  in force for {path}: gating {} (from {}), {}",
+                    tier_list(&g.tiers),
+                    g.from,
+                    if g.play_after_approval {
+                        "manual jobs played after approval"
+                    } else {
+                        "manual jobs left to people after approval"
+                    }
+                ));
+            } else if !f.gating_tiers.is_empty() {
+                lines.push(format!(
+                    "  in force for {path}: gating tiers set but no gating token, so nothing is gated"
+                ));
+            }
         }
         out.push(json!({
             "subscription_id": sub.id,
@@ -133,6 +209,14 @@ pub async fn show(store: &Store, as_json: bool) -> anyhow::Result<String> {
     Ok(lines.join("\n"))
 }
 
+fn tier_list(tiers: &[jsm::GatingTier]) -> String {
+    tiers
+        .iter()
+        .map(|t| t.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn describe_ids(ids: Option<&[String]>) -> String {
     match ids {
         None => "inherited".into(),
@@ -149,21 +233,11 @@ fn same_scope(a: &JsmScope, b: &JsmScope) -> bool {
     }
 }
 
-/// The projects a subscription covers, as its backfill planned them: (id, full path).
 async fn known_projects(
     store: &Store,
     sub: &Subscription,
 ) -> anyhow::Result<Vec<(ProjectId, String)>> {
-    let mut projects: BTreeMap<i64, String> = BTreeMap::new();
-    for t in store.backfill_tasks(Some(sub.id)).await? {
-        projects.insert(t.project_id, t.project_path);
-    }
-    let mut list: Vec<(ProjectId, String)> = projects
-        .into_iter()
-        .map(|(id, path)| (ProjectId(id), path))
-        .collect();
-    list.sort_by(|a, b| a.1.cmp(&b.1));
-    Ok(list)
+    Ok(store.subscription_projects(SubscriptionId(sub.id)).await?)
 }
 
 /// The subscription the path belongs to, and the scope it names there.
@@ -240,4 +314,103 @@ async fn resolve(
         }
     };
     Ok((sub, scope))
+}
+
+/// What gating at `scope` would act on: each project under it (or the project) where gating is now in
+/// force. Refuses tiers without a token and a token without tiers (GitLab's message), a token GitLab
+/// does not take, GitLab Free (deployment approvals are Premium), and projects whose protected
+/// environments the token's user may not approve.
+async fn check_gating(
+    settings: &Settings,
+    store: &Store,
+    sub: &Subscription,
+    scope: &JsmScope,
+    records: &[(JsmScope, jsm::JsmSettings)],
+    token_given: bool,
+) -> anyhow::Result<()> {
+    let projects: Vec<(ProjectId, String)> = known_projects(store, sub)
+        .await?
+        .into_iter()
+        .filter(|(id, path)| match scope {
+            JsmScope::Project { id: own, .. } => own == id,
+            JsmScope::Group { path: group } => path
+                .to_lowercase()
+                .starts_with(&format!("{}/", group.to_lowercase())),
+        })
+        .collect();
+    // The settings as the scope itself resolves them (a group: as a project directly under it would).
+    let probe_id = match scope {
+        JsmScope::Project { id, .. } => *id,
+        JsmScope::Group { .. } => ProjectId(-1),
+    };
+    let in_force = jsm::in_force(records, probe_id, &format!("{}/-", scope.path()));
+    if in_force.gating_tiers.is_empty() {
+        if token_given {
+            bail!(
+                "environment names should be provided if deployment gating has been enabled (--gating-tiers)"
+            );
+        }
+        return Ok(());
+    }
+    let Some(gating) = in_force.gating else {
+        bail!(
+            "deployment gating needs a GitLab token that can approve deployments: give --gating-token-file"
+        );
+    };
+    let access = settings.gitlab_access();
+    let as_gating = access
+        .client_with_token(&sub.gitlab_url, &gating.token.0)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let me = as_gating.current_user().await.map_err(|e| match e {
+        gfj_gitlab_client::GitLabError::Unauthorized => {
+            anyhow::anyhow!("GitLab does not accept the gating token (401)")
+        }
+        e => anyhow::anyhow!("could not check the gating token with GitLab: {e}"),
+    })?;
+    let as_sub = access
+        .client_for(
+            store,
+            sub,
+            gfj_store::Clock::now_ms(&gfj_store::SystemClock),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut approvable = 0;
+    for (project_id, path) in &projects {
+        let environments = match as_sub.protected_environments(project_id.0).await {
+            Ok(list) => list,
+            Err(gfj_gitlab_client::GitLabError::NotFound(_)) => bail!(
+                "deployment approvals need GitLab Premium: {path} cannot be gated (service IDs work on any plan)"
+            ),
+            Err(e) => bail!("could not read the protected environments of {path}: {e}"),
+        };
+        let member = as_sub.project_member(project_id.0, me.id).await?;
+        for env in environments.iter().filter(|e| !e.approval_rules.is_empty()) {
+            let mut can = false;
+            for rule in &env.approval_rules {
+                can |= rule.user_id == Some(me.id)
+                    || rule
+                        .access_level
+                        .is_some_and(|l| member.as_ref().is_some_and(|m| m.access_level >= l));
+                if let (false, Some(group)) = (can, rule.group_id) {
+                    can = as_sub.group_member(group, me.id).await?.is_some();
+                }
+            }
+            if !can {
+                bail!(
+                    "the gating token's user {} cannot approve deployments to {} in {path}: add it to the environment's approval rules",
+                    me.username,
+                    env.name
+                );
+            }
+            approvable += 1;
+        }
+    }
+    if approvable == 0 && matches!(scope, JsmScope::Project { .. }) {
+        bail!(
+            "{} has no protected environment with deployment approvals: no deployment would wait for Jira Service Management",
+            scope.path()
+        );
+    }
+    Ok(())
 }

@@ -131,6 +131,7 @@ impl Service {
             let upkeep = Upkeep {
                 hook_check_ms: self.settings.hook_check_secs * 1000,
                 reconcile_ms: self.settings.reconcile_secs * 1000,
+                gating_ms: self.settings.gating_poll_secs * 1000,
                 audit_retention_ms: self.settings.audit_days * 86_400_000,
                 backfill_tasks: self.settings.backfill_tasks as i64,
             };
@@ -178,6 +179,11 @@ pub fn handlers(settings: &Settings, store: &Store, clock: Arc<dyn Clock>) -> Ha
         },
         backfill_shared: Default::default(),
         coverage_checks: Default::default(),
+        gating: gfj_sync::gating::GatingSettings {
+            poll_ms: settings.gating_poll_secs * 1000,
+            timeout_ms: settings.gating_timeout_secs * 1000,
+            undecided: settings.gating_undecided,
+        },
     }
 }
 

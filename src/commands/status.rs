@@ -53,6 +53,12 @@ pub async fn status(
             unknown_by_kind(store.unknown_keys(&i.client_key).await?),
         );
     }
+    let open_gates: Vec<gfj_store::gates::Gate> = store
+        .gates(None)
+        .await?
+        .into_iter()
+        .filter(|g| g.state != gfj_core::jsm::GateState::Done)
+        .collect();
     let tasks = store.backfill_tasks(None).await?;
     let mut outboxes = Vec::with_capacity(subs.len());
     for s in &subs {
@@ -78,6 +84,11 @@ pub async fn status(
                 v
             }).collect::<Vec<_>>(),
             "queue": queue,
+            "open_gates": open_gates.iter().map(|g| {
+                let mut v = json!(g);
+                v["age_ms"] = json!(now_ms - g.opened_at);
+                v
+            }).collect::<Vec<_>>(),
             "rejected_entities": rejected,
             "backfill": subs.iter().zip(&outboxes).map(|(s, o)| backfill_json(s.id, &tasks, o, now_ms)).collect::<Vec<_>>(),
         }))?);
@@ -138,6 +149,10 @@ pub async fn status(
         queue.ready, queue.scheduled, queue.running, queue.dead, queue.oldest_ready_age_ms
     ));
     out.push(format!("entities Jira refused: {rejected}"));
+    out.push(format!("open deployment gates: {}", open_gates.len()));
+    for g in &open_gates {
+        out.push(format!("  {}", describe_gate(g, now_ms)));
+    }
     Ok(out.join("\n"))
 }
 
@@ -174,9 +189,10 @@ pub async fn issue(
             ));
         }
     }
+    let gates = store.gates_for_issue(key).await?;
     if as_json {
         return Ok(serde_json::to_string_pretty(
-            &json!({ "issue_key": key, "sent": entries, "notes": notes }),
+            &json!({ "issue_key": key, "sent": entries, "gates": gates, "notes": notes }),
         )?);
     }
     let mut out = Vec::new();
@@ -199,8 +215,37 @@ pub async fn issue(
             ));
         }
     }
+    if !gates.is_empty() {
+        let now = gfj_store::Clock::now_ms(&gfj_store::SystemClock);
+        out.push(format!("deployment gates of {key}:"));
+        out.extend(gates.iter().map(|g| format!("  {}", describe_gate(g, now))));
+    }
     out.extend(notes.into_iter().map(|n| format!("note: {n}")));
     Ok(out.join("\n"))
+}
+
+/// One line about a gate: the deployment, where the gate is, and what was done.
+fn describe_gate(g: &gfj_store::gates::Gate, now_ms: i64) -> String {
+    let change_request = g
+        .change_request
+        .as_deref()
+        .map_or_else(String::new, |cr| format!(", change request {cr}"));
+    let state = match (g.state, g.decision) {
+        (gfj_core::jsm::GateState::Open, _) => format!(
+            "waiting for Jira Service Management for {} s",
+            (now_ms - g.opened_at) / 1000
+        ),
+        (_, Some(d)) => format!(
+            "{}: {}",
+            d.as_str(),
+            g.outcome.as_deref().unwrap_or("being applied in GitLab")
+        ),
+        (state, None) => state.as_str().to_owned(),
+    };
+    format!(
+        "gate {}: deployment {} of project {} to {} ({}){change_request}; {state}",
+        g.id, g.deployment_id, g.project_id, g.environment_name, g.tier
+    )
 }
 
 /// One subscription's backfill, per project and kind of history, for `status --json`.

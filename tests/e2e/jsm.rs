@@ -23,11 +23,11 @@ fn jsm_site() -> JiraSimConfig {
 
 async fn set(app: &TestApp, target: Target, ids: &str) -> anyhow::Result<String> {
     let req = SetRequest {
-        site: None,
         target,
         service_ids: Some(ids.to_owned()),
+        ..SetRequest::default()
     };
-    jsm::set(&app.store, &req, now_ms()).await
+    jsm::set(&app.settings, &app.store, &req, now_ms()).await
 }
 
 /// Pushes `message` to main and deploys it to production through a pipeline that succeeds.

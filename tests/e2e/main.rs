@@ -7,6 +7,7 @@ mod browser;
 mod connect;
 mod edge;
 mod events;
+mod gating;
 mod gitlab;
 mod helpers;
 mod jira_client;

@@ -186,6 +186,7 @@ async fn periodic_checks_run_once_per_interval_across_replicas(db: TestDatabase)
     let every = Upkeep {
         hook_check_ms: 300_000,
         reconcile_ms: 900_000,
+        gating_ms: 30_000,
         audit_retention_ms: 86_400_000,
         backfill_tasks: 8,
     };
@@ -204,6 +205,7 @@ async fn periodic_checks_run_once_per_interval_across_replicas(db: TestDatabase)
     );
     let mut hook_checks = 0;
     let mut reconciles = 0;
+    let mut gating_checks = 0;
     // Three replicas tick every ten seconds for 31 minutes; each check that is queued runs at once.
     for step in 0..=186 {
         let now = start + step * 10_000;
@@ -215,6 +217,7 @@ async fn periodic_checks_run_once_per_interval_across_replicas(db: TestDatabase)
                 1
             });
             reconciles += ticked.reconciles.map_or(0, |_| 1);
+            gating_checks += ticked.gating_checks.map_or(0, |_| 1);
             while worker.run_due().await > 0 {}
             assert_eq!(app.store.jobs().await.unwrap().len(), 0, "each check ran");
         }
@@ -226,6 +229,8 @@ async fn periodic_checks_run_once_per_interval_across_replicas(db: TestDatabase)
     // Hook checks at 0, 5, 10, … 30 minutes; reconciliation at 15 and 30.
     assert_eq!(hook_checks, 7);
     assert_eq!(reconciles, 2);
+    // Gating checks every 30 s from 0 to 31 minutes.
+    assert_eq!(gating_checks, 63);
     for r in replicas {
         r.store.close().await;
     }

@@ -22,6 +22,8 @@ pub enum Job {
     BackfillPlan(BackfillPlan),
     BackfillPage(BackfillPage),
     BackfillFlush(BackfillFlush),
+    GatingCheck(GatingCheck),
+    ApplyGate(ApplyGate),
 }
 
 /// How one job is queued.
@@ -51,6 +53,8 @@ impl Job {
             Job::BackfillPlan(j) => ("backfill_plan", serde_json::to_string(j)),
             Job::BackfillPage(j) => ("backfill_page", serde_json::to_string(j)),
             Job::BackfillFlush(j) => ("backfill_flush", serde_json::to_string(j)),
+            Job::GatingCheck(j) => ("gating_check", serde_json::to_string(j)),
+            Job::ApplyGate(j) => ("apply_gate", serde_json::to_string(j)),
         };
         (kind, payload.expect("job payloads serialise"))
     }
@@ -101,6 +105,12 @@ impl Job {
             // Every page queues one; an older one finds the newest behind it and leaves the work to it,
             // so that a flush always runs after the last page was written.
             Job::BackfillFlush(f) => (None, Some(format!("backfill_flush:{}", f.subscription_id))),
+            Job::GatingCheck(c) => (
+                Some(format!("gating_check:{}:{}", c.subscription_id, c.interval)),
+                None,
+            ),
+            // One at a time per gate: the callback and the poll may both decide it.
+            Job::ApplyGate(a) => (Some(format!("apply_gate:{}", a.gate_id)), None),
             Job::GitlabTeardown(_) | Job::GitlabSignOut(_) | Job::JiraCleanup(_) => (None, None),
         };
         Queueing {
@@ -158,6 +168,23 @@ pub struct HookCheck {
     /// Which interval this check is for (time / interval): one check per subscription and interval.
     #[serde(default)]
     pub interval: i64,
+}
+
+/// The periodic look at a subscription's deployment gates: blocked deployments no webhook announced are
+/// sent to Jira and gated, open gates whose decision is due are asked about (the only route for
+/// OAuth-credentials sites), gates past their time are decided, and decided ones not yet applied are
+/// applied.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GatingCheck {
+    pub subscription_id: i64,
+    /// Which interval this check is for: one per subscription and interval.
+    pub interval: i64,
+}
+
+/// Applying a gate's decision in GitLab: approve (and play the manual job) or reject.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyGate {
+    pub gate_id: i64,
 }
 
 /// Removing from GitLab the hooks of a subscription whose Jira site uninstalled the app (one job per

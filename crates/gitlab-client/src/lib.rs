@@ -607,6 +607,41 @@ pub struct DeploymentDetails {
     pub environment: DeploymentEnvironment,
     #[serde(default)]
     pub deployable: Option<Deployable>,
+    /// Approvals given so far (Premium; empty elsewhere).
+    #[serde(default)]
+    pub approvals: Vec<DeploymentApproval>,
+}
+
+/// One user's decision on a deployment that needs approval.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeploymentApproval {
+    pub user: UserRef,
+    /// `approved` or `rejected`.
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct UserRef {
+    pub id: i64,
+}
+
+/// A protected environment (Premium) with the rules of who may approve its deployments.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProtectedEnvironment {
+    pub name: String,
+    #[serde(default)]
+    pub approval_rules: Vec<ApprovalRule>,
+}
+
+/// Who may approve: one user, the members of one group, or everyone with at least an access level.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApprovalRule {
+    #[serde(default)]
+    pub user_id: Option<i64>,
+    #[serde(default)]
+    pub group_id: Option<i64>,
+    #[serde(default)]
+    pub access_level: Option<i64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -670,6 +705,75 @@ impl GitLabClient {
             "/projects/{project_id}/deployments/{deployment_id}"
         ))
         .await
+    }
+
+    /// The project's deployments waiting for approval, newest first.
+    pub async fn blocked_deployments(
+        &self,
+        project_id: i64,
+    ) -> Result<Vec<DeploymentDetails>, GitLabError> {
+        self.get_all(&format!(
+            "/projects/{project_id}/deployments?status=blocked&order_by=id&sort=desc"
+        ))
+        .await
+    }
+
+    /// Approves or rejects a deployment as this client's user (`status` is `approved` or `rejected`).
+    pub async fn decide_deployment(
+        &self,
+        project_id: i64,
+        deployment_id: i64,
+        status: &str,
+        comment: &str,
+    ) -> Result<(), GitLabError> {
+        let body = serde_json::json!({ "status": status, "comment": comment });
+        self.call(
+            Method::POST,
+            &format!("/projects/{project_id}/deployments/{deployment_id}/approval"),
+            Some(&body),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// A job's current status (`manual`, `pending`, `running`, …), or `None` when it is gone.
+    pub async fn job(
+        &self,
+        project_id: i64,
+        job_id: i64,
+    ) -> Result<Option<PipelineJob>, GitLabError> {
+        self.get_optional(&format!("/projects/{project_id}/jobs/{job_id}"))
+            .await
+    }
+
+    /// Starts a manual job.
+    pub async fn play_job(&self, project_id: i64, job_id: i64) -> Result<(), GitLabError> {
+        self.call(
+            Method::POST,
+            &format!("/projects/{project_id}/jobs/{job_id}/play"),
+            None,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// The project's protected environments (Premium: 403 or 404 on Free).
+    pub async fn protected_environments(
+        &self,
+        project_id: i64,
+    ) -> Result<Vec<ProtectedEnvironment>, GitLabError> {
+        self.get_all(&format!("/projects/{project_id}/protected_environments"))
+            .await
+    }
+
+    /// The user's effective membership of a project (inherited included), or `None`.
+    pub async fn project_member(
+        &self,
+        project_id: i64,
+        user_id: i64,
+    ) -> Result<Option<Member>, GitLabError> {
+        self.get_optional(&format!("/projects/{project_id}/members/all/{user_id}"))
+            .await
     }
 
     /// The commits a deployment brings to its environment: those after the previous successful

@@ -525,29 +525,25 @@ impl JiraClient {
             .map(|_| ())
     }
 
-    /// The JSM gating decision of a deployment: `allowed`, `prevented`, `awaiting` or `invalid`.
+    /// JSM's gating decision on a deployment (`allowed`, `prevented`, `awaiting` or `invalid`) and the
+    /// change request deciding it.
     pub async fn gating_status(
         &self,
         site: &Site,
         pipeline_id: &str,
         environment_id: &str,
         deployment_sequence_number: i64,
-    ) -> Result<String, JiraError> {
+    ) -> Result<gfj_core::jsm::GatingReport, JiraError> {
         let path = format!(
             "/rest/deployments/0.1/pipelines/{}/environments/{}/deployments/{deployment_sequence_number}/gating-status",
             encode(pipeline_id),
             encode(environment_id)
         );
-        let v: serde_json::Value = self
-            .call::<()>(site, reqwest::Method::GET, &path, None)
+        self.call::<()>(site, reqwest::Method::GET, &path, None)
             .await?
             .json()
             .await
-            .map_err(|e| JiraError::Transport(format!("unreadable gating status: {e}")))?;
-        v["gatingStatus"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| JiraError::Transport("no gatingStatus in the answer".into()))
+            .map_err(|e| JiraError::Transport(format!("unreadable gating status: {e}")))
     }
 
     /// The groups of a Jira user (`GET /rest/api/3/user?accountId=…&expand=groups`), `None` when Jira does not

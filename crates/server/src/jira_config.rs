@@ -49,7 +49,10 @@ fn unauthorized(why: &str) -> Response {
 }
 
 /// The installation a Jira-signed token names (`iss` = clientKey), with its shared secret.
-async fn installation_of(state: &AppState, token: &str) -> Result<Installation, Response> {
+pub(crate) async fn installation_of(
+    state: &AppState,
+    token: &str,
+) -> Result<Installation, Response> {
     let (_, claims) =
         connect_jwt::peek(token).map_err(|e| unauthorized(&format!("invalid JWT: {e}")))?;
     match state.store.installation(&claims.iss).await {

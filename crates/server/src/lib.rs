@@ -5,6 +5,7 @@
 mod admin;
 mod descriptor;
 pub mod edge;
+mod gating;
 mod gitlab_oauth;
 mod health;
 pub mod jira_config;
@@ -130,6 +131,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/gitlab/oauth/callback", get(gitlab_oauth::callback))
         .route("/gitlab/oauth/confirm", post(gitlab_oauth::confirm))
         .route("/jira/config", get(jira_config::page))
+        .route("/jira/gating", post(gating::callback))
         .route("/static/page.js", get(page_script))
         .route("/static/config.js", get(jira_config::script))
         .route("/static/config.css", get(jira_config::style))

@@ -150,6 +150,40 @@ struct Repo {
 #[derive(Debug, Clone)]
 struct App {
     key: String,
+    /// Where Jira sends the app's callbacks: the descriptor's `baseUrl`, which the install POST reached.
+    base_url: String,
+    /// The `jiraDeploymentGating` module's callback path, when the descriptor declares the module: Jira
+    /// only tells apps that asked about gating decisions.
+    gating_callback: Option<String>,
+}
+
+/// JSM's gating of deployments (change requests and their decisions).
+#[derive(Debug, Default)]
+struct Gating {
+    /// How many change requests JSM created: keys are `CHG-<n>`, counting from 1 per site.
+    change_requests: u64,
+    deployments: BTreeMap<(String, String, i64), Gate>,
+}
+
+/// One deployment's gating, by (pipeline, environment, deployment number).
+#[derive(Debug, Clone, Default)]
+struct Gate {
+    /// The change request JSM opened for it, when it was submitted with `initiate_deployment_gating`.
+    change_request: Option<String>,
+    /// `awaiting` once a change request is open, then JSM's (a test's) decision; `None` when nothing set
+    /// it, and the status follows the deployment's commands.
+    status: Option<String>,
+    /// When the status last changed (RFC 3339), as the gating-status API reports it.
+    updated: Option<String>,
+}
+
+impl Gating {
+    /// The deployment gated by this change request, and its gate.
+    fn by_change_request(&mut self, key: &str) -> Option<(&(String, String, i64), &mut Gate)> {
+        self.deployments
+            .iter_mut()
+            .find(|(_, gate)| gate.change_request.as_deref() == Some(key))
+    }
 }
 
 struct Inner {
@@ -177,8 +211,13 @@ struct Shared {
     holds_remaining: Mutex<usize>,
     /// Jira users (account id → group names), for `GET /rest/api/3/user`.
     users: Mutex<BTreeMap<String, Vec<String>>>,
-    /// Gating decisions set by tests, by (pipeline, environment, deployment number).
-    gating: Mutex<BTreeMap<(String, String, i64), String>>,
+    /// Change requests and gating decisions, by (pipeline, environment, deployment number).
+    gating: Mutex<Gating>,
+    /// Every gating callback delivery attempt: (change request, the app's HTTP status; 0 when the
+    /// connection failed).
+    gating_callbacks: Mutex<Vec<(String, u16)>>,
+    /// The site's own URL, known once it listens: change requests link to its customer portal.
+    base_url: std::sync::OnceLock<String>,
     /// Added to every write before it is answered (latency injection).
     latency: Mutex<std::time::Duration>,
     /// Bumped by `release_held`; held requests wait for it to change.
@@ -241,6 +280,8 @@ impl JiraSim {
             latency: Mutex::default(),
             users: Mutex::default(),
             gating: Mutex::default(),
+            gating_callbacks: Mutex::default(),
+            base_url: std::sync::OnceLock::new(),
             held: Notify::new(),
             held_count: Mutex::new(0),
             rate: Mutex::new((initial_rate, 0, 0)),
@@ -297,6 +338,7 @@ impl JiraSim {
             ))
             .with_state(shared.clone());
         let (base_url, server) = crate::serve(router).await?;
+        let _ = shared.base_url.set(base_url.clone());
         Ok(Self {
             base_url,
             shared,
@@ -426,6 +468,9 @@ impl JiraSim {
             anyhow::ensure!(errors.is_empty(), "descriptor refused: {errors:?}");
         }
         let key = descriptor["key"].as_str().unwrap_or_default().to_owned();
+        let gating_callback = descriptor["modules"]["jiraDeploymentGating"]["callback"]["url"]
+            .as_str()
+            .map(str::to_owned);
         let base = descriptor["baseUrl"]
             .as_str()
             .unwrap_or_default()
@@ -471,7 +516,11 @@ impl JiraSim {
         let status = resp.status().as_u16();
         if (200..300).contains(&status) {
             self.shared.inner.lock().unwrap().app = if event == "installed" {
-                Some(App { key })
+                Some(App {
+                    key,
+                    base_url: base.clone(),
+                    gating_callback,
+                })
             } else {
                 None
             };
@@ -508,7 +557,8 @@ impl JiraSim {
         );
     }
 
-    /// Decides a gated deployment (`allowed`, `prevented`, `awaiting`, `invalid`), as JSM's change workflow would.
+    /// Decides a gated deployment (`allowed`, `prevented`, `awaiting`, `invalid`), as JSM's change workflow would,
+    /// without telling the app (for the polling path; see [`JiraSim::decide_change_request`] for the callback).
     pub fn set_gating_status(
         &self,
         pipeline_id: &str,
@@ -516,10 +566,159 @@ impl JiraSim {
         number: i64,
         status: &str,
     ) {
-        self.shared.gating.lock().unwrap().insert(
-            (pipeline_id.to_owned(), environment_id.to_owned(), number),
-            status.to_owned(),
-        );
+        let mut gating = self.shared.gating.lock().unwrap();
+        let gate = gating
+            .deployments
+            .entry((pipeline_id.to_owned(), environment_id.to_owned(), number))
+            .or_default();
+        gate.status = Some(status.to_owned());
+        gate.updated = Some(rfc3339_now());
+    }
+
+    /// Every change request JSM opened for a gated deployment, as (change request key, pipelineId,
+    /// environmentId, deploymentSequenceNumber, gating status), ordered by key number.
+    pub fn change_requests(&self) -> Vec<(String, String, String, i64, String)> {
+        let gating = self.shared.gating.lock().unwrap();
+        let mut all: Vec<_> = gating
+            .deployments
+            .iter()
+            .filter_map(|((pipeline, environment, number), gate)| {
+                let key = gate.change_request.clone()?;
+                let status = gate.status.clone().unwrap_or_else(|| "awaiting".into());
+                Some((key, pipeline.clone(), environment.clone(), *number, status))
+            })
+            .collect();
+        all.sort_by_key(|(key, ..)| change_request_number(key));
+        all
+    }
+
+    /// Decides a change request (`allowed`, `prevented`, `awaiting`, `invalid`), as JSM's change workflow
+    /// would: its deployment's gating status changes and, on a Connect install whose descriptor declares
+    /// `jiraDeploymentGating`, the app gets the callback (see [`JiraSim::send_gating_callback`]); returns
+    /// once that delivery, retries included, is over. Panics on an unknown change request, a test bug.
+    pub async fn decide_change_request(&self, change_request: &str, status: &str) {
+        {
+            let mut gating = self.shared.gating.lock().unwrap();
+            let Some((_, gate)) = gating.by_change_request(change_request) else {
+                panic!("no change request {change_request}");
+            };
+            gate.status = Some(status.to_owned());
+            gate.updated = Some(rfc3339_now());
+        }
+        let installed = self.shared.inner.lock().unwrap().app.is_some();
+        if installed {
+            self.send_gating_callback(change_request).await;
+        }
+    }
+
+    /// Delivers the `jiraDeploymentGating` callback for this change request with its current status, as
+    /// Jira does on a decision and, as a duplicate, when its retry policy sends one again: `POST` to the
+    /// module's callback URL with an HS256 token (`qsh` bound), retried up to 4 more times (100, 200, 400,
+    /// 800 ms apart: Jira's policy, fast) while the app answers other than 2xx or cannot be reached. Every
+    /// attempt lands in [`JiraSim::gating_callbacks`]; returns once the delivery is over. Only loopback
+    /// apps are called. Panics on an unknown change request or without an installed app, test bugs.
+    pub async fn send_gating_callback(&self, change_request: &str) {
+        let (deployment, gate) = {
+            let mut gating = self.shared.gating.lock().unwrap();
+            let Some((deployment, gate)) = gating.by_change_request(change_request) else {
+                panic!("no change request {change_request}");
+            };
+            (deployment.clone(), gate.clone())
+        };
+        let app = self.shared.inner.lock().unwrap().app.clone();
+        let Some(app) = app else {
+            panic!("no app is installed to send the gating callback of {change_request} to");
+        };
+        let Some(path) = app.gating_callback else {
+            tracing::warn!(
+                change_request,
+                "the app declares no jiraDeploymentGating module: no callback"
+            );
+            return;
+        };
+        let is_loopback = url::Url::parse(&app.base_url).is_ok_and(|u| match u.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        });
+        if !is_loopback {
+            tracing::warn!(
+                base_url = app.base_url,
+                "the simulator only calls loopback apps: no gating callback"
+            );
+            return;
+        }
+        let (pipeline, environment, number) = deployment;
+        let status = gate.status.unwrap_or_else(|| "awaiting".into());
+        let body = json!({
+            "updatedTimestamp": gate.updated.unwrap_or_else(rfc3339_now),
+            "gatingStatus": status,
+            "details": [change_request_detail(&self.base_url, change_request)],
+            "pipelineId": pipeline,
+            "environmentId": environment,
+            "deploymentSequenceNumber": number,
+        });
+        let base = app.base_url.trim_end_matches('/').to_owned();
+        let base_path = gfj_core::qsh::split_url(&base).0.to_owned();
+        let full_path = format!("{base_path}{path}");
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()
+            .expect("building an HTTP client");
+        let mut delays = [100u64, 200, 400, 800].into_iter();
+        loop {
+            // A token per attempt, as Jira signs each delivery: a retry is not replayed with a stale `iat`.
+            let now = unix_now_secs();
+            let claims = connect_jwt::Claims {
+                iss: self.shared.client_key.clone(),
+                iat: now,
+                exp: now + 180,
+                qsh: Some(
+                    BoundRequest {
+                        method: "POST",
+                        path: &full_path,
+                        query: "",
+                        base_path: &base_path,
+                    }
+                    .qsh(),
+                ),
+                sub: None,
+                aud: None,
+            };
+            let token = jsonwebtoken::encode(
+                &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+                &claims,
+                &jsonwebtoken::EncodingKey::from_secret(self.shared.shared_secret.as_bytes()),
+            )
+            .expect("HS256 signing");
+            let status = http
+                .post(format!("{base}{path}"))
+                .header("Authorization", format!("JWT {token}"))
+                .json(&body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0);
+            self.shared
+                .gating_callbacks
+                .lock()
+                .unwrap()
+                .push((change_request.to_owned(), status));
+            if (200..300).contains(&status) {
+                return;
+            }
+            let Some(delay) = delays.next() else {
+                return;
+            };
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
+    }
+
+    /// Every gating callback delivery attempt so far, in order: (change request key, the app's HTTP
+    /// status; 0 when the connection failed).
+    pub fn gating_callbacks(&self) -> Vec<(String, u16)> {
+        self.shared.gating_callbacks.lock().unwrap().clone()
     }
 
     /// Every write waits this long before it is answered, like a slow Jira.
@@ -1409,6 +1608,9 @@ async fn submit_cicd_inner(
                 entity: e.clone(),
                 properties: doc["properties"].clone(),
             };
+            if api.name == "deployments" && asks_for_gating(e) {
+                open_change_request(s, e);
+            }
         }
         accepted.push(key);
     }
@@ -1524,33 +1726,96 @@ async fn gating_status(
     let Some(stored) = inner.cicd.get(&("deployments", key)) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let gated = stored.entity["commands"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["command"] == "initiate_deployment_gating");
-    let decided = s
+    let gated = asks_for_gating(&stored.entity);
+    let gate = s
         .gating
         .lock()
         .unwrap()
+        .deployments
         .get(&(pipeline.clone(), environment.clone(), number))
-        .cloned();
-    let status = decided.unwrap_or_else(|| {
+        .cloned()
+        .unwrap_or_default();
+    let status = gate.status.unwrap_or_else(|| {
         if gated {
             "awaiting".into()
         } else {
             "invalid".into()
         }
     });
+    let details: Vec<Value> = gate
+        .change_request
+        .iter()
+        .map(|key| change_request_detail(s.base_url.get().map_or("", String::as_str), key))
+        .collect();
     axum::Json(json!({
         "deploymentSequenceNumber": number,
         "pipelineId": pipeline,
         "environmentId": environment,
-        "updatedTimestamp": "2026-11-27T10:00:00.000+00:00",
+        "updatedTimestamp": gate.updated.as_deref().unwrap_or("2026-11-27T10:00:00.000+00:00"),
         "gatingStatus": status,
-        "details": []
+        "details": details
     }))
     .into_response()
+}
+
+/// Whether a deployment asks JSM to gate it (`commands: [{"command": "initiate_deployment_gating"}]`).
+fn asks_for_gating(deployment: &Value) -> bool {
+    deployment["commands"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["command"] == "initiate_deployment_gating")
+}
+
+/// JSM opens one change request per gated deployment key, `awaiting` a decision; a resubmission of the
+/// same deployment keeps the one it has.
+fn open_change_request(s: &Shared, deployment: &Value) {
+    let (Some(pipeline), Some(environment), Some(number)) = (
+        deployment["pipeline"]["id"].as_str(),
+        deployment["environment"]["id"].as_str(),
+        deployment["deploymentSequenceNumber"].as_i64(),
+    ) else {
+        return;
+    };
+    let mut gating = s.gating.lock().unwrap();
+    let n = gating.change_requests + 1;
+    let gate = gating
+        .deployments
+        .entry((pipeline.to_owned(), environment.to_owned(), number))
+        .or_default();
+    if gate.change_request.is_some() {
+        return;
+    }
+    gate.change_request = Some(format!("CHG-{n}"));
+    gate.status = Some("awaiting".into());
+    gate.updated = Some(rfc3339_now());
+    gating.change_requests = n;
+}
+
+/// `CHG-12` → 12, to order change requests as JSM numbers them.
+fn change_request_number(key: &str) -> u64 {
+    key.rsplit('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+/// A change request as gating answers list it: the issue and its page on the site's customer portal.
+fn change_request_detail(site_base_url: &str, key: &str) -> Value {
+    json!({
+        "type": "issue",
+        "issueKey": key,
+        "issueLink": format!("{}/servicedesk/customer/portal/1/{key}", site_base_url.trim_end_matches('/')),
+    })
+}
+
+/// Now as Jira's gating APIs write it: `2026-12-04T10:00:00.000+00:00`.
+fn rfc3339_now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]+00:00"
+        ))
+        .unwrap_or_default()
 }
 
 #[derive(serde::Deserialize)]
@@ -1654,5 +1919,173 @@ mod tests {
         let r = http.get(&api).send().await.unwrap();
         assert_eq!(r.status(), 401);
         assert!(header(&r, "x-ratelimit-limit").is_none());
+    }
+
+    /// A gated deployment gets one change request however often it is resubmitted; deciding it changes
+    /// the gating status and calls the installed app back, signed, retrying while the app fails.
+    #[tokio::test]
+    async fn a_gated_deployment_opens_one_change_request_whose_decision_calls_the_app_back() {
+        let jira = JiraSim::start(JiraSimConfig {
+            connect_schema: None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let http = reqwest::Client::new();
+        let (id, secret) = jira.oauth_credentials();
+        let token: Value = http
+            .post(format!("{}/oauth/token", jira.base_url))
+            .json(
+                &json!({ "grant_type": "client_credentials", "client_id": id,
+                           "client_secret": secret, "audience": "api.atlassian.com" }),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap());
+        let cloud = jira.cloud_id().to_owned();
+        let submit = |number: i64, seq: i64, gated: bool| {
+            let mut d = json!({
+                "schemaVersion": "1.0", "deploymentSequenceNumber": number, "updateSequenceNumber": seq,
+                "associations": [{ "associationType": "issueIdOrKeys", "values": ["PROJ-1"] }],
+                "displayName": "Deploy", "url": "https://gitlab.example/g/p/-/deployments/1",
+                "description": "deploy", "lastUpdated": "2026-11-27T10:00:00Z", "state": "pending",
+                "pipeline": { "id": "42", "displayName": "Pipeline", "url": "https://gitlab.example/g/p/-/pipelines/1" },
+                "environment": { "id": "7", "displayName": "production", "type": "production" },
+            });
+            if gated {
+                d["commands"] = json!([{ "command": "initiate_deployment_gating" }]);
+            }
+            http.post(format!(
+                "{}/jira/deployments/0.1/cloud/{cloud}/bulk",
+                jira.base_url
+            ))
+            .header("Authorization", &bearer)
+            .json(&json!({ "deployments": [d], "providerMetadata": { "product": "GitLab 17.0" } }))
+            .send()
+        };
+        for (number, seq, gated) in [(100, 1, true), (100, 2, true), (101, 1, false)] {
+            assert_eq!(submit(number, seq, gated).await.unwrap().status(), 202);
+        }
+        let chg = |status: &str| {
+            vec![(
+                "CHG-1".to_owned(),
+                "42".to_owned(),
+                "7".to_owned(),
+                100,
+                status.to_owned(),
+            )]
+        };
+        assert_eq!(jira.change_requests(), chg("awaiting"));
+        let gating = |number: i64| {
+            http.get(format!(
+                "{}/jira/deployments/0.1/cloud/{cloud}/pipelines/42/environments/7/deployments/{number}/gating-status",
+                jira.base_url
+            ))
+            .header("Authorization", &bearer)
+            .send()
+        };
+        let g: Value = gating(100).await.unwrap().json().await.unwrap();
+        assert_eq!(g["gatingStatus"], "awaiting");
+        assert_eq!(
+            g["details"],
+            json!([{ "type": "issue", "issueKey": "CHG-1",
+                     "issueLink": format!("{}/servicedesk/customer/portal/1/CHG-1", jira.base_url) }])
+        );
+        let g: Value = gating(101).await.unwrap().json().await.unwrap();
+        assert_eq!(
+            (&g["gatingStatus"], &g["details"]),
+            (&json!("invalid"), &json!([]))
+        );
+        assert_eq!(gating(102).await.unwrap().status(), 404);
+
+        // A Connect app that fails the first callback.
+        let received: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+        let app = Router::new()
+            .route(
+                "/atlassian-connect.json",
+                get(|State(base): State<Arc<Mutex<String>>>| async move {
+                    let base = base.lock().unwrap().clone();
+                    axum::Json(json!({
+                        "key": "test-app", "baseUrl": base,
+                        "lifecycle": { "installed": "/installed", "uninstalled": "/uninstalled" },
+                        "modules": { "jiraDeploymentGating": { "key": "g", "name": { "value": "g" },
+                                     "callback": { "type": "jwt", "url": "/jira/gating" } } }
+                    }))
+                }),
+            )
+            .route("/installed", post(|| async { StatusCode::NO_CONTENT }))
+            .route("/uninstalled", post(|| async { StatusCode::NO_CONTENT }));
+        let base_slot: Arc<Mutex<String>> = Arc::default();
+        let seen = received.clone();
+        let gating_route = post(move |headers: HeaderMap, body: axum::Json<Value>| {
+            let seen = seen.clone();
+            async move {
+                let auth = headers["authorization"].to_str().unwrap().to_owned();
+                let mut seen = seen.lock().unwrap();
+                seen.push((auth, body.0));
+                if seen.len() == 1 {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::NO_CONTENT
+                }
+            }
+        });
+        let app = app
+            .with_state(base_slot.clone())
+            .route("/jira/gating", gating_route);
+        // Served under a base path, which the token's `qsh` must leave out.
+        let (app_url, _server) = crate::serve(Router::new().nest("/app", app)).await.unwrap();
+        let app_base = format!("{app_url}/app");
+        *base_slot.lock().unwrap() = app_base.clone();
+        assert_eq!(jira.install(&app_base).await.unwrap(), 204);
+
+        jira.decide_change_request("CHG-1", "allowed").await;
+        assert_eq!(jira.change_requests(), chg("allowed"));
+        assert_eq!(
+            jira.gating_callbacks(),
+            vec![("CHG-1".to_owned(), 503), ("CHG-1".to_owned(), 204)]
+        );
+        let g: Value = gating(100).await.unwrap().json().await.unwrap();
+        assert_eq!(g["gatingStatus"], "allowed");
+        let (auth, body) = received.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(body["gatingStatus"], "allowed");
+        assert_eq!(body["details"], g["details"]);
+        assert_eq!(
+            (
+                &body["pipelineId"],
+                &body["environmentId"],
+                &body["deploymentSequenceNumber"]
+            ),
+            (&json!("42"), &json!("7"), &json!(100))
+        );
+        assert!(
+            time::OffsetDateTime::parse(
+                body["updatedTimestamp"].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339
+            )
+            .is_ok()
+        );
+        // Bound to the callback relative to the app's base path `/app`.
+        let claims = connect_jwt::verify_hs256(
+            auth.strip_prefix("JWT ").unwrap(),
+            jira.shared.shared_secret.as_bytes(),
+            &QshRule::Request(BoundRequest {
+                method: "POST",
+                path: "/app/jira/gating",
+                query: "",
+                base_path: "/app",
+            }),
+            true,
+        )
+        .unwrap();
+        assert_eq!(claims.iss, jira.client_key());
+
+        jira.send_gating_callback("CHG-1").await;
+        assert_eq!(jira.gating_callbacks().len(), 3);
+        assert_eq!(received.lock().unwrap().len(), 3);
     }
 }

@@ -320,6 +320,29 @@ impl Store {
         rows.iter().map(task).collect()
     }
 
+    /// The projects a subscription covers, as its backfill planned them (a project that joined the group
+    /// is planned by the next hook check or reconciliation): (id, full path), by path.
+    pub async fn subscription_projects(
+        &self,
+        subscription_id: gfj_core::domain::SubscriptionId,
+    ) -> Result<Vec<(gfj_core::domain::ProjectId, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT project_id, project_path FROM backfill_tasks WHERE subscription_id = $1
+             ORDER BY project_path",
+        )
+        .bind(subscription_id.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    gfj_core::domain::ProjectId(r.try_get("project_id")?),
+                    r.try_get("project_path")?,
+                ))
+            })
+            .collect()
+    }
+
     /// Records a page as done: moves the cursor and queues the next page's job, or marks the task done,
     /// in one transaction. Only the page the task expects, of its current run, counts: a replayed job
     /// changes nothing and gets `false`.

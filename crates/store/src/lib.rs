@@ -19,6 +19,7 @@ pub mod clock;
 pub mod crypto;
 mod db;
 pub mod feature_flags;
+pub mod gates;
 pub mod gitlab_connections;
 pub mod installations;
 pub mod intake;

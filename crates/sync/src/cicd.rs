@@ -102,8 +102,14 @@ impl Handlers {
                     None => Ok(()),
                     Some(d) => {
                         let props = properties(facts.project.id);
+                        let gate = facts.gating.then(|| new_gate(sub, &facts, &d));
                         self.at_site(ck, opts.on_pause, self.send(ck, site, props, vec![d]))
-                            .await
+                            .await?;
+                        // Jira has the deployment with its command: JSM opens a change request.
+                        match gate {
+                            Some(gate) => self.open_gate(gate).await,
+                            None => Ok(()),
+                        }
                     }
                 }
             }
@@ -147,6 +153,9 @@ impl Handlers {
                             .await
                     }
                 }
+            }
+            WebhookEvent::Job(ev) if ev.is_manual_deployment() => {
+                self.manual_deployment_job(sub, site, opts, &ev, seq).await
             }
             other => {
                 tracing::debug!(kind = ?other.kind(), "event kind not synced yet");
@@ -197,8 +206,13 @@ impl Handlers {
             project: ev.project.clone(),
             deployment_id: d.id,
             iid: d.iid,
-            // The status this delivery reported: it belongs with the delivery's sequence number.
-            status: ev.status.clone(),
+            // The status this delivery reported: it belongs with the delivery's sequence number. Newer
+            // GitLab also reports approvals as `approved` / `rejected`, which are not deployment statuses:
+            // the deployment's own status then.
+            status: match ev.status.as_str() {
+                "approved" | "rejected" => d.status.clone(),
+                other => other.to_owned(),
+            },
             git_ref: d.git_ref.clone(),
             sha: d.sha.clone(),
             environment_id: d.environment.id,
@@ -221,8 +235,10 @@ impl Handlers {
                 .or(d.updated_at.clone())
                 .unwrap_or_default(),
             key_texts,
+            gating: matches!(ev.status.as_str(), "blocked" | "approved" | "rejected")
+                && d.status == "blocked"
+                && jsm.gates(d.environment.tier.as_deref()),
             service_ids: jsm.service_ids,
-            gating: false,
         };
         // Service IDs alone are enough: JSM shows the deployment on the service.
         if facts.service_ids.is_empty()
@@ -261,5 +277,32 @@ impl Handlers {
             strategies: rest.strategies,
             updated_at: rest.updated_at.unwrap_or_default(),
         }))
+    }
+}
+
+/// The gate a gated deployment opens once Jira accepted it: the deployment in GitLab, and its key in
+/// Jira.
+fn new_gate(
+    sub: &Subscription,
+    facts: &DeploymentFacts,
+    d: &gfj_core::jira::Deployment,
+) -> gfj_store::gates::NewGate {
+    gfj_store::gates::NewGate {
+        subscription_id: SubscriptionId(sub.id),
+        client_key: sub.client_key.clone(),
+        project_id: ProjectId(facts.project.id),
+        deployment_id: facts.deployment_id,
+        job_id: facts.job.as_ref().map(|(id, _)| *id),
+        pipeline_key: d.pipeline.id.clone(),
+        environment_key: d.environment.id.clone(),
+        deployment_seq: d.deployment_sequence_number,
+        environment_name: facts.environment_name.clone(),
+        tier: facts.environment_tier.clone().unwrap_or_default(),
+        issue_keys: d
+            .associations
+            .iter()
+            .filter(|a| a.association_type == "issueKeys")
+            .flat_map(|a| a.values.iter().cloned())
+            .collect(),
     }
 }

@@ -30,6 +30,8 @@ pub struct Handlers {
     pub backfill_shared: BackfillShared,
     /// Membership checks of projects a delivery names (see `coverage`).
     pub coverage_checks: CoverageChecks,
+    /// How deployment gates are looked after (`GFJ_GATING_*`).
+    pub gating: crate::gating::GatingSettings,
 }
 
 impl Handlers {

@@ -44,6 +44,8 @@ impl Handlers {
             jobs::Job::HookCheck(check) => self.check_hooks(&check).await,
             jobs::Job::GitlabTeardown(teardown) => self.tear_down(&teardown).await,
             jobs::Job::GitlabSignOut(sign_out) => self.sign_out(&sign_out).await,
+            jobs::Job::GatingCheck(check) => self.check_gates(&check).await,
+            jobs::Job::ApplyGate(apply) => self.apply_gate(&apply).await,
         }
     }
 

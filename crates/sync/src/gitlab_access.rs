@@ -39,6 +39,17 @@ impl GitLabAccess {
             .ok_or_else(|| JobError::Permanent(format!("{gitlab_url} is not in GFJ_GITLAB_URLS")))
     }
 
+    /// A client acting with a token an operator gave for one purpose (a project's gating token), on an
+    /// allowed instance.
+    pub fn client_with_token(
+        &self,
+        gitlab_url: &str,
+        token: &str,
+    ) -> Result<GitLabClient, JobError> {
+        let origin = self.allowed(gitlab_url)?;
+        Ok(GitLabClient::new(self.http.clone(), &origin, token))
+    }
+
     /// A client acting for the subscription.
     pub async fn client_for(
         &self,

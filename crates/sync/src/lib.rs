@@ -15,7 +15,8 @@
 //! - `push` and `cicd`: live events into Jira;
 //! - `replay`: REST records through the same paths, for `backfill` and `reconcile`;
 //! - `backfill`, `coverage` (which projects a subscription covers; plans a new project's backfill),
-//!   `reconcile`, `hooks`, `teardown`, `linking`;
+//!   `reconcile`, `hooks`, `teardown`, `linking`, `gating` (JSM deployment gates: opened, polled,
+//!   decided once, applied in GitLab once);
 //! - `dispatch`: job → handler; `runner`: claims, leases and outcomes; `upkeep`: periodic work, once
 //!   per interval across replicas.
 
@@ -26,6 +27,7 @@ mod cicd;
 mod context;
 pub mod coverage;
 mod dispatch;
+pub mod gating;
 pub mod gitlab_access;
 pub mod hooks;
 pub mod jira_out;

@@ -1,5 +1,5 @@
-//! Periodic work: each subscription's hook check and reconciliation once per interval, backfill tasks
-//! started as slots free, the audit trail pruned.
+//! Periodic work: each subscription's hook check, reconciliation and gating check once per interval,
+//! backfill tasks started as slots free, the audit trail pruned.
 //!
 //! Every replica ticks, but the intervals are schedules in the database (`store::locks`): the replica
 //! whose claim moves a schedule on queues that run, so each check runs once per interval across all
@@ -16,6 +16,8 @@ use gfj_store::{Clock, Store, StoreError};
 pub struct Upkeep {
     pub hook_check_ms: i64,
     pub reconcile_ms: i64,
+    /// How often deployment gates are looked after (`GFJ_GATING_POLL_SECS`).
+    pub gating_ms: i64,
     pub audit_retention_ms: i64,
     pub backfill_tasks: i64,
 }
@@ -23,6 +25,7 @@ pub struct Upkeep {
 /// The schedules' names in the database.
 pub const HOOK_CHECKS: &str = "hook_checks";
 pub const RECONCILE: &str = "reconcile";
+pub const GATING: &str = "gating";
 
 /// A run claimed but not queued (the database failed in between) is due again this much later.
 const RETRY_MS: i64 = 5_000;
@@ -34,6 +37,8 @@ pub struct Ticked {
     pub hook_checks: Option<u64>,
     /// Reconciliations queued, when this replica ran the reconcile schedule.
     pub reconciles: Option<u64>,
+    /// Gating checks queued, when this replica ran the gating schedule.
+    pub gating_checks: Option<u64>,
 }
 
 impl Upkeep {
@@ -42,6 +47,7 @@ impl Upkeep {
     /// interval on, since its cursors already cover any downtime.
     pub async fn prepare(&self, store: &Store, now_ms: i64) -> Result<(), StoreError> {
         store.ensure_schedule(HOOK_CHECKS, now_ms).await?;
+        store.ensure_schedule(GATING, now_ms).await?;
         store
             .ensure_schedule(RECONCILE, now_ms + self.reconcile_ms)
             .await
@@ -79,6 +85,14 @@ impl Upkeep {
                 .await?,
             );
         }
+        if store.claim_schedule(GATING, now_ms, self.gating_ms).await? {
+            ticked.gating_checks = Some(
+                run_claimed(store, GATING, now_ms, async {
+                    crate::gating::schedule_gating_checks(store, now_ms, self.gating_ms).await
+                })
+                .await?,
+            );
+        }
         Ok(ticked)
     }
 
@@ -89,7 +103,12 @@ impl Upkeep {
         clock: Arc<dyn Clock>,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
-        let tick_ms = (self.hook_check_ms.min(self.reconcile_ms) / 20).clamp(250, 15_000);
+        let tick_ms = (self
+            .hook_check_ms
+            .min(self.reconcile_ms)
+            .min(self.gating_ms)
+            / 20)
+            .clamp(250, 15_000);
         let mut ticker = tokio::time::interval(Duration::from_millis(tick_ms as u64));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut prepared = false;

@@ -972,6 +972,7 @@ async fn play_job(
             ));
         }
         let out = job_transition(&mut i, &base, now, job_id, "pending", None, Some(u.id));
+        i.decisions.push(("play".into(), job_id, u.id));
         let j = i.jobs.iter().find(|j| j.id == job_id).expect("job exists");
         (out, job_entity(&base, &i, &p, j))
     };

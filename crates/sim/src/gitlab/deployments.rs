@@ -345,6 +345,17 @@ impl GitLabSim {
         });
     }
 
+    /// The approvals given on a deployment: (user id, `approved` or `rejected`, comment).
+    pub fn approvals_of(&self, deployment_id: i64) -> Vec<(i64, String, Option<String>)> {
+        let i = self.shared.inner.lock().unwrap();
+        i.deployments
+            .iter()
+            .filter(|d| d.id == deployment_id)
+            .flat_map(|d| d.approvals.iter())
+            .map(|a| (a.user_id, a.status.clone(), a.comment.clone()))
+            .collect()
+    }
+
     /// Every deployment of the project: (id, iid, status).
     pub fn deployments_of(&self, project_id: i64) -> Vec<(i64, i64, String)> {
         let i = self.shared.inner.lock().unwrap();
@@ -372,11 +383,53 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
             "/api/v4/projects/{id}/deployments/{deployment_id}/approval",
             post(approve),
         )
+        .route(
+            "/api/v4/projects/{id}/protected_environments",
+            get(protected_environments),
+        )
         .route("/api/v4/projects/{id}/environments", get(list_environments))
         .route(
             "/api/v4/projects/{id}/environments/{environment_id}",
             get(show_environment),
         )
+}
+
+/// `GET /projects/:id/protected_environments` (Premium: 404 on Free, as for any unlicensed feature;
+/// Maintainer). Each named approver is one user rule; deploy access goes to Maintainers and the approvers.
+async fn protected_environments(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, Response> {
+    let (_, p, level) = s.visible_project(&headers, &id)?;
+    let i = s.inner.lock().unwrap();
+    if super::project_plan(&i, &p) != super::Plan::Premium {
+        return Err(err(StatusCode::NOT_FOUND, "404 Not Found"));
+    }
+    if level < 40 {
+        return Err(err(StatusCode::FORBIDDEN, "403 Forbidden"));
+    }
+    let list: Vec<Value> = i
+        .environments
+        .iter()
+        .filter(|e| e.project_id == p.id)
+        .filter_map(|e| e.protection.as_ref().map(|pr| (e, pr)))
+        .map(|(e, pr)| {
+            let users = pr.approvers.iter().map(|u| {
+                let name = find_user(&i, *u).name;
+                (u, name)
+            });
+            json!({
+                "name": e.name,
+                "deploy_access_levels": std::iter::once(json!({ "id": e.id * 100, "access_level": 40, "access_level_description": "Maintainers", "user_id": null, "group_id": null, "group_inheritance_type": 0 }))
+                    .chain(pr.approvers.iter().map(|u| json!({ "id": e.id * 100 + u, "access_level": null, "access_level_description": find_user(&i, *u).name, "user_id": u, "group_id": null, "group_inheritance_type": 0 })))
+                    .collect::<Vec<_>>(),
+                "required_approval_count": 0,
+                "approval_rules": users.map(|(u, name)| json!({ "id": e.id * 1000 + u, "user_id": u, "group_id": null, "access_level": null, "access_level_description": name, "required_approvals": pr.required_approvals, "group_inheritance_type": 0 })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(axum::Json(list).into_response())
 }
 
 fn approval_entity(base: &str, i: &Inner, a: &Approval) -> Value {
@@ -787,6 +840,9 @@ async fn approve(
             .position(|x| x.id == d.id)
             .expect("deployment exists");
         let approvals = &mut i.deployments[n].approvals;
+        let recorded = approvals
+            .iter()
+            .any(|a| a.user_id == u.id && a.status == status);
         let approval = match approvals.iter_mut().find(|a| a.user_id == u.id) {
             // Re-posting the same decision returns the existing approval untouched.
             Some(a) if a.status == status => a.clone(),
@@ -806,6 +862,9 @@ async fn approve(
                 a
             }
         };
+        if !recorded {
+            i.decisions.push((status.clone(), d.id, u.id));
+        }
         let mut out = Outbox::new();
         if let Some(job) = d.deployable_id {
             if approval.status == "rejected" {

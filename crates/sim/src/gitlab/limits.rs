@@ -35,6 +35,8 @@ pub(super) struct Limits {
     /// Throttle key → (window index, requests seen in it).
     windows: HashMap<String, (i64, u32)>,
     faults: VecDeque<u16>,
+    /// `GitLabSim::fail_next_on`: (path suffix, status, after the request was processed).
+    path_faults: Vec<(String, u16, bool)>,
     /// `GitLabSim::set_pagination_loops`.
     pagination_loops: bool,
 }
@@ -56,6 +58,17 @@ impl GitLabSim {
     /// `Link: rel="next"` points back at the page itself and `x-next-page` repeats the current page.
     pub fn set_pagination_loops(&self, on: bool) {
         self.shared.limits.lock().unwrap().pagination_loops = on;
+    }
+
+    /// The next API request whose path ends with `path_suffix` fails with `status`: before GitLab
+    /// handles it, or, with `after_processing`, after (GitLab did the work, but the caller never hears
+    /// of it, as when a proxy times out or the caller dies waiting).
+    pub fn fail_next_on(&self, path_suffix: &str, status: u16, after_processing: bool) {
+        self.shared.limits.lock().unwrap().path_faults.push((
+            path_suffix.to_owned(),
+            status,
+            after_processing,
+        ));
     }
 
     /// The next `n` API or OAuth requests fail with `status`, before authentication, as a failing
@@ -95,6 +108,22 @@ async fn handle(s: &Shared, req: Request, next: Next, api: bool) -> Response {
     let fault = s.limits.lock().unwrap().faults.pop_front();
     if let Some(status) = fault {
         return fault_response(status);
+    }
+    let path_fault = {
+        let mut l = s.limits.lock().unwrap();
+        let path = req.uri().path();
+        l.path_faults
+            .iter()
+            .position(|(suffix, _, _)| path.ends_with(suffix.as_str()))
+            .map(|n| l.path_faults.remove(n))
+    };
+    match path_fault {
+        Some((_, status, false)) => return fault_response(status),
+        Some((_, status, true)) => {
+            let _ = next.run(req).await;
+            return fault_response(status);
+        }
+        None => {}
     }
     if !api {
         return next.run(req).await;

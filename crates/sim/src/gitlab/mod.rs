@@ -98,6 +98,9 @@ pub struct Delivery {
 #[derive(Default)]
 struct Inner {
     next_id: i64,
+    /// Every approval decision and job play the API accepted, in order, as (`approved` / `rejected` /
+    /// `play`, deployment or job id, user id).
+    decisions: Vec<(String, i64, i64)>,
     users: Vec<User>,
     groups: Vec<Group>,
     /// (group id, user id) → direct access level.
@@ -204,6 +207,10 @@ impl GitLabSim {
             .route(
                 "/api/v4/groups/{id}/members/all/{user_id}",
                 get(group_member),
+            )
+            .route(
+                "/api/v4/projects/{id}/members/all/{user_id}",
+                get(project_member),
             )
             .route("/api/v4/groups/{id}/projects", get(group_projects))
             .route("/api/v4/projects/{id}", get(get_project))
@@ -361,6 +368,12 @@ impl GitLabSim {
         i.shares.retain(|(p, _), _| *p != project_id);
         i.commits.retain(|(p, _), _| *p != project_id);
         i.parents.retain(|(p, _), _| *p != project_id);
+    }
+
+    /// Every approval decision and job play the API accepted, in order: (`approved`, `rejected` or
+    /// `play`, the deployment's or job's id, the user's id).
+    pub fn decisions(&self) -> Vec<(String, i64, i64)> {
+        self.shared.inner.lock().unwrap().decisions.clone()
     }
 
     pub fn deliveries(&self) -> Vec<Delivery> {
@@ -741,6 +754,37 @@ async fn group_member(
         }
         _ => Err(err(StatusCode::NOT_FOUND, "404 Not found")),
     }
+}
+
+/// A project member with the highest level they hold, inherited and through shares included.
+async fn project_member(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path((id, user_id)): Path<(String, i64)>,
+) -> Result<Response, Response> {
+    let (_, p, _) = s.visible_project(&headers, &id)?;
+    let inner = s.inner.lock().unwrap();
+    match (
+        project_access(&inner, &p, user_id),
+        inner.users.iter().find(|u| u.id == user_id),
+    ) {
+        (level, Some(u)) if level > 0 => {
+            Ok(axum::Json(member_json(&s.base(), u, level)).into_response())
+        }
+        _ => Err(err(StatusCode::NOT_FOUND, "404 Not found")),
+    }
+}
+
+/// The plan of the project's top-level group: licensed features follow it.
+fn project_plan(inner: &Inner, p: &Project) -> Plan {
+    let mut group = inner.groups.iter().find(|g| g.id == p.group_id);
+    while let Some(g) = group {
+        match g.parent_id {
+            Some(parent) => group = inner.groups.iter().find(|x| x.id == parent),
+            None => return g.plan,
+        }
+    }
+    Plan::Free
 }
 
 /// Direct and inherited members, each once with their highest level, ordered by user id.

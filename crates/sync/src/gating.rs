@@ -1,0 +1,491 @@
+//! JSM deployment gating on any GitLab: a blocked deployment to a gated tier goes to Jira as `pending`
+//! with `initiate_deployment_gating` (`cicd`), which opens its gate here; JSM's decision arrives by the
+//! Connect callback (`gfj-server`, `POST /jira/gating`) or by polling the gating-status API (the only
+//! route for OAuth-credentials sites), whichever comes first; and the decision is carried out in GitLab
+//! with the project's gating token: approve (then play the manual job), or reject with a comment.
+//!
+//! Exactly once: a decision is recorded by compare-and-set on the gate (open → decided), and applied
+//! under the gate's lock by a job that looks at GitLab first (an approval already given, a job already
+//! started), so a duplicate callback, a callback racing the poll, or a worker killed halfway all end
+//! with one approval or rejection.
+
+use gfj_core::domain::{ProjectId, SubscriptionId};
+use gfj_core::gitlab::JobEvent;
+use gfj_core::jobs::{ApplyGate, GatingCheck, Job};
+use gfj_core::jsm::{self, GateAction, GateDecision, GateState, GatingReport, Undecided};
+use gfj_gitlab_client::{GitLabClient, GitLabError};
+use gfj_jira_client::Site;
+use gfj_store::Store;
+use gfj_store::gates::{Gate, NewGate};
+use gfj_store::queue::NewJob;
+use gfj_store::subscriptions::Subscription;
+
+use crate::JobError;
+use crate::context::Handlers;
+use crate::jira_out::{OnPause, SendOptions, site_of};
+
+/// How gates are looked after (`GFJ_GATING_POLL_SECS`, `GFJ_GATING_TIMEOUT_SECS`,
+/// `GFJ_GATING_UNDECIDED`).
+#[derive(Debug, Clone, Copy)]
+pub struct GatingSettings {
+    pub poll_ms: i64,
+    pub timeout_ms: i64,
+    pub undecided: Undecided,
+}
+
+impl Default for GatingSettings {
+    fn default() -> Self {
+        use gfj_core::settings::{default_number, setting};
+        Self {
+            poll_ms: default_number("GFJ_GATING_POLL_SECS") * 1000,
+            timeout_ms: default_number("GFJ_GATING_TIMEOUT_SECS") * 1000,
+            undecided: match setting("GFJ_GATING_UNDECIDED").default {
+                Some("leave") => Undecided::Leave,
+                _ => Undecided::Reject,
+            },
+        }
+    }
+}
+
+/// The longest wait between two polls of one gate.
+const LONGEST_POLL_GAP_MS: i64 = 10 * 60 * 1000;
+/// How long a gate's application may hold its lock (GitLab calls with their timeouts).
+const APPLY_LOCK_MS: i64 = 60_000;
+
+/// When to ask JSM about an open gate again after `polls` answers of `awaiting`: the poll interval,
+/// doubling, at most ten minutes apart.
+pub fn next_poll_gap_ms(poll_ms: i64, polls: i64) -> i64 {
+    poll_ms
+        .saturating_mul(1i64 << polls.clamp(0, 20))
+        .min(LONGEST_POLL_GAP_MS.max(poll_ms))
+}
+
+/// Records a decision JSM reported for a gate (once: a second report finds it decided) and queues its
+/// application. Returns whether this report decided it.
+pub async fn record_decision(
+    store: &Store,
+    gate: &Gate,
+    decision: GateDecision,
+    change_request: Option<(&str, &str)>,
+    now_ms: i64,
+) -> Result<bool, gfj_store::StoreError> {
+    let decided = store
+        .decide_gate(gate.id, decision, change_request, now_ms)
+        .await?;
+    if decided {
+        tracing::info!(gate = gate.id, decision = decision.as_str(), change_request = ?change_request.map(|c| c.0), "deployment gate decided");
+        queue_apply(store, gate.id, now_ms).await?;
+    }
+    Ok(decided)
+}
+
+async fn queue_apply(
+    store: &Store,
+    gate_id: i64,
+    now_ms: i64,
+) -> Result<(), gfj_store::StoreError> {
+    let job = NewJob::of(&Job::ApplyGate(ApplyGate { gate_id }), now_ms);
+    store.enqueue(&[job], now_ms).await.map(drop)
+}
+
+/// A report from JSM (callback or poll) applied to the gate it names: `awaiting` changes nothing but
+/// the change request; the other statuses decide it.
+pub async fn report(
+    store: &Store,
+    gate: &Gate,
+    report: &GatingReport,
+    now_ms: i64,
+) -> Result<bool, gfj_store::StoreError> {
+    match GateDecision::from_status(report.gating_status) {
+        Some(decision) => {
+            record_decision(store, gate, decision, report.change_request(), now_ms).await
+        }
+        None => Ok(false),
+    }
+}
+
+impl Handlers {
+    /// Opens the gate of a blocked deployment Jira accepted with `initiate_deployment_gating`.
+    pub(crate) async fn open_gate(&self, gate: NewGate) -> Result<(), JobError> {
+        let now = self.clock.now_ms();
+        let (stored, new) = self
+            .store
+            .open_gate(&gate, now, now + self.gating.poll_ms)
+            .await?;
+        if new {
+            tracing::info!(gate = stored.id, project = gate.project_id.0, deployment = gate.deployment_id, tier = %gate.tier, "deployment gate opened");
+        }
+        Ok(())
+    }
+
+    /// A deployment job waiting for someone (GitLab sends no deployment hook for `blocked`): the
+    /// deployment it waits on, read from GitLab, through the deployment path.
+    pub(crate) async fn manual_deployment_job(
+        &self,
+        sub: &Subscription,
+        site: &Site,
+        opts: &SendOptions,
+        ev: &JobEvent,
+        seq: i64,
+    ) -> Result<(), JobError> {
+        let Some(project) = ev.project.clone() else {
+            return Ok(());
+        };
+        let gitlab = self
+            .gitlab
+            .client_for(&self.store, sub, self.clock.now_ms())
+            .await?;
+        let blocked = gitlab.blocked_deployments(ev.project_id).await?;
+        for d in blocked
+            .iter()
+            .filter(|d| d.deployable.as_ref().is_some_and(|j| j.id == ev.build_id))
+        {
+            // Boxed: the deployment path is the one this event came through.
+            Box::pin(self.replay_deployment(sub, site, opts, &project, d, seq)).await?;
+        }
+        Ok(())
+    }
+
+    /// The periodic look at one subscription's gates (see [`GatingCheck`]).
+    pub(crate) async fn check_gates(&self, c: &GatingCheck) -> Result<(), JobError> {
+        let Some(sub) = self.store.subscription(c.subscription_id).await? else {
+            return Ok(());
+        };
+        let Some(install) = self.store.installation(&sub.client_key).await? else {
+            return Ok(());
+        };
+        let site = site_of(install);
+        let sub_id = SubscriptionId(sub.id);
+        self.find_unannounced_gates(&sub, &site).await?;
+        let now = self.clock.now_ms();
+        for gate in self.store.gates(Some(sub_id)).await? {
+            match gate.state {
+                GateState::Open if now - gate.opened_at >= self.gating.timeout_ms => {
+                    record_decision(&self.store, &gate, GateDecision::TimedOut, None, now).await?;
+                }
+                GateState::Open if gate.next_poll_at <= now => {
+                    self.poll_gate(&site, &gate).await?;
+                }
+                // Decided, but its application was never queued (a crash in between) or failed.
+                GateState::Decided => queue_apply(&self.store, gate.id, now).await?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Blocked deployments to gated tiers that no Job Hook announced (a hook down, an older GitLab):
+    /// sent through the deployment path, which opens their gates.
+    async fn find_unannounced_gates(
+        &self,
+        sub: &Subscription,
+        site: &Site,
+    ) -> Result<(), JobError> {
+        let records = self.store.jsm_settings(SubscriptionId(sub.id)).await?;
+        if !records.iter().any(|(_, s)| s.gating_tiers.is_some()) {
+            return Ok(());
+        }
+        let known: std::collections::HashSet<(i64, i64)> = self
+            .store
+            .gates(Some(SubscriptionId(sub.id)))
+            .await?
+            .iter()
+            .map(|g| (g.project_id, g.deployment_id))
+            .collect();
+        let mut gitlab: Option<GitLabClient> = None;
+        let keys = self.store.site_project_keys(&sub.client_key).await?;
+        let opts = SendOptions {
+            on_pause: OnPause::Wait,
+            ..SendOptions::live(gfj_core::mapping::project_keys::ProjectKeys::new(keys))
+        };
+        for (project_id, path) in self
+            .store
+            .subscription_projects(SubscriptionId(sub.id))
+            .await?
+        {
+            if jsm::in_force(&records, project_id, &path).gating.is_none() {
+                continue;
+            }
+            let client = match &gitlab {
+                Some(c) => c,
+                None => gitlab.insert(
+                    self.gitlab
+                        .client_for(&self.store, sub, self.clock.now_ms())
+                        .await?,
+                ),
+            };
+            let blocked = client.blocked_deployments(project_id.0).await?;
+            let unknown: Vec<_> = blocked
+                .iter()
+                .filter(|d| !known.contains(&(project_id.0, d.id)))
+                .collect();
+            if unknown.is_empty() {
+                continue;
+            }
+            let Some(project) = self
+                .backfill_shared
+                .get(client, project_id.0, self.clock.now_ms())
+                .await?
+            else {
+                continue;
+            };
+            let seq = self.clock.now_ms().saturating_mul(1000);
+            for d in unknown {
+                self.replay_deployment(sub, site, &opts, &project, d, seq)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks JSM about one open gate.
+    async fn poll_gate(&self, site: &Site, gate: &Gate) -> Result<(), JobError> {
+        let jira = &self.jira;
+        let answer = std::sync::Mutex::new(None);
+        let call = async {
+            let report = jira
+                .gating_status(
+                    site,
+                    &gate.pipeline_key,
+                    &gate.environment_key,
+                    gate.deployment_seq,
+                )
+                .await?;
+            *answer.lock().unwrap() = Some(report);
+            Ok(())
+        };
+        match self
+            .at_site(&gate.client_key, OnPause::Postpone, call)
+            .await
+        {
+            Ok(()) => {}
+            // Jira does not know the deployment (yet): ask again later.
+            Err(JobError::Permanent(message)) => {
+                tracing::warn!(gate = gate.id, "gating status unavailable: {message}");
+            }
+            Err(e) => return Err(e),
+        }
+        let now = self.clock.now_ms();
+        let report = answer.into_inner().unwrap();
+        if let Some(report) = &report
+            && self::report(&self.store, gate, report, now).await?
+        {
+            return Ok(());
+        }
+        let next = now + next_poll_gap_ms(self.gating.poll_ms, gate.polls);
+        let change_request = report.as_ref().and_then(|r| r.change_request());
+        self.store
+            .gate_polled(gate.id, next, change_request)
+            .await?;
+        Ok(())
+    }
+
+    /// Carries out a gate's decision in GitLab, once (see the module's notes).
+    pub(crate) async fn apply_gate(&self, a: &ApplyGate) -> Result<(), JobError> {
+        let lock = format!("gate:{}", a.gate_id);
+        match self
+            .while_locked(&lock, APPLY_LOCK_MS, self.apply_gate_locked(a.gate_id))
+            .await?
+        {
+            Some(outcome) => outcome,
+            None => Err(JobError::Retry {
+                message: "another worker is applying this gate".into(),
+                after_ms: Some(5_000),
+            }),
+        }
+    }
+
+    async fn apply_gate_locked(&self, gate_id: i64) -> Result<(), JobError> {
+        let Some(gate) = self.store.gate(gate_id).await? else {
+            return Ok(());
+        };
+        let (GateState::Decided, Some(decision)) = (gate.state, gate.decision) else {
+            return Ok(());
+        };
+        let Some(sub) = self.store.subscription(gate.subscription_id).await? else {
+            return Ok(());
+        };
+        let records = self.store.jsm_settings(SubscriptionId(sub.id)).await?;
+        let path = self
+            .store
+            .subscription_projects(SubscriptionId(sub.id))
+            .await?
+            .into_iter()
+            .find(|(id, _)| id.0 == gate.project_id)
+            .map(|(_, path)| path)
+            .unwrap_or_default();
+        let Some(gating) = jsm::in_force(&records, ProjectId(gate.project_id), &path).gating else {
+            let outcome =
+                "gating was turned off before the decision arrived; left to people in GitLab";
+            self.store
+                .finish_gate(gate.id, outcome, self.clock.now_ms())
+                .await?;
+            return Ok(());
+        };
+        let change_request = gate
+            .change_request
+            .as_deref()
+            .map(|key| (key, gate.change_request_url.as_deref().unwrap_or("")));
+        let action = jsm::gate_action(
+            decision,
+            change_request,
+            self.gating.undecided,
+            gating.play_after_approval,
+            self.gating.timeout_ms / 1000,
+        );
+        let gitlab = self
+            .gitlab
+            .client_with_token(&sub.gitlab_url, &gating.token.0)?;
+        let outcome = match action {
+            GateAction::Leave => "left to people in GitLab".to_owned(),
+            GateAction::Approve { comment, play } => {
+                self.decide_in_gitlab(&gitlab, &gate, "approved", &comment)
+                    .await?;
+                if play {
+                    self.play_if_waiting(&gitlab, &gate).await?
+                } else {
+                    "approved in GitLab".to_owned()
+                }
+            }
+            GateAction::Reject { comment } => {
+                self.decide_in_gitlab(&gitlab, &gate, "rejected", &comment)
+                    .await?;
+                format!("rejected in GitLab: {comment}")
+            }
+        };
+        self.store
+            .finish_gate(gate.id, &outcome, self.clock.now_ms())
+            .await?;
+        tracing::info!(gate = gate.id, decision = decision.as_str(), "{outcome}");
+        Ok(())
+    }
+
+    /// Approves or rejects the deployment as the gating token's user, unless that user already did
+    /// (a run cut short after GitLab recorded it).
+    async fn decide_in_gitlab(
+        &self,
+        gitlab: &GitLabClient,
+        gate: &Gate,
+        status: &str,
+        comment: &str,
+    ) -> Result<(), JobError> {
+        let me = gitlab.current_user().await.map_err(gating_token_error)?;
+        let Some(d) = gitlab
+            .deployment(gate.project_id, gate.deployment_id)
+            .await?
+        else {
+            return Err(JobError::Permanent(format!(
+                "deployment {} is gone from GitLab",
+                gate.deployment_id
+            )));
+        };
+        if d.approvals
+            .iter()
+            .any(|a| a.user.id == me.id && a.status == status)
+        {
+            return Ok(());
+        }
+        if d.status != "blocked" {
+            // Someone decided in GitLab meanwhile: nothing for us to do.
+            return Ok(());
+        }
+        gitlab
+            .decide_deployment(gate.project_id, gate.deployment_id, status, comment)
+            .await
+            .map_err(gating_token_error)
+    }
+
+    /// Plays the deployment's manual job once approval unblocked it (approval alone does not start it).
+    async fn play_if_waiting(
+        &self,
+        gitlab: &GitLabClient,
+        gate: &Gate,
+    ) -> Result<String, JobError> {
+        let Some(job_id) = gate.job_id else {
+            return Ok("approved in GitLab (the deployment has no job to play)".into());
+        };
+        let d = gitlab
+            .deployment(gate.project_id, gate.deployment_id)
+            .await?;
+        if d.as_ref().is_some_and(|d| d.status == "blocked") {
+            // More approvals are needed; GitLab's other approvers decide the rest.
+            return Ok("approved in GitLab; the environment needs more approvals".into());
+        }
+        let job = gitlab.job(gate.project_id, job_id).await?;
+        match job.and_then(|j| j.status) {
+            Some(status) if status == "manual" => {
+                gitlab
+                    .play_job(gate.project_id, job_id)
+                    .await
+                    .map_err(gating_token_error)?;
+                Ok(format!("approved in GitLab and job {job_id} started"))
+            }
+            _ => Ok(format!(
+                "approved in GitLab; job {job_id} had already started"
+            )),
+        }
+    }
+}
+
+/// GitLab refusing the gating token is for an operator to fix (`jsm set`), not for retries.
+fn gating_token_error(e: GitLabError) -> JobError {
+    match e {
+        GitLabError::Unauthorized | GitLabError::Forbidden(_) => JobError::Permanent(format!(
+            "the gating token cannot act on this deployment ({e}); set one that can with `jsm set --gating-token-file`"
+        )),
+        GitLabError::Other {
+            status: 400,
+            message,
+        } => JobError::Permanent(format!("GitLab refused: {message}")),
+        e => e.into(),
+    }
+}
+
+/// Queues each subscription's gating check for this interval.
+pub async fn schedule_gating_checks(
+    store: &Store,
+    now_ms: i64,
+    interval_ms: i64,
+) -> Result<u64, gfj_store::StoreError> {
+    let interval = now_ms / interval_ms.max(1);
+    let jobs: Vec<NewJob> = store
+        .subscriptions()
+        .await?
+        .iter()
+        .map(|s| {
+            NewJob::of(
+                &Job::GatingCheck(GatingCheck {
+                    subscription_id: s.id,
+                    interval,
+                }),
+                now_ms,
+            )
+        })
+        .collect();
+    if jobs.is_empty() {
+        return Ok(0);
+    }
+    store.enqueue(&jobs, now_ms).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polls_back_off_to_ten_minutes() {
+        let gaps: Vec<i64> = (0..8).map(|n| next_poll_gap_ms(30_000, n)).collect();
+        assert_eq!(
+            gaps,
+            [
+                30_000, 60_000, 120_000, 240_000, 480_000, 600_000, 600_000, 600_000
+            ]
+        );
+        assert_eq!(next_poll_gap_ms(30_000, 10_000), 600_000);
+        assert_eq!(
+            next_poll_gap_ms(3_600_000, 0),
+            3_600_000,
+            "never below the interval"
+        );
+    }
+}
