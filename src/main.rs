@@ -142,7 +142,7 @@ enum JsmCommand {
         #[arg(long)]
         gating_tiers: Option<String>,
         /// A file holding the GitLab token (a service account or bot that may approve deployments in the
-        /// projects) that approves, rejects and plays gated deployments. Also GFJ_GATING_TOKEN.
+        /// projects) that approves, rejects and plays gated deployments.
         #[arg(long)]
         gating_token_file: Option<PathBuf>,
         /// Whether an approved deployment's manual job is started (approval alone does not start it).
@@ -333,11 +333,7 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
                     play_after_approval,
                 },
         } => {
-            let gating_token = secret(
-                std::env::var("GFJ_GATING_TOKEN").ok(),
-                gating_token_file.as_deref(),
-                "gating token",
-            )?;
+            let gating_token = secret(None, gating_token_file.as_deref(), "gating token")?;
             let req = jsm::SetRequest {
                 site,
                 target: target.target(),

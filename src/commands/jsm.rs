@@ -308,8 +308,9 @@ async fn resolve(
                     sub.group_path
                 );
             }
+            // GitLab paths are case-insensitive: one group, one row.
             JsmScope::Group {
-                path: path.to_owned(),
+                path: path.to_lowercase(),
             }
         }
     };
@@ -352,21 +353,12 @@ async fn check_gating(
         }
         return Ok(());
     }
-    let Some(gating) = in_force.gating else {
+    if in_force.gating.is_none() {
         bail!(
             "deployment gating needs a GitLab token that can approve deployments: give --gating-token-file"
         );
-    };
+    }
     let access = settings.gitlab_access();
-    let as_gating = access
-        .client_with_token(&sub.gitlab_url, &gating.token.0)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let me = as_gating.current_user().await.map_err(|e| match e {
-        gfj_gitlab_client::GitLabError::Unauthorized => {
-            anyhow::anyhow!("GitLab does not accept the gating token (401)")
-        }
-        e => anyhow::anyhow!("could not check the gating token with GitLab: {e}"),
-    })?;
     let as_sub = access
         .client_for(
             store,
@@ -375,8 +367,29 @@ async fn check_gating(
         )
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut approvable = 0;
+    // Each project is checked with the token in force for it (a project may set its own).
+    let mut users: BTreeMap<String, gfj_gitlab_client::User> = BTreeMap::new();
+    let mut checked = 0;
     for (project_id, path) in &projects {
+        let Some(gating) = jsm::in_force(records, *project_id, path).gating else {
+            continue;
+        };
+        let me = match users.get(&gating.token.0) {
+            Some(me) => me.clone(),
+            None => {
+                let as_gating = access
+                    .client_with_token(&sub.gitlab_url, &gating.token.0)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let me = as_gating.current_user().await.map_err(|e| match e {
+                    gfj_gitlab_client::GitLabError::Unauthorized => {
+                        anyhow::anyhow!("GitLab does not accept the gating token (401)")
+                    }
+                    e => anyhow::anyhow!("could not check the gating token with GitLab: {e}"),
+                })?;
+                users.insert(gating.token.0.clone(), me.clone());
+                me
+            }
+        };
         let environments = match as_sub.protected_environments(project_id.0).await {
             Ok(list) => list,
             Err(gfj_gitlab_client::GitLabError::NotFound(_)) => bail!(
@@ -385,6 +398,8 @@ async fn check_gating(
             Err(e) => bail!("could not read the protected environments of {path}: {e}"),
         };
         let member = as_sub.project_member(project_id.0, me.id).await?;
+        let mut approvable = Vec::new();
+        let mut not_approvable = Vec::new();
         for env in environments.iter().filter(|e| !e.approval_rules.is_empty()) {
             let mut can = false;
             for rule in &env.approval_rules {
@@ -396,20 +411,29 @@ async fn check_gating(
                     can = as_sub.group_member(group, me.id).await?.is_some();
                 }
             }
-            if !can {
-                bail!(
-                    "the gating token's user {} cannot approve deployments to {} in {path}: add it to the environment's approval rules",
-                    me.username,
-                    env.name
-                );
+            if can {
+                approvable.push(env.name.as_str());
+            } else {
+                not_approvable.push(env.name.as_str());
             }
-            approvable += 1;
         }
+        if approvable.is_empty() && !not_approvable.is_empty() {
+            bail!(
+                "the gating token's user {} cannot approve deployments to {} in {path}: add it to the environment's approval rules",
+                me.username,
+                not_approvable.join(", ")
+            );
+        }
+        if approvable.is_empty() && matches!(scope, JsmScope::Project { .. }) {
+            bail!(
+                "{path} has no protected environment with deployment approvals: no deployment would wait for Jira Service Management"
+            );
+        }
+        checked += 1;
     }
-    if approvable == 0 && matches!(scope, JsmScope::Project { .. }) {
+    if checked == 0 && matches!(scope, JsmScope::Project { .. }) {
         bail!(
-            "{} has no protected environment with deployment approvals: no deployment would wait for Jira Service Management",
-            scope.path()
+            "deployment gating needs a GitLab token that can approve deployments: give --gating-token-file"
         );
     }
     Ok(())

@@ -312,6 +312,19 @@ async fn a_worker_lost_after_approving_approves_once_after_restart(db: TestDatab
             ("play".to_owned(), g.approver)
         ]
     );
+    let approval_posts: Vec<u16> = g
+        .app
+        .gitlab
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/approval"))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        approval_posts,
+        [502],
+        "the approval GitLab had recorded is not posted again"
+    );
     g.app.stop().await;
 }
 
@@ -415,6 +428,108 @@ async fn gating_is_refused_on_gitlab_free(db: TestDatabase) {
     app.stop().await;
 }
 
+/// A callback without the site's token, with a token bound to another request, or with a body that
+/// claims a decision JSM did not make, decides nothing.
+async fn forged_and_unsigned_callbacks_decide_nothing(db: TestDatabase) {
+    let g = gated(db, false).await;
+    g.deploy("GATE-7 ship", "production").await;
+    let url = format!("{}/jira/gating", g.app.base_url);
+    let http = reqwest::Client::new();
+    let report = serde_json::json!({"gatingStatus": "allowed", "pipelineId": "x", "environmentId": "y", "deploymentSequenceNumber": 1, "details": []});
+    let unsigned = http.post(&url).json(&report).send().await.unwrap();
+    assert_eq!(unsigned.status(), 401);
+    // A genuine token of the site, but for the configuration page's URL: its qsh does not match.
+    let page = g
+        .app
+        .jira
+        .page_url(&g.app.base_url, "/jira/config", "admin-1");
+    let token = page.split("jwt=").nth(1).unwrap().to_owned();
+    let misbound = http
+        .post(&url)
+        .header("Authorization", format!("JWT {token}"))
+        .json(&report)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(misbound.status(), 401);
+    // A valid token replayed with a body claiming `allowed` while JSM still waits.
+    g.app
+        .jira
+        .send_forged_gating_callback("CHG-1", "allowed")
+        .await;
+    assert_eq!(g.app.jira.gating_callbacks().last().unwrap().1, 204);
+    g.app.run_queue_once_through().await;
+    let gates = g.app.store.gates(None).await.unwrap();
+    assert_eq!(
+        gates[0].state,
+        gfj_core::jsm::GateState::Open,
+        "nothing decided"
+    );
+    assert!(g.decisions().is_empty());
+    // JSM's real decision still goes through.
+    g.decide("CHG-1", "prevented", false).await;
+    assert_eq!(g.decisions(), [("rejected".to_owned(), g.approver)]);
+    g.app.stop().await;
+}
+
+/// A gate JSM does not decide within GFJ_GATING_TIMEOUT_SECS is rejected with a comment saying so.
+async fn an_undecided_gate_is_rejected_after_its_time(db: TestDatabase) {
+    let g = gated(db, true).await;
+    let (deployment, _) = g.deploy("GATE-8 ship", "production").await;
+    g.gating_check(60_000).await;
+    assert!(g.decisions().is_empty(), "JSM still waits");
+    g.gating_check(86_400_000 + 1_000).await;
+    g.app.run_queue_once_through().await;
+    let approvals = g.app.gitlab.approvals_of(deployment);
+    assert_eq!(approvals.len(), 1);
+    assert_eq!(approvals[0].1, "rejected");
+    assert!(
+        approvals[0]
+            .2
+            .as_deref()
+            .unwrap_or("")
+            .contains("within 24 hour(s)"),
+        "{approvals:?}"
+    );
+    g.app.stop().await;
+}
+
+/// Someone approves in GitLab before JSM decides: the gate records that, and the service neither
+/// approves nor plays.
+async fn a_person_deciding_first_in_gitlab_is_respected(db: TestDatabase) {
+    let g = gated(db, false).await;
+    let (deployment, _) = g.deploy("GATE-10 ship", "production").await;
+    let person = g.app.gitlab.add_user("alice", "glpat-alice");
+    g.app.gitlab.add_member(g.w.group, person, 40);
+    g.app
+        .gitlab
+        .protect_environment(g.p, "production", &[g.approver, person], 1);
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v4/projects/{}/deployments/{deployment}/approval",
+            g.app.gitlab.base_url, g.p
+        ))
+        .header("PRIVATE-TOKEN", "glpat-alice")
+        .json(&serde_json::json!({"status": "approved"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 201);
+    g.decide("CHG-1", "allowed", false).await;
+    assert_eq!(g.decisions(), [("approved".to_owned(), person)]);
+    let gates = g.app.store.gates(None).await.unwrap();
+    assert!(
+        gates[0]
+            .outcome
+            .as_deref()
+            .unwrap_or("")
+            .contains("someone decided in GitLab first"),
+        "{:?}",
+        gates[0].outcome
+    );
+    g.app.stop().await;
+}
+
 test_on_both_databases!(
     a_gated_deployment_is_approved_and_played_connect,
     a_gated_deployment_is_approved_and_played_oauth,
@@ -424,4 +539,7 @@ test_on_both_databases!(
     a_tier_not_gated_gets_no_command,
     gating_settings_are_checked_against_gitlab,
     gating_is_refused_on_gitlab_free,
+    forged_and_unsigned_callbacks_decide_nothing,
+    an_undecided_gate_is_rejected_after_its_time,
+    a_person_deciding_first_in_gitlab_is_respected,
 );

@@ -152,9 +152,115 @@ async fn sigkill_mid_job_loses_nothing_and_sigterm_exits_cleanly(db: TestDatabas
     db.drop_database().await;
 }
 
+/// SIGKILL between JSM's decision and GitLab's answer to the approval: GitLab approved, the service
+/// never heard. After the restart the deployment is approved once and its job played once.
+async fn a_gate_cut_off_by_sigkill_is_approved_once_after_restart(db: TestDatabase) {
+    use gitlab_for_jira::commands::jsm::{self, SetRequest, Target};
+    let jira = JiraSim::start(JiraSimConfig::default()).await.unwrap();
+    let gitlab = GitLabSim::start().await.unwrap();
+    let port = gfj_sim::free_port();
+    let vars = env(&db, port, &jira, &gitlab);
+    let mut serve = start(&vars, 1).await;
+    assert_eq!(
+        jira.install(&format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap(),
+        204
+    );
+    let user = gitlab.add_user("ada", "glpat-ada");
+    let group = gitlab.add_group("acme", None, Plan::Premium);
+    gitlab.add_member(group, user, 40);
+    let project = gitlab.add_project(group, "api");
+    let approver = gitlab.add_user("jsm-bot", "glpat-jsm-bot");
+    gitlab.add_member(group, approver, 30);
+    gitlab.add_environment(project, "production", "production");
+    gitlab.protect_environment(project, "production", &[approver], 1);
+    let settings = Settings::from_map(&vars.iter().cloned().collect()).unwrap();
+    let store = settings.open_store().await.unwrap();
+    link_acme(&settings, &store, &jira, &gitlab).await;
+    eventually("the backfill is planned", || async {
+        !store.backfill_tasks(None).await.unwrap().is_empty()
+    })
+    .await;
+    let gating = SetRequest {
+        target: Target::Project("acme/api".into()),
+        gating_tiers: Some("production".into()),
+        gating_token: Some("glpat-jsm-bot".into()),
+        ..SetRequest::default()
+    };
+    jsm::set(&settings, &store, &gating, now_ms())
+        .await
+        .unwrap();
+
+    gitlab
+        .push(project, "main", &["GATE-9 ship it"], user)
+        .await;
+    gitlab
+        .run_pipeline(
+            project,
+            "main",
+            &[JobSpec::deploy("deploy", "production", "production", false)],
+        )
+        .await;
+    eventually("the gate opens and JSM opens a change request", || async {
+        store.gates(None).await.unwrap().len() == 1 && jira.change_requests().len() == 1
+    })
+    .await;
+    let deployment = gitlab.deployments_of(project)[0].0;
+
+    // The decision arrives; the service's approval reaches GitLab and waits there: kill -9.
+    gitlab.hold_next_on("/approval");
+    jira.decide_change_request("CHG-1", "allowed").await;
+    gitlab.wait_until_held().await;
+    serve.child.kill().unwrap();
+    serve.child.wait().unwrap();
+    gitlab.release_holds();
+    eventually("GitLab recorded the approval all the same", || async {
+        gitlab.approvals_of(deployment).len() == 1
+    })
+    .await;
+
+    let mut serve = start(&vars, 2).await;
+    eventually("the restarted service plays the job", || async {
+        gitlab.decisions().iter().any(|d| d.0 == "play")
+    })
+    .await;
+    let decisions: Vec<(String, i64)> = gitlab
+        .decisions()
+        .into_iter()
+        .map(|(what, _, who)| (what, who))
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            ("approved".to_owned(), approver),
+            ("play".to_owned(), approver)
+        ],
+        "one approval, one play"
+    );
+    // The restarted service saw the approval in GitLab and did not post another (the cut-off request
+    // never reached the log).
+    let approval_posts = gitlab
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/approval"))
+        .count();
+    assert_eq!(approval_posts, 0);
+    eventually("the gate is done", || async {
+        store.gates(None).await.unwrap()[0].state == gfj_core::jsm::GateState::Done
+    })
+    .await;
+    let pid = serve.child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert_eq!(serve.child.wait().unwrap().code(), Some(0));
+    store.close().await;
+    db.drop_database().await;
+}
+
 test_on_both_databases!(
     chaos_loses_nothing_and_leaves_nothing_stale,
-    sigkill_mid_job_loses_nothing_and_sigterm_exits_cleanly
+    sigkill_mid_job_loses_nothing_and_sigterm_exits_cleanly,
+    a_gate_cut_off_by_sigkill_is_approved_once_after_restart,
 );
 
 /// User `ada` (Maintainer) and the Free group `acme` with projects `api` and `web`; deployments of

@@ -1,7 +1,8 @@
 //! `POST /jira/gating`: JSM's decision on a deployment we gated, as the Connect `jiraDeploymentGating`
 //! callback delivers it. The token must be the site's (HS256 with its shared secret) and bound to this
-//! very request (`qsh`). The decision is recorded once and applied by a job (`gfj-sync::gating`); a
-//! report for a deployment we never gated, or a repeat, is acknowledged and changes nothing.
+//! very request (`qsh`, which covers the method and path, not the body); the decision itself is read
+//! back from Jira's gating-status API. It is recorded once and applied by a job (`gfj-sync::gating`);
+//! a report for a deployment we never gated, or a repeat, is acknowledged and changes nothing.
 
 use std::sync::Arc;
 
@@ -66,9 +67,9 @@ pub async fn callback(
             );
         }
     };
-    let gate = match state
+    let gates = match state
         .store
-        .gate_by_jira_key(
+        .gates_by_jira_key(
             &install.client_key,
             &report.pipeline_id,
             &report.environment_id,
@@ -76,16 +77,42 @@ pub async fn callback(
         )
         .await
     {
-        Ok(Some(gate)) => gate,
-        Ok(None) => {
-            tracing::info!(site = %install.base_url, pipeline = %report.pipeline_id, environment = %report.environment_id, "a gating report for a deployment this service did not gate; ignored");
-            return StatusCode::NO_CONTENT.into_response();
-        }
+        Ok(gates) => gates,
         Err(e) => return storage_unavailable(&e, "read a deployment gate"),
     };
-    match gfj_sync::gating::report(&state.store, &gate, &report, state.clock.now_ms()).await {
-        Ok(_) => StatusCode::NO_CONTENT.into_response(),
-        // Jira delivers again when we do not answer 2xx.
-        Err(e) => storage_unavailable(&e, "record a gating decision"),
+    if gates.is_empty() {
+        tracing::info!(site = %install.base_url, pipeline = %report.pipeline_id, environment = %report.environment_id, "a gating report for a deployment this service did not gate; ignored");
+        return StatusCode::NO_CONTENT.into_response();
     }
+    // The body is not covered by the token's `qsh`: the decision is taken from Jira's own answer, so a
+    // captured token replayed with another body decides nothing.
+    let site = gfj_sync::jira_out::site_of(install.clone());
+    let confirmed = match state
+        .jira
+        .gating_status(
+            &site,
+            &report.pipeline_id,
+            &report.environment_id,
+            report.deployment_sequence_number,
+        )
+        .await
+    {
+        Ok(confirmed) => confirmed,
+        Err(e) => {
+            tracing::warn!(site = %install.base_url, error = %e, "could not confirm a gating report with Jira; Jira delivers it again, and the poll asks too");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "could not confirm with Jira; retry",
+            );
+        }
+    };
+    for gate in &gates {
+        if let Err(e) =
+            gfj_sync::gating::report(&state.store, gate, &confirmed, state.clock.now_ms()).await
+        {
+            // Jira delivers again when we do not answer 2xx.
+            return storage_unavailable(&e, "record a gating decision");
+        }
+    }
+    StatusCode::NO_CONTENT.into_response()
 }

@@ -618,6 +618,17 @@ impl JiraSim {
     /// attempt lands in [`JiraSim::gating_callbacks`]; returns once the delivery is over. Only loopback
     /// apps are called. Panics on an unknown change request or without an installed app, test bugs.
     pub async fn send_gating_callback(&self, change_request: &str) {
+        self.deliver_gating_callback(change_request, None).await;
+    }
+
+    /// Delivers a callback whose body claims `status` while JSM's own status stays as it is: what a
+    /// captured token replayed with another body looks like (`qsh` covers the method and path only).
+    pub async fn send_forged_gating_callback(&self, change_request: &str, status: &str) {
+        self.deliver_gating_callback(change_request, Some(status))
+            .await;
+    }
+
+    async fn deliver_gating_callback(&self, change_request: &str, claimed_status: Option<&str>) {
         let (deployment, gate) = {
             let mut gating = self.shared.gating.lock().unwrap();
             let Some((deployment, gate)) = gating.by_change_request(change_request) else {
@@ -650,7 +661,10 @@ impl JiraSim {
             return;
         }
         let (pipeline, environment, number) = deployment;
-        let status = gate.status.unwrap_or_else(|| "awaiting".into());
+        let status = claimed_status
+            .map(str::to_owned)
+            .or(gate.status)
+            .unwrap_or_else(|| "awaiting".into());
         let body = json!({
             "updatedTimestamp": gate.updated.unwrap_or_else(rfc3339_now),
             "gatingStatus": status,

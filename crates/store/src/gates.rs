@@ -145,25 +145,26 @@ impl Store {
         row.as_ref().map(from_row).transpose()
     }
 
-    /// The gate of the deployment Jira knows by this key on this site.
-    pub async fn gate_by_jira_key(
+    /// The gates of the deployment Jira knows by this key on this site (one, unless two linked groups
+    /// overlap).
+    pub async fn gates_by_jira_key(
         &self,
         client_key: &str,
         pipeline_key: &str,
         environment_key: &str,
         deployment_seq: i64,
-    ) -> Result<Option<Gate>, StoreError> {
-        let row = sqlx::query(&format!(
+    ) -> Result<Vec<Gate>, StoreError> {
+        let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM gates WHERE client_key = $1 AND pipeline_key = $2
-                 AND environment_key = $3 AND deployment_seq = $4 ORDER BY id DESC LIMIT 1"
+                 AND environment_key = $3 AND deployment_seq = $4 ORDER BY id"
         ))
         .bind(client_key)
         .bind(pipeline_key)
         .bind(environment_key)
         .bind(deployment_seq)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        row.as_ref().map(from_row).transpose()
+        rows.iter().map(from_row).collect()
     }
 
     /// Every gate (of one subscription, or all), newest first.

@@ -5,7 +5,7 @@
 //! with the project's gating token: approve (then play the manual job), or reject with a comment.
 //!
 //! Exactly once: a decision is recorded by compare-and-set on the gate (open → decided), and applied
-//! under the gate's lock by a job that looks at GitLab first (an approval already given, a job already
+//! by one job per gate that looks at GitLab first (an approval already given, a job already
 //! started), so a duplicate callback, a callback racing the poll, or a worker killed halfway all end
 //! with one approval or rejection.
 
@@ -49,8 +49,6 @@ impl Default for GatingSettings {
 
 /// The longest wait between two polls of one gate.
 const LONGEST_POLL_GAP_MS: i64 = 10 * 60 * 1000;
-/// How long a gate's application may hold its lock (GitLab calls with their timeouts).
-const APPLY_LOCK_MS: i64 = 60_000;
 
 /// When to ask JSM about an open gate again after `polls` answers of `awaiting`: the poll interval,
 /// doubling, at most ten minutes apart.
@@ -156,7 +154,7 @@ impl Handlers {
         };
         let site = site_of(install);
         let sub_id = SubscriptionId(sub.id);
-        self.find_unannounced_gates(&sub, &site).await?;
+        // Open gates first: a GitLab that fails the search below must not hold up decisions.
         let now = self.clock.now_ms();
         for gate in self.store.gates(Some(sub_id)).await? {
             match gate.state {
@@ -166,12 +164,12 @@ impl Handlers {
                 GateState::Open if gate.next_poll_at <= now => {
                     self.poll_gate(&site, &gate).await?;
                 }
-                // Decided, but its application was never queued (a crash in between) or failed.
+                // Decided, but its application was never queued (a crash in between).
                 GateState::Decided => queue_apply(&self.store, gate.id, now).await?,
                 _ => {}
             }
         }
-        Ok(())
+        self.find_unannounced_gates(&sub, &site).await
     }
 
     /// Blocked deployments to gated tiers that no Job Hook announced (a hook down, an older GitLab):
@@ -206,6 +204,7 @@ impl Handlers {
             if jsm::in_force(&records, project_id, &path).gating.is_none() {
                 continue;
             }
+            let in_force = jsm::in_force(&records, project_id, &path);
             let client = match &gitlab {
                 Some(c) => c,
                 None => gitlab.insert(
@@ -214,25 +213,35 @@ impl Handlers {
                         .await?,
                 ),
             };
-            let blocked = client.blocked_deployments(project_id.0).await?;
-            let unknown: Vec<_> = blocked
-                .iter()
-                .filter(|d| !known.contains(&(project_id.0, d.id)))
-                .collect();
-            if unknown.is_empty() {
-                continue;
-            }
-            let Some(project) = self
-                .backfill_shared
-                .get(client, project_id.0, self.clock.now_ms())
-                .await?
-            else {
-                continue;
+            let found = async {
+                let blocked = client.blocked_deployments(project_id.0).await?;
+                // Only deployments to gated tiers: the others reach Jira by their Job Hook or the
+                // reconciliation, not every interval from here.
+                let unknown: Vec<_> = blocked
+                    .iter()
+                    .filter(|d| in_force.gates(d.environment.tier.as_deref()))
+                    .filter(|d| !known.contains(&(project_id.0, d.id)))
+                    .collect();
+                if unknown.is_empty() {
+                    return Ok(());
+                }
+                let Some(project) = self
+                    .backfill_shared
+                    .get(client, project_id.0, self.clock.now_ms())
+                    .await?
+                else {
+                    return Ok(());
+                };
+                let seq = self.clock.now_ms().saturating_mul(1000);
+                for d in unknown {
+                    self.replay_deployment(sub, site, &opts, &project, d, seq)
+                        .await?;
+                }
+                Ok::<(), JobError>(())
             };
-            let seq = self.clock.now_ms().saturating_mul(1000);
-            for d in unknown {
-                self.replay_deployment(sub, site, &opts, &project, d, seq)
-                    .await?;
+            // A project GitLab or Jira fails on does not stop the others; the next check tries again.
+            if let Err(e) = found.await {
+                tracing::warn!(subscription = sub.id, project = %path, error = %e, "could not look for blocked deployments");
             }
         }
         Ok(())
@@ -259,11 +268,13 @@ impl Handlers {
             .await
         {
             Ok(()) => {}
-            // Jira does not know the deployment (yet): ask again later.
-            Err(JobError::Permanent(message)) => {
-                tracing::warn!(gate = gate.id, "gating status unavailable: {message}");
+            // A pause after a 429: the whole check waits for it.
+            Err(e @ JobError::Postpone { .. }) => return Err(e),
+            // Jira does not know the deployment (a 404), or failed: ask again later, backing off, and
+            // go on with the other gates.
+            Err(e) => {
+                tracing::warn!(gate = gate.id, error = %e, "gating status unavailable; asking again later");
             }
-            Err(e) => return Err(e),
         }
         let now = self.clock.now_ms();
         let report = answer.into_inner().unwrap();
@@ -280,22 +291,11 @@ impl Handlers {
         Ok(())
     }
 
-    /// Carries out a gate's decision in GitLab, once (see the module's notes).
+    /// Carries out a gate's decision in GitLab, once (see the module's notes). One job per gate runs at a
+    /// time: its dedup key keeps a second from being queued while it exists, and its lease (fenced) keeps
+    /// a second worker off it.
     pub(crate) async fn apply_gate(&self, a: &ApplyGate) -> Result<(), JobError> {
-        let lock = format!("gate:{}", a.gate_id);
-        match self
-            .while_locked(&lock, APPLY_LOCK_MS, self.apply_gate_locked(a.gate_id))
-            .await?
-        {
-            Some(outcome) => outcome,
-            None => Err(JobError::Retry {
-                message: "another worker is applying this gate".into(),
-                after_ms: Some(5_000),
-            }),
-        }
-    }
-
-    async fn apply_gate_locked(&self, gate_id: i64) -> Result<(), JobError> {
+        let gate_id = a.gate_id;
         let Some(gate) = self.store.gate(gate_id).await? else {
             return Ok(());
         };
@@ -336,21 +336,18 @@ impl Handlers {
         let gitlab = self
             .gitlab
             .client_with_token(&sub.gitlab_url, &gating.token.0)?;
-        let outcome = match action {
-            GateAction::Leave => "left to people in GitLab".to_owned(),
-            GateAction::Approve { comment, play } => {
-                self.decide_in_gitlab(&gitlab, &gate, "approved", &comment)
-                    .await?;
-                if play {
-                    self.play_if_waiting(&gitlab, &gate).await?
-                } else {
-                    "approved in GitLab".to_owned()
-                }
-            }
-            GateAction::Reject { comment } => {
-                self.decide_in_gitlab(&gitlab, &gate, "rejected", &comment)
-                    .await?;
-                format!("rejected in GitLab: {comment}")
+        let outcome = match self.carry_out(&gitlab, &gate, action).await {
+            Ok(outcome) => outcome,
+            // Retried (GitLab unavailable, rate limited): the gate stays decided.
+            Err(e @ (JobError::Retry { .. } | JobError::Postpone { .. })) => return Err(e),
+            // Will not succeed as things are (the token refused, GitLab refused the decision): the gate
+            // ends with the reason, for `status` to show, rather than stay decided forever.
+            Err(JobError::Permanent(why)) => {
+                tracing::error!(
+                    gate = gate.id,
+                    "could not carry out the gate's decision: {why}"
+                );
+                format!("not carried out: {why}")
             }
         };
         self.store
@@ -360,39 +357,87 @@ impl Handlers {
         Ok(())
     }
 
+    /// Does what the decision says in GitLab; returns what was done.
+    async fn carry_out(
+        &self,
+        gitlab: &GitLabClient,
+        gate: &Gate,
+        action: GateAction,
+    ) -> Result<String, JobError> {
+        Ok(match action {
+            GateAction::Leave => "left to people in GitLab".to_owned(),
+            GateAction::Approve { comment, play } => {
+                match self
+                    .decide_in_gitlab(gitlab, gate, "approved", &comment)
+                    .await?
+                {
+                    Decided::NotWaiting(status) => not_waiting(&status),
+                    Decided::Done if play => self.play_if_waiting(gitlab, gate).await?,
+                    Decided::Done => "approved in GitLab".to_owned(),
+                }
+            }
+            GateAction::Reject { comment } => {
+                match self
+                    .decide_in_gitlab(gitlab, gate, "rejected", &comment)
+                    .await?
+                {
+                    Decided::NotWaiting(status) => not_waiting(&status),
+                    Decided::Done => format!("rejected in GitLab: {comment}"),
+                }
+            }
+        })
+    }
+
     /// Approves or rejects the deployment as the gating token's user, unless that user already did
-    /// (a run cut short after GitLab recorded it).
+    /// (a run cut short after GitLab recorded it), or the deployment no longer waits.
     async fn decide_in_gitlab(
         &self,
         gitlab: &GitLabClient,
         gate: &Gate,
         status: &str,
         comment: &str,
-    ) -> Result<(), JobError> {
+    ) -> Result<Decided, JobError> {
         let me = gitlab.current_user().await.map_err(gating_token_error)?;
-        let Some(d) = gitlab
-            .deployment(gate.project_id, gate.deployment_id)
-            .await?
-        else {
-            return Err(JobError::Permanent(format!(
-                "deployment {} is gone from GitLab",
-                gate.deployment_id
-            )));
+        let deployment = || async {
+            gitlab
+                .deployment(gate.project_id, gate.deployment_id)
+                .await?
+                .ok_or_else(|| {
+                    JobError::Permanent(format!(
+                        "deployment {} is gone from GitLab",
+                        gate.deployment_id
+                    ))
+                })
         };
+        let d = deployment().await?;
         if d.approvals
             .iter()
             .any(|a| a.user.id == me.id && a.status == status)
         {
-            return Ok(());
+            return Ok(Decided::Done);
         }
         if d.status != "blocked" {
-            // Someone decided in GitLab meanwhile: nothing for us to do.
-            return Ok(());
+            return Ok(Decided::NotWaiting(d.status));
         }
-        gitlab
+        match gitlab
             .decide_deployment(gate.project_id, gate.deployment_id, status, comment)
             .await
-            .map_err(gating_token_error)
+        {
+            Ok(()) => Ok(Decided::Done),
+            // Someone decided in GitLab between our read and our request.
+            Err(GitLabError::Other { status: 400, .. }) => {
+                let d = deployment().await?;
+                if d.status != "blocked" {
+                    Ok(Decided::NotWaiting(d.status))
+                } else {
+                    Err(JobError::Permanent(format!(
+                        "GitLab refused to record the decision on deployment {}",
+                        gate.deployment_id
+                    )))
+                }
+            }
+            Err(e) => Err(gating_token_error(e)),
+        }
     }
 
     /// Plays the deployment's manual job once approval unblocked it (approval alone does not start it).
@@ -409,22 +454,39 @@ impl Handlers {
             .await?;
         if d.as_ref().is_some_and(|d| d.status == "blocked") {
             // More approvals are needed; GitLab's other approvers decide the rest.
-            return Ok("approved in GitLab; the environment needs more approvals".into());
+            return Ok("approved in GitLab; the environment needs more approvals, so the job waits for them".into());
         }
         let job = gitlab.job(gate.project_id, job_id).await?;
         match job.and_then(|j| j.status) {
             Some(status) if status == "manual" => {
-                gitlab
-                    .play_job(gate.project_id, job_id)
-                    .await
-                    .map_err(gating_token_error)?;
-                Ok(format!("approved in GitLab and job {job_id} started"))
+                match gitlab.play_job(gate.project_id, job_id).await {
+                    Ok(()) => Ok(format!("approved in GitLab and job {job_id} started")),
+                    // Someone started it between our read and our request.
+                    Err(GitLabError::Other { status: 400, .. }) => Ok(format!(
+                        "approved in GitLab; job {job_id} was started by someone else"
+                    )),
+                    Err(e) => Err(gating_token_error(e)),
+                }
             }
             _ => Ok(format!(
                 "approved in GitLab; job {job_id} had already started"
             )),
         }
     }
+}
+
+/// What became of an approval or rejection.
+enum Decided {
+    /// GitLab has it (now, or from a run cut short).
+    Done,
+    /// The deployment no longer waited (someone decided in GitLab first): its status now.
+    NotWaiting(String),
+}
+
+fn not_waiting(status: &str) -> String {
+    format!(
+        "not applied: the deployment no longer waited for approval (it is {status}); someone decided in GitLab first"
+    )
 }
 
 /// GitLab refusing the gating token is for an operator to fix (`jsm set`), not for retries.

@@ -37,6 +37,11 @@ pub(super) struct Limits {
     faults: VecDeque<u16>,
     /// `GitLabSim::fail_next_on`: (path suffix, status, after the request was processed).
     path_faults: Vec<(String, u16, bool)>,
+    /// `GitLabSim::hold_next_on`: path suffixes whose next request waits.
+    path_holds: Vec<String>,
+    /// Requests waiting now, and how many times `release_holds` was called.
+    held: usize,
+    releases: u64,
     /// `GitLabSim::set_pagination_loops`.
     pagination_loops: bool,
 }
@@ -71,6 +76,31 @@ impl GitLabSim {
         ));
     }
 
+    /// The next API request whose path ends with `path_suffix` waits, unprocessed, until
+    /// [`GitLabSim::release_holds`] (then GitLab handles it, whether or not its caller is still there).
+    pub fn hold_next_on(&self, path_suffix: &str) {
+        self.shared
+            .limits
+            .lock()
+            .unwrap()
+            .path_holds
+            .push(path_suffix.to_owned());
+    }
+
+    /// Waits (at most 10 s) until a request is held.
+    pub async fn wait_until_held(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.shared.limits.lock().unwrap().held == 0 {
+            assert!(std::time::Instant::now() < deadline, "no request was held");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Lets every held request go on.
+    pub fn release_holds(&self) {
+        self.shared.limits.lock().unwrap().releases += 1;
+    }
+
     /// The next `n` API or OAuth requests fail with `status`, before authentication, as a failing
     /// proxy or an overloaded Puma would answer them.
     pub fn fail_next(&self, n: usize, status: u16) {
@@ -90,7 +120,24 @@ pub(super) async fn middleware(State(s): State<Arc<Shared>>, req: Request, next:
     let at = std::time::Instant::now();
     let api = path.starts_with("/api/v4/") || path == "/api/v4";
     let resp = if api || path.starts_with("/oauth/") {
-        handle(&s, req, next, api).await
+        if let Some(epoch) = take_hold(&s, &path) {
+            // GitLab handles a request it received even when its caller has gone meanwhile: the wait
+            // and the work run in their own task, which a closed connection does not cancel.
+            let s = s.clone();
+            let work = async move {
+                while s.limits.lock().unwrap().releases == epoch {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                s.limits.lock().unwrap().held -= 1;
+                handle(&s, req, next, api).await
+            };
+            match tokio::spawn(work).await {
+                Ok(resp) => resp,
+                Err(_) => fault_response(500),
+            }
+        } else {
+            handle(&s, req, next, api).await
+        }
     } else {
         next.run(req).await
     };
@@ -102,6 +149,19 @@ pub(super) async fn middleware(State(s): State<Arc<Shared>>, req: Request, next:
         at,
     });
     resp
+}
+
+/// Whether `hold_next_on` asked to hold this request: then it counts as held, and the release count
+/// it waits to change is returned.
+fn take_hold(s: &Shared, path: &str) -> Option<u64> {
+    let mut l = s.limits.lock().unwrap();
+    let n = l
+        .path_holds
+        .iter()
+        .position(|suffix| path.ends_with(suffix.as_str()))?;
+    l.path_holds.remove(n);
+    l.held += 1;
+    Some(l.releases)
 }
 
 async fn handle(s: &Shared, req: Request, next: Next, api: bool) -> Response {
