@@ -127,6 +127,29 @@ async fn the_admin_page_links_a_group_in_a_browser(db: TestDatabase) {
         .await;
     browser.screenshot("admin-page-linked").await;
     assert_eq!(app.jira.issue("OPS-1").commits.len(), 1);
+
+    // The group's JSM service IDs, set from the page, are in force for its project.
+    browser
+        .wait_for("#jsm tr[data-jsm-project=\"acme/p0\"]", WAIT)
+        .await;
+    browser.select("#jsm-kind", "group").await;
+    let path = browser.wait_for("#jsm-path", WAIT).await;
+    browser.type_into(&path, "acme").await;
+    let ids = browser.wait_for("#jsm-service-ids", WAIT).await;
+    browser.type_into(&ids, "b:AXJpOmNs=").await;
+    let save = browser.wait_for("#jsm-submit", WAIT).await;
+    browser.click(&save).await;
+    browser
+        .wait_for(
+            "#jsm tr[data-jsm-project=\"acme/p0\"][data-service-ids=\"b:AXJpOmNs=\"]",
+            WAIT,
+        )
+        .await;
+    let shown = browser
+        .text_of("#jsm tr[data-jsm-project=\"acme/p0\"]")
+        .await;
+    assert!(shown.contains("b:AXJpOmNs= (from acme)"), "{shown}");
+    browser.screenshot("admin-page-jsm").await;
     browser.close().await;
     app.stop().await;
 }

@@ -227,8 +227,153 @@ async fn backfilled_deployments_carry_service_ids(db: TestDatabase) {
     app.stop().await;
 }
 
+/// A request to the service with an optional `Authorization` header; the answer's status and JSON.
+async fn call(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    authorization: Option<String>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new().request(method, format!("{}{path}", app.base_url));
+    if let Some(a) = authorization {
+        req = req.header("Authorization", a);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// The admin page and the configuration page change JSM settings as `jsm set` does, each within
+/// its rights.
+async fn the_pages_change_jsm_settings_like_the_command(db: TestDatabase) {
+    use reqwest::Method;
+    let app = TestApp::start_custom(db, true, jsm_site()).await;
+    app.linked_world(2).await;
+    let sub = app.store.subscriptions().await.unwrap()[0].id;
+    let bearer = Some(format!("Bearer {}", crate::helpers::ADMIN_TOKEN));
+
+    // Admin page: set, read back, refuse, clear.
+    let body = serde_json::json!({ "group": "acme", "service_ids": "grp1" });
+    let path = format!("/admin/api/subscriptions/{sub}/jsm");
+    assert_eq!(
+        call(&app, Method::PUT, &path, None, Some(body.clone()))
+            .await
+            .0,
+        401
+    );
+    let (status, change) = call(&app, Method::PUT, &path, bearer.clone(), Some(body)).await;
+    assert_eq!(status, 200, "{change}");
+    assert_eq!(
+        change["settings"]["service_ids"],
+        serde_json::json!(["grp1"])
+    );
+    let (_, all) = call(&app, Method::GET, "/admin/api/jsm", bearer.clone(), None).await;
+    assert_eq!(
+        all[0]["projects"][0]["in_force"]["service_ids"],
+        serde_json::json!(["grp1"])
+    );
+    let too_many: Vec<String> = (0..101).map(|n| format!("s{n}")).collect();
+    let (status, refused) = call(
+        &app,
+        Method::PUT,
+        &path,
+        bearer.clone(),
+        Some(serde_json::json!({ "project": "acme/p0", "service_ids": too_many.join(",") })),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(
+        refused
+            .to_string()
+            .contains("cannot have more than 100 service IDs"),
+        "{refused}"
+    );
+    let (status, _) = call(
+        &app,
+        Method::PUT,
+        &path,
+        bearer.clone(),
+        Some(serde_json::json!({ "project": "acme/missing", "service_ids": "x" })),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = call(
+        &app,
+        Method::PUT,
+        &path,
+        bearer.clone(),
+        Some(serde_json::json!({ "project": "acme/p0", "group": "acme" })),
+    )
+    .await;
+    assert_eq!(status, 400, "one target");
+
+    // Configuration page: a Jira administrator of the site sets a project's own list.
+    app.jira.add_user("admin-1", &["site-admins"]);
+    app.jira.add_user("dev-1", &["jira-software-users"]);
+    let jwt = |account: &str| Some(format!("JWT {}", app.jira.context_token(account)));
+    let page_path = format!("/jira/subscriptions/{sub}/jsm");
+    let own = serde_json::json!({ "project": "acme/p1", "service_ids": "svcA" });
+    assert_eq!(
+        call(
+            &app,
+            Method::PUT,
+            &page_path,
+            jwt("dev-1"),
+            Some(own.clone())
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        call(
+            &app,
+            Method::PUT,
+            "/jira/subscriptions/9999/jsm",
+            jwt("admin-1"),
+            Some(own.clone())
+        )
+        .await
+        .0,
+        404
+    );
+    let (status, change) = call(&app, Method::PUT, &page_path, jwt("admin-1"), Some(own)).await;
+    assert_eq!(status, 200, "{change}");
+    let (_, mine) = call(&app, Method::GET, "/jira/jsm", jwt("admin-1"), None).await;
+    let p1 = mine[0]["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["path"] == "acme/p1")
+        .unwrap()
+        .clone();
+    assert_eq!(p1["in_force"]["service_ids"], serde_json::json!(["svcA"]));
+    let (status, cleared) = call(
+        &app,
+        Method::POST,
+        &format!("{page_path}/clear"),
+        jwt("admin-1"),
+        Some(serde_json::json!({ "project": "acme/p1" })),
+    )
+    .await;
+    assert_eq!(
+        (status, cleared["removed"].clone()),
+        (200, Value::Bool(true))
+    );
+    app.stop().await;
+}
+
 test_on_both_databases!(
     service_ids_ride_on_deployments_and_projects_inherit_them,
     jsm_settings_refuse_what_they_cannot_apply,
     backfilled_deployments_carry_service_ids,
+    the_pages_change_jsm_settings_like_the_command,
 );

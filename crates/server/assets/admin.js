@@ -61,6 +61,8 @@ async function refresh() {
     tr.append(actions);
     subs.append(tr);
   }
+  const jsm = await api("GET", "/admin/api/jsm");
+  if (jsm.ok) renderJsm(jsm.data);
   return true;
 }
 
@@ -97,6 +99,8 @@ document.getElementById("link-form").addEventListener("submit", async (ev) => {
   else say((r.data && r.data.error) || "Could not link.", true);
   refresh();
 });
+
+wireJsmForm("/admin/api/subscriptions", api, refresh);
 
 refresh();
 setInterval(() => { if (sessionStorage.getItem(KEY)) refresh(); }, 3000);

@@ -116,7 +116,16 @@ async function loadSubscriptions() {
   }
 }
 
+// Jira administrators see and change the JSM settings; for others the section stays hidden.
+async function loadJsm() {
+  const r = await api("GET", "/jira/jsm");
+  document.getElementById("jsm-section").hidden = !r.ok;
+  if (r.ok) renderJsm(r.data);
+}
+
 document.getElementById("sign-in").addEventListener("click", signIn);
+wireJsmForm("/jira/subscriptions", api, loadJsm);
+loadJsm();
 document.getElementById("instance").addEventListener("change", () => loadGroups());
 loadGroups();
 loadSubscriptions();

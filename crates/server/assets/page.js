@@ -45,3 +45,45 @@ function progressCell(b, withTasks) {
   td.append(document.createTextNode(text));
   return td;
 }
+
+// The JSM section both pages share: what is in force per project of each linked group, and a form that
+// sets a project's or a group's own settings. `base` is the page's subscriptions API, `call` its `api`.
+// Empty fields leave a setting as it is; "none" clears service IDs or turns gating off. The gating
+// token goes out once and never comes back.
+function renderJsm(all) {
+  const rows = document.querySelector("#jsm tbody");
+  rows.replaceChildren();
+  const select = document.getElementById("jsm-subscription");
+  const chosen = select.value;
+  select.replaceChildren();
+  for (const sub of all) {
+    select.append(element("option", { value: sub.subscription_id }, sub.group + " → " + sub.site));
+    for (const p of sub.projects) {
+      const f = p.in_force;
+      const tr = element("tr", { "data-jsm-project": p.path, "data-service-ids": f.service_ids.join(",") });
+      const ids = f.service_ids.length > 0 ? f.service_ids.join(", ") + " (from " + f.service_ids_from + ")" : "none";
+      const gating = f.gating ? f.gating.tiers.join(", ") + " (from " + f.gating.from + ")" : "off";
+      tr.append(element("td", {}, p.path), element("td", {}, ids), element("td", {}, gating));
+      rows.append(tr);
+    }
+  }
+  if (chosen) select.value = chosen;
+}
+
+function wireJsmForm(base, call, after) {
+  const field = (id) => document.getElementById(id);
+  const listValue = (text) => (text.trim().toLowerCase() === "none" ? "" : text.trim());
+  field("jsm-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const body = {};
+    body[field("jsm-kind").value] = field("jsm-path").value.trim();
+    if (field("jsm-service-ids").value.trim() !== "") body.service_ids = listValue(field("jsm-service-ids").value);
+    if (field("jsm-tiers").value.trim() !== "") body.gating_tiers = listValue(field("jsm-tiers").value);
+    if (field("jsm-token").value !== "") body.gating_token = field("jsm-token").value;
+    if (field("jsm-play").value !== "") body.play_after_approval = field("jsm-play").value === "true";
+    const r = await call("PUT", base + "/" + field("jsm-subscription").value + "/jsm", body);
+    field("jsm-token").value = "";
+    say(r.ok ? "Saved the JSM settings of " + field("jsm-path").value + "." : (r.data && r.data.error) || "Could not save.", !r.ok);
+    after();
+  });
+}

@@ -63,7 +63,7 @@ pub(crate) async fn installation_of(
 }
 
 /// The Jira user of a context token sent as `Authorization: JWT …`.
-async fn context_user(
+pub(crate) async fn context_user(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<(Installation, JiraUser), Response> {
@@ -93,7 +93,7 @@ async fn context_user(
 
 /// Refuses, with Jira's wording, a user who is not a Jira administrator or whose groups Jira would not
 /// tell.
-async fn require_jira_admin(
+pub(crate) async fn require_jira_admin(
     state: &AppState,
     install: &Installation,
     user: &JiraUser,

@@ -9,6 +9,7 @@ mod gating;
 mod gitlab_oauth;
 mod health;
 pub mod jira_config;
+mod jsm;
 mod lifecycle;
 mod webhook;
 
@@ -16,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use gfj_core::url_pattern::UrlAllowList;
 use gfj_store::intake::Intake;
 use gfj_store::{Clock, Store};
@@ -142,12 +143,21 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(jira_config::list).post(jira_config::link),
         )
         .route("/jira/subscriptions/{id}", delete(jira_config::unlink))
+        .route("/jira/jsm", get(jsm::page_overview))
+        .route("/jira/subscriptions/{id}/jsm", put(jsm::page_set))
+        .route("/jira/subscriptions/{id}/jsm/clear", post(jsm::page_clear))
         .route("/admin", get(admin::page))
         .route("/static/admin.js", get(admin::script))
         .route("/admin/api/overview", get(admin::overview))
         .route("/admin/api/subscriptions", post(admin::link))
         .route("/admin/api/subscriptions/{id}", delete(admin::unlink))
         .route("/admin/api/subscriptions/{id}/resync", post(admin::resync))
+        .route("/admin/api/jsm", get(jsm::admin_overview))
+        .route("/admin/api/subscriptions/{id}/jsm", put(jsm::admin_set))
+        .route(
+            "/admin/api/subscriptions/{id}/jsm/clear",
+            post(jsm::admin_clear),
+        )
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .layer(axum::middleware::from_fn_with_state(

@@ -1939,12 +1939,7 @@ mod tests {
     /// the gating status and calls the installed app back, signed, retrying while the app fails.
     #[tokio::test]
     async fn a_gated_deployment_opens_one_change_request_whose_decision_calls_the_app_back() {
-        let jira = JiraSim::start(JiraSimConfig {
-            connect_schema: None,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        let jira = JiraSim::start(JiraSimConfig::default()).await.unwrap();
         let http = reqwest::Client::new();
         let (id, secret) = jira.oauth_credentials();
         let token: Value = http
@@ -2024,7 +2019,7 @@ mod tests {
                 get(|State(base): State<Arc<Mutex<String>>>| async move {
                     let base = base.lock().unwrap().clone();
                     axum::Json(json!({
-                        "key": "test-app", "baseUrl": base,
+                        "key": "test-app", "baseUrl": base, "authentication": { "type": "jwt" },
                         "lifecycle": { "installed": "/installed", "uninstalled": "/uninstalled" },
                         "modules": { "jiraDeploymentGating": { "key": "g", "name": { "value": "g" },
                                      "callback": { "type": "jwt", "url": "/jira/gating" } } }

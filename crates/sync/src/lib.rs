@@ -31,6 +31,7 @@ pub mod gating;
 pub mod gitlab_access;
 pub mod hooks;
 pub mod jira_out;
+pub mod jsm_settings;
 pub mod linking;
 mod push;
 pub mod reconcile;
