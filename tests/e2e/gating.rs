@@ -229,10 +229,10 @@ async fn a_gated_deployment_is_approved_and_played_oauth(db: TestDatabase) {
     approved_and_played(db, true).await;
 }
 
-async fn prevented_and_invalid_gates_are_rejected_with_a_reason(db: TestDatabase) {
-    let g = gated(db, false).await;
+async fn prevented_and_invalid_gates_are_rejected_with_a_reason(db: TestDatabase, oauth: bool) {
+    let g = gated(db, oauth).await;
     let (first, job) = g.deploy("GATE-2 risky change", "production").await;
-    g.decide("CHG-1", "prevented", false).await;
+    g.decide("CHG-1", "prevented", oauth).await;
     let approvals = g.app.gitlab.approvals_of(first);
     assert_eq!(approvals.len(), 1);
     assert_eq!(approvals[0].1, "rejected");
@@ -256,13 +256,21 @@ async fn prevented_and_invalid_gates_are_rejected_with_a_reason(db: TestDatabase
     assert_eq!(g.jira_deployment("GATE-2")["state"], "failed");
 
     let (second, _) = g.deploy("GATE-3 another one", "production").await;
-    g.decide("CHG-2", "invalid", false).await;
+    g.decide("CHG-2", "invalid", oauth).await;
     let approvals = g.app.gitlab.approvals_of(second);
     assert_eq!(approvals.len(), 1);
     assert_eq!(approvals[0].1, "rejected");
     let comment = approvals[0].2.clone().unwrap_or_default();
     assert!(comment.contains("could not evaluate"), "{comment}");
     g.app.stop().await;
+}
+
+async fn prevented_and_invalid_gates_are_rejected_connect(db: TestDatabase) {
+    prevented_and_invalid_gates_are_rejected_with_a_reason(db, false).await;
+}
+
+async fn prevented_and_invalid_gates_are_rejected_oauth(db: TestDatabase) {
+    prevented_and_invalid_gates_are_rejected_with_a_reason(db, true).await;
 }
 
 /// Jira delivering the callback twice, and the poll finding the same decision, approve once.
@@ -328,15 +336,19 @@ async fn a_worker_lost_after_approving_approves_once_after_restart(db: TestDatab
     g.app.stop().await;
 }
 
-/// A blocked deployment to a tier that is not gated gets no command and no gate.
-async fn a_tier_not_gated_gets_no_command(db: TestDatabase) {
-    let g = gated(db, false).await;
+/// A blocked deployment to a tier that is not gated gets no command and no gate, and the gating
+/// check leaves it alone.
+async fn a_tier_not_gated_gets_no_command(db: TestDatabase, oauth: bool) {
+    let g = gated(db, oauth).await;
     g.deploy("GATE-6 stage it", "staging").await;
     let d = g.jira_deployment("GATE-6");
     assert_eq!(d["state"], "pending");
     assert!(!has_gating_command(&d), "{d}");
     assert!(g.app.jira.change_requests().is_empty());
     assert!(g.app.store.gates(None).await.unwrap().is_empty());
+    let sent = g.app.jira.requests().len();
+    g.gating_check(31_000).await;
+    assert_eq!(g.app.jira.requests().len(), sent, "nothing resent");
     let shown = jsm::show(&g.app.store, false).await.unwrap();
     assert!(
         shown.contains("in force for acme/p0: gating production (from acme/p0), manual jobs played after approval"),
@@ -345,6 +357,14 @@ async fn a_tier_not_gated_gets_no_command(db: TestDatabase) {
     assert!(shown.contains("gating token set"), "{shown}");
     assert!(!shown.contains(APPROVER_TOKEN), "the token never shows");
     g.app.stop().await;
+}
+
+async fn a_tier_not_gated_gets_no_command_connect(db: TestDatabase) {
+    a_tier_not_gated_gets_no_command(db, false).await;
+}
+
+async fn a_tier_not_gated_gets_no_command_oauth(db: TestDatabase) {
+    a_tier_not_gated_gets_no_command(db, true).await;
 }
 
 /// Gating settings GitLab could not honour are refused at `jsm set`, with what to do.
@@ -388,6 +408,22 @@ async fn gating_settings_are_checked_against_gitlab(db: TestDatabase) {
         err.contains("cannot approve deployments to production"),
         "{err}"
     );
+    // An approver who may not run the environment's jobs, while approved jobs are to be played.
+    g.app
+        .gitlab
+        .restrict_deploys_to_maintainers(g.p, "production");
+    let err = refused(set(None, Some(APPROVER_TOKEN))).await;
+    assert!(
+        err.contains("may approve but not start deployments to production"),
+        "{err}"
+    );
+    let no_play = SetRequest {
+        play_after_approval: Some(false),
+        ..set(None, Some(APPROVER_TOKEN))
+    };
+    jsm::set(&g.app.settings, &g.app.store, &no_play, now_ms())
+        .await
+        .unwrap();
     // Gating off needs no token check.
     jsm::set(
         &g.app.settings,
@@ -530,13 +566,56 @@ async fn a_person_deciding_first_in_gitlab_is_respected(db: TestDatabase) {
     g.app.stop().await;
 }
 
+/// An environment that needs two approvals: the service's approval is one; once the other approver
+/// approves in GitLab, the next gating check plays the job.
+async fn a_second_approver_unblocks_and_the_job_is_then_played(db: TestDatabase) {
+    let g = gated(db, false).await;
+    let person = g.app.gitlab.add_user("alice", "glpat-alice");
+    g.app.gitlab.add_member(g.w.group, person, 40);
+    g.app
+        .gitlab
+        .protect_environment(g.p, "production", &[g.approver, person], 2);
+    let (deployment, _) = g.deploy("GATE-11 ship", "production").await;
+    g.decide("CHG-1", "allowed", false).await;
+    assert_eq!(g.decisions(), [("approved".to_owned(), g.approver)]);
+    assert_eq!(
+        g.app.store.gates(None).await.unwrap()[0].state,
+        gfj_core::jsm::GateState::Decided,
+        "waiting for the other approver"
+    );
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v4/projects/{}/deployments/{deployment}/approval",
+            g.app.gitlab.base_url, g.p
+        ))
+        .header("PRIVATE-TOKEN", "glpat-alice")
+        .json(&serde_json::json!({"status": "approved"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 201);
+    g.gating_check(31_000).await;
+    assert_eq!(
+        g.decisions(),
+        [
+            ("approved".to_owned(), g.approver),
+            ("approved".to_owned(), person),
+            ("play".to_owned(), g.approver)
+        ]
+    );
+    g.app.stop().await;
+}
+
 test_on_both_databases!(
+    a_second_approver_unblocks_and_the_job_is_then_played,
     a_gated_deployment_is_approved_and_played_connect,
     a_gated_deployment_is_approved_and_played_oauth,
-    prevented_and_invalid_gates_are_rejected_with_a_reason,
+    prevented_and_invalid_gates_are_rejected_connect,
+    prevented_and_invalid_gates_are_rejected_oauth,
     duplicate_callbacks_and_a_poll_approve_once,
     a_worker_lost_after_approving_approves_once_after_restart,
-    a_tier_not_gated_gets_no_command,
+    a_tier_not_gated_gets_no_command_connect,
+    a_tier_not_gated_gets_no_command_oauth,
     gating_settings_are_checked_against_gitlab,
     gating_is_refused_on_gitlab_free,
     forged_and_unsigned_callbacks_decide_nothing,

@@ -631,9 +631,13 @@ pub struct ProtectedEnvironment {
     pub name: String,
     #[serde(default)]
     pub approval_rules: Vec<ApprovalRule>,
+    /// Who may deploy (and so play the environment's manual jobs); same shape as the approval rules.
+    #[serde(default)]
+    pub deploy_access_levels: Vec<ApprovalRule>,
 }
 
-/// Who may approve: one user, the members of one group, or everyone with at least an access level.
+/// Who may approve (or deploy): one user, the members of one group, or everyone with at least an
+/// access level.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ApprovalRule {
     #[serde(default)]

@@ -337,7 +337,18 @@ impl Handlers {
             .gitlab
             .client_with_token(&sub.gitlab_url, &gating.token.0)?;
         let outcome = match self.carry_out(&gitlab, &gate, action).await {
-            Ok(outcome) => outcome,
+            Ok(Some(outcome)) => outcome,
+            Ok(None) => {
+                let waited = self.clock.now_ms() - gate.decided_at.unwrap_or(gate.opened_at);
+                if waited < self.gating.timeout_ms {
+                    tracing::info!(
+                        gate = gate.id,
+                        "approved; waiting for the environment's other approvers"
+                    );
+                    return Ok(());
+                }
+                "approved in GitLab; the environment's other approvers did not approve in time, so the job was not started".to_owned()
+            }
             // Retried (GitLab unavailable, rate limited): the gate stays decided.
             Err(e @ (JobError::Retry { .. } | JobError::Postpone { .. })) => return Err(e),
             // Will not succeed as things are (the token refused, GitLab refused the decision): the gate
@@ -357,14 +368,15 @@ impl Handlers {
         Ok(())
     }
 
-    /// Does what the decision says in GitLab; returns what was done.
+    /// Does what the decision says in GitLab; returns what was done, or `None` while an approved
+    /// deployment still waits for other approvers before its job can be played.
     async fn carry_out(
         &self,
         gitlab: &GitLabClient,
         gate: &Gate,
         action: GateAction,
-    ) -> Result<String, JobError> {
-        Ok(match action {
+    ) -> Result<Option<String>, JobError> {
+        Ok(Some(match action {
             GateAction::Leave => "left to people in GitLab".to_owned(),
             GateAction::Approve { comment, play } => {
                 match self
@@ -372,7 +384,7 @@ impl Handlers {
                     .await?
                 {
                     Decided::NotWaiting(status) => not_waiting(&status),
-                    Decided::Done if play => self.play_if_waiting(gitlab, gate).await?,
+                    Decided::Done if play => return self.play_if_waiting(gitlab, gate).await,
                     Decided::Done => "approved in GitLab".to_owned(),
                 }
             }
@@ -385,7 +397,7 @@ impl Handlers {
                     Decided::Done => format!("rejected in GitLab: {comment}"),
                 }
             }
-        })
+        }))
     }
 
     /// Approves or rejects the deployment as the gating token's user, unless that user already did
@@ -445,33 +457,34 @@ impl Handlers {
         &self,
         gitlab: &GitLabClient,
         gate: &Gate,
-    ) -> Result<String, JobError> {
+    ) -> Result<Option<String>, JobError> {
         let Some(job_id) = gate.job_id else {
-            return Ok("approved in GitLab (the deployment has no job to play)".into());
+            return Ok(Some(
+                "approved in GitLab (the deployment has no job to play)".into(),
+            ));
         };
         let d = gitlab
             .deployment(gate.project_id, gate.deployment_id)
             .await?;
         if d.as_ref().is_some_and(|d| d.status == "blocked") {
-            // More approvals are needed; GitLab's other approvers decide the rest.
-            return Ok("approved in GitLab; the environment needs more approvals, so the job waits for them".into());
+            // The environment needs more approvals than ours: the gating check looks again each
+            // interval, and plays the job once the other approvers unblocked it.
+            return Ok(None);
         }
         let job = gitlab.job(gate.project_id, job_id).await?;
-        match job.and_then(|j| j.status) {
+        Ok(Some(match job.and_then(|j| j.status) {
             Some(status) if status == "manual" => {
                 match gitlab.play_job(gate.project_id, job_id).await {
-                    Ok(()) => Ok(format!("approved in GitLab and job {job_id} started")),
+                    Ok(()) => format!("approved in GitLab and job {job_id} started"),
                     // Someone started it between our read and our request.
-                    Err(GitLabError::Other { status: 400, .. }) => Ok(format!(
-                        "approved in GitLab; job {job_id} was started by someone else"
-                    )),
-                    Err(e) => Err(gating_token_error(e)),
+                    Err(GitLabError::Other { status: 400, .. }) => {
+                        format!("approved in GitLab; job {job_id} was started by someone else")
+                    }
+                    Err(e) => return Err(gating_token_error(e)),
                 }
             }
-            _ => Ok(format!(
-                "approved in GitLab; job {job_id} had already started"
-            )),
-        }
+            _ => format!("approved in GitLab; job {job_id} had already started"),
+        }))
     }
 }
 

@@ -410,26 +410,26 @@ async fn check_gating(
             .map_err(|e| JsmError::GitLab(e.to_string()))?;
         let mut approvable = Vec::new();
         let mut not_approvable = Vec::new();
+        let mut cannot_deploy = Vec::new();
         for env in environments.iter().filter(|e| !e.approval_rules.is_empty()) {
-            let mut can = false;
-            for rule in &env.approval_rules {
-                can |= rule.user_id == Some(me.id)
-                    || rule
-                        .access_level
-                        .is_some_and(|l| member.as_ref().is_some_and(|m| m.access_level >= l));
-                if let (false, Some(group)) = (can, rule.group_id) {
-                    can = as_sub
-                        .group_member(group, me.id)
-                        .await
-                        .map_err(|e| JsmError::GitLab(e.to_string()))?
-                        .is_some();
-                }
-            }
-            if can {
+            if matches_any(&as_sub, &env.approval_rules, me.id, member.as_ref()).await? {
                 approvable.push(env.name.as_str());
+                if gating.play_after_approval
+                    && !matches_any(&as_sub, &env.deploy_access_levels, me.id, member.as_ref())
+                        .await?
+                {
+                    cannot_deploy.push(env.name.as_str());
+                }
             } else {
                 not_approvable.push(env.name.as_str());
             }
+        }
+        if !cannot_deploy.is_empty() {
+            return Err(JsmError::Invalid(format!(
+                "the gating token's user {} may approve but not start deployments to {} in {path}: add it to the environment's deploy access, or turn playing after approval off",
+                me.username,
+                cannot_deploy.join(", ")
+            )));
         }
         if approvable.is_empty() && !not_approvable.is_empty() {
             return Err(JsmError::Invalid(format!(
@@ -449,4 +449,32 @@ async fn check_gating(
         return Err(JsmError::Invalid("deployment gating needs a GitLab token that can approve deployments: give --gating-token-file".to_string()));
     }
     Ok(())
+}
+
+/// Whether one of `rules` (by user, by group membership, or by access level) names the user.
+async fn matches_any(
+    gitlab: &gfj_gitlab_client::GitLabClient,
+    rules: &[gfj_gitlab_client::ApprovalRule],
+    user_id: i64,
+    member: Option<&gfj_gitlab_client::Member>,
+) -> Result<bool, JsmError> {
+    for rule in rules {
+        let by_level = rule
+            .access_level
+            .is_some_and(|l| member.is_some_and(|m| m.access_level >= l));
+        if rule.user_id == Some(user_id) || by_level {
+            return Ok(true);
+        }
+        if let Some(group) = rule.group_id {
+            let in_group = gitlab
+                .group_member(group, user_id)
+                .await
+                .map_err(|e| JsmError::GitLab(e.to_string()))?
+                .is_some();
+            if in_group {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }

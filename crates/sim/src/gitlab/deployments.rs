@@ -46,6 +46,8 @@ pub(super) struct Environment {
 struct Protection {
     approvers: Vec<i64>,
     required_approvals: u32,
+    /// Deploy access for Maintainers only, not the approvers too.
+    maintainers_deploy_only: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -179,7 +181,7 @@ pub(super) fn can_deploy(i: &Inner, project_id: i64, name: &str, user_id: i64, l
     };
     match &i.environments[n].protection {
         None => true,
-        Some(p) => level >= 40 || p.approvers.contains(&user_id),
+        Some(p) => level >= 40 || (!p.maintainers_deploy_only && p.approvers.contains(&user_id)),
     }
 }
 
@@ -342,7 +344,18 @@ impl GitLabSim {
         e.protection = Some(Protection {
             approvers: approver_user_ids.to_vec(),
             required_approvals,
+            maintainers_deploy_only: false,
         });
+    }
+
+    /// Leaves deploy access to an environment protected by `protect_environment` to Maintainers: its
+    /// approvers may approve but not run its jobs.
+    pub fn restrict_deploys_to_maintainers(&self, project_id: i64, name: &str) {
+        let mut i = self.shared.inner.lock().unwrap();
+        let n = env_index(&i, project_id, name).expect("environment exists");
+        if let Some(p) = i.environments[n].protection.as_mut() {
+            p.maintainers_deploy_only = true;
+        }
     }
 
     /// The approvals given on a deployment: (user id, `approved` or `rejected`, comment).
@@ -422,7 +435,7 @@ async fn protected_environments(
             json!({
                 "name": e.name,
                 "deploy_access_levels": std::iter::once(json!({ "id": e.id * 100, "access_level": 40, "access_level_description": "Maintainers", "user_id": null, "group_id": null, "group_inheritance_type": 0 }))
-                    .chain(pr.approvers.iter().map(|u| json!({ "id": e.id * 100 + u, "access_level": null, "access_level_description": find_user(&i, *u).name, "user_id": u, "group_id": null, "group_inheritance_type": 0 })))
+                    .chain(pr.approvers.iter().filter(|_| !pr.maintainers_deploy_only).map(|u| json!({ "id": e.id * 100 + u, "access_level": null, "access_level_description": find_user(&i, *u).name, "user_id": u, "group_id": null, "group_inheritance_type": 0 })))
                     .collect::<Vec<_>>(),
                 "required_approval_count": 0,
                 "approval_rules": users.map(|(u, name)| json!({ "id": e.id * 1000 + u, "user_id": u, "group_id": null, "access_level": null, "access_level_description": name, "required_approvals": pr.required_approvals, "group_inheritance_type": 0 })).collect::<Vec<_>>(),
