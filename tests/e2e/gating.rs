@@ -606,7 +606,53 @@ async fn a_second_approver_unblocks_and_the_job_is_then_played(db: TestDatabase)
     g.app.stop().await;
 }
 
+/// The Job Hook of a waiting deployment was lost (the hook was disabled), but newer GitLab reports a
+/// person's approval as a Deployment Hook: that opens the gate while the deployment still waits.
+async fn an_approval_event_opens_a_gate_the_job_hook_missed(db: TestDatabase) {
+    let g = gated(db, false).await;
+    let person = g.app.gitlab.add_user("alice", "glpat-alice");
+    g.app.gitlab.add_member(g.w.group, person, 40);
+    g.app
+        .gitlab
+        .protect_environment(g.p, "production", &[g.approver, person], 2);
+    let hook = g
+        .app
+        .store
+        .subscription_hooks(g.app.store.subscriptions().await.unwrap()[0].id)
+        .await
+        .unwrap()[0]
+        .hook_id;
+    g.app.gitlab.disable_hook(hook);
+    let (deployment, _) = g.deploy("GATE-12 ship", "production").await;
+    assert!(
+        g.app.jira.issue("GATE-12").deployments.is_empty(),
+        "GitLab delivered nothing"
+    );
+    g.app
+        .gitlab
+        .advance_clock(std::time::Duration::from_secs(61));
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v4/projects/{}/deployments/{deployment}/approval",
+            g.app.gitlab.base_url, g.p
+        ))
+        .header("PRIVATE-TOKEN", "glpat-alice")
+        .json(&serde_json::json!({"status": "approved"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 201);
+    g.app.run_queue_once_through().await;
+    let d = g.jira_deployment("GATE-12");
+    assert_eq!(d["state"], "pending");
+    assert!(has_gating_command(&d), "{d}");
+    assert_eq!(g.app.jira.change_requests().len(), 1);
+    assert_eq!(g.app.store.gates(None).await.unwrap().len(), 1);
+    g.app.stop().await;
+}
+
 test_on_both_databases!(
+    an_approval_event_opens_a_gate_the_job_hook_missed,
     a_second_approver_unblocks_and_the_job_is_then_played,
     a_gated_deployment_is_approved_and_played_connect,
     a_gated_deployment_is_approved_and_played_oauth,

@@ -897,6 +897,14 @@ async fn approve(
                 d.updated_at = now;
             }
         }
+        // Newer GitLab (EE `Deployment#execute_approval_hooks`) also reports each decision as a
+        // Deployment Hook whose status is the decision.
+        if !recorded {
+            let d = i.deployments[n].clone();
+            let mut approval_hook = hook(&base, &i, &d, now);
+            approval_hook["status"] = json!(approval.status);
+            out.insert(0, ("Deployment Hook", approval_hook));
+        }
         (out, approval_entity(&base, &i, &approval))
     };
     deliver_all(&s, p.id, out).await;
