@@ -371,9 +371,44 @@ async fn the_pages_change_jsm_settings_like_the_command(db: TestDatabase) {
     app.stop().await;
 }
 
+/// An OAuth-credentials site gets the same service IDs (the deployments API path differs).
+async fn service_ids_reach_an_oauth_site(db: TestDatabase) {
+    let app = TestApp::start_custom(db, true, jsm_site()).await;
+    app.add_oauth_site().await;
+    let w = app.world(gfj_sim::gitlab::Plan::Free, 40, 1);
+    let req = gitlab_for_jira::commands::link::LinkRequest {
+        site: app.jira.base_url.clone(),
+        group: "acme".into(),
+        gitlab_url: app.gitlab.base_url.clone(),
+        gitlab_token: w.token.clone(),
+        gitlab_connection: None,
+        hook_mode: HookMode::Auto,
+    };
+    gitlab_for_jira::commands::link::link(&app.settings, &app.store, req, now_ms())
+        .await
+        .unwrap();
+    app.backfilled().await;
+    set(&app, Target::Group("acme".into()), "grp1")
+        .await
+        .unwrap();
+    deploy(&app, &w, w.projects[0], "OAU-1 ship").await;
+    let d = &app.jira.issue("OAU-1").deployments;
+    assert_eq!(d.len(), 1);
+    assert_eq!(services_of(&d[0]), ["grp1"]);
+    assert!(
+        app.jira
+            .requests()
+            .iter()
+            .any(|r| r.path.starts_with("/jira/deployments/0.1/cloud/") && r.status == 202),
+        "sent through the OAuth API path"
+    );
+    app.stop().await;
+}
+
 test_on_both_databases!(
     service_ids_ride_on_deployments_and_projects_inherit_them,
     jsm_settings_refuse_what_they_cannot_apply,
     backfilled_deployments_carry_service_ids,
     the_pages_change_jsm_settings_like_the_command,
+    service_ids_reach_an_oauth_site,
 );
