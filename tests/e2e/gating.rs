@@ -615,6 +615,7 @@ async fn an_approval_event_opens_a_gate_the_job_hook_missed(db: TestDatabase) {
     g.app
         .gitlab
         .protect_environment(g.p, "production", &[g.approver, person], 2);
+    g.app.gitlab.set_approval_events(true);
     let hook = g
         .app
         .store

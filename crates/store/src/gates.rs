@@ -190,6 +190,40 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
+    /// A subscription's gates still open or decided (not done), oldest first: what the gating check
+    /// looks after.
+    pub async fn gates_in_progress(
+        &self,
+        subscription_id: SubscriptionId,
+    ) -> Result<Vec<Gate>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM gates WHERE subscription_id = $1 AND state <> $2 ORDER BY id"
+        ))
+        .bind(subscription_id.0)
+        .bind(GateState::Done.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Whether the deployment has a gate in the subscription, in any state.
+    pub async fn has_gate(
+        &self,
+        subscription_id: SubscriptionId,
+        project_id: ProjectId,
+        deployment_id: i64,
+    ) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM gates WHERE subscription_id = $1 AND project_id = $2 AND deployment_id = $3",
+        )
+        .bind(subscription_id.0)
+        .bind(project_id.0)
+        .bind(deployment_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+
     /// The gates of a change request, or of deployments that carried the issue key.
     pub async fn gates_for_issue(&self, key: &str) -> Result<Vec<Gate>, StoreError> {
         let rows = sqlx::query(&format!(

@@ -156,7 +156,7 @@ impl Handlers {
         let sub_id = SubscriptionId(sub.id);
         // Open gates first: a GitLab that fails the search below must not hold up decisions.
         let now = self.clock.now_ms();
-        for gate in self.store.gates(Some(sub_id)).await? {
+        for gate in self.store.gates_in_progress(sub_id).await? {
             match gate.state {
                 GateState::Open if now - gate.opened_at >= self.gating.timeout_ms => {
                     record_decision(&self.store, &gate, GateDecision::TimedOut, None, now).await?;
@@ -183,13 +183,6 @@ impl Handlers {
         if !records.iter().any(|(_, s)| s.gating_tiers.is_some()) {
             return Ok(());
         }
-        let known: std::collections::HashSet<(i64, i64)> = self
-            .store
-            .gates(Some(SubscriptionId(sub.id)))
-            .await?
-            .iter()
-            .map(|g| (g.project_id, g.deployment_id))
-            .collect();
         let mut gitlab: Option<GitLabClient> = None;
         let keys = self.store.site_project_keys(&sub.client_key).await?;
         let opts = SendOptions {
@@ -217,11 +210,19 @@ impl Handlers {
                 let blocked = client.blocked_deployments(project_id.0).await?;
                 // Only deployments to gated tiers: the others reach Jira by their Job Hook or the
                 // reconciliation, not every interval from here.
-                let unknown: Vec<_> = blocked
+                let mut unknown = Vec::new();
+                for d in blocked
                     .iter()
                     .filter(|d| in_force.gates(d.environment.tier.as_deref()))
-                    .filter(|d| !known.contains(&(project_id.0, d.id)))
-                    .collect();
+                {
+                    if !self
+                        .store
+                        .has_gate(SubscriptionId(sub.id), project_id, d.id)
+                        .await?
+                    {
+                        unknown.push(d);
+                    }
+                }
                 if unknown.is_empty() {
                     return Ok(());
                 }

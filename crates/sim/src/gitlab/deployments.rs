@@ -899,7 +899,7 @@ async fn approve(
         }
         // Newer GitLab (EE `Deployment#execute_approval_hooks`) also reports each decision as a
         // Deployment Hook whose status is the decision.
-        if !recorded {
+        if !recorded && s.approval_events.load(std::sync::atomic::Ordering::Relaxed) {
             let d = i.deployments[n].clone();
             let mut approval_hook = hook(&base, &i, &d, now);
             approval_hook["status"] = json!(approval.status);

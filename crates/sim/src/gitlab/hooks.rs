@@ -193,6 +193,15 @@ impl GitLabSim {
             .store(!supported, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Models a GitLab new enough (EE `Deployment#execute_approval_hooks`) to report each approval or
+    /// rejection as a Deployment Hook whose status is the decision; older ones (the default here) send
+    /// nothing when someone approves.
+    pub fn set_approval_events(&self, on: bool) {
+        self.shared
+            .approval_events
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Puts the hook where 4 consecutive failures would: `temporarily_disabled` for a minute.
     pub fn disable_hook(&self, hook_id: i64) {
         let now = self.shared.now();

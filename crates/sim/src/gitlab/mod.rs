@@ -133,6 +133,8 @@ struct Shared {
     http: reqwest::Client,
     /// `GitLabSim::set_signing_tokens_supported(false)`.
     signing_unsupported: std::sync::atomic::AtomicBool,
+    /// `GitLabSim::set_approval_events`: approvals reported as Deployment Hooks (newer GitLab).
+    approval_events: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -193,6 +195,7 @@ impl GitLabSim {
                 .timeout(std::time::Duration::from_secs(10))
                 .build()?,
             signing_unsupported: Default::default(),
+            approval_events: Default::default(),
         });
         let router = Router::new()
             .route("/api/v4/user", get(current_user))
