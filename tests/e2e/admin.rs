@@ -204,7 +204,109 @@ async fn wrong_admin_tokens_are_throttled(db: TestDatabase) {
     app.stop().await;
 }
 
+/// The admin page lists a job that died with its last error, and runs it again on request; a site
+/// flagged by Jira and refused entities are listed too.
+async fn the_admin_page_shows_what_needs_attention_and_retries_dead_jobs(db: TestDatabase) {
+    let app = TestApp::start_with(db, false).await;
+    let (status, clean) = call(
+        &app,
+        reqwest::Method::GET,
+        "/admin/api/attention",
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(clean["dead_jobs"], json!([]));
+    assert_eq!(
+        call(
+            &app,
+            reqwest::Method::GET,
+            "/admin/api/attention",
+            None,
+            None
+        )
+        .await
+        .0,
+        401
+    );
+    // A job no handler can read dies at once, with the reason.
+    let now = crate::helpers::now_ms();
+    app.store
+        .enqueue(
+            &[gfj_store::queue::NewJob {
+                kind: "no_such_kind".into(),
+                payload: "{}".into(),
+                dedup_key: None,
+                run_at: now,
+                max_attempts: 3,
+                coalesce_key: None,
+                coalesce_seq: None,
+            }],
+            now,
+        )
+        .await
+        .unwrap();
+    app.run_queue_once_through().await;
+    app.store
+        .flag_site("some-site", "Jira refused the credentials (401)", now)
+        .await
+        .unwrap();
+    let (_, attention) = call(
+        &app,
+        reqwest::Method::GET,
+        "/admin/api/attention",
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    let dead = &attention["dead_jobs"][0];
+    assert_eq!(dead["kind"], "no_such_kind");
+    assert!(
+        dead["last_error"].as_str().unwrap().contains("unreadable"),
+        "{dead}"
+    );
+    assert_eq!(
+        attention["sites"][0]["attention"],
+        "Jira refused the credentials (401)"
+    );
+    let id = dead["id"].as_i64().unwrap();
+    let (status, _) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/admin/api/jobs/{id}/retry"),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let job = app
+        .store
+        .jobs()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|j| j.id == id)
+        .unwrap();
+    assert_eq!(
+        (job.dead_at, job.attempts),
+        (None, 0),
+        "due again with all its attempts"
+    );
+    let (status, _) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/admin/api/jobs/{id}/retry"),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "not dead any more");
+    app.stop().await;
+}
+
 test_on_both_databases!(
+    the_admin_page_shows_what_needs_attention_and_retries_dead_jobs,
     an_operator_links_an_oauth_site_from_the_admin_page,
     wrong_admin_tokens_are_throttled,
 );

@@ -63,7 +63,43 @@ async function refresh() {
   }
   const jsm = await api("GET", "/admin/api/jsm");
   if (jsm.ok) renderJsm(jsm.data);
+  const attention = await api("GET", "/admin/api/attention");
+  if (attention.ok) renderAttention(attention.data);
   return true;
+}
+
+// Dead jobs (with a retry button), sites paused or flagged, open gates, and Jira's refusals.
+function renderAttention(a) {
+  const dead = document.querySelector("#dead-jobs tbody");
+  dead.replaceChildren();
+  for (const j of a.dead_jobs) {
+    const tr = element("tr", { "data-dead-job": j.id });
+    tr.append(element("td", {}, String(j.id)), element("td", {}, j.kind), element("td", {}, j.last_error || ""));
+    const td = element("td");
+    const retry = element("button", { type: "button", class: "secondary", "data-retry": j.id }, "Retry");
+    retry.addEventListener("click", async () => {
+      const x = await api("POST", "/admin/api/jobs/" + j.id + "/retry");
+      say(x.ok ? "Job " + j.id + " runs again." : (x.data && x.data.error) || "Could not retry.", !x.ok);
+      refresh();
+    });
+    td.append(retry);
+    tr.append(td);
+    dead.append(tr);
+  }
+  document.getElementById("dead-jobs").hidden = a.dead_jobs.length === 0;
+  const sites = document.getElementById("attention-sites");
+  sites.replaceChildren(...a.sites.map((s) => element("li", { "data-site-attention": s.client_key },
+    s.client_key + ": " + (s.attention ? "needs attention: " + s.attention : "paused: " + (s.pause_reason || "")))));
+  const gates = document.getElementById("open-gates");
+  gates.replaceChildren(...a.open_gates.map((g) => element("li", { "data-gate": g.id },
+    "Gate " + g.id + ": deployment " + g.deployment_id + " to " + g.environment_name + ", " + g.state +
+    (g.change_request ? " (change request " + g.change_request + ")" : "") + ", " + Math.round(g.age_ms / 1000) + " s")));
+  const rejections = document.getElementById("rejections");
+  rejections.querySelector("ul").replaceChildren(...a.rejections.map((r) => element("li", {},
+    r.entity_type + " " + r.entity_id + ": " + r.reason)));
+  rejections.hidden = a.rejections.length === 0;
+  document.getElementById("attention-none").hidden =
+    a.dead_jobs.length + a.sites.length + a.open_gates.length > 0;
 }
 
 document.getElementById("token-form").addEventListener("submit", async (ev) => {

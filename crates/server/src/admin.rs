@@ -168,6 +168,83 @@ pub async fn overview(State(state): State<Arc<AppState>>, headers: HeaderMap) ->
     .into_response()
 }
 
+/// How many of the newest rejections the page shows.
+const REJECTIONS_SHOWN: usize = 50;
+
+/// `GET /admin/api/attention`: what needs an operator: dead jobs with their last error, sites paused or
+/// flagged, deployment gates still open or decided, and Jira's newest rejections.
+pub async fn attention(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Some(r) = guard(&state, &headers) {
+        return r;
+    }
+    let now = state.clock.now_ms();
+    let read = async {
+        let dead: Vec<_> = state
+            .store
+            .jobs()
+            .await?
+            .into_iter()
+            .filter(|j| j.dead_at.is_some())
+            .collect();
+        let sites: Vec<_> = state
+            .store
+            .site_states()
+            .await?
+            .into_iter()
+            .filter(|s| s.paused_until > now || s.attention.is_some())
+            .map(|s| {
+                json!({
+                    "client_key": s.client_key,
+                    "paused_until": (s.paused_until > now).then_some(s.paused_until),
+                    "pause_reason": s.pause_reason,
+                    "attention": s.attention,
+                })
+            })
+            .collect();
+        let gates: Vec<_> = state
+            .store
+            .gates(None)
+            .await?
+            .into_iter()
+            .filter(|g| g.state != gfj_core::jsm::GateState::Done)
+            .map(|g| {
+                let mut v = json!(g);
+                v["age_ms"] = json!(now - g.opened_at);
+                v
+            })
+            .collect();
+        let mut rejections = state.store.rejections().await?;
+        rejections.reverse();
+        rejections.truncate(REJECTIONS_SHOWN);
+        Ok::<_, gfj_store::StoreError>(json!({
+            "dead_jobs": dead,
+            "sites": sites,
+            "open_gates": gates,
+            "rejections": rejections,
+        }))
+    };
+    match read.await {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => storage_unavailable(&e, "serve the admin page"),
+    }
+}
+
+/// `POST /admin/api/jobs/{id}/retry`: runs a dead job again, with all its attempts.
+pub async fn retry_job(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    if let Some(r) = guard(&state, &headers) {
+        return r;
+    }
+    match state.store.retry_dead_job(id, state.clock.now_ms()).await {
+        Ok(true) => axum::Json(json!({ "retried": id })).into_response(),
+        Ok(false) => error(StatusCode::NOT_FOUND, "no such dead job"),
+        Err(e) => storage_unavailable(&e, "retry a job"),
+    }
+}
+
 #[derive(Deserialize)]
 pub struct LinkBody {
     /// A Connect clientKey or a Jira base URL.

@@ -342,6 +342,23 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Puts one dead job back in the queue, due now, with all its attempts. False when it is not dead
+    /// (or gone).
+    pub async fn retry_dead_job(&self, id: i64, now_ms: i64) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE jobs SET dead_at = NULL, attempts = 0, run_at = $2 WHERE id = $1 AND dead_at IS NOT NULL",
+        )
+        .bind(id)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if n > 0 {
+            self.wake_workers();
+        }
+        Ok(n == 1)
+    }
+
     /// Puts dead jobs back in the queue, due now.
     pub async fn retry_dead(&self, now_ms: i64) -> Result<u64, StoreError> {
         let n = sqlx::query(
