@@ -396,12 +396,12 @@ mod tests {
 
     /// The README's settings table is the declaration's ([`gfj_core::settings::markdown_table`]).
     #[test]
-    fn the_readme_lists_every_setting_as_declared() {
-        let readme = include_str!("../README.md");
+    fn the_configuration_reference_lists_every_setting_as_declared() {
+        let reference = include_str!("../docs/configuration.md");
         let table = gfj_core::settings::markdown_table();
         assert!(
-            readme.contains(&table),
-            "README.md's settings table differs from gfj_core::settings::SETTINGS; replace it with:\n{table}"
+            reference.contains(&table),
+            "docs/configuration.md's settings table differs from gfj_core::settings::SETTINGS; replace it with:\n{table}"
         );
     }
 

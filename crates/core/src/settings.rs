@@ -1,7 +1,7 @@
-//! Every `GFJ_*` setting, declared once: name, default, bounds and what the README says of it. The binary
-//! parses them from this table (`src/settings.rs`), the `Default` impls of the crates that take them read
-//! their defaults from it ([`default_number`]), and the README's settings table is this table
-//! ([`markdown_table`]; a test fails when the two differ).
+//! Every `GFJ_*` setting, declared once: name, default, bounds and what the configuration reference says
+//! of it. The binary parses them from this table (`src/settings.rs`), the `Default` impls of the crates
+//! that take them read their defaults from it ([`default_number`]), and `docs/configuration.md` is this
+//! table ([`markdown_table`]; a test fails when the two differ).
 
 /// One setting.
 #[derive(Debug, Clone, Copy)]
@@ -11,14 +11,14 @@ pub struct Setting {
     pub default: Option<&'static str>,
     /// For whole numbers, the smallest and largest value accepted.
     pub bounds: Option<(i64, i64)>,
-    /// How the README shows the default, where it says more than the value.
+    /// How the reference shows the default, where it says more than the value.
     pub shown_default: Option<&'static str>,
-    /// What the README says of it (Markdown, one line).
+    /// What the reference says of it (Markdown, one line).
     pub doc: &'static str,
 }
 
 impl Setting {
-    /// The README's "default" cell.
+    /// The reference's "default" cell.
     fn default_cell(&self) -> String {
         match (self.shown_default, self.default) {
             (Some(shown), _) => shown.to_owned(),
@@ -83,7 +83,7 @@ pub fn default_number(name: &str) -> i64 {
         .unwrap_or_else(|| panic!("{name} has no whole-number default"))
 }
 
-/// The README's settings table.
+/// The settings table of `docs/configuration.md`.
 pub fn markdown_table() -> String {
     let mut table = String::from("| name | default | meaning |\n|---|---|---|\n");
     for s in SETTINGS {
