@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use gfj_store::{Clock, SystemClock};
 use gitlab_for_jira::Settings;
-use gitlab_for_jira::commands::{demo, jsm, link, resync, serve, sites, status};
+use gitlab_for_jira::commands::{demo, doctor, jsm, link, resync, serve, sites, status};
 
 #[derive(Parser)]
 #[command(
@@ -101,6 +101,12 @@ enum Command {
     },
     /// Run against the built-in GitLab and Jira simulators and print what Jira shows per issue key.
     Demo,
+    /// Check the whole installation (settings, database, key, Jira sites, GitLab access and hooks,
+    /// GFJ_BASE_URL): one line per check with the fix; exit 1 when any fails.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// A project, or a group whose projects inherit (the linked group or a subgroup of it).
@@ -214,6 +220,22 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Command::Doctor { json } = cli.command {
+        // Settings that do not load are the first finding, not an error before any check.
+        let report = runtime.block_on(async {
+            let settings = Settings::load(cli.config.as_deref());
+            if let Ok(s) = &settings {
+                gitlab_for_jira::telemetry::init(s.log_format.as_deref());
+            }
+            doctor::doctor(settings, SystemClock.now_ms()).await
+        });
+        println!("{}", report.render(json));
+        return if report.ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        };
+    }
     match runtime.block_on(run(cli)) {
         Ok(out) => {
             if !out.is_empty() {
@@ -254,6 +276,7 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
     match cli.command {
         Command::Serve => serve::run(settings).await.map(|()| String::new()),
         Command::Demo => demo::run().await,
+        Command::Doctor { .. } => unreachable!("doctor runs before the settings are required"),
         Command::Link {
             site,
             group,

@@ -1,6 +1,6 @@
 //! `GFJ_*` settings: from the environment, or from a TOML file given with `--config` (the environment
 //! wins). Each is declared once, with its default, bounds and documentation, in
-//! `gfj_core::settings::SETTINGS`; the README's table is made from it.
+//! `gfj_core::settings::SETTINGS`; `docs/configuration.md` is made from it.
 
 use std::collections::BTreeMap;
 
@@ -56,6 +56,8 @@ fn parse_oauth_apps(
 #[derive(Clone)]
 pub struct Settings {
     pub listen: String,
+    /// Where `/metrics` is served instead of `listen`, when set.
+    pub metrics_listen: Option<String>,
     pub base_url: String,
     pub database_url: String,
     pub encryption_key: Option<String>,
@@ -316,6 +318,7 @@ impl Settings {
             gating_timeout_secs: number("GFJ_GATING_TIMEOUT_SECS")?,
             gating_undecided,
             listen: get("GFJ_LISTEN"),
+            metrics_listen: opt("GFJ_METRICS_LISTEN"),
             base_url,
             database_url: get("GFJ_DATABASE_URL"),
             encryption_key: opt("GFJ_ENCRYPTION_KEY"),
@@ -394,7 +397,7 @@ mod tests {
         }
     }
 
-    /// The README's settings table is the declaration's ([`gfj_core::settings::markdown_table`]).
+    /// `docs/configuration.md`'s settings table is the declaration's ([`gfj_core::settings::markdown_table`]).
     #[test]
     fn the_configuration_reference_lists_every_setting_as_declared() {
         let reference = include_str!("../docs/configuration.md");

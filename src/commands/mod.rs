@@ -1,6 +1,7 @@
 //! One module per command of `docs/interface.md`.
 
 pub mod demo;
+pub mod doctor;
 pub mod jsm;
 pub mod link;
 pub mod resync;

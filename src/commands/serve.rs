@@ -102,6 +102,7 @@ impl Service {
             gitlab_oauth_apps: self.settings.gitlab_oauth_apps.clone(),
             backfill_tasks: self.settings.backfill_tasks as i64,
             edge: self.settings.http.clone(),
+            metrics_on_main_listener: self.settings.metrics_listen.is_none(),
         };
         let http = gfj_http::client();
         let jira = self.settings.jira_client();
@@ -136,9 +137,29 @@ impl Service {
                 backfill_tasks: self.settings.backfill_tasks as i64,
             };
             tokio::spawn(upkeep.run(self.store.clone(), self.clock.clone(), stop_rx.clone()));
-            Some(tokio::spawn(runner.run(stop_rx)))
+            Some(tokio::spawn(runner.run(stop_rx.clone())))
         } else {
             None
+        };
+        let metrics = match &self.settings.metrics_listen {
+            Some(address) => {
+                let listener = TcpListener::bind(address).await.map_err(|e| {
+                    anyhow::anyhow!("cannot listen on {address} (GFJ_METRICS_LISTEN): {e}")
+                })?;
+                tracing::info!(listen = %listener.local_addr()?, "serving /metrics");
+                let (app, limits, mut stopped) = (
+                    gfj_server::metrics_router(state.clone()),
+                    self.settings.http.clone(),
+                    stop_rx.clone(),
+                );
+                Some(tokio::spawn(async move {
+                    let stop = async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    };
+                    gfj_server::edge::serve(listener, app, &limits, stop).await
+                }))
+            }
+            None => None,
         };
         tracing::info!(listen = %listener.local_addr()?, base_url = %self.settings.base_url, "serving");
         let stop = async move {
@@ -155,6 +176,9 @@ impl Service {
         .await?;
         if let Some(w) = workers {
             w.await?;
+        }
+        if let Some(m) = metrics {
+            m.await??;
         }
         self.store.close().await;
         Ok(())

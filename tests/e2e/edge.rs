@@ -199,6 +199,8 @@ async fn every_answer_carries_security_headers(db: TestDatabase) {
             .unwrap();
         let h = resp.headers();
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        // A request id, made here when the client sent none, for matching an answer with the logs.
+        assert_eq!(h["x-request-id"].len(), 36, "{path}");
         assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
         let html = h
             .get("content-type")
@@ -208,6 +210,17 @@ async fn every_answer_carries_security_headers(db: TestDatabase) {
             assert!(csp.contains("frame-ancestors"), "{path}: {csp}");
         }
     }
+    let traced = http
+        .get(format!("{}/healthz", app.base_url))
+        .header("x-request-id", "lb-7f3a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        traced.headers()["x-request-id"],
+        "lb-7f3a",
+        "the proxy's id is kept"
+    );
     app.stop().await;
 }
 

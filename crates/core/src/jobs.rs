@@ -40,6 +40,21 @@ pub struct Queueing {
 }
 
 impl Job {
+    /// Every kind's stored name, as [`Job::encode`] writes it (`/metrics` shows each, at zero too).
+    pub const KINDS: [&'static str; 11] = [
+        "gitlab_event",
+        "hook_check",
+        "gitlab_teardown",
+        "gitlab_sign_out",
+        "jira_cleanup",
+        "reconcile",
+        "backfill_plan",
+        "backfill_page",
+        "backfill_flush",
+        "gating_check",
+        "apply_gate",
+    ];
+
     /// The job as the queue stores it: its kind (the serde tag, which
     /// `jobs_keep_the_kinds_and_payloads_already_queued` holds to these names) and its payload.
     pub fn encode(&self) -> (&'static str, String) {
@@ -57,6 +72,27 @@ impl Job {
             Job::ApplyGate(j) => ("apply_gate", serde_json::to_string(j)),
         };
         (kind, payload.expect("job payloads serialise"))
+    }
+
+    /// The subscription the job works for, where its payload names one (for the job's log span).
+    pub fn subscription_id(&self) -> Option<i64> {
+        match self {
+            Job::GitlabEvent(j) => Some(j.subscription_id),
+            Job::HookCheck(j) => Some(j.subscription_id),
+            Job::Reconcile(j) => Some(j.subscription_id),
+            Job::BackfillPlan(j) => Some(j.subscription_id),
+            Job::BackfillPage(j) => Some(j.subscription_id),
+            Job::BackfillFlush(j) => Some(j.subscription_id),
+            Job::GatingCheck(j) => Some(j.subscription_id),
+            Job::JiraCleanup(JiraCleanup {
+                scope: CleanupScope::Subscription { subscription_id },
+                ..
+            }) => Some(*subscription_id),
+            Job::JiraCleanup(_)
+            | Job::ApplyGate(_)
+            | Job::GitlabTeardown(_)
+            | Job::GitlabSignOut(_) => None,
+        }
     }
 
     /// The job the queue stored as `kind` and `payload`.
@@ -326,11 +362,15 @@ mod tests {
                 r#"{"subscription_id":1,"project_id":2,"entity":"commits","run":7,"page":3}"#,
             ),
             ("backfill_flush", r#"{"subscription_id":1}"#),
+            ("gating_check", r#"{"subscription_id":1,"interval":3}"#),
+            ("apply_gate", r#"{"gate_id":1}"#),
         ];
+        assert_eq!(cases.len(), Job::KINDS.len(), "a case per kind");
         for (kind, payload) in cases {
             let job = Job::decode(kind, payload).unwrap_or_else(|e| panic!("{kind}: {e}"));
             let (again, _) = job.encode();
             assert_eq!(again, kind);
+            assert!(Job::KINDS.contains(&kind), "{kind} is not in Job::KINDS");
         }
         let Job::GitlabEvent(event) = Job::decode("gitlab_event", cases[0].1).unwrap() else {
             panic!("a gitlab event");

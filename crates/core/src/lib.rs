@@ -12,6 +12,7 @@
 //! - [`backoff`]: the retry schedule the durable queue applies.
 //! - [`digest`]: secrets are stored and compared as SHA-256 digests.
 //! - [`url_pattern`]: the allow-lists of Jira sites and GitLab instances, by canonical origin.
+//! - [`metric_names`]: the metric families of `/metrics`, and the bounded labels of request paths.
 //! - [`server_time`]: waits and token lifetimes that servers send, parsed strictly and capped.
 //!
 //! Everything here is deterministic given its inputs (time is passed in), so it is table-tested.
@@ -28,6 +29,7 @@ pub mod jira;
 pub mod jobs;
 pub mod jsm;
 pub mod mapping;
+pub mod metric_names;
 pub mod qsh;
 pub mod server_time;
 pub mod settings;

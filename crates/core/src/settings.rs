@@ -31,6 +31,7 @@ impl Setting {
 #[rustfmt::skip]
 pub const SETTINGS: &[Setting] = &[
     Setting { name: "GFJ_LISTEN", default: Some("127.0.0.1:8080"), bounds: None, shown_default: None, doc: "bind address" },
+    Setting { name: "GFJ_METRICS_LISTEN", default: None, bounds: None, shown_default: None, doc: "when set, `/metrics` (Prometheus text) is served on this address instead of `GFJ_LISTEN`, so that it need not be reachable from outside" },
     Setting { name: "GFJ_BASE_URL", default: Some("http://127.0.0.1:8080"), bounds: None, shown_default: None, doc: "public URL of this service: descriptor `baseUrl`, audience of install tokens, webhook URL registered in GitLab (`<GFJ_BASE_URL>/gitlab/webhook`)" },
     Setting { name: "GFJ_DATABASE_URL", default: Some("sqlite://gitlab-for-jira.db"), bounds: None, shown_default: None, doc: "`sqlite://PATH` (created if missing; WAL; fsync on every commit) or `postgres://...`. SQLite serves one process; use PostgreSQL for several replicas" },
     Setting { name: "GFJ_ENCRYPTION_KEY", default: None, bounds: None, shown_default: None, doc: "base64 of 32 bytes, the AES-256-GCM key for secrets at rest (Jira shared secrets, GitLab tokens). When unset, SQLite uses `<database file>.key`, generated on first start with mode 0600; PostgreSQL requires it. Keep it: without it the stored secrets cannot be read" },

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use gfj_core::server_time;
+use gfj_core::{metric_names, server_time};
 use reqwest::Method;
 use reqwest::header::HeaderMap;
 use sha2::{Digest, Sha256};
@@ -86,6 +86,9 @@ impl Gate {
                 retry_after_ms: wait.as_millis() as i64,
             });
         }
+        metrics::counter!(metric_names::GITLAB_RATE_LIMIT_WAITS).increment(1);
+        metrics::counter!(metric_names::GITLAB_RATE_LIMIT_WAIT_SECONDS)
+            .increment(wait.as_secs_f64().ceil() as u64);
         tokio::time::sleep(wait).await;
         Ok(())
     }
@@ -157,15 +160,27 @@ pub(crate) async fn send(
     } else {
         (1, 0, Duration::ZERO)
     };
+    let endpoint = url::Url::parse(&call.url)
+        .map(|u| metric_names::gitlab_endpoint(u.path()))
+        .unwrap_or_else(|_| "other".to_owned());
     loop {
         gate.wait(max_inline).await?;
+        let started = Instant::now();
         let mut req = http
             .request(call.method.clone(), &call.url)
             .bearer_auth(auth);
         if let Some(body) = call.json {
             req = req.json(body);
         }
-        let outcome = match req.send().await {
+        let sent = req.send().await;
+        let status = sent
+            .as_ref()
+            .map_or("error".to_owned(), |r| r.status().as_u16().to_string());
+        metrics::counter!(metric_names::GITLAB_REQUESTS, "endpoint" => endpoint.clone(), "status" => status)
+            .increment(1);
+        metrics::histogram!(metric_names::GITLAB_REQUEST_SECONDS, "endpoint" => endpoint.clone())
+            .record(started.elapsed());
+        let outcome = match sent {
             Ok(resp) => {
                 gate.observe(resp.headers());
                 let status = resp.status().as_u16();

@@ -9,8 +9,8 @@
 
 use gfj_core::connect_jwt::{self, BoundRequest};
 use gfj_core::jira::{BuildsRequest, DeploymentsRequest, DevinfoRequest, FeatureFlagsRequest};
-use gfj_core::server_time;
 use gfj_core::url_pattern::UrlAllowList;
+use gfj_core::{metric_names, server_time};
 use serde::Deserialize;
 
 /// Lifetime of each outgoing token; short, since a token is made per request.
@@ -77,6 +77,19 @@ impl JiraError {
             self,
             Self::RateLimited { .. } | Self::Unavailable { .. } | Self::Transport(_)
         )
+    }
+
+    /// The HTTP status Jira answered with, when it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::RateLimited { .. } => Some(429),
+            Self::Unauthorized => Some(401),
+            Self::Forbidden => Some(403),
+            Self::TooLarge => Some(413),
+            Self::BadRequest(_) => Some(400),
+            Self::Unavailable { status, .. } | Self::Other { status, .. } => Some(*status),
+            Self::Transport(_) | Self::SiteNotAllowed(_) => None,
+        }
     }
 }
 
@@ -363,8 +376,20 @@ impl JiraClient {
         gate.waiting
             .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         let _permit = permit.map_err(|_| JiraError::Transport("client shutting down".into()))?;
-        self.send_authenticated(site, method, path_and_query, body)
-            .await
+        let started = std::time::Instant::now();
+        let result = self
+            .send_authenticated(site, method, path_and_query, body)
+            .await;
+        let api = metric_names::jira_api(path_and_query);
+        let status = match &result {
+            Ok(resp) => resp.status().as_u16().to_string(),
+            Err(e) => e.status().map_or("error".to_owned(), |s| s.to_string()),
+        };
+        metrics::counter!(metric_names::JIRA_REQUESTS, "api" => api, "status" => status)
+            .increment(1);
+        metrics::histogram!(metric_names::JIRA_REQUEST_SECONDS, "api" => api)
+            .record(started.elapsed());
+        result
     }
 
     async fn send_authenticated<B: serde::Serialize + ?Sized>(
@@ -544,6 +569,28 @@ impl JiraClient {
             .json()
             .await
             .map_err(|e| JiraError::Transport(format!("unreadable gating status: {e}")))
+    }
+
+    /// Whether the site takes the app's credentials, by a read that changes nothing
+    /// (`GET /rest/devinfo/0.10/existsByProperties`); with OAuth credentials a new token is fetched first,
+    /// so revoked credentials show at once rather than when the cached token expires.
+    pub async fn check_access(&self, site: &Site) -> Result<(), JiraError> {
+        if let SiteAuth::OAuth {
+            client_id,
+            client_secret,
+            ..
+        } = &site.auth
+        {
+            self.oauth_token(client_id, client_secret, true).await?;
+        }
+        self.call::<()>(
+            site,
+            reqwest::Method::GET,
+            "/rest/devinfo/0.10/existsByProperties?gitlabForJiraSubscription=0",
+            None,
+        )
+        .await?;
+        Ok(())
     }
 
     /// The groups of a Jira user (`GET /rest/api/3/user?accountId=…&expand=groups`), `None` when Jira does not

@@ -22,6 +22,23 @@ use tokio::sync::Semaphore;
 
 use crate::AppState;
 
+/// A request's log span: its id, method and path. Never the query, which holds Jira's JWT on the
+/// configuration page; an id the client sent that is not a short plain token is shown as `-`.
+pub(crate) fn request_span<B>(req: &axum::http::Request<B>) -> tracing::Span {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            id.len() <= 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
+        .unwrap_or("-");
+    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+}
+
 /// How much of the service one process lends to HTTP clients.
 #[derive(Debug, Clone)]
 pub struct EdgeLimits {

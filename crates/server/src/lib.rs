@@ -11,6 +11,7 @@ mod health;
 pub mod jira_config;
 mod jsm;
 mod lifecycle;
+pub mod metrics;
 mod webhook;
 
 use std::collections::HashMap;
@@ -46,6 +47,9 @@ pub struct ServerConfig {
     pub backfill_tasks: i64,
     /// Connection and request caps and timeouts of the HTTP edge.
     pub edge: edge::EdgeLimits,
+    /// Whether `/metrics` is served by [`router`]; `false` when `GFJ_METRICS_LISTEN` gives it an address
+    /// of its own ([`metrics_router`]).
+    pub metrics_on_main_listener: bool,
 }
 
 /// Shared by every handler.
@@ -81,6 +85,8 @@ impl AppState {
     ) -> Arc<Self> {
         let requests_in_flight =
             Arc::new(tokio::sync::Semaphore::new(config.edge.max_requests.max(1)));
+        // Installed before the first request, so that nothing recorded is lost.
+        metrics::handle();
         Arc::new(Self {
             store,
             intake,
@@ -114,7 +120,8 @@ impl AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     let lifecycle_throttle =
         axum::middleware::from_fn_with_state(state.clone(), lifecycle::throttle);
-    Router::new()
+    let metrics_here = state.config.metrics_on_main_listener;
+    let app = Router::new()
         .route("/atlassian-connect.json", get(descriptor::serve))
         .route("/static/logo.svg", get(descriptor::logo))
         .route(
@@ -161,12 +168,37 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(jsm::admin_clear),
         )
         .route("/healthz", get(health::live))
-        .route("/readyz", get(health::ready))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            edge::guard_request,
-        ))
-        .with_state(state)
+        .route("/readyz", get(health::ready));
+    let app = if metrics_here {
+        app.route("/metrics", get(metrics::serve))
+    } else {
+        app
+    };
+    with_edge(app, state)
+}
+
+/// `/metrics` alone, for `GFJ_METRICS_LISTEN`.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    with_edge(Router::new().route("/metrics", get(metrics::serve)), state)
+}
+
+/// The layers every route sits behind: the edge's caps and headers, and a request id (the client's
+/// `X-Request-Id` when it is a plain token, else a new one) on the request's log span and its answer.
+fn with_edge(app: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
+    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+    use tower_http::trace::TraceLayer;
+    app.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        edge::guard_request,
+    ))
+    .layer(PropagateRequestIdLayer::x_request_id())
+    .layer(
+        TraceLayer::new_for_http()
+            .make_span_with(edge::request_span)
+            .on_failure(()),
+    )
+    .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+    .with_state(state)
 }
 
 /// `GET /static/page.js`: what the configuration page's and the admin page's scripts share.

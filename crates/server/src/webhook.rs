@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use gfj_core::gitlab::{EventKind, WebhookEvent, shorten, webhook_token_hash};
 use gfj_core::jobs::{DeliveryId, GitlabEvent, Job};
-use gfj_core::standard_webhooks;
+use gfj_core::{metric_names, standard_webhooks};
 use gfj_store::queue::NewJob;
 use serde_json::value::RawValue;
 use subtle::ConstantTimeEq;
@@ -266,11 +266,33 @@ fn parse_delivery(kind: EventKind, body: &[u8]) -> Result<Queued, Answer> {
     Ok((entity_key, raw))
 }
 
-/// `POST /gitlab/webhook`. The token is checked from the headers before a byte of the body is read, so
-/// an unauthenticated client cannot make the service read (or wait for) a large body.
+/// `POST /gitlab/webhook`, counted and timed for `/metrics` by event kind and outcome.
 pub async fn receive(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    body: axum::body::Body,
+) -> (StatusCode, String) {
+    let started = std::time::Instant::now();
+    let event = headers
+        .get("x-gitlab-event")
+        .and_then(|v| v.to_str().ok())
+        .map_or(EventKind::Other, EventKind::from_header);
+    let answer = receive_delivery(state, &headers, body).await;
+    metrics::counter!(
+        metric_names::WEBHOOKS_RECEIVED,
+        "event" => event.label(),
+        "outcome" => crate::metrics::webhook_outcome(answer.0),
+    )
+    .increment(1);
+    metrics::histogram!(metric_names::WEBHOOK_INTAKE_SECONDS).record(started.elapsed());
+    answer
+}
+
+/// The token is checked from the headers before a byte of the body is read, so an unauthenticated
+/// client cannot make the service read (or wait for) a large body.
+async fn receive_delivery(
+    state: Arc<AppState>,
+    headers: &HeaderMap,
     body: axum::body::Body,
 ) -> (StatusCode, String) {
     let Some(token) = headers.get("x-gitlab-token").map(|v| v.as_bytes()) else {
@@ -287,7 +309,7 @@ pub async fn receive(
             );
         }
     };
-    let body = match read_body(body, &headers, state.config.webhook_max_bytes).await {
+    let body = match read_body(body, headers, state.config.webhook_max_bytes).await {
         Ok(b) => b,
         Err(answer) => return answer,
     };

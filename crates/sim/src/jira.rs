@@ -322,6 +322,14 @@ impl JiraSim {
                 get(gating_status),
             )
             .route("/rest/api/3/user", get(user_info))
+            .route(
+                "/rest/devinfo/0.10/existsByProperties",
+                get(devinfo_exists_by_properties),
+            )
+            .route(
+                "/jira/devinfo/0.1/cloud/{cloud}/existsByProperties",
+                get(devinfo_exists_by_properties),
+            )
             .route("/oauth/token", post(oauth_token))
             .route("/_edge/tenant_info", get(tenant_info))
             .route(
@@ -1651,6 +1659,68 @@ async fn submit_cicd_inner(
 
 /// `DELETE /rest/<api>/<version>/bulkByProperties?<k>=<v>…[&_updateSequenceId=n]`: deletes what was stored
 /// with all these properties (and, with `_updateSequenceId`, no newer than it).
+/// The properties of a `…ByProperties` query and its optional `_updateSequenceId`, refused as Jira
+/// refuses them: none given, one given twice, a sequence number that is not a number.
+fn property_query(
+    uri: &Uri,
+    error: fn(StatusCode, &[String]) -> Response,
+) -> Result<(BTreeMap<String, String>, Option<i64>), Response> {
+    let mut wanted: BTreeMap<String, String> = BTreeMap::new();
+    let mut upto = None;
+    for (k, v) in url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
+        if k == "_updateSequenceId" {
+            upto = Some(v.parse::<i64>().map_err(|_| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    &["_updateSequenceId must be a number".into()],
+                )
+            })?);
+        } else if wanted.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                &[format!("property {k} given twice")],
+            ));
+        }
+    }
+    if wanted.is_empty() {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            &["at least one property is required".into()],
+        ));
+    }
+    Ok((wanted, upto))
+}
+
+/// `GET /rest/devinfo/0.10/existsByProperties`: whether any stored development information carries all
+/// the given properties.
+async fn devinfo_exists_by_properties(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let resp = (|| {
+        s.authenticate(&method, &uri, &headers)
+            .map_err(|why| devinfo_error(StatusCode::UNAUTHORIZED, &[why]))?;
+        let (wanted, upto) = property_query(&uri, devinfo_error)?;
+        let inner = s.inner.lock().unwrap();
+        let found = inner.repos.values().any(|repo| {
+            repo.entities.values().any(|list| {
+                list.values().any(|st| {
+                    wanted
+                        .iter()
+                        .all(|(k, v)| st.properties[k].as_str() == Some(v))
+                        && upto.is_none_or(|u| st.seq <= u)
+                })
+            })
+        });
+        Ok::<_, Response>(axum::Json(json!({ "hasDataMatchingProperties": found })).into_response())
+    })()
+    .unwrap_or_else(|r| r);
+    s.record(&method, &uri, resp.status(), None);
+    resp
+}
+
 async fn delete_by_properties(
     State(s): State<Arc<Shared>>,
     method: Method,
@@ -1667,29 +1737,7 @@ async fn delete_by_properties(
     let resp = (|| {
         s.authenticate(&method, &uri, &headers)
             .map_err(|why| error(StatusCode::UNAUTHORIZED, &[why]))?;
-        let mut wanted: BTreeMap<String, String> = BTreeMap::new();
-        let mut upto = None;
-        for (k, v) in url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
-            if k == "_updateSequenceId" {
-                upto = Some(v.parse::<i64>().map_err(|_| {
-                    error(
-                        StatusCode::BAD_REQUEST,
-                        &["_updateSequenceId must be a number".into()],
-                    )
-                })?);
-            } else if wanted.insert(k.to_string(), v.to_string()).is_some() {
-                return Err(error(
-                    StatusCode::BAD_REQUEST,
-                    &[format!("property {k} given twice")],
-                ));
-            }
-        }
-        if wanted.is_empty() {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                &["at least one property is required".into()],
-            ));
-        }
+        let (wanted, upto) = property_query(&uri, error)?;
         let matches = |st: &Stored| {
             wanted
                 .iter()

@@ -7,6 +7,7 @@
 //! - [`backfill`]: per project and kind of history, the backfill's cursor and progress.
 //! - [`queue`]: the durable job queue (enqueue, claim with a lease, complete, retry, dead-letter).
 //! - [`locks`]: work one replica at a time owns (named locks, periodic schedules).
+//! - [`gauges`]: what the database holds right now, counted for `/metrics`.
 //! - [`intake`]: group commit of webhook deliveries into the queue.
 //! - [`audit`], [`feature_flags`], [`merge_requests`]: what was sent where (for "why", edits and deletions).
 //!
@@ -20,6 +21,7 @@ pub mod crypto;
 mod db;
 pub mod feature_flags;
 pub mod gates;
+pub mod gauges;
 pub mod gitlab_connections;
 pub mod installations;
 pub mod intake;

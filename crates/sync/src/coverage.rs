@@ -12,6 +12,7 @@
 use gfj_core::domain::{ProjectId, SubscriptionId};
 use gfj_core::gitlab::{ProjectEvent, SubgroupEvent};
 use gfj_core::jobs::{CleanupScope, JiraCleanup};
+use gfj_core::metric_names;
 use gfj_gitlab_client::{GitLabError, HookScope, ProjectSummary};
 use gfj_store::subscriptions::Subscription;
 
@@ -250,6 +251,7 @@ impl Handlers {
             reason = why,
             "delivery names a project this subscription does not cover; dropped"
         );
+        metrics::counter!(metric_names::EVENTS_DROPPED, "reason" => "foreign_project").increment(1);
         self.store.count_foreign_delivery(sub.id).await?;
         Ok(())
     }

@@ -5,6 +5,7 @@
 use gfj_core::gitlab::{EventKind, PushEvent, WebhookEvent};
 use gfj_core::jobs::{self, GitlabEvent};
 use gfj_core::mapping::project_keys::ProjectKeys;
+use gfj_core::metric_names;
 use gfj_store::queue::Job;
 
 use crate::JobError;
@@ -34,7 +35,11 @@ impl Handlers {
         } else {
             jobs::Job::decode(&job.kind, &job.payload)
         };
-        match decoded.map_err(unreadable)? {
+        let decoded = decoded.map_err(unreadable)?;
+        if let Some(id) = decoded.subscription_id() {
+            tracing::Span::current().record("subscription", id);
+        }
+        match decoded {
             jobs::Job::GitlabEvent(event) => self.gitlab_event(event).await,
             jobs::Job::JiraCleanup(cleanup) => self.cleanup(&cleanup).await,
             jobs::Job::Reconcile(reconcile) => self.reconcile(&reconcile).await,
@@ -55,10 +60,14 @@ impl Handlers {
                 subscription = event.subscription_id,
                 "subscription was removed; event dropped"
             );
+            metrics::counter!(metric_names::EVENTS_DROPPED, "reason" => "subscription_removed")
+                .increment(1);
             return Ok(());
         };
         let Some(install) = self.store.installation(&sub.client_key).await? else {
             tracing::info!(site = %sub.client_key, "Jira site was uninstalled; event dropped");
+            metrics::counter!(metric_names::EVENTS_DROPPED, "reason" => "site_uninstalled")
+                .increment(1);
             return Ok(());
         };
         let site = site_of(install);

@@ -12,6 +12,7 @@ use gfj_core::jira::{
 use gfj_core::jobs::{self, CleanupScope, JiraCleanup};
 use gfj_core::mapping;
 use gfj_core::mapping::project_keys::ProjectKeys;
+use gfj_core::metric_names;
 use gfj_jira_client::{BulkRequest, JiraApi, JiraError, Site, SiteAuth};
 use gfj_store::Store;
 use gfj_store::audit::AuditEntry;
@@ -257,6 +258,7 @@ impl Handlers {
                 d.dropped
             );
             self.reject(
+                "issue_keys_over_limit",
                 client_key,
                 repository_id,
                 d.entity_type,
@@ -295,6 +297,7 @@ impl Handlers {
                     .await;
                     for (repository_id, entity_type, entity_id, reason) in failures {
                         self.reject(
+                            "rejected_by_jira",
                             client_key,
                             &repository_id,
                             &entity_type,
@@ -333,8 +336,15 @@ impl Handlers {
                             (None, None, None) => continue,
                         };
                         let reason = "Jira answered 413 (too large) for this entity alone";
-                        self.reject(client_key, &repo.id, entity_type, &entity_id, reason)
-                            .await;
+                        self.reject(
+                            "too_large",
+                            client_key,
+                            &repo.id,
+                            entity_type,
+                            &entity_id,
+                            reason,
+                        )
+                        .await;
                     }
                 },
                 Err(e) => return Err(e),
@@ -388,8 +398,15 @@ impl Handlers {
         self.record_audit(audit(&rejected, self.clock.now_ms()))
             .await;
         for (key, reason) in rejected {
-            self.reject(client_key, "", entity_type, &key, &reason)
-                .await;
+            self.reject(
+                "rejected_by_jira",
+                client_key,
+                "",
+                entity_type,
+                &key,
+                &reason,
+            )
+            .await;
         }
         // Unknown issue keys and unknown associations (JSM services) go to one list per site.
         let mut unknown = result.unknown_issue_keys();
@@ -404,8 +421,11 @@ impl Handlers {
         }
     }
 
+    /// Records an entity not sent, or refused by Jira, with the reason an operator reads (`status`) and
+    /// the closed-set `label` of `/metrics`.
     async fn reject(
         &self,
+        label: &'static str,
         client_key: &str,
         repository_id: &str,
         entity_type: &str,
@@ -420,6 +440,7 @@ impl Handlers {
             reason,
             "Jira refused an entity"
         );
+        metrics::counter!(metric_names::EVENTS_DROPPED, "reason" => label).increment(1);
         let rejection = Rejection {
             client_key: client_key.to_owned(),
             repository_id: repository_id.to_owned(),
@@ -436,6 +457,8 @@ impl Handlers {
 
 /// How to call a stored site: Connect or OAuth credentials; nothing downstream depends on which.
 pub fn site_of(install: Installation) -> Site {
+    // Every job that reaches Jira comes through here: its log span names the site from now on.
+    tracing::Span::current().record("site", install.base_url.as_str());
     let auth = match install.oauth {
         Some(o) => SiteAuth::OAuth {
             cloud_id: o.cloud_id,

@@ -3,7 +3,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gfj_core::backoff;
+use gfj_core::{backoff, metric_names};
 use gfj_store::queue::Job;
 use gfj_store::{Clock, Store};
 use tokio::sync::watch;
@@ -196,7 +196,15 @@ impl Runner {
         let clock = self.clock.clone();
         let handlers = self.handlers.clone();
         let lease_ms = self.config.lease_ms;
-        let span = tracing::info_span!("job", job.id = job.id, job.kind = %job.kind, job.attempt = job.attempts);
+        // `subscription` and `site` are filled in by the handler once it knows them (`context::in_span`).
+        let span = tracing::info_span!(
+            "job",
+            job.id = job.id,
+            job.kind = %job.kind,
+            job.attempt = job.attempts,
+            subscription = tracing::field::Empty,
+            site = tracing::field::Empty,
+        );
         async move {
             // A long job (a reconciliation pass, a large push) keeps its lease while it runs, so that no
             // other worker starts it again; a crashed worker stops renewing and the lease expires.
@@ -263,6 +271,14 @@ impl Runner {
             if outcome.is_err() {
                 accepted.record().await;
             }
+            let ended = match &outcome {
+                Ok(()) => "done",
+                Err(JobError::Postpone { .. }) => "postponed",
+                Err(JobError::Retry { .. }) if job.attempts < job.max_attempts => "retried",
+                Err(_) => "dead",
+            };
+            metrics::counter!(metric_names::JOBS_FINISHED, "kind" => job.kind.clone(), "outcome" => ended)
+                .increment(1);
             let now = clock.now_ms();
             let lease = &job.lease;
             let recorded = match &outcome {

@@ -76,6 +76,23 @@ impl EventKind {
         }
     }
 
+    /// The kind's name in metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Push => "push",
+            Self::TagPush => "tag_push",
+            Self::MergeRequest => "merge_request",
+            Self::Pipeline => "pipeline",
+            Self::Job => "job",
+            Self::Deployment => "deployment",
+            Self::FeatureFlag => "feature_flag",
+            Self::Project => "project",
+            Self::Subgroup => "subgroup",
+            Self::Member => "member",
+            Self::Other => "other",
+        }
+    }
+
     /// The `X-Gitlab-Event` value; empty for [`EventKind::Other`], which stands for any header we ignore.
     pub fn header(&self) -> &'static str {
         match self {

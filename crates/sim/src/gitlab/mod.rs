@@ -264,6 +264,15 @@ impl GitLabSim {
         id
     }
 
+    /// Revokes the user's personal access token, as its owner would in GitLab: it gets 401 from now on.
+    pub fn revoke_token(&self, user_id: i64) {
+        let mut i = self.shared.inner.lock().unwrap();
+        if let Some(u) = i.users.iter_mut().find(|u| u.id == user_id) {
+            // No request carries an empty token (it is refused before the lookup), so this one matches none.
+            u.token = String::new();
+        }
+    }
+
     /// Adds a group (under `parent` when given); returns its id. Subgroups inherit the top group's plan.
     pub fn add_group(&self, path: &str, parent: Option<i64>, plan: Plan) -> i64 {
         let mut i = self.shared.inner.lock().unwrap();
@@ -496,6 +505,7 @@ fn request_token(headers: &HeaderMap) -> Option<&str> {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "))
         })
+        .filter(|t| !t.is_empty())
 }
 
 impl Shared {
