@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use gfj_store::{Clock, SystemClock};
 use gitlab_for_jira::Settings;
-use gitlab_for_jira::commands::{demo, doctor, jsm, link, resync, serve, sites, status};
+use gitlab_for_jira::commands::{demo, doctor, jsm, link, resync, serve, sites, status, wait};
 
 #[derive(Parser)]
 #[command(
@@ -55,6 +55,9 @@ enum Command {
         gitlab_connection: Option<i64>,
         #[arg(long, value_enum, default_value = "auto")]
         hook_mode: link::HookMode,
+        /// Follow the backfill until it is done (progress on stderr); exit 1 with the reasons when tasks fail.
+        #[arg(long)]
+        wait: bool,
     },
     /// Remove a link and the webhooks it registered.
     Unlink {
@@ -93,6 +96,9 @@ enum Command {
         /// Only the tasks that failed.
         #[arg(long)]
         failed: bool,
+        /// Follow the backfill until it is done (progress on stderr); exit 1 with the reasons when tasks fail.
+        #[arg(long)]
+        wait: bool,
     },
     /// Jira Service Management: service IDs on deployments, per project or as a group's defaults.
     Jsm {
@@ -269,6 +275,15 @@ fn secret(
     }
 }
 
+/// `--wait`: the backfill followed on stderr; nothing more on stdout, where the command's JSON went.
+async fn follow(store: &gfj_store::Store, subscription_id: i64) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    let terminal = std::io::stderr().is_terminal();
+    let summary = wait::follow(store, &SystemClock, subscription_id, terminal).await?;
+    eprintln!("{summary}");
+    Ok(String::new())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<String> {
     let settings = Settings::load(cli.config.as_deref())?;
     gitlab_for_jira::telemetry::init(settings.log_format.as_deref());
@@ -285,6 +300,7 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
             gitlab_token_file,
             gitlab_connection,
             hook_mode,
+            wait,
         } => {
             let gitlab_token = secret(gitlab_token, gitlab_token_file.as_deref(), "GitLab token")?;
             let store = settings.open_store().await?;
@@ -297,7 +313,12 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
                 hook_mode,
             };
             let linked = link::link(&settings, &store, req, now).await?;
-            Ok(serde_json::to_string(&linked)?)
+            let out = serde_json::to_string(&linked)?;
+            if !wait {
+                return Ok(out);
+            }
+            println!("{out}");
+            follow(&store, linked.id).await
         }
         Command::Unlink { site, group } => {
             let store = settings.open_store().await?;
@@ -386,6 +407,7 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
             project,
             since,
             failed,
+            wait,
         } => {
             let store = settings.open_store().await?;
             let req = resync::ResyncRequest {
@@ -395,7 +417,13 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
                 since,
                 only_failed: failed,
             };
-            resync::resync(&settings, &store, &req, now).await
+            let resynced = resync::resync(&settings, &store, &req, now).await?;
+            let out = serde_json::to_string(&resynced)?;
+            if !wait {
+                return Ok(out);
+            }
+            println!("{out}");
+            follow(&store, resynced.subscription_id).await
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod resync;
 pub mod serve;
 pub mod sites;
 pub mod status;
+pub mod wait;
 
 /// A command failure, printed as one line on stderr with exit code 1.
 pub type CommandResult<T> = anyhow::Result<T>;

@@ -24,12 +24,21 @@ pub fn parse_day(day: &str) -> anyhow::Result<i64> {
     Ok(t.unix_ms())
 }
 
+/// What `resync` queued.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Resynced {
+    pub subscription_id: i64,
+    pub queued_tasks: u64,
+    /// The group's backfill had no tasks: it is planned again from the start.
+    pub planning: bool,
+}
+
 pub async fn resync(
     settings: &Settings,
     store: &Store,
     req: &ResyncRequest,
     now_ms: i64,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Resynced> {
     let since_ms = req.since.as_deref().map(parse_day).transpose()?;
     let install = super::link::site(store, &req.site).await?;
     let sub = store
@@ -40,12 +49,11 @@ pub async fn resync(
     if tasks.is_empty() {
         // The link's planning has not run (or was lost): plan everything again.
         gfj_sync::backfill::queue_backfill_plan(store, sub.id, now_ms).await?;
-        return Ok(serde_json::json!({
-            "subscription_id": sub.id,
-            "queued_tasks": 0,
-            "planning": true,
-        })
-        .to_string());
+        return Ok(Resynced {
+            subscription_id: sub.id,
+            queued_tasks: 0,
+            planning: true,
+        });
     }
     let project_id = match &req.project {
         None => None,
@@ -68,12 +76,11 @@ pub async fn resync(
     store
         .start_backfill_tasks(settings.backfill_tasks as i64, now_ms)
         .await?;
-    Ok(serde_json::json!({
-        "subscription_id": sub.id,
-        "queued_tasks": queued,
-        "planning": false,
+    Ok(Resynced {
+        subscription_id: sub.id,
+        queued_tasks: queued,
+        planning: false,
     })
-    .to_string())
 }
 
 #[cfg(test)]

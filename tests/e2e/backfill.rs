@@ -312,7 +312,7 @@ async fn the_window_bounds_the_backfill_and_resync_since_widens_it(db: TestDatab
     let out = resync(&app.settings, &app.store, &req, clock.now_ms())
         .await
         .unwrap();
-    let out: Value = serde_json::from_str(&out).unwrap();
+    let out: Value = serde_json::to_value(&out).unwrap();
     assert_eq!(
         out["queued_tasks"], 6,
         "every kind of history of the project"
@@ -367,8 +367,8 @@ async fn a_failed_task_says_why_and_resync_failed_runs_only_it_again(db: TestDat
         since: None,
         only_failed: true,
     };
-    let out: Value = serde_json::from_str(
-        &resync(&app.settings, &app.store, &req, now_ms())
+    let out = serde_json::to_value(
+        resync(&app.settings, &app.store, &req, now_ms())
             .await
             .unwrap(),
     )

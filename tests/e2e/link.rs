@@ -340,3 +340,77 @@ async fn cli_secrets_come_from_the_environment_or_a_file() {
     let _ = std::fs::remove_dir_all(&dir);
     app.stop().await;
 }
+
+/// `link --wait` follows the backfill on stderr (plain lines off a terminal) and exits 1 naming each
+/// failed task; `resync --failed --wait` runs them again and exits 0 once all is in Jira.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_wait_follows_the_backfill_and_exits_1_with_the_reasons_of_failed_tasks() {
+    let app = TestApp::start(TestDatabase::sqlite().await).await;
+    app.install().await;
+    let w = app.world(Plan::Free, 40, 2);
+    app.gitlab
+        .push(w.projects[0], "main", &["WAIT-1 first"], w.user)
+        .await;
+    // The first branches read: GitLab refuses (403), and that task fails.
+    app.gitlab.fail_next_on("/repository/branches", 403, false);
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gitlab-for-jira"));
+        cmd.args(args)
+            .env_clear()
+            .env("GFJ_DATABASE_URL", &app.settings.database_url)
+            .env("GFJ_ENCRYPTION_KEY", gfj_store::testing::TEST_KEY)
+            .env("GFJ_BASE_URL", &app.base_url)
+            .env("GFJ_GITLAB_URLS", &app.gitlab.base_url)
+            .env("GFJ_JIRA_URLS", "http://127.0.0.1:*")
+            .env("GFJ_GITLAB_TOKEN", &w.token)
+            .env("GFJ_LOG_FORMAT", "json");
+        async move {
+            let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+                .await
+                .unwrap();
+            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            (out.status.code(), text(&out.stdout), text(&out.stderr))
+        }
+    };
+    let site = app.jira.base_url.clone();
+    let gitlab = app.gitlab.base_url.clone();
+    let (code, stdout, stderr) = run(&[
+        "link",
+        "--site",
+        &site,
+        "--group",
+        "acme",
+        "--gitlab-url",
+        &gitlab,
+        "--wait",
+    ])
+    .await;
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    let linked: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(linked["group_path"], "acme", "stdout keeps the JSON alone");
+    assert!(stderr.contains("backfill: "), "progress lines: {stderr}");
+    let last = stderr.lines().last().unwrap();
+    assert!(
+        last.contains("1 failed task(s)") && last.contains(" branches: ") && last.contains("403"),
+        "{stderr}"
+    );
+    assert!(last.contains("resync --failed"), "{last}");
+
+    let (code, stdout, stderr) = run(&[
+        "resync", "--site", &site, "--group", "acme", "--failed", "--wait",
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let resynced: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(resynced["queued_tasks"], 1);
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("backfill done: 12 tasks"),
+        "{stderr}"
+    );
+    assert_eq!(app.jira.issue("WAIT-1").commits.len(), 1);
+    app.stop().await;
+}
