@@ -61,8 +61,10 @@ pub async fn status(
         .collect();
     let tasks = store.backfill_tasks(None).await?;
     let mut outboxes = Vec::with_capacity(subs.len());
+    let mut backfills = Vec::with_capacity(subs.len());
     for s in &subs {
         outboxes.push(store.outbox_state(s.id).await?);
+        backfills.push(store.backfill_report(s.id, now_ms).await?);
     }
     if as_json {
         return Ok(serde_json::to_string_pretty(&json!({
@@ -90,7 +92,7 @@ pub async fn status(
                 v
             }).collect::<Vec<_>>(),
             "rejected_entities": rejected,
-            "backfill": subs.iter().zip(&outboxes).map(|(s, o)| backfill_json(s.id, &tasks, o, now_ms)).collect::<Vec<_>>(),
+            "backfill": backfills,
         }))?);
     }
     let mut out = vec![format!("sites: {}", sites.len())];
@@ -165,36 +167,11 @@ pub async fn issue(
     as_json: bool,
 ) -> anyhow::Result<String> {
     const SHOWN: i64 = 200;
-    let entries = store.audit_for_issue(key, SHOWN).await?;
-    let project = key.rsplit_once('-').map(|(p, _)| p).unwrap_or(key);
-    let mut notes = Vec::new();
-    for site in store.installations().await? {
-        if store
-            .unknown_keys(&site.client_key)
-            .await?
-            .iter()
-            .any(|k| k == key)
-        {
-            notes.push(format!(
-                "{} answered that it does not know {key} (unknownIssueKeys): check the key, or that the Jira project exists",
-                site.base_url
-            ));
-        }
-        let allowed = store.site_project_keys(&site.client_key).await?;
-        if !allowed.is_empty() && !allowed.iter().any(|p| p == project) {
-            notes.push(format!(
-                "{} only gets issue keys of {} (sites set-project-keys), so {key} is not sent there",
-                site.base_url,
-                allowed.join(", ")
-            ));
-        }
-    }
-    let gates = store.gates_for_issue(key).await?;
+    let report = store.issue_report(key, SHOWN).await?;
     if as_json {
-        return Ok(serde_json::to_string_pretty(
-            &json!({ "issue_key": key, "sent": entries, "gates": gates, "notes": notes }),
-        )?);
+        return Ok(serde_json::to_string_pretty(&report)?);
     }
+    let (entries, gates, notes) = (report.sent, report.gates, report.notes);
     let mut out = Vec::new();
     if entries.is_empty() {
         out.push(format!(
@@ -248,64 +225,6 @@ fn describe_gate(g: &gfj_store::gates::Gate, now_ms: i64) -> String {
     )
 }
 
-/// One subscription's backfill, per project and kind of history, for `status --json`.
-fn backfill_json(
-    subscription_id: i64,
-    tasks: &[BackfillTask],
-    outbox: &OutboxState,
-    now_ms: i64,
-) -> serde_json::Value {
-    let mine: Vec<BackfillTask> = tasks
-        .iter()
-        .filter(|t| t.subscription_id == subscription_id)
-        .cloned()
-        .collect();
-    let overall = Progress::of(&mine, now_ms);
-    let projects: Vec<serde_json::Value> = by_project(&mine)
-        .into_iter()
-        .map(|(path, tasks)| {
-            let p = Progress::of(&tasks, now_ms);
-            json!({
-                "project_id": tasks[0].project_id,
-                "project_path": path,
-                "state": p.state(),
-                "progress": p,
-                "tasks": tasks.iter().map(|t| json!({
-                    "entity": t.entity.as_str(),
-                    "state": t.state,
-                    "items_done": t.items_done,
-                    "items_sent": t.items_sent,
-                    "items_total": t.items_total,
-                    "error": t.error,
-                    "eta_ms": Progress::of(std::slice::from_ref(t), now_ms).eta_ms,
-                    "started_at": t.started_at,
-                    "finished_at": t.finished_at,
-                })).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    json!({
-        "subscription_id": subscription_id,
-        "state": overall.state_with_outbox(outbox),
-        "progress": overall,
-        "unsent_entities": outbox.entities,
-        "projects": projects,
-    })
-}
-
-/// Tasks grouped by project, in path order.
-fn by_project(tasks: &[BackfillTask]) -> Vec<(String, Vec<BackfillTask>)> {
-    let mut out: Vec<(String, Vec<BackfillTask>)> = Vec::new();
-    for t in tasks {
-        match out.iter_mut().find(|(p, _)| *p == t.project_path) {
-            Some((_, list)) => list.push(t.clone()),
-            None => out.push((t.project_path.clone(), vec![t.clone()])),
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
 fn backfill_lines(
     out: &mut Vec<String>,
     subscription_id: i64,
@@ -337,7 +256,7 @@ fn backfill_lines(
         outbox.entities,
         eta_text(&overall)
     ));
-    for (path, tasks) in by_project(&mine) {
+    for (path, tasks) in gfj_store::reports::by_project(&mine) {
         let p = Progress::of(&tasks, now_ms);
         let head = if bars {
             format!("      {path:<40} {} {}", bar(p.fraction(), 24), p.state())

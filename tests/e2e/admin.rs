@@ -31,6 +31,10 @@ async fn call(
     )
 }
 
+async fn admin_get(app: &TestApp, path: &str) -> (u16, Value) {
+    call(app, reqwest::Method::GET, path, Some(ADMIN_TOKEN), None).await
+}
+
 async fn an_operator_links_an_oauth_site_from_the_admin_page(db: TestDatabase) {
     let app = TestApp::start(db).await;
     app.add_oauth_site().await;
@@ -305,7 +309,76 @@ async fn the_admin_page_shows_what_needs_attention_and_retries_dead_jobs(db: Tes
     app.stop().await;
 }
 
+/// The admin page's two questions: why an issue key is (not) in Jira — the same report as
+/// `status --issue` — and, per linked group, each project's backfill tasks with their failure reasons.
+async fn the_admin_page_answers_why_a_key_is_missing_and_what_failed_per_project(db: TestDatabase) {
+    let app = TestApp::start(db).await;
+    app.install().await;
+    let w = app.world(Plan::Free, 40, 2);
+    app.gitlab
+        .push(w.projects[0], "main", &["WHY-1 first"], w.user)
+        .await;
+    app.gitlab.fail_next_on("/repository/branches", 403, false);
+    let linked = app
+        .link(
+            "acme",
+            &w.token,
+            gitlab_for_jira::commands::link::HookMode::Auto,
+        )
+        .await
+        .unwrap();
+
+    let (status, report) = admin_get(&app, "/admin/api/issues/why-1").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["issue_key"], "WHY-1");
+    assert_eq!(report["sent"][0]["entity_type"], "commit");
+    assert_eq!(report["sent"][0]["verdict"], "accepted");
+    let cli = gitlab_for_jira::commands::status::issue(&app.store, "WHY-1", 30, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        report,
+        serde_json::from_str::<Value>(&cli).unwrap(),
+        "the page shows what status --issue shows"
+    );
+    for bad in ["WHY", "why-1%20OPS-2", "..%2Fadmin", "A-1"] {
+        let (status, answer) = admin_get(&app, &format!("/admin/api/issues/{bad}")).await;
+        assert_eq!(status, 400, "{bad}: {answer}");
+    }
+    let (status, _) = call(
+        &app,
+        reqwest::Method::GET,
+        "/admin/api/issues/WHY-1",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    let (status, backfill) = admin_get(
+        &app,
+        &format!("/admin/api/subscriptions/{}/backfill", linked.id),
+    )
+    .await;
+    assert_eq!(status, 200, "{backfill}");
+    assert_eq!(backfill["state"], "failed");
+    let projects = backfill["projects"].as_array().unwrap();
+    assert_eq!(projects.len(), 2);
+    let failed: Vec<&Value> = projects
+        .iter()
+        .flat_map(|p| p["tasks"].as_array().unwrap())
+        .filter(|t| t["state"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{backfill}");
+    assert_eq!(failed[0]["entity"], "branches");
+    assert!(failed[0]["error"].as_str().unwrap().contains("403"));
+    let (status, _) = admin_get(&app, "/admin/api/subscriptions/999/backfill").await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}
+
 test_on_both_databases!(
+    the_admin_page_answers_why_a_key_is_missing_and_what_failed_per_project,
     the_admin_page_shows_what_needs_attention_and_retries_dead_jobs,
     an_operator_links_an_oauth_site_from_the_admin_page,
     wrong_admin_tokens_are_throttled,

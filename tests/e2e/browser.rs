@@ -150,6 +150,47 @@ async fn the_admin_page_links_a_group_in_a_browser(db: TestDatabase) {
         .await;
     assert!(shown.contains("b:AXJpOmNs= (from acme)"), "{shown}");
     browser.screenshot("admin-page-jsm").await;
+
+    // The issue search, from the keyboard (Enter submits): what was sent under the key and Jira's
+    // verdict; a key nothing mentioned says so.
+    let key = browser.wait_for("#issue-key", WAIT).await;
+    browser.type_into(&key, "ops-1\u{E007}").await;
+    browser
+        .wait_for(
+            "#issue-result table[data-issue=\"OPS-1\"] tr[data-entity=\"commit\"][data-verdict=\"accepted\"]",
+            WAIT,
+        )
+        .await;
+    browser.screenshot("admin-page-issue").await;
+    browser.clear(&key).await;
+    browser.type_into(&key, "NOPE-9\u{E007}").await;
+    browser
+        .wait_for("#issue-result [data-issue-empty=\"NOPE-9\"]", WAIT)
+        .await;
+
+    // The drill-down: the group's projects, each kind of history with its state.
+    let projects = browser
+        .wait_for(
+            "button[data-projects=\"acme\"][aria-expanded=\"false\"]",
+            WAIT,
+        )
+        .await;
+    browser.click(&projects).await;
+    browser
+        .wait_for(
+            "table[data-backfill=\"acme\"] tr[data-project=\"acme/p0\"] li[data-task=\"commits\"][data-state=\"done\"]",
+            WAIT,
+        )
+        .await;
+    browser
+        .wait_for(
+            "button[data-projects=\"acme\"][aria-expanded=\"true\"]",
+            WAIT,
+        )
+        .await;
+    let shown = browser.text_of("table[data-backfill=\"acme\"]").await;
+    assert!(shown.contains("commits: done, 2 read, 1 sent"), "{shown}");
+    browser.screenshot("admin-page-projects").await;
     browser.close().await;
     app.stop().await;
 }

@@ -178,6 +178,12 @@ impl Browser {
             .await;
     }
 
+    /// Empties an input.
+    pub async fn clear(&self, e: &Element) {
+        self.post(&format!("/element/{}/clear", e.0), json!({}))
+            .await;
+    }
+
     /// Chooses the option with this value in a `<select>` (by clicking it).
     pub async fn select(&self, select_css: &str, value: &str) {
         let option = self

@@ -3,6 +3,8 @@
 "use strict";
 
 const KEY = "gfj-admin-token";
+// Linked groups whose per-project backfill is shown; kept across refreshes.
+const OPEN_GROUPS = new Set();
 // Operators see how many of a group's backfill tasks are done.
 const WITH_TASKS = true;
 
@@ -37,8 +39,8 @@ async function refresh() {
   if (chosen) select.value = chosen;
   const gitlab = document.getElementById("link-gitlab");
   if (!gitlab.value && r.data.gitlab_instances.length > 0) gitlab.value = r.data.gitlab_instances[0];
-  const subs = document.querySelector("#subscriptions tbody");
-  subs.replaceChildren();
+  // Built apart and swapped in at once, so that refreshes that overlap never show a row twice.
+  const rows = [];
   for (const sub of r.data.subscriptions) {
     const tr = element("tr", { "data-subscription": sub.group_path });
     tr.append(element("td", {}, sub.site), element("td", {}, sub.group_path), element("td", {}, sub.gitlab_url));
@@ -57,16 +59,111 @@ async function refresh() {
       say(x.status === 204 ? "Unlinked " + sub.group_path + "." : (x.data && x.data.error) || "Could not unlink.", x.status !== 204);
       refresh();
     });
-    actions.append(resync, unlink);
+    const open = OPEN_GROUPS.has(sub.id);
+    const details = element("button", {
+      type: "button", class: "secondary", "data-projects": sub.group_path,
+      "aria-expanded": String(open), "aria-controls": "projects-" + sub.id,
+    }, open ? "Hide projects" : "Projects");
+    details.addEventListener("click", () => {
+      if (OPEN_GROUPS.has(sub.id)) OPEN_GROUPS.delete(sub.id); else OPEN_GROUPS.add(sub.id);
+      refresh();
+    });
+    actions.append(details, resync, unlink);
     tr.append(actions);
-    subs.append(tr);
+    rows.push(tr);
+    if (open) {
+      const row = element("tr", { id: "projects-" + sub.id, class: "drill-down" });
+      const cell = element("td", { colspan: "5" });
+      row.append(cell);
+      rows.push(row);
+      const b = await api("GET", "/admin/api/subscriptions/" + sub.id + "/backfill");
+      if (b.ok) cell.append(backfillTable(b.data, sub.group_path));
+      else cell.append(document.createTextNode((b.data && b.data.error) || "Could not read the backfill."));
+    }
   }
+  document.querySelector("#subscriptions tbody").replaceChildren(...rows);
   const jsm = await api("GET", "/admin/api/jsm");
   if (jsm.ok) renderJsm(jsm.data);
   const attention = await api("GET", "/admin/api/attention");
   if (attention.ok) renderAttention(attention.data);
   return true;
 }
+
+// One group's backfill: a row per project, and per project each kind of history with its state,
+// counts and, when it failed, why.
+function backfillTable(report, group) {
+  const table = element("table", { "data-backfill": group });
+  table.append(element("caption", {}, "Backfill of " + group + ": " + report.state +
+    (report.unsent_entities > 0 ? " · " + report.unsent_entities + " entities still to send" : "")));
+  const head = element("tr");
+  for (const h of ["Project", "State", "History"]) head.append(element("th", { scope: "col" }, h));
+  table.append(element("thead", {}), element("tbody", {}));
+  table.tHead.append(head);
+  if (report.projects.length === 0) {
+    const tr = element("tr");
+    tr.append(element("td", { colspan: "3" }, "Not planned yet: the group's projects are being listed."));
+    table.tBodies[0].append(tr);
+  }
+  for (const p of report.projects) {
+    const tr = element("tr", { "data-project": p.project_path, "data-state": p.state });
+    const tasks = element("ul", { class: "tasks" });
+    for (const t of p.tasks) {
+      const count = t.items_total !== null && t.state !== "done" ? t.items_done + "/" + t.items_total : String(t.items_done);
+      const li = element("li", { "data-task": t.entity, "data-state": t.state },
+        t.entity + ": " + t.state + ", " + count + " read, " + t.items_sent + " sent" + (t.error ? " — " + t.error : ""));
+      if (t.state === "failed") li.className = "error";
+      tasks.append(li);
+    }
+    const history = element("td");
+    history.append(tasks);
+    tr.append(element("th", { scope: "row" }, p.project_path), element("td", {}, p.state), history);
+    table.tBodies[0].append(tr);
+  }
+  return table;
+}
+
+// `status --issue`: what was sent under a key with Jira's verdicts, its gates, and why not.
+function renderIssue(r) {
+  const out = document.getElementById("issue-result");
+  out.replaceChildren();
+  if (r.sent.length === 0) {
+    out.append(element("p", { "data-issue-empty": r.issue_key },
+      "Nothing was sent to Jira under " + r.issue_key + " in the audit window: no linked GitLab activity mentioned it."));
+  } else {
+    const table = element("table", { "data-issue": r.issue_key });
+    table.append(element("caption", {}, "Sent to Jira under " + r.issue_key + " (newest first)"));
+    const head = element("tr");
+    for (const h of ["When", "Entity", "Id", "Jira's verdict"]) head.append(element("th", { scope: "col" }, h));
+    table.append(element("thead", {}), element("tbody", {}));
+    table.tHead.append(head);
+    for (const e of r.sent) {
+      const tr = element("tr", { "data-entity": e.entity_type, "data-verdict": e.verdict });
+      tr.append(element("td", {}, new Date(e.at).toISOString()), element("td", {}, e.entity_type),
+        element("td", {}, e.entity_id), element("td", {}, e.verdict + (e.message ? ": " + e.message : "")));
+      table.tBodies[0].append(tr);
+    }
+    out.append(table);
+  }
+  if (r.gates.length > 0) {
+    const gates = element("ul");
+    gates.replaceChildren(...r.gates.map((g) => element("li", { "data-gate": g.id },
+      "Deployment " + g.deployment_id + " to " + g.environment_name + ": " + g.state +
+      (g.decision ? " (" + g.decision + ")" : ""))));
+    out.append(element("h3", {}, "Deployment gates"), gates);
+  }
+  for (const n of r.notes) out.append(element("p", { class: "note", "data-issue-note": "" }, n));
+}
+
+document.getElementById("issue-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const key = document.getElementById("issue-key").value.trim();
+  const r = await api("GET", "/admin/api/issues/" + encodeURIComponent(key));
+  if (r.ok) renderIssue(r.data);
+  else {
+    document.getElementById("issue-result").replaceChildren();
+    say((r.data && r.data.error) || "Could not search.", true);
+  }
+});
 
 // Dead jobs (with a retry button), sites paused or flagged, open gates, and Jira's refusals.
 function renderAttention(a) {

@@ -229,6 +229,55 @@ pub async fn attention(State(state): State<Arc<AppState>>, headers: HeaderMap) -
     }
 }
 
+/// Entities the issue search shows, newest first (as `status --issue`).
+const ISSUE_ENTRIES_SHOWN: i64 = 200;
+
+/// `GET /admin/api/issues/{key}`: what `status --issue KEY` shows: what was sent under the key with
+/// Jira's verdicts, its deployment gates, and why something may not have been sent. 400 for anything
+/// that is not one issue key.
+pub async fn issue(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+) -> Response {
+    if let Some(r) = guard(&state, &headers) {
+        return r;
+    }
+    let key = key.trim().to_ascii_uppercase();
+    let found = gfj_core::issue_keys::extract([key.as_str()]);
+    if key.len() > 255 || found.keys() != std::slice::from_ref(&key) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "give one Jira issue key, such as PROJ-123",
+        );
+    }
+    match state.store.issue_report(&key, ISSUE_ENTRIES_SHOWN).await {
+        Ok(report) => axum::Json(report).into_response(),
+        Err(e) => storage_unavailable(&e, "search an issue key"),
+    }
+}
+
+/// `GET /admin/api/subscriptions/{id}/backfill`: the group's backfill per project, each task with its
+/// state, counts and failure reason.
+pub async fn backfill(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    if let Some(r) = guard(&state, &headers) {
+        return r;
+    }
+    match state.store.subscription(id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return error(StatusCode::NOT_FOUND, "no such subscription"),
+        Err(e) => return storage_unavailable(&e, "read a backfill"),
+    }
+    match state.store.backfill_report(id, state.clock.now_ms()).await {
+        Ok(report) => axum::Json(report).into_response(),
+        Err(e) => storage_unavailable(&e, "read a backfill"),
+    }
+}
+
 /// `POST /admin/api/jobs/{id}/retry`: runs a dead job again, with all its attempts.
 pub async fn retry_job(
     State(state): State<Arc<AppState>>,

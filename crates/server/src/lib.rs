@@ -161,6 +161,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/api/subscriptions/{id}/resync", post(admin::resync))
         .route("/admin/api/jsm", get(jsm::admin_overview))
         .route("/admin/api/attention", get(admin::attention))
+        .route("/admin/api/issues/{key}", get(admin::issue))
+        .route(
+            "/admin/api/subscriptions/{id}/backfill",
+            get(admin::backfill),
+        )
         .route("/admin/api/jobs/{id}/retry", post(admin::retry_job))
         .route("/admin/api/subscriptions/{id}/jsm", put(jsm::admin_set))
         .route(

@@ -9,6 +9,7 @@
 //! - [`locks`]: work one replica at a time owns (named locks, periodic schedules).
 //! - [`gauges`]: what the database holds right now, counted for `/metrics`.
 //! - [`intake`]: group commit of webhook deliveries into the queue.
+//! - [`reports`]: why an issue key is (or isn't) in Jira, and a group's backfill per project.
 //! - [`audit`], [`feature_flags`], [`merge_requests`]: what was sent where (for "why", edits and deletions).
 //!
 //! Both engines run the same statements through sqlx's `Any` driver; the few places where the dialects
@@ -29,6 +30,7 @@ pub mod jsm;
 pub mod locks;
 pub mod merge_requests;
 pub mod queue;
+pub mod reports;
 pub mod sites;
 pub mod subscriptions;
 pub mod testing;
