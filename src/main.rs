@@ -106,7 +106,11 @@ enum Command {
         command: JsmCommand,
     },
     /// Run against the built-in GitLab and Jira simulators and print what Jira shows per issue key.
-    Demo,
+    Demo {
+        /// Keep running, and serve the simulated Jira's development panel at a local URL (printed).
+        #[arg(long)]
+        serve: bool,
+    },
     /// Check the whole installation (settings, database, key, Jira sites, GitLab access and hooks,
     /// GFJ_BASE_URL): one line per check with the fix; exit 1 when any fails.
     Doctor {
@@ -290,7 +294,7 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
     let now = SystemClock.now_ms();
     match cli.command {
         Command::Serve => serve::run(settings).await.map(|()| String::new()),
-        Command::Demo => demo::run().await,
+        Command::Demo { serve } => demo::run(serve).await,
         Command::Doctor { .. } => unreachable!("doctor runs before the settings are required"),
         Command::Link {
             site,

@@ -5,6 +5,7 @@ mod admin;
 mod backfill;
 mod browser;
 mod connect;
+mod demo;
 mod doctor;
 mod edge;
 mod events;

@@ -322,6 +322,8 @@ impl JiraSim {
                 get(gating_status),
             )
             .route("/rest/api/3/user", get(user_info))
+            .route("/browse", get(browse_index))
+            .route("/browse/{key}", get(browse_issue))
             .route(
                 "/rest/devinfo/0.10/existsByProperties",
                 get(devinfo_exists_by_properties),
@@ -770,7 +772,39 @@ impl JiraSim {
 
     /// The development information stored under one issue key.
     pub fn issue(&self, key: &str) -> IssueView {
+        self.shared.issue_view(key)
+    }
+
+    /// The deployments stored with a JSM service among their associations.
+    pub fn service_deployments(&self, service: &str) -> Vec<Value> {
         let inner = self.shared.inner.lock().unwrap();
+        inner
+            .cicd
+            .iter()
+            .filter(|((api, _), _)| *api == "deployments")
+            .map(|(_, stored)| &stored.entity)
+            .filter(|d| {
+                d["associations"].as_array().into_iter().flatten().any(|a| {
+                    a["associationType"] == "serviceIdOrKeys"
+                        && a["values"]
+                            .as_array()
+                            .is_some_and(|v| v.iter().any(|v| v == service))
+                })
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Every issue key with data (development information, builds, deployments, flags), sorted.
+    pub fn issue_keys(&self) -> Vec<String> {
+        self.shared.issue_keys()
+    }
+}
+
+impl Shared {
+    /// What one issue's development panel shows.
+    fn issue_view(&self, key: &str) -> IssueView {
+        let inner = self.inner.lock().unwrap();
         let mut view = IssueView::default();
         for repo in inner.repos.values() {
             for (plural, list) in &repo.entities {
@@ -802,45 +836,29 @@ impl JiraSim {
         view
     }
 
-    /// The deployments stored with a JSM service among their associations.
-    pub fn service_deployments(&self, service: &str) -> Vec<Value> {
-        let inner = self.shared.inner.lock().unwrap();
-        inner
-            .cicd
-            .iter()
-            .filter(|((api, _), _)| *api == "deployments")
-            .map(|(_, stored)| &stored.entity)
-            .filter(|d| {
-                d["associations"].as_array().into_iter().flatten().any(|a| {
-                    a["associationType"] == "serviceIdOrKeys"
-                        && a["values"]
-                            .as_array()
-                            .is_some_and(|v| v.iter().any(|v| v == service))
-                })
-            })
-            .cloned()
-            .collect()
-    }
-
-    /// Every issue key with data, sorted.
-    pub fn issue_keys(&self) -> Vec<String> {
-        let inner = self.shared.inner.lock().unwrap();
+    fn issue_keys(&self) -> Vec<String> {
+        let inner = self.inner.lock().unwrap();
         let mut keys: Vec<String> = inner
             .repos
             .values()
             .flat_map(|r| r.entities.values().flat_map(|l| l.values()))
-            .flat_map(|s| {
-                s.entity["issueKeys"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .filter_map(|k| k.as_str().map(str::to_owned))
+            .flat_map(|s| entity_keys(&s.entity))
+            .chain(inner.cicd.values().flat_map(|s| entity_keys(&s.entity)))
             .collect();
         keys.sort();
         keys.dedup();
         keys
     }
+}
+
+/// `GET /browse`: every issue key with data, linked to its panel (read-only, for people).
+async fn browse_index(State(s): State<Arc<Shared>>) -> Response {
+    axum::response::Html(crate::panel::index(&s.issue_keys())).into_response()
+}
+
+/// `GET /browse/{key}`: what the issue's development panel shows (read-only, for people).
+async fn browse_issue(State(s): State<Arc<Shared>>, Path(key): Path<String>) -> Response {
+    axum::response::Html(crate::panel::issue(&key, &s.issue_view(&key))).into_response()
 }
 
 /// Validates a Connect descriptor against Atlassian's (2019) schema, extended with what Connect accepts

@@ -8,6 +8,7 @@
 //! - [`gitlab::GitLabSim`]: the GitLab REST endpoints we call, with GitLab's tier and role rules and
 //!   pagination headers, and webhook delivery with GitLab's headers and payload shapes.
 //!
+//! - [`panel`]: the simulated site's development panel as HTML (`/browse/{key}`), for `demo --serve`.
 //! - [`proxy::RoundRobin`]: a load balancer in front of several replicas of the service.
 //!
 //! All listen on `127.0.0.1` only.
@@ -18,6 +19,7 @@
 pub mod gitlab;
 pub mod jira;
 pub mod openapi;
+pub mod panel;
 pub mod proxy;
 
 /// Where Atlassian's official fixtures may live: `GFJ_SHARED_DIR/jira-fixtures`, else
