@@ -221,6 +221,17 @@ async fn every_answer_carries_security_headers(db: TestDatabase) {
         "lb-7f3a",
         "the proxy's id is kept"
     );
+    let forged = http
+        .get(format!("{}/healthz", app.base_url))
+        .header("x-request-id", "x\" forged=\"yes")
+        .send()
+        .await
+        .unwrap();
+    let id = forged.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(id.len(), 36, "anything but a plain token is replaced: {id}");
     app.stop().await;
 }
 

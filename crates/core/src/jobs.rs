@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-/// Attempts a job gets before it is dead (kept, shown by `status`, retried by `retry`).
+/// Attempts a job gets before it is dead (kept, shown by `status` and the admin page, which can run it
+/// again).
 pub const DEFAULT_MAX_ATTEMPTS: i64 = 20;
 
 /// Every kind of job. The tag names are stored in `jobs.kind`: renaming one strands the jobs queued

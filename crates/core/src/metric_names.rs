@@ -4,7 +4,8 @@
 //! of series stays bounded however many projects and sites there are.
 
 /// Webhook deliveries answered, by `event` (`push`, `merge_request`, …, `other`) and `outcome`
-/// (`queued`, `ignored`, `refused`, `unauthorized`, `too_large`, `unavailable`).
+/// (`queued`, `ignored`, `refused`, `unauthorized`, `too_large`, `unavailable`, `other`). Requests the
+/// edge turns away before the handler (too many in flight, too slow) are not counted here.
 pub const WEBHOOKS_RECEIVED: &str = "gfj_webhooks_received_total";
 /// Time from a delivery's first byte to its answer (durable when 202).
 pub const WEBHOOK_INTAKE_SECONDS: &str = "gfj_webhook_intake_seconds";
@@ -14,8 +15,8 @@ pub const QUEUE_JOBS: &str = "gfj_queue_jobs";
 pub const QUEUE_OLDEST_AGE_SECONDS: &str = "gfj_queue_oldest_ready_age_seconds";
 /// Job runs ended, by `kind` and `outcome` (`done`, `retried`, `postponed`, `dead`).
 pub const JOBS_FINISHED: &str = "gfj_jobs_finished_total";
-/// Requests to Jira, by `api` (`devinfo`, `builds`, `deployments`, `featureflags`, `operations`,
-/// `oauth`, `other`) and `status` (the HTTP status, or `error` when none came back).
+/// Requests to Jira's APIs, by `api` (`devinfo`, `builds`, `deployments`, `featureflags`, `other`) and
+/// `status` (the HTTP status, or `error` when none came back). OAuth token fetches are not counted.
 pub const JIRA_REQUESTS: &str = "gfj_jira_requests_total";
 pub const JIRA_REQUEST_SECONDS: &str = "gfj_jira_request_seconds";
 /// Requests to GitLab, by `endpoint` (the resource words of the path, e.g. `projects/repository/commits`)
@@ -73,13 +74,7 @@ pub const FAMILIES: &[(&str, FamilyKind, &str)] = &[
 /// The `api` label of a Jira request path: `/rest/<api>/…` for Connect, `/jira/<api>/…` on the
 /// OAuth-credentials gateway; anything else is `other`.
 pub fn jira_api(path: &str) -> &'static str {
-    const APIS: [&str; 5] = [
-        "devinfo",
-        "builds",
-        "deployments",
-        "featureflags",
-        "operations",
-    ];
+    const APIS: [&str; 4] = ["devinfo", "builds", "deployments", "featureflags"];
     let mut segments = path.trim_start_matches('/').split('/');
     let (Some(root), Some(api)) = (segments.next(), segments.next()) else {
         return "other";

@@ -22,19 +22,35 @@ use tokio::sync::Semaphore;
 
 use crate::AppState;
 
+/// A request id a client (a proxy, a load balancer) may set: a short plain token. Anything else is
+/// replaced by a new id, so that no client writes what it likes into the logs.
+fn plain_request_id(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Drops an `X-Request-Id` that is not a plain token, before the id layer sets a new one.
+pub(crate) async fn drop_foreign_request_id(mut req: Request, next: Next) -> Response {
+    if req
+        .headers()
+        .get("x-request-id")
+        .is_some_and(|v| !plain_request_id(v.as_bytes()))
+    {
+        req.headers_mut().remove("x-request-id");
+    }
+    next.run(req).await
+}
+
 /// A request's log span: its id, method and path. Never the query, which holds Jira's JWT on the
-/// configuration page; an id the client sent that is not a short plain token is shown as `-`.
+/// configuration page.
 pub(crate) fn request_span<B>(req: &axum::http::Request<B>) -> tracing::Span {
     let id = req
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|id| {
-            id.len() <= 64
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        })
         .unwrap_or("-");
     tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
 }

@@ -203,6 +203,7 @@ fn with_edge(app: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
             .on_failure(()),
     )
     .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+    .layer(axum::middleware::from_fn(edge::drop_foreign_request_id))
     .with_state(state)
 }
 
