@@ -11,7 +11,8 @@
 //! `cargo bench --bench pipeline` (needs PostgreSQL like the tests; `GFJ_BENCH_SECS` sets the length of each
 //! intake run, default 5; `GFJ_BENCH_BODY_BYTES` the size of the pushes `wrk` posts, default 700;
 //! `GFJ_BENCH_PARTS` picks tables, e.g. `intake,hostile`, default all four:
-//! `intake,latency,hostile,replicas`). Intake is driven by `wrk`. Everything runs on loopback and stops by itself.
+//! `intake,latency,hostile,replicas`; `GFJ_BENCH_ENGINES` the intake's databases, default `sqlite,postgres`).
+//! Intake is driven by `wrk`. Everything runs on loopback and stops by itself.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -524,7 +525,17 @@ fn main() {
         if part("intake") {
         let bare = load(&bare_handler().await, &[], secs).await;
         let mut rows = vec![("bare axum handler (no storage)", bare)];
-        for (name, db) in [("POST /gitlab/webhook, SQLite (WAL, fsync per commit)", TestDatabase::sqlite().await), ("POST /gitlab/webhook, PostgreSQL", TestDatabase::postgres().await)] {
+        // `GFJ_BENCH_ENGINES=sqlite` (or `postgres`) measures one engine only, e.g. to profile it.
+        let engines = std::env::var("GFJ_BENCH_ENGINES").unwrap_or_else(|_| "sqlite,postgres".into());
+        let engine = |name: &str| engines.split(',').any(|e| e.trim() == name);
+        let mut dbs = Vec::new();
+        if engine("sqlite") {
+            dbs.push(("POST /gitlab/webhook, SQLite (WAL, fsync per commit)", TestDatabase::sqlite().await));
+        }
+        if engine("postgres") {
+            dbs.push(("POST /gitlab/webhook, PostgreSQL", TestDatabase::postgres().await));
+        }
+        for (name, db) in dbs {
             let (url, store, stop) = service(&db, None, false).await;
             let result = load(&url, &webhook_headers(), secs).await;
             let queued = store.jobs().await.unwrap().len();

@@ -715,6 +715,70 @@ fn missing_or_bad_ids_are_refused() {
     ));
 }
 
+/// The routing ids are found where a JSON pointer would find them, whatever else is in the way.
+#[test]
+fn ids_in_unexpected_places_read_as_missing() {
+    let mut mr = fixture_json("merge_request_opened.json");
+    mr["project"] = json!("acme/web");
+    assert_eq!(
+        parse_value("Merge Request Hook", &mr)
+            .err()
+            .map(|e| e.to_string())
+            .as_deref(),
+        Some("missing project id (project.id)")
+    );
+
+    let mut mr = fixture_json("merge_request_opened.json");
+    mr["project"] = json!([{"id": 3}]);
+    assert!(matches!(
+        parse_value("Merge Request Hook", &mr),
+        Err(PayloadError::MissingId {
+            what: "project id",
+            ..
+        })
+    ));
+
+    let mut pipeline = fixture_json("pipeline_with_builds_and_environment.json");
+    pipeline["builds"][0] = Value::Null;
+    assert_eq!(
+        parse_value("Pipeline Hook", &pipeline)
+            .err()
+            .map(|e| e.to_string())
+            .as_deref(),
+        Some("missing job id (builds.0.id)")
+    );
+
+    let mut pipeline = fixture_json("pipeline_with_builds_and_environment.json");
+    pipeline["merge_request"] = json!("!57");
+    assert_eq!(
+        parse_value("Pipeline Hook", &pipeline)
+            .err()
+            .map(|e| e.to_string())
+            .as_deref(),
+        Some("missing merge request id (merge_request.id)")
+    );
+
+    let mut deployment = fixture_json("deployment_running.json");
+    deployment["deployment_id"] = json!(12.5);
+    assert_eq!(
+        parse_value("Deployment Hook", &deployment)
+            .err()
+            .map(|e| e.to_string())
+            .as_deref(),
+        Some("deployment id (deployment_id) must be a positive integer, not 12.5")
+    );
+
+    // Keys are compared unescaped, as any JSON reader does.
+    let body = String::from_utf8(fixture("push_branch_created.json"))
+        .map(|text| text.replacen("\"project_id\"", "\"project\\u005fid\"", 1))
+        .unwrap_or_default();
+    assert!(body.contains("project\\u005fid"));
+    assert!(matches!(
+        WebhookEvent::parse(EventKind::Push, body.as_bytes()),
+        Ok(WebhookEvent::Push(_))
+    ));
+}
+
 #[test]
 fn bodies_that_are_not_json_objects_are_refused() {
     for body in [&b""[..], b"{", b"<html>502</html>", b"\xff\xfe{}"] {
@@ -724,13 +788,23 @@ fn bodies_that_are_not_json_objects_are_refused() {
             "{body:?}: {err:?}"
         );
     }
-    let err = WebhookEvent::parse(EventKind::Push, b"[1, 2]")
-        .err()
-        .map(|e| e.to_string());
-    assert_eq!(
-        err.as_deref(),
-        Some("the body is a JSON array, not an object")
-    );
+    for (body, json_type) in [
+        (&b"[1, 2]"[..], "array"),
+        (b"\"push\"", "string"),
+        (b"null", "null"),
+        (b"17", "number"),
+        (b"true", "boolean"),
+    ] {
+        let err = WebhookEvent::parse(EventKind::Push, body)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err,
+            Some(format!("the body is a JSON {json_type}, not an object"))
+        );
+    }
+    let err = WebhookEvent::parse(EventKind::Push, b"{\"object_kind\": \"push\"} {}");
+    assert!(matches!(err, Err(PayloadError::NotJson(_))), "{err:?}");
     assert!(
         WebhookEvent::parse(EventKind::Push, b"not json")
             .err()

@@ -272,7 +272,7 @@ impl Store {
                 jobs.push(t.page_job(now_ms, now_ms));
             }
         }
-        insert_jobs(&mut tx, self.backend(), &jobs, now_ms).await?;
+        insert_jobs(&mut tx, &jobs, now_ms).await?;
         tx.commit().await?;
         if !jobs.is_empty() {
             self.wake_workers();
@@ -397,14 +397,8 @@ impl Store {
             .bind(now_ms)
             .execute(&mut *tx)
             .await?;
-            queued |= insert_jobs(
-                &mut tx,
-                self.backend(),
-                &[flush_job(key.subscription_id, now_ms)],
-                now_ms,
-            )
-            .await?
-                > 0;
+            queued |=
+                insert_jobs(&mut tx, &[flush_job(key.subscription_id, now_ms)], now_ms).await? > 0;
         }
         if let Some(next) = outcome.next_page {
             let t = sqlx::query(&format!(
@@ -417,8 +411,7 @@ impl Store {
             .await?;
             let t = task(&t)?;
             debug_assert_eq!(t.next_page, next);
-            queued |=
-                insert_jobs(&mut tx, self.backend(), &[t.page_job(run, now_ms)], now_ms).await? > 0;
+            queued |= insert_jobs(&mut tx, &[t.page_job(run, now_ms)], now_ms).await? > 0;
         }
         tx.commit().await?;
         if queued {

@@ -1,7 +1,8 @@
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Executor, Row};
 use tokio::sync::Notify;
 
 use crate::StoreError;
@@ -24,6 +25,8 @@ pub struct Store {
     backend: Backend,
     pub(crate) cipher: Cipher,
     pub(crate) wake: Arc<Notify>,
+    /// SQLite: a background checkpoint has copied the log since [`finish_checkpoint`] last ran.
+    log_copied: Arc<AtomicBool>,
 }
 
 impl Store {
@@ -41,6 +44,7 @@ impl Store {
                 ));
             }
         };
+        let log_copied = Arc::new(AtomicBool::new(false));
         let pool = match backend {
             Backend::Sqlite => {
                 restrict_sqlite_files(&sqlite_file_path(url))?;
@@ -59,7 +63,11 @@ impl Store {
                 // SQLite gives the WAL and shared-memory files the database file's mode; checked
                 // again now that they exist.
                 restrict_sqlite_files(&sqlite_file_path(url))?;
-                tokio::spawn(checkpoints(pool.clone(), sqlite_pool(url).await?));
+                tokio::spawn(checkpoints(
+                    pool.clone(),
+                    sqlite_pool(url).await?,
+                    log_copied.clone(),
+                ));
             }
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
@@ -68,6 +76,7 @@ impl Store {
             backend,
             cipher,
             wake: Arc::new(Notify::new()),
+            log_copied,
         })
     }
 
@@ -182,7 +191,7 @@ async fn sqlite_pool(url: &str) -> Result<AnyPool, StoreError> {
 /// its fsyncs, which shows as latency spikes on webhook intake. It runs on a connection of its own
 /// (`checkpointer`), beside the store's, and `PASSIVE` never blocks writers. Stops when the store's pool is
 /// closed.
-async fn checkpoints(pool: AnyPool, checkpointer: AnyPool) {
+async fn checkpoints(pool: AnyPool, checkpointer: AnyPool, log_copied: Arc<AtomicBool>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -191,16 +200,57 @@ async fn checkpoints(pool: AnyPool, checkpointer: AnyPool) {
             checkpointer.close().await;
             return;
         }
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&checkpointer)
-            .await
-        {
-            if pool.is_closed() {
-                checkpointer.close().await;
-                return;
+        match copy_most_of_the_log(&checkpointer).await {
+            Ok(()) => log_copied.store(true, Ordering::Release),
+            Err(e) => {
+                if pool.is_closed() {
+                    checkpointer.close().await;
+                    return;
+                }
+                tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
             }
-            tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
         }
+    }
+}
+
+/// Most `PASSIVE` passes in one background checkpoint.
+const CHECKPOINT_PASSES: usize = 8;
+
+/// Frames left for [`finish_checkpoint`] to copy that make one more background pass not worth it: a
+/// few commits' worth.
+const FRAMES_LEFT_TO_FINISH: i64 = 256;
+
+/// Copies the log into the database file in `PASSIVE` passes (which never block a writer). A pass
+/// copies the frames committed when it began; the next copies those committed during it, fewer each
+/// time, until one finds fewer than [`FRAMES_LEFT_TO_FINISH`] new frames.
+async fn copy_most_of_the_log(checkpointer: &AnyPool) -> Result<(), sqlx::Error> {
+    let mut frames_before = 0;
+    for _ in 0..CHECKPOINT_PASSES {
+        // (busy, frames in the log, frames copied)
+        let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(checkpointer)
+            .await?;
+        let frames: i64 = row.try_get(1)?;
+        if frames - frames_before < FRAMES_LEFT_TO_FINISH {
+            break;
+        }
+        frames_before = frames;
+    }
+    Ok(())
+}
+
+/// Finishes a checkpoint on the connection that writes, between two commits, when the background one
+/// ([`checkpoints`]) has copied most of the log since the last call: SQLite starts the log over only
+/// when a write begins with every frame copied, and under steady load a commit always lands while the
+/// background checkpoint runs, so without this the log grows for as long as the load lasts (50 MB a
+/// second at full intake, every fsync then also extending the file). What is left to copy is the
+/// commits made during the background pass, so this costs about one commit.
+pub(crate) async fn finish_checkpoint(store: &Store, conn: &mut sqlx::AnyConnection) {
+    if store.backend != Backend::Sqlite || !store.log_copied.swap(false, Ordering::AcqRel) {
+        return;
+    }
+    if let Err(e) = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+        tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
     }
 }
 

@@ -10,10 +10,11 @@
 //! writers taking turns at the channel; SQLite has one writer at a time whatever we do, so one.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::queue::NewJob;
+use crate::queue::{NewJob, insert_jobs};
 use crate::{Backend, Clock, Store, StoreError};
 
 /// Most deliveries in one transaction.
@@ -21,10 +22,13 @@ const MAX_BATCH: usize = 512;
 
 type Reply = oneshot::Sender<Result<(), Arc<StoreError>>>;
 
+/// A job to queue and where to answer once it is committed (or not).
+type Delivery = (NewJob, Reply);
+
 /// A handle to the intake writer; cheap to clone. The writer stops when every handle is dropped.
 #[derive(Clone)]
 pub struct Intake {
-    tx: mpsc::Sender<(NewJob, Reply)>,
+    tx: mpsc::Sender<Delivery>,
 }
 
 /// Writers committing at once on PostgreSQL.
@@ -55,26 +59,86 @@ impl Intake {
     }
 }
 
-/// Takes what waits (holding the channel only while taking), commits it, answers it; ends when the
-/// channel closes.
-async fn writer(
-    store: Store,
-    clock: Arc<dyn Clock>,
-    rx: Arc<Mutex<mpsc::Receiver<(NewJob, Reply)>>>,
-) {
+/// How long a writer keeps its connection while deliveries keep arriving. Returning a connection to
+/// the pool and taking it back costs two round trips to the database (the pool tests it each way) and a
+/// task hop, about half a millisecond a commit under load (BENCHMARKS.md, 2026-12-05); holding it across
+/// consecutive commits saves that. Bounded, so that on SQLite, whose pool has one connection, the
+/// workers and page requests get their turn at least this often however busy intake is.
+const HOLD_CONNECTION: Duration = Duration::from_millis(10);
+
+/// Waits for deliveries (holding the channel only while taking), then commits them and whatever
+/// arrives meanwhile on one connection, for up to [`HOLD_CONNECTION`]; ends when the channel closes.
+async fn writer(store: Store, clock: Arc<dyn Clock>, rx: Arc<Mutex<mpsc::Receiver<Delivery>>>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.lock().await.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let (jobs, replies): (Vec<NewJob>, Vec<Reply>) = batch.drain(..).unzip();
-        let result = store
-            .enqueue(&jobs, clock.now_ms())
-            .await
-            .map(|_| ())
-            .map_err(Arc::new);
-        if let Err(e) = &result {
+        let mut conn = match store.pool.acquire().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                answer(&mut batch, Err(Arc::new(e.into())));
+                continue;
+            }
+        };
+        let held_since = Instant::now();
+        loop {
+            let committed = commit(&store, &mut conn, clock.now_ms(), &mut batch).await;
+            crate::db::finish_checkpoint(&store, &mut conn).await;
+            if !committed || held_since.elapsed() >= HOLD_CONNECTION {
+                // After a failure the pool's test on release decides whether the connection is kept.
+                break;
+            }
+            take_waiting(&rx, &mut batch);
+            if batch.is_empty() {
+                break;
+            }
+        }
+    }
+}
+
+/// Inserts `batch` in one statement (one commit) and answers every delivery in it; whether it worked.
+async fn commit(
+    store: &Store,
+    conn: &mut sqlx::AnyConnection,
+    now_ms: i64,
+    batch: &mut Vec<Delivery>,
+) -> bool {
+    let (jobs, replies): (Vec<NewJob>, Vec<Reply>) = batch.drain(..).unzip();
+    let result = insert_jobs(conn, &jobs, now_ms).await;
+    let committed = result.is_ok();
+    let result = match result {
+        Ok(inserted) => {
+            if inserted > 0 {
+                store.wake_workers();
+            }
+            Ok(())
+        }
+        Err(e) => {
             tracing::error!(error = %e, deliveries = jobs.len(), "could not queue webhook deliveries");
+            Err(Arc::new(e))
         }
-        for reply in replies {
-            let _ = reply.send(result.clone());
+    };
+    for reply in replies {
+        let _ = reply.send(result.clone());
+    }
+    committed
+}
+
+/// Takes what is waiting in the channel without waiting for more. When another writer holds the
+/// channel, it is waiting for deliveries, so none are waiting.
+fn take_waiting(rx: &Mutex<mpsc::Receiver<Delivery>>, batch: &mut Vec<Delivery>) {
+    let Ok(mut rx) = rx.try_lock() else {
+        return;
+    };
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(delivery) => batch.push(delivery),
+            Err(_) => return,
         }
+    }
+}
+
+/// Answers every delivery in `batch` with `result`.
+fn answer(batch: &mut Vec<Delivery>, result: Result<(), Arc<StoreError>>) {
+    for (_, reply) in batch.drain(..) {
+        let _ = reply.send(result.clone());
     }
 }

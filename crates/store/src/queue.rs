@@ -105,10 +105,10 @@ impl Store {
         let inserted = if jobs.len() <= ROWS_PER_INSERT {
             // One statement is its own transaction.
             let mut conn = self.pool.acquire().await?;
-            insert_jobs(&mut conn, self.backend(), jobs, now_ms).await?
+            insert_jobs(&mut conn, jobs, now_ms).await?
         } else {
             let mut tx = self.begin_write().await?;
-            let inserted = insert_jobs(&mut tx, self.backend(), jobs, now_ms).await?;
+            let inserted = insert_jobs(&mut tx, jobs, now_ms).await?;
             tx.commit().await?;
             inserted
         };
@@ -432,7 +432,8 @@ impl Store {
     }
 }
 
-/// Most rows in one insert statement (SQLite allows 32,766 parameters; each row binds 7).
+/// Most rows in one insert statement (each row binds 8 parameters: SQLite allows 32,766 of them,
+/// PostgreSQL 65,535).
 pub(crate) const ROWS_PER_INSERT: usize = 512;
 
 /// Inserts jobs, `ROWS_PER_INSERT` to a statement, so that a batch outside a transaction is one round
@@ -440,31 +441,28 @@ pub(crate) const ROWS_PER_INSERT: usize = 512;
 /// committing.
 pub(crate) async fn insert_jobs(
     conn: &mut sqlx::AnyConnection,
-    backend: Backend,
     jobs: &[NewJob],
     now_ms: i64,
 ) -> Result<u64, StoreError> {
     let mut inserted = 0;
     for chunk in jobs.chunks(ROWS_PER_INSERT) {
-        inserted += match backend {
-            Backend::Sqlite => insert_sqlite(conn, chunk, now_ms).await?,
-            Backend::Postgres => insert_postgres(conn, chunk, now_ms).await?,
-        };
+        inserted += insert_rows(conn, chunk, now_ms).await?;
     }
     Ok(inserted)
 }
 
-const INSERT_JOBS: &str = "INSERT INTO jobs (kind, payload, dedup_key, run_at, max_attempts, created_at, coalesce_key, coalesce_seq)";
-
-/// One multi-row `VALUES`: SQLite parses a JSON parameter field by field, which costs more than binding
-/// (measured: 33 against 22 µs a row), and its statements are cheap to prepare.
-async fn insert_sqlite(
+/// One multi-row `VALUES` with every field bound, on both engines. Bound values reach the database as
+/// they are: SQLite parsing a JSON parameter field by field cost 33 against 22 µs a row, and
+/// PostgreSQL's `json_to_recordset` spent more of the server's time lexing the escaped payloads than
+/// inserting them (BENCHMARKS.md, 2026-12-05). Rows are inserted, and so numbered, in the batch's order.
+async fn insert_rows(
     conn: &mut sqlx::AnyConnection,
     jobs: &[NewJob],
     now_ms: i64,
 ) -> Result<u64, StoreError> {
     let sql = format!(
-        "{INSERT_JOBS} VALUES {} ON CONFLICT (dedup_key) DO NOTHING",
+        "INSERT INTO jobs (kind, payload, dedup_key, run_at, max_attempts, created_at, coalesce_key, coalesce_seq)
+         VALUES {} ON CONFLICT (dedup_key) DO NOTHING",
         crate::db::placeholders(jobs.len(), 8)
     );
     let mut q = sqlx::query(&sql);
@@ -480,55 +478,6 @@ async fn insert_sqlite(
             .bind(j.coalesce_seq);
     }
     Ok(q.execute(conn).await?.rows_affected())
-}
-
-/// The rows as one JSON array: the SQL text is the same for every batch, so PostgreSQL plans it once
-/// per connection, and `json_to_recordset` unpacks it in the server.
-async fn insert_postgres(
-    conn: &mut sqlx::AnyConnection,
-    jobs: &[NewJob],
-    now_ms: i64,
-) -> Result<u64, StoreError> {
-    #[derive(serde::Serialize)]
-    struct Row<'a> {
-        kind: &'a str,
-        payload: &'a str,
-        dedup_key: Option<&'a str>,
-        run_at: i64,
-        max_attempts: i64,
-        coalesce_key: Option<&'a str>,
-        coalesce_seq: Option<i64>,
-    }
-    let rows: Vec<Row> = jobs
-        .iter()
-        .map(|j| Row {
-            kind: &j.kind,
-            payload: &j.payload,
-            dedup_key: j.dedup_key.as_deref(),
-            run_at: j.run_at,
-            max_attempts: j.max_attempts,
-            coalesce_key: j.coalesce_key.as_deref(),
-            coalesce_seq: j.coalesce_seq,
-        })
-        .collect();
-    let rows = serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    // In the array's order, so that ids (and the queue's order) follow the batch's.
-    let sql = format!(
-        "{INSERT_JOBS}
-         SELECT r.kind, r.payload, r.dedup_key, r.run_at, r.max_attempts, $2, r.coalesce_key, r.coalesce_seq
-         FROM ROWS FROM (json_to_recordset($1::json)
-                  AS (kind TEXT, payload TEXT, dedup_key TEXT, run_at BIGINT, max_attempts BIGINT,
-                      coalesce_key TEXT, coalesce_seq BIGINT))
-              WITH ORDINALITY AS r(kind, payload, dedup_key, run_at, max_attempts, coalesce_key, coalesce_seq, n)
-         ORDER BY r.n
-         ON CONFLICT (dedup_key) DO NOTHING"
-    );
-    Ok(sqlx::query(&sql)
-        .bind(rows)
-        .bind(now_ms)
-        .execute(conn)
-        .await?
-        .rows_affected())
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {

@@ -177,7 +177,7 @@ impl Store {
             ));
         }
         let existed = crate::installations::delete_installation_rows(&mut tx, client_key).await?;
-        insert_jobs(&mut tx, self.backend(), &jobs, now_ms).await?;
+        insert_jobs(&mut tx, &jobs, now_ms).await?;
         tx.commit().await?;
         if !jobs.is_empty() {
             self.wake_workers();

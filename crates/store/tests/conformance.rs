@@ -1240,3 +1240,55 @@ async fn a_jobs_accepted_requests_outlive_its_runs_and_only_its_holder_adds_to_t
     assert!(claim("f", now + 60_001).await.accepted_requests.is_empty());
     db.drop_database().await;
 }
+
+/// The log's checkpoint sequence number (bytes 12..16 of its header), which moves on each time SQLite
+/// starts the log over; `None` before the log has a header.
+fn sqlite_log_sequence(log: &std::path::Path) -> Option<u32> {
+    let bytes = std::fs::read(log).ok()?;
+    Some(u32::from_be_bytes(bytes.get(12..16)?.try_into().ok()?))
+}
+
+/// Under steady intake the SQLite log starts over, again and again, rather than growing for as long as
+/// the load lasts, every commit then appending to an ever larger file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_log_starts_over_under_steady_intake() {
+    let db = TestDatabase::sqlite().await;
+    let s = db.open().await;
+    let log = std::path::PathBuf::from(format!("{}-wal", db.url.trim_start_matches("sqlite://")));
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::starting_at(1_000));
+    let intake = Intake::start(s.clone(), clock);
+    intake.submit(job("first", None, 1_000)).await.unwrap();
+    let first = sqlite_log_sequence(&log).expect("the log has a header after a commit");
+
+    let started_over = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut submitters = Vec::new();
+    for n in 0..32 {
+        let (intake, log, started_over) = (intake.clone(), log.clone(), started_over.clone());
+        submitters.push(tokio::spawn(async move {
+            let mut submitted = 0_u64;
+            while !started_over.load(std::sync::atomic::Ordering::Relaxed)
+                && std::time::Instant::now() < deadline
+            {
+                intake
+                    .submit(job(&format!("{n}-{submitted}"), None, 1_000))
+                    .await
+                    .unwrap();
+                submitted += 1;
+                if n == 0 && sqlite_log_sequence(&log).is_some_and(|seq| seq >= first + 3) {
+                    started_over.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            submitted
+        }));
+    }
+    let mut submitted = 0;
+    for submitter in submitters {
+        submitted += submitter.await.unwrap();
+    }
+    assert!(
+        started_over.load(std::sync::atomic::Ordering::Relaxed),
+        "the log did not start over three times in {submitted} submissions"
+    );
+    db.drop_database().await;
+}

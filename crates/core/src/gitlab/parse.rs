@@ -1,7 +1,11 @@
 //! One entry point from (`X-Gitlab-Event`, body) to a typed event. Strict about what routes the event (its
 //! kind and ids), lenient about everything else.
 
-use serde::de::DeserializeOwned;
+use std::borrow::Cow;
+use std::marker::PhantomData;
+
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use super::events::{
@@ -107,12 +111,12 @@ impl KindField {
         })
     }
 
-    fn check(&self, body: &Value, header: &'static str) -> Result<(), PayloadError> {
-        let (field, expected) = match self {
-            Self::ObjectKind(expected) => ("object_kind", *expected),
-            Self::EventName { example, .. } => ("event_name", *example),
+    fn check(&self, probe: &Probe, header: &'static str) -> Result<(), PayloadError> {
+        let (field, expected, found) = match self {
+            Self::ObjectKind(expected) => ("object_kind", *expected, &probe.object_kind),
+            Self::EventName { example, .. } => ("event_name", *example, &probe.event_name),
         };
-        let found = match body.get(field) {
+        let found = match found {
             None | Some(Value::Null) => {
                 return Err(PayloadError::MissingKind {
                     field,
@@ -141,95 +145,334 @@ impl KindField {
     }
 }
 
-/// The ids an event of this kind is routed and deduplicated by, as (JSON pointer, what it is).
-fn required_ids(kind: EventKind, body: &Value) -> Vec<(String, &'static str)> {
-    let fixed: &[(&str, &'static str)] = match kind {
-        EventKind::Push | EventKind::TagPush => {
-            &[("/project_id", "project id"), ("/project/id", "project id")]
+/// What routes a body, read in one pass over it without building it: its kind field and every id some
+/// kind is checked for, each kept as a small JSON value; the rest of the body is skipped. The typed parse
+/// that follows then reads only bodies that will be accepted, and no JSON tree is built for any.
+///
+/// Lenient by construction, like a JSON pointer lookup: a field that is not where it is expected, or not
+/// an object where ids are looked for, reads as missing.
+#[derive(Default)]
+struct Probe {
+    /// The JSON type of the body when it is not an object.
+    not_an_object: Option<&'static str>,
+    object_kind: Option<Value>,
+    event_name: Option<Value>,
+    project_id: Option<Value>,
+    build_id: Option<Value>,
+    pipeline_id: Option<Value>,
+    deployment_id: Option<Value>,
+    group_id: Option<Value>,
+    user_id: Option<Value>,
+    /// `None` when absent or null; the ids of anything else present (none when it is not an object).
+    project: Option<Ids>,
+    object_attributes: Option<Ids>,
+    merge_request: Option<Ids>,
+    /// Empty when absent or not an array.
+    builds: Vec<Ids>,
+}
+
+/// The ids of a nested object.
+#[derive(Default)]
+struct Ids {
+    id: Option<Value>,
+    iid: Option<Value>,
+    target_project_id: Option<Value>,
+}
+
+/// A struct read field by field from whatever JSON value is there (see [`Probe`]).
+trait LenientFields: Default {
+    /// Reads the value of `key` into `self` when it is wanted, and skips it otherwise.
+    fn field<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error>;
+
+    /// What a value that is not an object reads as.
+    fn not_an_object(json_type: &'static str) -> Self {
+        let _ = json_type;
+        Self::default()
+    }
+
+    /// What an array reads as: its items skipped, unless the struct reads them.
+    fn items<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Self::not_an_object("array"))
+    }
+}
+
+impl LenientFields for Probe {
+    fn field<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        let slot = match key {
+            "object_kind" => &mut self.object_kind,
+            "event_name" => &mut self.event_name,
+            "project_id" => &mut self.project_id,
+            "build_id" => &mut self.build_id,
+            "pipeline_id" => &mut self.pipeline_id,
+            "deployment_id" => &mut self.deployment_id,
+            "group_id" => &mut self.group_id,
+            "user_id" => &mut self.user_id,
+            "project" => return read(map, &mut self.project),
+            "object_attributes" => return read(map, &mut self.object_attributes),
+            "merge_request" => return read(map, &mut self.merge_request),
+            "builds" => {
+                self.builds = map.next_value::<Lenient<LenientList<Ids>>>()?.0.0;
+                return Ok(());
+            }
+            _ => return map.next_value::<IgnoredAny>().map(drop),
+        };
+        *slot = map.next_value()?;
+        Ok(())
+    }
+
+    fn not_an_object(json_type: &'static str) -> Self {
+        Self {
+            not_an_object: Some(json_type),
+            ..Self::default()
         }
-        EventKind::MergeRequest => &[
-            ("/project/id", "project id"),
-            ("/object_attributes/id", "merge request id"),
-            ("/object_attributes/iid", "merge request iid"),
-            ("/object_attributes/target_project_id", "target project id"),
+    }
+}
+
+impl LenientFields for Ids {
+    fn field<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        let slot = match key {
+            "id" => &mut self.id,
+            "iid" => &mut self.iid,
+            "target_project_id" => &mut self.target_project_id,
+            _ => return map.next_value::<IgnoredAny>().map(drop),
+        };
+        *slot = map.next_value()?;
+        Ok(())
+    }
+}
+
+/// The items of an array, each read leniently; empty for anything that is not an array.
+#[derive(Default)]
+struct LenientList<T>(Vec<T>);
+
+impl<T: LenientFields> LenientFields for LenientList<T> {
+    fn field<'de, A: MapAccess<'de>>(&mut self, _key: &str, map: &mut A) -> Result<(), A::Error> {
+        map.next_value::<IgnoredAny>().map(drop)
+    }
+
+    fn items<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Lenient<T>>()? {
+            items.push(item.0);
+        }
+        Ok(Self(items))
+    }
+}
+
+/// Reads a nested object's ids; null reads as absent.
+fn read<'de, A: MapAccess<'de>, T: LenientFields>(
+    map: &mut A,
+    slot: &mut Option<T>,
+) -> Result<(), A::Error> {
+    *slot = map.next_value::<Option<Lenient<T>>>()?.map(|read| read.0);
+    Ok(())
+}
+
+/// Any JSON value read as `T` ([`LenientFields`]).
+struct Lenient<T>(T);
+
+impl<'de, T: LenientFields> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(LenientVisitor(PhantomData))
+    }
+}
+
+struct LenientVisitor<T>(PhantomData<T>);
+
+impl<'de, T: LenientFields> Visitor<'de> for LenientVisitor<T> {
+    type Value = Lenient<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = T::default();
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            fields.field(&key.0, &mut map)?;
+        }
+        Ok(Lenient(fields))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        T::items(seq).map(Lenient)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Lenient(T::not_an_object("null")))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Lenient(T::not_an_object("boolean")))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Lenient(T::not_an_object("number")))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Lenient(T::not_an_object("number")))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Lenient(T::not_an_object("number")))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Lenient(T::not_an_object("string")))
+    }
+}
+
+/// An object key, borrowed from the body unless it had to be unescaped.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+
+            fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(key)))
+            }
+
+            fn visit_str<E>(self, key: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(key.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// A nested object's id, as `pick` chooses it.
+fn nested(ids: &Option<Ids>, pick: fn(&Ids) -> &Option<Value>) -> Option<&Value> {
+    ids.as_ref().and_then(|ids| pick(ids).as_ref())
+}
+
+/// The ids an event of this kind is routed and deduplicated by, as (where, what it is, the value found).
+fn required_ids(
+    kind: EventKind,
+    probe: &Probe,
+) -> Vec<(Cow<'static, str>, &'static str, Option<&Value>)> {
+    let id: fn(&Ids) -> &Option<Value> = |ids| &ids.id;
+    let project_id = probe.project_id.as_ref();
+    let nested_project_id = nested(&probe.project, id);
+    let mut ids: Vec<(Cow<'static, str>, &'static str, Option<&Value>)> = match kind {
+        EventKind::Push | EventKind::TagPush => vec![
+            ("project_id".into(), "project id", project_id),
+            ("project.id".into(), "project id", nested_project_id),
         ],
-        EventKind::Pipeline => &[
-            ("/project/id", "project id"),
-            ("/object_attributes/id", "pipeline id"),
+        EventKind::MergeRequest => vec![
+            ("project.id".into(), "project id", nested_project_id),
+            (
+                "object_attributes.id".into(),
+                "merge request id",
+                nested(&probe.object_attributes, id),
+            ),
+            (
+                "object_attributes.iid".into(),
+                "merge request iid",
+                nested(&probe.object_attributes, |ids| &ids.iid),
+            ),
+            (
+                "object_attributes.target_project_id".into(),
+                "target project id",
+                nested(&probe.object_attributes, |ids| &ids.target_project_id),
+            ),
         ],
-        EventKind::Job => &[
-            ("/project_id", "project id"),
-            ("/build_id", "job id"),
-            ("/pipeline_id", "pipeline id"),
+        EventKind::Pipeline => vec![
+            ("project.id".into(), "project id", nested_project_id),
+            (
+                "object_attributes.id".into(),
+                "pipeline id",
+                nested(&probe.object_attributes, id),
+            ),
         ],
-        EventKind::Deployment => &[
-            ("/project/id", "project id"),
-            ("/deployment_id", "deployment id"),
+        EventKind::Job => vec![
+            ("project_id".into(), "project id", project_id),
+            ("build_id".into(), "job id", probe.build_id.as_ref()),
+            (
+                "pipeline_id".into(),
+                "pipeline id",
+                probe.pipeline_id.as_ref(),
+            ),
         ],
-        EventKind::FeatureFlag => &[
-            ("/project/id", "project id"),
-            ("/object_attributes/id", "feature flag id"),
+        EventKind::Deployment => vec![
+            ("project.id".into(), "project id", nested_project_id),
+            (
+                "deployment_id".into(),
+                "deployment id",
+                probe.deployment_id.as_ref(),
+            ),
         ],
-        EventKind::Project => &[("/project_id", "project id")],
-        EventKind::Subgroup => &[("/group_id", "group id")],
-        EventKind::Member => &[("/group_id", "group id"), ("/user_id", "user id")],
-        EventKind::Other => &[],
+        EventKind::FeatureFlag => vec![
+            ("project.id".into(), "project id", nested_project_id),
+            (
+                "object_attributes.id".into(),
+                "feature flag id",
+                nested(&probe.object_attributes, id),
+            ),
+        ],
+        EventKind::Project => vec![("project_id".into(), "project id", project_id)],
+        EventKind::Subgroup => vec![("group_id".into(), "group id", probe.group_id.as_ref())],
+        EventKind::Member => vec![
+            ("group_id".into(), "group id", probe.group_id.as_ref()),
+            ("user_id".into(), "user id", probe.user_id.as_ref()),
+        ],
+        EventKind::Other => vec![],
     };
-    let mut ids: Vec<(String, &'static str)> = fixed
-        .iter()
-        .map(|(pointer, what)| ((*pointer).to_owned(), *what))
-        .collect();
     if kind == EventKind::Pipeline {
-        if body.get("merge_request").is_some_and(|mr| !mr.is_null()) {
-            ids.push(("/merge_request/id".to_owned(), "merge request id"));
-            ids.push(("/merge_request/iid".to_owned(), "merge request iid"));
+        if probe.merge_request.is_some() {
+            ids.push((
+                "merge_request.id".into(),
+                "merge request id",
+                nested(&probe.merge_request, id),
+            ));
+            ids.push((
+                "merge_request.iid".into(),
+                "merge request iid",
+                nested(&probe.merge_request, |ids| &ids.iid),
+            ));
         }
-        let build_count = body
-            .get("builds")
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len);
-        ids.extend((0..build_count).map(|index| (format!("/builds/{index}/id"), "job id")));
+        ids.extend(probe.builds.iter().enumerate().map(|(index, build)| {
+            (
+                Cow::Owned(format!("builds.{index}.id")),
+                "job id",
+                build.id.as_ref(),
+            )
+        }));
     }
     ids
 }
 
-fn check_id(body: &Value, pointer: &str, what: &'static str) -> Result<(), PayloadError> {
-    // `/builds/0/id` reads better to a person as `builds.0.id`.
-    let path = pointer.trim_start_matches('/').replace('/', ".");
-    match body.pointer(pointer) {
-        None | Some(Value::Null) => Err(PayloadError::MissingId { what, path }),
+fn check_id(
+    found: Option<&Value>,
+    path: Cow<'static, str>,
+    what: &'static str,
+) -> Result<(), PayloadError> {
+    match found {
+        None | Some(Value::Null) => Err(PayloadError::MissingId {
+            what,
+            path: path.into_owned(),
+        }),
         Some(id) if id.as_i64().is_some_and(|id| id > 0) => Ok(()),
         Some(id) => Err(PayloadError::InvalidId {
             what,
-            path,
+            path: path.into_owned(),
             found: id.to_string(),
         }),
     }
 }
 
-fn json_type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-fn typed<T: DeserializeOwned>(
-    value: &Value,
-    body: &[u8],
-    header: &'static str,
-) -> Result<T, PayloadError> {
-    T::deserialize(value).map_err(|from_value| {
-        // Reading the bytes again costs a second parse, but only for a refused body, and it adds the line
-        // and column that `from_value` cannot know.
-        let detail = serde_json::from_slice::<T>(body)
-            .err()
-            .map_or_else(|| from_value.to_string(), |located| located.to_string());
-        PayloadError::Shape { header, detail }
+fn typed<T: DeserializeOwned>(body: &[u8], header: &'static str) -> Result<T, PayloadError> {
+    serde_json::from_slice(body).map_err(|e| PayloadError::Shape {
+        header,
+        detail: e.to_string(),
     })
 }
 
@@ -249,38 +492,32 @@ impl WebhookEvent {
         }
     }
 
+    /// The body checked and typed: the kind field must match the header and the routing ids must be
+    /// positive integers (read by a [`Probe`]), then one typed parse of the bytes.
     pub fn parse(kind: EventKind, body: &[u8]) -> Result<Self, PayloadError> {
-        Self::from_value(kind, &Self::json(body)?, body)
-    }
-
-    /// The body as JSON, for callers that keep the parsed value ([`WebhookEvent::from_value`]).
-    pub fn json(body: &[u8]) -> Result<Value, PayloadError> {
-        serde_json::from_slice(body).map_err(|e| PayloadError::NotJson(e.to_string()))
-    }
-
-    /// [`WebhookEvent::parse`] of a body already parsed as JSON (`value`); `body` is read again only to
-    /// locate the error in a refused one.
-    pub fn from_value(kind: EventKind, value: &Value, body: &[u8]) -> Result<Self, PayloadError> {
         let kind_field = KindField::of(kind).ok_or(PayloadError::UnsupportedEvent)?;
         let header = kind.header();
-        if !value.is_object() {
-            return Err(PayloadError::NotAnObject(json_type_name(value)));
+        let probe = serde_json::from_slice::<Lenient<Probe>>(body)
+            .map_err(|e| PayloadError::NotJson(e.to_string()))?
+            .0;
+        if let Some(json_type) = probe.not_an_object {
+            return Err(PayloadError::NotAnObject(json_type));
         }
-        kind_field.check(value, header)?;
-        for (pointer, what) in required_ids(kind, value) {
-            check_id(value, &pointer, what)?;
+        kind_field.check(&probe, header)?;
+        for (path, what, found) in required_ids(kind, &probe) {
+            check_id(found, path, what)?;
         }
         Ok(match kind {
-            EventKind::Push => Self::Push(typed(value, body, header)?),
-            EventKind::TagPush => Self::TagPush(typed(value, body, header)?),
-            EventKind::MergeRequest => Self::MergeRequest(Box::new(typed(value, body, header)?)),
-            EventKind::Pipeline => Self::Pipeline(Box::new(typed(value, body, header)?)),
-            EventKind::Job => Self::Job(Box::new(typed(value, body, header)?)),
-            EventKind::Deployment => Self::Deployment(Box::new(typed(value, body, header)?)),
-            EventKind::FeatureFlag => Self::FeatureFlag(Box::new(typed(value, body, header)?)),
-            EventKind::Project => Self::Project(typed(value, body, header)?),
-            EventKind::Subgroup => Self::Subgroup(typed(value, body, header)?),
-            EventKind::Member => Self::Member(typed(value, body, header)?),
+            EventKind::Push => Self::Push(typed(body, header)?),
+            EventKind::TagPush => Self::TagPush(typed(body, header)?),
+            EventKind::MergeRequest => Self::MergeRequest(Box::new(typed(body, header)?)),
+            EventKind::Pipeline => Self::Pipeline(Box::new(typed(body, header)?)),
+            EventKind::Job => Self::Job(Box::new(typed(body, header)?)),
+            EventKind::Deployment => Self::Deployment(Box::new(typed(body, header)?)),
+            EventKind::FeatureFlag => Self::FeatureFlag(Box::new(typed(body, header)?)),
+            EventKind::Project => Self::Project(typed(body, header)?),
+            EventKind::Subgroup => Self::Subgroup(typed(body, header)?),
+            EventKind::Member => Self::Member(typed(body, header)?),
             EventKind::Other => return Err(PayloadError::UnsupportedEvent),
         })
     }
