@@ -32,7 +32,7 @@ pub struct Intake {
 }
 
 /// Writers committing at once on PostgreSQL.
-const POSTGRES_WRITERS: usize = 2;
+const POSTGRES_WRITERS: usize = 3;
 
 impl Intake {
     pub fn start(store: Store, clock: Arc<dyn Clock>) -> Self {

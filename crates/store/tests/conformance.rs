@@ -1030,7 +1030,9 @@ async fn replicas_with_wrong_clocks_agree_on_the_databases_time(db: TestDatabase
     }
     // A lease taken by the replica whose machine is an hour slow is not over for the one an hour fast
     // (read on their machine clocks, the fast one would take the job at once).
-    let due = store.database_now_ms().await.unwrap();
+    // Due a second ago on the database's clock: the measured offsets are within a millisecond or two
+    // of it, not exactly on it, and a job due "now" could be a millisecond early for either replica.
+    let due = store.database_now_ms().await.unwrap() - 1_000;
     enqueue_one(&store, due).await;
     let taken = store
         .claim("slow", behind.now_ms(), 60_000, 10)
