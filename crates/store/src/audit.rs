@@ -32,7 +32,7 @@ impl Store {
         for chunk in entries.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO jira_audit (client_key, issue_key, entity_type, entity_id, seq, verdict, message, at) VALUES {}",
-                crate::db::placeholders(chunk.len(), 8)
+                crate::db::placeholders(self.backend(), chunk.len(), 8)
             );
             let mut q = sqlx::query(&sql);
             for e in chunk {

@@ -316,9 +316,20 @@ fn restrict_sqlite_files(db: &std::path::Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// `($1, $2, …), ($n+1, …), …`: the `VALUES` of a multi-row insert of `rows` rows of `columns` bound
-/// parameters each, numbered in order.
-pub(crate) fn placeholders(rows: usize, columns: usize) -> String {
+/// The engine a connection talks to.
+pub(crate) fn backend_of_connection(conn: &sqlx::AnyConnection) -> Backend {
+    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+        Backend::Sqlite
+    } else {
+        Backend::Postgres
+    }
+}
+
+/// The `VALUES` of a multi-row insert of `rows` rows of `columns` bound parameters each, bound in order:
+/// `($1, $2, …), ($n+1, …), …` on PostgreSQL, `(?, ?, …), …` on SQLite. SQLite gets anonymous
+/// parameters because the driver asks SQLite for each parameter's name, a lookup that walks the list of
+/// named ones: numbered, a 512-row statement spent ≈ 5% of the SQLite thread there (BENCHMARKS.md).
+pub(crate) fn placeholders(backend: Backend, rows: usize, columns: usize) -> String {
     let mut sql = String::with_capacity(rows * columns * 5);
     for row in 0..rows {
         if row > 0 {
@@ -329,8 +340,13 @@ pub(crate) fn placeholders(rows: usize, columns: usize) -> String {
             if column > 0 {
                 sql.push_str(", ");
             }
-            sql.push('$');
-            sql.push_str(&(row * columns + column + 1).to_string());
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    sql.push('$');
+                    sql.push_str(&(row * columns + column + 1).to_string());
+                }
+            }
         }
         sql.push(')');
     }
@@ -344,14 +360,28 @@ mod tests {
     #[test]
     fn urls() {
         assert_eq!(backend_of("sqlite://x.db").unwrap(), Backend::Sqlite);
-        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
-        assert_eq!(placeholders(1, 1), "($1)");
+        assert_eq!(
+            placeholders(Backend::Postgres, 2, 3),
+            "($1, $2, $3), ($4, $5, $6)"
+        );
+        assert_eq!(placeholders(Backend::Postgres, 1, 1), "($1)");
+        assert_eq!(placeholders(Backend::Sqlite, 2, 2), "(?, ?), (?, ?)");
         assert_eq!(backend_of("postgres://u@h/db").unwrap(), Backend::Postgres);
         assert!(backend_of("mysql://h/db").is_err());
         assert_eq!(
             sqlite_key_path("sqlite://data/x.db?mode=rwc"),
             std::path::PathBuf::from("data/x.db.key")
         );
+    }
+
+    /// PostgreSQL refuses `?` (every PostgreSQL conformance test would fail); SQLite takes both forms,
+    /// so only this shows SQLite is told apart.
+    #[tokio::test]
+    async fn a_connection_knows_its_engine() {
+        use sqlx::Connection as _;
+        install_default_drivers();
+        let conn = sqlx::AnyConnection::connect("sqlite::memory:").await.unwrap();
+        assert_eq!(backend_of_connection(&conn), Backend::Sqlite);
     }
 
     #[test]

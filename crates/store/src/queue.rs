@@ -463,7 +463,7 @@ async fn insert_rows(
     let sql = format!(
         "INSERT INTO jobs (kind, payload, dedup_key, run_at, max_attempts, created_at, coalesce_key, coalesce_seq)
          VALUES {} ON CONFLICT (dedup_key) DO NOTHING",
-        crate::db::placeholders(jobs.len(), 8)
+        crate::db::placeholders(crate::db::backend_of_connection(conn), jobs.len(), 8)
     );
     let mut q = sqlx::query(&sql);
     for j in jobs {
