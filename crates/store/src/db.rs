@@ -380,7 +380,9 @@ mod tests {
     async fn a_connection_knows_its_engine() {
         use sqlx::Connection as _;
         install_default_drivers();
-        let conn = sqlx::AnyConnection::connect("sqlite::memory:").await.unwrap();
+        let conn = sqlx::AnyConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
         assert_eq!(backend_of_connection(&conn), Backend::Sqlite);
     }
 
