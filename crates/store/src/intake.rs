@@ -6,16 +6,20 @@
 //! answers every delivery in the batch. Under load batches grow by themselves; when idle a batch is one row
 //! and latency is one commit.
 //!
-//! PostgreSQL overlaps commits from several connections (they share WAL flushes), so it gets several
-//! writers taking turns at the channel; SQLite has one writer at a time whatever we do, so one.
+//! One writer per process on both engines. SQLite has one writer at a time whatever we do. PostgreSQL
+//! could overlap commits from several connections, but on a machine whose cores the database shares with
+//! the service, CPU and not the WAL flush is the limit: several writers split the same deliveries into
+//! smaller batches, each paying a statement's and a commit's fixed cost. Measured with `wrk` (BENCHMARKS.md,
+//! 2026-12-06): one writer 22.4-22.6k deliveries/s, two 19.6-19.7k, three 17.0-17.9k, six 12.0-12.6k.
+//! Replicas on one PostgreSQL still commit side by side, one writer each.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::queue::{NewJob, insert_jobs};
-use crate::{Backend, Clock, Store, StoreError};
+use crate::{Clock, Store, StoreError};
 
 /// Most deliveries in one transaction.
 const MAX_BATCH: usize = 512;
@@ -31,20 +35,10 @@ pub struct Intake {
     tx: mpsc::Sender<Delivery>,
 }
 
-/// Writers committing at once on PostgreSQL.
-const POSTGRES_WRITERS: usize = 3;
-
 impl Intake {
     pub fn start(store: Store, clock: Arc<dyn Clock>) -> Self {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 8);
-        let writers = match store.backend() {
-            Backend::Sqlite => 1,
-            Backend::Postgres => POSTGRES_WRITERS,
-        };
-        let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..writers {
-            tokio::spawn(writer(store.clone(), clock.clone(), rx.clone()));
-        }
+        tokio::spawn(writer(store, clock, rx));
         Self { tx }
     }
 
@@ -66,11 +60,11 @@ impl Intake {
 /// workers and page requests get their turn at least this often however busy intake is.
 const HOLD_CONNECTION: Duration = Duration::from_millis(10);
 
-/// Waits for deliveries (holding the channel only while taking), then commits them and whatever
-/// arrives meanwhile on one connection, for up to [`HOLD_CONNECTION`]; ends when the channel closes.
-async fn writer(store: Store, clock: Arc<dyn Clock>, rx: Arc<Mutex<mpsc::Receiver<Delivery>>>) {
+/// Waits for deliveries, then commits them and whatever arrives meanwhile on one connection, for up to
+/// [`HOLD_CONNECTION`]; ends when the channel closes.
+async fn writer(store: Store, clock: Arc<dyn Clock>, mut rx: mpsc::Receiver<Delivery>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.lock().await.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let mut conn = match store.pool.acquire().await {
             Ok(conn) => conn,
             Err(e) => {
@@ -86,7 +80,7 @@ async fn writer(store: Store, clock: Arc<dyn Clock>, rx: Arc<Mutex<mpsc::Receive
                 // After a failure the pool's test on release decides whether the connection is kept.
                 break;
             }
-            take_waiting(&rx, &mut batch);
+            take_waiting(&mut rx, &mut batch);
             if batch.is_empty() {
                 break;
             }
@@ -122,12 +116,8 @@ async fn commit(
     committed
 }
 
-/// Takes what is waiting in the channel without waiting for more. When another writer holds the
-/// channel, it is waiting for deliveries, so none are waiting.
-fn take_waiting(rx: &Mutex<mpsc::Receiver<Delivery>>, batch: &mut Vec<Delivery>) {
-    let Ok(mut rx) = rx.try_lock() else {
-        return;
-    };
+/// Takes what is waiting in the channel without waiting for more.
+fn take_waiting(rx: &mut mpsc::Receiver<Delivery>, batch: &mut Vec<Delivery>) {
     while batch.len() < MAX_BATCH {
         match rx.try_recv() {
             Ok(delivery) => batch.push(delivery),
