@@ -61,7 +61,8 @@ impl Intake {
 const HOLD_CONNECTION: Duration = Duration::from_millis(10);
 
 /// Waits for deliveries, then commits them and whatever arrives meanwhile on one connection, for up to
-/// [`HOLD_CONNECTION`]; ends when the channel closes.
+/// [`HOLD_CONNECTION`]; ends when the channel closes. Each commit takes everything waiting, up to
+/// [`MAX_BATCH`].
 async fn writer(store: Store, clock: Arc<dyn Clock>, mut rx: mpsc::Receiver<Delivery>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -76,17 +77,32 @@ async fn writer(store: Store, clock: Arc<dyn Clock>, mut rx: mpsc::Receiver<Deli
         loop {
             let committed = commit(&store, &mut conn, clock.now_ms(), &mut batch).await;
             crate::db::finish_checkpoint(&store, &mut conn).await;
-            if !committed || held_since.elapsed() >= HOLD_CONNECTION {
+            let left = HOLD_CONNECTION.saturating_sub(held_since.elapsed());
+            if !committed || left.is_zero() {
                 // After a failure the pool's test on release decides whether the connection is kept.
                 break;
             }
-            take_waiting(&mut rx, &mut batch);
-            if batch.is_empty() {
-                break;
+            // Under load the next deliveries come in while this batch's answers are still going out,
+            // a fraction of a millisecond later: wait for them on this connection rather than give it
+            // back and take it again.
+            match tokio::time::timeout(
+                left.min(NEXT_DELIVERY_WAIT),
+                rx.recv_many(&mut batch, MAX_BATCH),
+            )
+            .await
+            {
+                Ok(0) => return, // every handle dropped
+                Ok(_) => {}
+                Err(_) => break,
             }
         }
     }
 }
+
+/// How long a writer holding its connection waits for the next delivery before giving the connection
+/// back: longer than the gap between a batch's answers and the requests they let clients send, short
+/// enough that on SQLite the workers wait for it no more than a commit's time.
+const NEXT_DELIVERY_WAIT: Duration = Duration::from_millis(1);
 
 /// Inserts `batch` in one statement (one commit) and answers every delivery in it; whether it worked.
 async fn commit(
@@ -114,16 +130,6 @@ async fn commit(
         let _ = reply.send(result.clone());
     }
     committed
-}
-
-/// Takes what is waiting in the channel without waiting for more.
-fn take_waiting(rx: &mut mpsc::Receiver<Delivery>, batch: &mut Vec<Delivery>) {
-    while batch.len() < MAX_BATCH {
-        match rx.try_recv() {
-            Ok(delivery) => batch.push(delivery),
-            Err(_) => return,
-        }
-    }
 }
 
 /// Answers every delivery in `batch` with `result`.
