@@ -7,11 +7,11 @@
 //! and latency is one commit.
 //!
 //! One writer per process on both engines. SQLite has one writer at a time whatever we do. PostgreSQL
-//! could overlap commits from several connections, but on a machine whose cores the database shares with
-//! the service, CPU and not the WAL flush is the limit: several writers split the same deliveries into
-//! smaller batches, each paying a statement's and a commit's fixed cost. Measured with `wrk` (BENCHMARKS.md,
-//! 2026-12-06): one writer 22.4-22.6k deliveries/s, two 19.6-19.7k, three 17.0-17.9k, six 12.0-12.6k.
-//! Replicas on one PostgreSQL still commit side by side, one writer each.
+//! could overlap commits from several connections, but with the database on the service's cores, several
+//! writers only split the same deliveries into smaller batches, each paying a statement's and a commit's
+//! fixed cost in the database. Measured with `wrk` (BENCHMARKS.md, 2026-12-06): one writer 22.4-22.6k
+//! deliveries/s, two 19.6-19.7k, three 17.0-17.9k, six 12.0-12.6k. Replicas on one PostgreSQL still
+//! commit side by side, one writer each.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
