@@ -393,12 +393,9 @@ async fn one_tenants_exhausted_rate_limit_does_not_pause_another() {
     // The throttle's windows are aligned to the epoch, as GitLab's are: start the simulator's clock at
     // the beginning of one, so that Ada's budget does not come back seconds later (the client waits out a
     // reset that close, and the test then failed when it ran near a ten-minute boundary).
-    let window_ms = 600_000;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    gitlab.advance_clock(Duration::from_millis(window_ms - now_ms % window_ms));
+    let window_ms: u64 = 600_000;
+    let into_window = now_ms() as u64 % window_ms;
+    gitlab.advance_clock(Duration::from_millis(window_ms - into_window));
     gitlab.set_rate_limit(3, Duration::from_millis(window_ms));
     let http = gfj_http::client();
     let ada = GitLabClient::new(http.clone(), &gitlab.base_url, "glpat-ada");
